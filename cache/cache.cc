@@ -1,0 +1,435 @@
+#include "cache/cache.h"
+
+#include <algorithm>
+#include <string>
+
+namespace kvtier {
+
+namespace {
+constexpr uint8_t kReady = static_cast<uint8_t>(BlockState::kReady);
+constexpr uint8_t kWriting = static_cast<uint8_t>(BlockState::kWriting);
+}  // namespace
+
+const char* ReserveOutcomeName(ReserveOutcome o) {
+  switch (o) {
+    case ReserveOutcome::kReserved: return "reserved";
+    case ReserveOutcome::kPresent: return "present";
+    case ReserveOutcome::kInFlight: return "in-flight";
+    case ReserveOutcome::kNoSpace: return "no-space";
+  }
+  return "unknown";
+}
+
+// ---- Lease / Reservation -------------------------------------------------
+
+Lease& Lease::operator=(Lease&& o) noexcept {
+  if (this != &o) {
+    Release();
+    cache_ = o.cache_;
+    blocks_ = std::move(o.blocks_);
+    o.cache_ = nullptr;
+  }
+  return *this;
+}
+
+void Lease::Release() {
+  if (cache_ != nullptr && !blocks_.empty()) cache_->ReleaseBlocks(blocks_);
+  blocks_.clear();
+  cache_ = nullptr;
+}
+
+Reservation& Reservation::operator=(Reservation&& o) noexcept {
+  if (this != &o) {
+    if (cache_ != nullptr && pending_ > 0) cache_->Abort(*this);
+    cache_ = o.cache_;
+    blocks_ = std::move(o.blocks_);
+    pending_ = o.pending_;
+    o.cache_ = nullptr;
+    o.pending_ = 0;
+  }
+  return *this;
+}
+
+Reservation::~Reservation() {
+  if (cache_ != nullptr && pending_ > 0) cache_->Abort(*this);
+}
+
+// ---- Cache ---------------------------------------------------------------
+
+Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
+  if (options.tiers.empty()) return Status::InvalidArgument("a cache needs at least one tier");
+  if (options.tiers.size() > 8) return Status::InvalidArgument("at most 8 tiers");
+  if (options.store_tier >= options.tiers.size())
+    return Status::InvalidArgument("store tier " + std::to_string(options.store_tier) +
+                                   " does not exist");
+  uint64_t total = 0;
+  for (auto& t : options.tiers) {
+    if (!t.tier) return Status::InvalidArgument("tier is null");
+    total += t.tier->capacity_bytes();
+  }
+  uint32_t max_blocks = options.max_blocks;
+  if (max_blocks == 0) {
+    uint64_t n = total / std::max<uint64_t>(options.min_block_bytes, 1) + 1024;
+    max_blocks = static_cast<uint32_t>(std::min<uint64_t>(n, 1u << 30));
+  }
+  if (!options.clock) options.clock = SteadyNowNs;
+  std::vector<std::unique_ptr<EvictionPolicy>> policies;
+  for (auto& t : options.tiers) {
+    PolicyOptions po;
+    po.clock = options.clock;
+    auto p = NewEvictionPolicy(t.policy, po);
+    if (!p.ok()) return p.status();
+    policies.push_back(std::move(p).value());
+  }
+  std::unique_ptr<Cache> c(new Cache(std::move(options), max_blocks));
+  for (size_t i = 0; i < policies.size(); ++i) c->tiers_[i]->policy = std::move(policies[i]);
+  return c;
+}
+
+Cache::Cache(CacheOptions options, uint32_t max_blocks)
+    : options_(std::move(options)),
+      clock_(options_.clock),
+      start_ns_(clock_()),
+      index_(max_blocks, options_.index_shards) {
+  for (auto& t : options_.tiers) {
+    auto ts = std::make_unique<TierState>();
+    ts->tier = std::move(t.tier);
+    tiers_.push_back(std::move(ts));
+  }
+}
+
+Cache::~Cache() = default;
+
+uint32_t Cache::NowSeconds() const {
+  return static_cast<uint32_t>((clock_() - start_ns_) / 1000000000ull);
+}
+
+Result<NamespaceId> Cache::OpenNamespace(const NamespaceSpec& spec) {
+  KVTIER_RETURN_IF_ERROR(spec.Validate());
+  std::lock_guard<std::mutex> l(ns_mu_);
+  for (size_t i = 0; i < namespaces_.size(); ++i) {
+    const NamespaceSpec& s = namespaces_[i];
+    if (s.model_id == spec.model_id && s.model_revision == spec.model_revision &&
+        s.layout == spec.layout && s.tp_rank == spec.tp_rank && s.tp_size == spec.tp_size &&
+        s.tenant_salt == spec.tenant_salt && s.hash_mode == spec.hash_mode)
+      return static_cast<NamespaceId>(i);
+  }
+  if (namespaces_.size() >= 65536) return Status::ResourceExhausted("too many namespaces");
+  namespaces_.push_back(spec);
+  return static_cast<NamespaceId>(namespaces_.size() - 1);
+}
+
+Result<NamespaceSpec> Cache::GetNamespace(NamespaceId ns) const {
+  std::lock_guard<std::mutex> l(ns_mu_);
+  if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  return namespaces_[ns];
+}
+
+uint8_t* Cache::Address(TierId tier, uint64_t offset) const {
+  uint8_t* base = tiers_[tier]->tier->Address(Slot{0, 0, 0});
+  return base == nullptr ? nullptr : base + offset;
+}
+
+bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
+  Tier& tier = *ts.tier;
+  BlockId victim = ts.policy->PickVictim([&](BlockId v) {
+    const BlockEntry& e = index_.entry(v);
+    return e.state.load(std::memory_order_acquire) == kReady &&
+           e.pins.load(std::memory_order_acquire) == 0 && tier.FreeingHelps(e.slot(), bytes);
+  });
+  if (victim == kNoBlock) return false;
+  BlockEntry& e = index_.entry(victim);
+  {
+    std::lock_guard<std::mutex> l(index_.MutexFor(e.key));
+    if (e.pins.load(std::memory_order_relaxed) != 0 ||
+        e.state.load(std::memory_order_relaxed) != kReady)
+      return true;  // pinned since the pre-check: try another
+    index_.EraseLocked(victim);
+  }
+  ts.policy->Remove(victim);
+  tier.Free(e.slot());
+  ++ts.evictions;
+  ts.evicted_bytes += e.size;
+  --ts.blocks;
+  index_.FreeId(victim);
+  return true;
+}
+
+Result<Slot> Cache::AllocateLocked(TierState& ts, uint64_t bytes) {
+  for (int attempt = 0;; ++attempt) {
+    auto slot = ts.tier->Allocate(bytes);
+    if (slot.ok() || !slot.status().IsResourceExhausted()) return slot;
+    if (attempt >= 1 << 20 || !EvictOneLocked(ts, bytes)) return slot;
+  }
+}
+
+Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> keys,
+                                   std::span<const uint64_t> sizes, const StoreOptions& opt) {
+  {
+    std::lock_guard<std::mutex> l(ns_mu_);
+    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  }
+  if (keys.size() != sizes.size())
+    return Status::InvalidArgument(std::to_string(keys.size()) + " keys but " +
+                                   std::to_string(sizes.size()) + " sizes");
+  if (keys.size() > options_.max_keys_per_call)
+    return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
+                                   std::to_string(options_.max_keys_per_call) + " per call");
+  if (opt.priority > kMaxPriority)
+    return Status::InvalidArgument("priority " + std::to_string(opt.priority) + " exceeds 100");
+  for (size_t i = 0; i < sizes.size(); ++i)
+    if (sizes[i] == 0 || sizes[i] > 0xFFFFFFFFull)
+      return Status::InvalidArgument("sizes[" + std::to_string(i) + "] = " +
+                                     std::to_string(sizes[i]) + " is out of range 1..2^32-1");
+  for (const PriorityRange& r : opt.ranges) {
+    if (r.begin >= r.end || r.end > keys.size())
+      return Status::InvalidArgument("priority range [" + std::to_string(r.begin) + ", " +
+                                     std::to_string(r.end) + ") is empty or outside the " +
+                                     std::to_string(keys.size()) + " keys");
+    if (r.priority > kMaxPriority)
+      return Status::InvalidArgument("range priority " + std::to_string(r.priority) +
+                                     " exceeds 100");
+  }
+  c_.reserves.fetch_add(1, std::memory_order_relaxed);
+
+  const TierId t = options_.store_tier;
+  TierState& ts = *tiers_[t];
+  const uint64_t now_ns = clock_();
+  Reservation res;
+  res.cache_ = this;
+  res.blocks_.reserve(keys.size());
+  BlockId prev_id = kNoBlock;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const BlockKey key = keys[i];
+    Reservation::Block b{key, ReserveOutcome::kReserved, kNoBlock, t, 0,
+                         static_cast<uint32_t>(sizes[i])};
+    uint8_t prio = opt.priority;
+    uint64_t duration = opt.duration_ns;
+    for (const PriorityRange& r : opt.ranges)
+      if (i >= r.begin && i < r.end) {
+        prio = r.priority;
+        duration = r.duration_ns;
+      }
+    BlockId id;
+    {
+      std::lock_guard<std::mutex> l(index_.MutexFor(key));
+      BlockId found = index_.FindLocked(key);
+      if (found != kNoBlock) {
+        bool ready = index_.entry(found).state.load(std::memory_order_relaxed) == kReady;
+        b.outcome = ready ? ReserveOutcome::kPresent : ReserveOutcome::kInFlight;
+        res.blocks_.push_back(b);
+        prev_id = found;
+        continue;
+      }
+      auto ins = index_.InsertLocked(key);
+      if (!ins.ok()) {
+        b.outcome = ReserveOutcome::kNoSpace;
+        res.blocks_.push_back(b);
+        prev_id = kNoBlock;
+        continue;
+      }
+      id = *ins;
+      BlockEntry& e = index_.entry(id);
+      e.parent = i == 0 ? opt.first_parent : keys[i - 1];
+      e.ns = ns;
+      e.size = static_cast<uint32_t>(sizes[i]);
+      e.tier = t;
+      e.priority = prio;
+      e.retention_deadline_s =
+          duration == 0 ? 0 : NowSeconds() + static_cast<uint32_t>(duration / 1000000000ull) + 1;
+      e.state.store(kWriting, std::memory_order_release);
+    }
+    bool placed;
+    {
+      std::lock_guard<std::mutex> l(ts.mu);
+      auto slot = AllocateLocked(ts, sizes[i]);
+      placed = slot.ok();
+      if (placed) {
+        BlockEntry& e = index_.entry(id);
+        e.offset = slot->offset;
+        e.size_class = static_cast<uint16_t>(slot->size_class);
+        BlockMeta meta;
+        meta.priority = prio;
+        meta.retention_deadline_ns = duration == 0 ? 0 : now_ns + duration;
+        meta.parent = prev_id;
+        meta.bytes = e.size;
+        ts.policy->Track(id, meta);
+        ++ts.blocks;
+        b.offset = slot->offset;
+      }
+    }
+    if (!placed) {
+      {
+        std::lock_guard<std::mutex> l(index_.MutexFor(key));
+        index_.EraseLocked(id);
+      }
+      index_.FreeId(id);
+      b.outcome = ReserveOutcome::kNoSpace;
+      res.blocks_.push_back(b);
+      prev_id = kNoBlock;
+      continue;
+    }
+    b.id = id;
+    res.blocks_.push_back(b);
+    ++res.pending_;
+    prev_id = id;
+  }
+
+  size_t no_space = 0, present = 0, in_flight = 0;
+  for (const auto& b : res.blocks_) {
+    no_space += b.outcome == ReserveOutcome::kNoSpace;
+    present += b.outcome == ReserveOutcome::kPresent;
+    in_flight += b.outcome == ReserveOutcome::kInFlight;
+  }
+  c_.blocks_reserved.fetch_add(res.pending_, std::memory_order_relaxed);
+  c_.blocks_present.fetch_add(present, std::memory_order_relaxed);
+  c_.blocks_in_flight.fetch_add(in_flight, std::memory_order_relaxed);
+  c_.blocks_no_space.fetch_add(no_space, std::memory_order_relaxed);
+  c_.writing.fetch_add(res.pending_, std::memory_order_relaxed);
+  if (res.pending_ == 0 && no_space > 0)
+    return Status::ResourceExhausted("no space for any of the " + std::to_string(keys.size()) +
+                                     " blocks: the tier is full of pinned or in-flight blocks");
+  return res;
+}
+
+Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
+  if (r.cache_ != this || r.pending_ == 0)
+    return Status::InvalidArgument("reservation is already committed or aborted");
+  if (checksums.size() != r.blocks_.size())
+    return Status::InvalidArgument(std::to_string(checksums.size()) + " checksums for " +
+                                   std::to_string(r.blocks_.size()) + " reserved keys");
+  const uint32_t now_s = NowSeconds();
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < r.blocks_.size(); ++i) {
+    const auto& b = r.blocks_[i];
+    if (b.outcome != ReserveOutcome::kReserved) continue;
+    BlockEntry& e = index_.entry(b.id);
+    std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
+    e.checksum = checksums[i];
+    e.last_access_s = now_s;
+    e.state.store(kReady, std::memory_order_release);
+    bytes += b.size;
+  }
+  {
+    TierState& ts = *tiers_[options_.store_tier];
+    std::lock_guard<std::mutex> l(ts.mu);
+    ts.bytes_in += bytes;
+  }
+  c_.writing.fetch_sub(r.pending_, std::memory_order_relaxed);
+  c_.commits.fetch_add(1, std::memory_order_relaxed);
+  r.pending_ = 0;
+  return Status::OK();
+}
+
+void Cache::Abort(Reservation& r) {
+  if (r.cache_ != this || r.pending_ == 0) return;
+  for (auto& b : r.blocks_) {
+    if (b.outcome != ReserveOutcome::kReserved) continue;
+    BlockEntry& e = index_.entry(b.id);
+    {
+      std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
+      index_.EraseLocked(b.id);
+    }
+    {
+      TierState& ts = *tiers_[b.tier];
+      std::lock_guard<std::mutex> l(ts.mu);
+      ts.policy->Remove(b.id);
+      ts.tier->Free(e.slot());
+      --ts.blocks;
+    }
+    index_.FreeId(b.id);
+  }
+  c_.writing.fetch_sub(r.pending_, std::memory_order_relaxed);
+  c_.aborts.fetch_add(1, std::memory_order_relaxed);
+  r.pending_ = 0;
+}
+
+Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
+  {
+    std::lock_guard<std::mutex> l(ns_mu_);
+    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  }
+  if (keys.size() > options_.max_keys_per_call)
+    return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
+                                   std::to_string(options_.max_keys_per_call) + " per call");
+  Lease lease;
+  lease.cache_ = this;
+  lease.blocks_.reserve(keys.size());
+  const uint32_t now_s = NowSeconds();
+  uint64_t newly_pinned = 0;
+  for (const BlockKey& key : keys) {
+    std::lock_guard<std::mutex> l(index_.MutexFor(key));
+    BlockId id = index_.FindLocked(key);
+    if (id == kNoBlock) break;
+    BlockEntry& e = index_.entry(id);
+    if (e.state.load(std::memory_order_relaxed) != kReady || e.ns != ns) break;
+    if (e.pins.fetch_add(1, std::memory_order_acq_rel) == 0) ++newly_pinned;
+    ++e.hits;
+    e.last_access_s = now_s;
+    lease.blocks_.push_back(Lease::Block{key, id, e.tier, e.offset, e.size, e.checksum});
+  }
+  c_.pinned.fetch_add(newly_pinned, std::memory_order_relaxed);
+  // Tell each tier's policy about the hits (blocks are pinned: they stay).
+  for (size_t t = 0; t < tiers_.size() && !lease.blocks_.empty(); ++t) {
+    TierState& ts = *tiers_[t];
+    std::lock_guard<std::mutex> l(ts.mu);
+    for (const auto& b : lease.blocks_) {
+      if (b.tier != t) continue;
+      ts.policy->Touch(b.id);
+      ++ts.hits;
+      ts.bytes_out += b.size;
+    }
+  }
+  c_.acquires.fetch_add(1, std::memory_order_relaxed);
+  c_.keys_requested.fetch_add(keys.size(), std::memory_order_relaxed);
+  c_.blocks_hit.fetch_add(lease.blocks_.size(), std::memory_order_relaxed);
+  c_.blocks_missed.fetch_add(keys.size() - lease.blocks_.size(), std::memory_order_relaxed);
+  return lease;
+}
+
+void Cache::ReleaseBlocks(std::span<const Lease::Block> blocks) {
+  uint64_t unpinned = 0;
+  for (const auto& b : blocks) {
+    std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
+    if (index_.entry(b.id).pins.fetch_sub(1, std::memory_order_acq_rel) == 1) ++unpinned;
+  }
+  c_.pinned.fetch_sub(unpinned, std::memory_order_relaxed);
+}
+
+CacheStats Cache::Stats() const {
+  CacheStats s;
+  s.acquires = c_.acquires.load();
+  s.keys_requested = c_.keys_requested.load();
+  s.blocks_hit = c_.blocks_hit.load();
+  s.blocks_missed = c_.blocks_missed.load();
+  s.reserves = c_.reserves.load();
+  s.blocks_reserved = c_.blocks_reserved.load();
+  s.blocks_present = c_.blocks_present.load();
+  s.blocks_in_flight = c_.blocks_in_flight.load();
+  s.blocks_no_space = c_.blocks_no_space.load();
+  s.commits = c_.commits.load();
+  s.aborts = c_.aborts.load();
+  s.blocks_writing = c_.writing.load();
+  s.pinned_blocks = c_.pinned.load();
+  s.index_entries = index_.size();
+  s.blocks_ready = s.index_entries - std::min<uint64_t>(s.index_entries, s.blocks_writing);
+  s.index_memory = index_.MemoryUsage();
+  for (const auto& tp : tiers_) {
+    std::lock_guard<std::mutex> l(tp->mu);
+    TierStats t;
+    t.name = std::string(tp->tier->name());
+    t.capacity_bytes = tp->tier->capacity_bytes();
+    t.used_bytes = tp->tier->used_bytes();
+    t.blocks = tp->blocks;
+    t.hits = tp->hits;
+    t.bytes_in = tp->bytes_in;
+    t.bytes_out = tp->bytes_out;
+    t.evictions = tp->evictions;
+    t.evicted_bytes = tp->evicted_bytes;
+    t.policy_memory = tp->policy->MemoryUsage();
+    s.tiers.push_back(std::move(t));
+  }
+  return s;
+}
+
+}  // namespace kvtier

@@ -1,0 +1,255 @@
+// Cache: the orchestrator of keys, tiers and eviction.
+//
+// Blocks are written in two steps and read under leases:
+//
+//   Reserve(keys)  → slots in state WRITING (never readable, never evicted)
+//   Commit(sums)   → READY: readable, evictable when unpinned
+//   Abort()        → slots freed, keys forgotten
+//   Acquire(keys)  → the longest READY prefix, pinned by a Lease
+//   ~Lease         → unpinned
+//
+// A second Reserve of a key that is READY or being written is answered
+// (kPresent / kInFlight), never duplicated. When a tier cannot allocate, the
+// cache evicts unpinned READY blocks chosen by the tier's policy until it can,
+// or answers ResourceExhausted.
+//
+// Thread safety: all methods may be called concurrently. Lock order: a tier's
+// mutex before an index shard's mutex; no path holds two shard mutexes.
+// Lifetime: Reservations and Leases refer to the Cache, which must outlive them.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cache/block_index.h"
+#include "cache/keys.h"
+#include "eviction/policy.h"
+#include "tiers/status.h"
+#include "tiers/tier.h"
+
+namespace kvtier {
+
+using TierId = uint8_t;
+using NamespaceId = uint32_t;
+
+struct TierSetup {
+  std::unique_ptr<Tier> tier;
+  std::string policy = "priority-lru";  // an eviction/policy.h name
+};
+
+struct CacheOptions {
+  // Tiers, fastest first. Stores land in `store_tier`.
+  std::vector<TierSetup> tiers;
+  TierId store_tier = 0;
+  // Most blocks indexed at once; 0 = derive from tier capacities and
+  // `min_block_bytes`.
+  uint32_t max_blocks = 0;
+  uint64_t min_block_bytes = 64 << 10;
+  uint32_t index_shards = 64;
+  ClockFn clock;  // defaults to SteadyNowNs
+  // Most blocks per Reserve or Acquire call.
+  uint32_t max_keys_per_call = 1u << 16;
+};
+
+// Per-block retention of a store, as TensorRT-LLM's KvCacheRetentionConfig:
+// blocks [begin, end) of the reserved keys get `priority` (0..100) for
+// `duration_ns` (0 = for ever), then fall back to the default priority.
+struct PriorityRange {
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  uint8_t priority = kDefaultPriority;
+  uint64_t duration_ns = 0;
+};
+
+struct StoreOptions {
+  uint8_t priority = kDefaultPriority;  // for blocks no range covers
+  uint64_t duration_ns = 0;
+  std::vector<PriorityRange> ranges;
+  // Chain parent of keys[0]; zero when keys[0] starts a prompt.
+  BlockKey first_parent;
+};
+
+class Cache;
+
+// Move-only: the pins on a prefix of blocks. Destruction releases them.
+class Lease {
+ public:
+  struct Block {
+    BlockKey key;
+    BlockId id;
+    TierId tier;
+    uint64_t offset;
+    uint32_t size;
+    uint64_t checksum;
+  };
+  Lease() = default;
+  Lease(Lease&& o) noexcept : cache_(o.cache_), blocks_(std::move(o.blocks_)) { o.cache_ = nullptr; }
+  Lease& operator=(Lease&& o) noexcept;
+  ~Lease() { Release(); }
+
+  const std::vector<Block>& blocks() const { return blocks_; }
+  size_t size() const { return blocks_.size(); }
+  bool empty() const { return blocks_.empty(); }
+  void Release();
+
+ private:
+  friend class Cache;
+  Cache* cache_ = nullptr;
+  std::vector<Block> blocks_;
+};
+
+enum class ReserveOutcome : uint8_t {
+  kReserved = 0,  // a slot is yours to write, then Commit or Abort
+  kPresent = 1,   // already READY: nothing to write
+  kInFlight = 2,  // another writer holds it: nothing to write
+  kNoSpace = 3,   // no room even after eviction
+};
+const char* ReserveOutcomeName(ReserveOutcome o);
+
+// Move-only: slots being written. Destruction aborts what was not committed.
+class Reservation {
+ public:
+  struct Block {
+    BlockKey key;
+    ReserveOutcome outcome;
+    BlockId id;      // kNoBlock unless kReserved
+    TierId tier;
+    uint64_t offset;
+    uint32_t size;
+  };
+  Reservation() = default;
+  Reservation(Reservation&& o) noexcept
+      : cache_(o.cache_), blocks_(std::move(o.blocks_)), pending_(o.pending_) {
+    o.cache_ = nullptr;
+    o.pending_ = 0;
+  }
+  Reservation& operator=(Reservation&& o) noexcept;
+  ~Reservation();
+
+  const std::vector<Block>& blocks() const { return blocks_; }
+  size_t reserved() const { return pending_; }
+  bool done() const { return pending_ == 0; }
+
+ private:
+  friend class Cache;
+  Cache* cache_ = nullptr;
+  std::vector<Block> blocks_;
+  size_t pending_ = 0;  // reserved blocks not yet committed or aborted
+};
+
+struct TierStats {
+  std::string name;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t blocks = 0;
+  uint64_t hits = 0;          // blocks returned by Acquire from this tier
+  uint64_t bytes_in = 0;      // committed into this tier
+  uint64_t bytes_out = 0;     // handed out by Acquire from this tier
+  uint64_t evictions = 0;
+  uint64_t evicted_bytes = 0;
+  uint64_t policy_memory = 0;
+};
+
+struct CacheStats {
+  uint64_t blocks_ready = 0;
+  uint64_t blocks_writing = 0;
+  uint64_t pinned_blocks = 0;   // READY blocks with at least one pin
+  uint64_t acquires = 0;
+  uint64_t keys_requested = 0;
+  uint64_t blocks_hit = 0;
+  uint64_t blocks_missed = 0;   // requested keys past the cached prefix
+  uint64_t reserves = 0;
+  uint64_t blocks_reserved = 0;
+  uint64_t blocks_present = 0;
+  uint64_t blocks_in_flight = 0;
+  uint64_t blocks_no_space = 0;
+  uint64_t commits = 0;
+  uint64_t aborts = 0;
+  uint64_t index_memory = 0;
+  uint64_t index_entries = 0;
+  std::vector<TierStats> tiers;
+};
+
+class Cache {
+ public:
+  // InvalidArgument: no tiers, bad store tier, unknown policy name.
+  static Result<std::unique_ptr<Cache>> Create(CacheOptions options);
+  ~Cache();
+
+  // Registers (or finds) a namespace. Same spec → same id.
+  // InvalidArgument from NamespaceSpec::Validate().
+  Result<NamespaceId> OpenNamespace(const NamespaceSpec& spec);
+  // The namespace's spec and seed. NotFound for unknown ids.
+  Result<NamespaceSpec> GetNamespace(NamespaceId ns) const;
+
+  // Slots for `keys` (a consecutive chain) of `sizes[i]` bytes each.
+  // Errors: NotFound (namespace), InvalidArgument (sizes/keys mismatch, zero
+  // size, too many keys, priority > 100, range outside keys), ResourceExhausted
+  // (not one block could be placed and at least one had no space).
+  Result<Reservation> Reserve(NamespaceId ns, std::span<const BlockKey> keys,
+                              std::span<const uint64_t> sizes, const StoreOptions& options = {});
+
+  // Makes the reserved blocks READY with their checksums. `checksums` has one
+  // value per key of the reservation (values of non-reserved keys ignored).
+  // InvalidArgument when the count differs or the reservation is done.
+  Status Commit(Reservation& r, std::span<const uint64_t> checksums);
+  void Abort(Reservation& r);
+
+  // The longest prefix of `keys` that is READY in namespace `ns`, pinned.
+  // Errors: NotFound (namespace), InvalidArgument (too many keys).
+  Result<Lease> Acquire(NamespaceId ns, std::span<const BlockKey> keys);
+
+  // Address of a memory tier's slot (nullptr for NVMe).
+  uint8_t* Address(TierId tier, uint64_t offset) const;
+  Tier& tier(TierId t) const { return *tiers_[t]->tier; }
+  size_t num_tiers() const { return tiers_.size(); }
+
+  CacheStats Stats() const;
+  const BlockIndex& index() const { return index_; }
+
+ private:
+  friend class Lease;
+  friend class Reservation;
+
+  struct TierState {
+    std::unique_ptr<Tier> tier;
+    std::unique_ptr<EvictionPolicy> policy;
+    mutable std::mutex mu;  // guards tier, policy and the counters below
+    uint64_t blocks = 0;
+    uint64_t hits = 0, bytes_in = 0, bytes_out = 0, evictions = 0, evicted_bytes = 0;
+  };
+
+  Cache(CacheOptions options, uint32_t max_blocks);
+  uint32_t NowSeconds() const;
+  // REQUIRES: ts.mu held. Allocates, evicting as needed.
+  Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes);
+  // REQUIRES: ts.mu held. Evicts one block that helps an allocation of `bytes`.
+  bool EvictOneLocked(TierState& ts, uint64_t bytes);
+  void ReleaseBlocks(std::span<const Lease::Block> blocks);
+  void AbortBlocks(Reservation& r);
+
+  CacheOptions options_;
+  ClockFn clock_;
+  uint64_t start_ns_;
+  BlockIndex index_;
+  std::vector<std::unique_ptr<TierState>> tiers_;
+
+  mutable std::mutex ns_mu_;
+  std::vector<NamespaceSpec> namespaces_;
+
+  struct Counters {
+    std::atomic<uint64_t> acquires{0}, keys_requested{0}, blocks_hit{0}, blocks_missed{0};
+    std::atomic<uint64_t> reserves{0}, blocks_reserved{0}, blocks_present{0};
+    std::atomic<uint64_t> blocks_in_flight{0}, blocks_no_space{0}, commits{0}, aborts{0};
+    std::atomic<uint64_t> writing{0}, pinned{0};
+  };
+  mutable Counters c_;
+};
+
+}  // namespace kvtier

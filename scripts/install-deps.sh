@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what kvtier needs on Debian 12 (as root, or with sudo), skipping
+# what is already there. CUDA is optional: the CUDA parts build when nvcc is
+# found (PATH or /usr/local/cuda/bin).
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config git
+      liburing-dev librocksdb-dev libcapnp-dev capnproto libcpp-httplib-dev
+      libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev
+      python3 python3-xxhash python3-matplotlib curl)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "kvtier: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

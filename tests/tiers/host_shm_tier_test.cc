@@ -1,0 +1,122 @@
+#include "tiers/host_shm_tier.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace kvtier {
+namespace {
+
+void Fill(uint8_t* p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>((seed * 131 + i * 7 + (i >> 9)) & 255);
+}
+
+bool Check(const uint8_t* p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; ++i)
+    if (p[i] != static_cast<uint8_t>((seed * 131 + i * 7 + (i >> 9)) & 255)) return false;
+  return true;
+}
+
+TEST(HostShmTierTest, AllocatesWithinTheSegment) {
+  HostShmOptions o;
+  o.capacity_bytes = 16 << 20;
+  o.region_bytes = 4 << 20;
+  auto t = HostShmTier::Create(o);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  HostShmTier& tier = **t;
+  EXPECT_EQ(tier.capacity_bytes(), 16u << 20);
+  auto a = tier.Allocate(2 << 20);
+  auto b = tier.Allocate(100000);
+  ASSERT_TRUE(a.ok() && b.ok());
+  Fill(tier.Address(*a), a->bytes, 1);
+  Fill(tier.Address(*b), b->bytes, 2);
+  EXPECT_TRUE(Check(tier.Address(*a), a->bytes, 1));
+  EXPECT_TRUE(Check(tier.Address(*b), b->bytes, 2));
+  EXPECT_GT(tier.used_bytes(), 0u);
+  tier.Free(*a);
+  tier.Free(*b);
+  EXPECT_EQ(tier.used_bytes(), 0u);
+  EXPECT_EQ(tier.counters().allocations, 2u);
+  EXPECT_EQ(tier.counters().frees, 2u);
+}
+
+TEST(HostShmTierTest, RejectsImpossibleSizes) {
+  HostShmOptions o;
+  o.capacity_bytes = 1 << 20;
+  o.region_bytes = 4 << 20;
+  EXPECT_TRUE(HostShmTier::Create(o).status().IsInvalidArgument());
+}
+
+// The daemon hands the segment's fd to clients over a Unix socket; a client
+// maps it and must read exactly what the daemon wrote, and its writes must be
+// visible to the daemon. The child maps the fd it *received*, not its copy
+// of the parent's mapping.
+TEST(HostShmTierTest, AnotherProcessMapsTheSegmentByFd) {
+  HostShmOptions o;
+  o.capacity_bytes = 8 << 20;
+  o.region_bytes = 4 << 20;
+  auto t = HostShmTier::Create(o);
+  ASSERT_TRUE(t.ok());
+  HostShmTier& tier = **t;
+  auto slot = tier.Allocate(3 << 20);
+  ASSERT_TRUE(slot.ok());
+  Fill(tier.Address(*slot), slot->bytes, 42);
+
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(sv[0]);
+    char byte;
+    char ctrl[CMSG_SPACE(sizeof(int))];
+    iovec iov{&byte, 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl;
+    msg.msg_controllen = sizeof(ctrl);
+    if (recvmsg(sv[1], &msg, 0) != 1) _exit(10);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    if (c == nullptr || c->cmsg_type != SCM_RIGHTS) _exit(11);
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    void* p = mmap(nullptr, 8 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) _exit(12);
+    auto* base = static_cast<uint8_t*>(p);
+    if (!Check(base + slot->offset, slot->bytes, 42)) _exit(13);
+    // Write back a different pattern for the parent to see.
+    Fill(base + slot->offset, 4096, 7);
+    munmap(p, 8 << 20);
+    _exit(0);
+  }
+  close(sv[1]);
+  char byte = 'f';
+  char ctrl[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctrl;
+  msg.msg_controllen = sizeof(ctrl);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = tier.fd();
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  ASSERT_EQ(sendmsg(sv[0], &msg, 0), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "child exit code (12 map failed, 13 wrong bytes)";
+  EXPECT_TRUE(Check(tier.Address(*slot), 4096, 7));
+  close(sv[0]);
+}
+
+}  // namespace
+}  // namespace kvtier

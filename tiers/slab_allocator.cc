@@ -1,0 +1,169 @@
+#include "tiers/slab_allocator.h"
+
+#include <algorithm>
+#include <string>
+
+namespace kvtier {
+
+namespace {
+uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+}  // namespace
+
+Result<SlabAllocator> SlabAllocator::Create(const SlabOptions& o) {
+  if (o.alignment == 0 || (o.alignment & (o.alignment - 1)) != 0)
+    return Status::InvalidArgument("slab alignment must be a power of two");
+  if (o.region_bytes == 0 || o.region_bytes % o.alignment != 0)
+    return Status::InvalidArgument("slab region size must be a non-zero multiple of the alignment");
+  if (o.capacity < o.region_bytes)
+    return Status::InvalidArgument("capacity " + std::to_string(o.capacity) +
+                                   " is smaller than one region (" +
+                                   std::to_string(o.region_bytes) + " bytes)");
+  if (!(o.growth > 1.0)) return Status::InvalidArgument("size-class growth must be > 1");
+  if (o.min_slot == 0 || o.min_slot > o.region_bytes)
+    return Status::InvalidArgument("min slot must be in (0, region size]");
+
+  SlabAllocator a;
+  a.region_bytes_ = o.region_bytes;
+  a.alignment_ = o.alignment;
+  uint64_t num_regions = o.capacity / o.region_bytes;
+  a.capacity_ = num_regions * o.region_bytes;
+  for (uint64_t c = AlignUp(o.min_slot, o.alignment);;) {
+    a.class_bytes_.push_back(c);
+    if (c >= o.region_bytes) break;
+    uint64_t next = AlignUp(static_cast<uint64_t>(static_cast<double>(c) * o.growth), o.alignment);
+    if (next <= c) next = c + o.alignment;
+    c = std::min(next, o.region_bytes);
+  }
+  a.regions_.resize(num_regions);
+  a.partial_.resize(a.class_bytes_.size());
+  a.free_regions_.reserve(num_regions);
+  for (uint64_t r = num_regions; r-- > 0;) a.free_regions_.push_back(static_cast<uint32_t>(r));
+  return a;
+}
+
+uint32_t SlabAllocator::ClassFor(uint64_t bytes) const {
+  if (bytes > region_bytes_) return kLargeClass;
+  auto it = std::lower_bound(class_bytes_.begin(), class_bytes_.end(), bytes);
+  return static_cast<uint32_t>(it - class_bytes_.begin());
+}
+
+uint32_t SlabAllocator::TakeFreeRegion() {
+  uint32_t r = free_regions_.back();
+  free_regions_.pop_back();
+  return r;
+}
+
+void SlabAllocator::AddPartial(uint32_t r) {
+  Region& reg = regions_[r];
+  auto& list = partial_[reg.size_class];
+  reg.partial_pos = static_cast<int32_t>(list.size());
+  list.push_back(r);
+}
+
+void SlabAllocator::RemovePartial(uint32_t r) {
+  Region& reg = regions_[r];
+  auto& list = partial_[reg.size_class];
+  uint32_t last = list.back();
+  list[reg.partial_pos] = last;
+  regions_[last].partial_pos = reg.partial_pos;
+  list.pop_back();
+  reg.partial_pos = -1;
+}
+
+Result<Slot> SlabAllocator::Allocate(uint64_t bytes) {
+  if (bytes == 0) return Status::InvalidArgument("cannot allocate 0 bytes");
+  if (bytes > capacity_)
+    return Status::InvalidArgument("item of " + std::to_string(bytes) +
+                                   " bytes exceeds the tier capacity of " +
+                                   std::to_string(capacity_));
+  uint32_t cls = ClassFor(bytes);
+  if (cls == kLargeClass) return AllocateLarge(bytes);
+
+  uint32_t r;
+  if (!partial_[cls].empty()) {
+    r = partial_[cls].back();
+  } else {
+    if (free_regions_.empty()) return Status::ResourceExhausted("no free slot or region");
+    r = TakeFreeRegion();
+    Region& reg = regions_[r];
+    reg.size_class = static_cast<int32_t>(cls);
+    reg.used = 0;
+    reg.num_slots = static_cast<uint32_t>(region_bytes_ / class_bytes_[cls]);
+    reg.free_slots.resize(reg.num_slots);
+    // Hand out low offsets first: pop from the back.
+    for (uint32_t i = 0; i < reg.num_slots; ++i) reg.free_slots[i] = reg.num_slots - 1 - i;
+    AddPartial(r);
+  }
+  Region& reg = regions_[r];
+  uint32_t idx = reg.free_slots.back();
+  reg.free_slots.pop_back();
+  ++reg.used;
+  if (reg.free_slots.empty()) RemovePartial(r);
+  used_bytes_ += class_bytes_[cls];
+  return Slot{static_cast<uint64_t>(r) * region_bytes_ + idx * class_bytes_[cls], bytes, cls};
+}
+
+Result<Slot> SlabAllocator::AllocateLarge(uint64_t bytes) {
+  uint32_t need = static_cast<uint32_t>((bytes + region_bytes_ - 1) / region_bytes_);
+  uint32_t run = 0;
+  for (uint32_t r = 0; r < regions_.size(); ++r) {
+    run = regions_[r].size_class == kRegionFree ? run + 1 : 0;
+    if (run == need) {
+      uint32_t first = r + 1 - need;
+      for (uint32_t i = first; i <= r; ++i) {
+        regions_[i].size_class = i == first ? kRegionLarge : kRegionLargeTail;
+        free_regions_.erase(std::find(free_regions_.begin(), free_regions_.end(), i));
+      }
+      regions_[first].used = need;
+      used_bytes_ += static_cast<uint64_t>(need) * region_bytes_;
+      return Slot{static_cast<uint64_t>(first) * region_bytes_, bytes, kLargeClass};
+    }
+  }
+  return Status::ResourceExhausted("no run of " + std::to_string(need) + " free regions");
+}
+
+void SlabAllocator::ReleaseRegion(uint32_t r) {
+  Region& reg = regions_[r];
+  reg.size_class = kRegionFree;
+  reg.used = 0;
+  reg.num_slots = 0;
+  reg.free_slots.clear();
+  reg.free_slots.shrink_to_fit();
+  // Keep the stack sorted descending so that low regions are reused first.
+  auto it = std::lower_bound(free_regions_.begin(), free_regions_.end(), r, std::greater<>());
+  free_regions_.insert(it, r);
+}
+
+void SlabAllocator::Free(const Slot& slot) {
+  uint32_t r = static_cast<uint32_t>(slot.offset / region_bytes_);
+  if (slot.size_class == kLargeClass) {
+    uint32_t n = regions_[r].used;
+    used_bytes_ -= static_cast<uint64_t>(n) * region_bytes_;
+    for (uint32_t i = r; i < r + n; ++i) ReleaseRegion(i);
+    return;
+  }
+  Region& reg = regions_[r];
+  uint64_t cb = class_bytes_[slot.size_class];
+  uint32_t idx = static_cast<uint32_t>((slot.offset - static_cast<uint64_t>(r) * region_bytes_) / cb);
+  bool was_full = reg.free_slots.empty();
+  reg.free_slots.push_back(idx);
+  --reg.used;
+  used_bytes_ -= cb;
+  if (reg.used == 0) {
+    if (!was_full) RemovePartial(r);
+    ReleaseRegion(r);
+  } else if (was_full) {
+    AddPartial(r);
+  }
+}
+
+bool SlabAllocator::FreeingHelps(const Slot& victim, uint64_t bytes) const {
+  uint32_t cls = ClassFor(bytes);
+  if (cls == kLargeClass) return true;  // any freed region may complete a run
+  if (victim.size_class == cls) return true;
+  if (victim.size_class == kLargeClass) return true;  // frees whole regions
+  const Region& reg = regions_[victim.offset / region_bytes_];
+  return reg.used == 1;  // its region becomes free for any class
+}
+
+}  // namespace kvtier

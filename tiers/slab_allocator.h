@@ -1,0 +1,88 @@
+// SlabAllocator: size-class allocation of a flat address space [0, capacity).
+//
+// The space is cut into equal regions (slabs, default 64 MiB). A region is
+// free, or serves one size class (cut into equal slots), or is part of a run
+// of contiguous regions holding one large item (bigger than a region). Size
+// classes grow geometrically from `min_slot` by `growth` and are multiples of
+// `alignment`, so blocks of different layouts share one address space the way
+// CacheLib's slab classes do. A region whose slots are all free returns to the
+// free pool and can serve any class.
+//
+// It manages offsets only; the memory (a memfd segment, a GPU arena, a file)
+// belongs to the tier that owns the allocator.
+//
+// Thread safety: none; the owning tier is called under the cache's tier lock.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tiers/status.h"
+#include "tiers/tier.h"
+
+namespace kvtier {
+
+struct SlabOptions {
+  uint64_t capacity = 0;              // bytes of address space
+  uint64_t region_bytes = 64ull << 20;  // slab size
+  uint64_t min_slot = 4096;           // smallest size class
+  double growth = 1.25;               // factor between size classes
+  uint64_t alignment = 4096;          // every slot offset and class size
+};
+
+class SlabAllocator {
+ public:
+  // InvalidArgument when the options are inconsistent (capacity smaller than
+  // a region, alignment not a power of two, growth <= 1, ...).
+  static Result<SlabAllocator> Create(const SlabOptions& options);
+
+  // Errors: InvalidArgument (0 bytes, or more than the whole capacity),
+  // ResourceExhausted (no slot of the class and no free region left).
+  Result<Slot> Allocate(uint64_t bytes);
+  void Free(const Slot& slot);
+  bool FreeingHelps(const Slot& victim, uint64_t bytes) const;
+
+  // Size class that serves `bytes`, or kLargeClass for multi-region items.
+  uint32_t ClassFor(uint64_t bytes) const;
+  uint64_t ClassBytes(uint32_t size_class) const { return class_bytes_[size_class]; }
+  size_t num_classes() const { return class_bytes_.size(); }
+
+  uint64_t capacity() const { return capacity_; }
+  uint64_t used_bytes() const { return used_bytes_; }
+  uint64_t region_bytes() const { return region_bytes_; }
+  uint32_t free_regions() const { return static_cast<uint32_t>(free_regions_.size()); }
+
+  static constexpr uint32_t kLargeClass = 0xFFFFu;
+
+ private:
+  SlabAllocator() = default;
+
+  static constexpr int32_t kRegionFree = -1;
+  static constexpr int32_t kRegionLarge = -2;  // head of a large run
+  static constexpr int32_t kRegionLargeTail = -3;
+
+  struct Region {
+    int32_t size_class = kRegionFree;
+    uint32_t used = 0;              // allocated slots (or run length for large)
+    uint32_t num_slots = 0;
+    int32_t partial_pos = -1;       // position in its class's partial list
+    std::vector<uint32_t> free_slots;  // slot indices not handed out
+  };
+
+  Result<Slot> AllocateLarge(uint64_t bytes);
+  void ReleaseRegion(uint32_t r);
+  void RemovePartial(uint32_t r);
+  void AddPartial(uint32_t r);
+  uint32_t TakeFreeRegion();  // REQUIRES: !free_regions_.empty()
+
+  uint64_t capacity_ = 0;
+  uint64_t region_bytes_ = 0;
+  uint64_t alignment_ = 0;
+  uint64_t used_bytes_ = 0;
+  std::vector<uint64_t> class_bytes_;
+  std::vector<Region> regions_;
+  std::vector<uint32_t> free_regions_;                  // stack, lowest on top
+  std::vector<std::vector<uint32_t>> partial_;          // per class: regions with free slots
+};
+
+}  // namespace kvtier
