@@ -39,7 +39,7 @@ class AdmissionPolicy {
 struct AdmissionOptions {
   // "second-sighting": how many recent sightings it remembers. A fingerprint
   // is admitted if it was seen within the last `window` sightings; each
-  // remembered sighting costs 16-24 bytes (2^20 -> 16 MiB). Size it to the
+  // remembered sighting costs 20-32 bytes (2^20 -> 24 MiB). Size it to the
   // number of blocks demoted during the reuse distance worth keeping on NVMe.
   size_t window = size_t{1} << 20;
 };

@@ -8,9 +8,12 @@
 // positives beyond equal fingerprints, no early forgetting.
 //
 // Layout: a ring of `capacity` fingerprints in insertion order plus an
-// open-addressing (linear probing, backward-shift deletion) table of ring
-// positions at load <= 1/2; 16 to 24 bytes per unit of capacity. Contains,
-// Insert and Erase are O(1) expected and never allocate; Resize allocates.
+// open-addressing table (linear probing, backward-shift deletion, load
+// 1/3..2/3) whose 8-byte slots hold a ring position and 32 bits of the
+// fingerprint's hash. The hash bits give each slot's home and filter probes,
+// so a lookup touches the ring only on a likely match: one or two cache
+// misses per operation. 20-32 bytes per unit of capacity. Contains, Insert
+// and Erase are O(1) expected and never allocate; Resize allocates.
 //
 // Ownership: owns its arrays. Thread safety: none; REQUIRES external
 // synchronization.
@@ -44,18 +47,21 @@ class FingerprintFifo {
   size_t MemoryUsage() const;
 
  private:
-  static constexpr uint32_t kEmpty = 0xFFFFFFFFu;
+  // A slot: hash tag in the high 32 bits, ring position in the low 32.
+  static constexpr uint64_t kEmpty = ~uint64_t{0};  // positions are < 2^31
   static constexpr size_t kNotFound = ~size_t{0};
 
-  size_t Home(uint64_t fp) const;
-  size_t FindSlot(uint64_t fp) const;  // table index, or kNotFound
-  void TableInsert(uint64_t fp, uint32_t pos);
+  static uint32_t Tag(uint64_t fp);
+  size_t Home(uint32_t tag) const { return tag & mask_; }
+  size_t FindSlot(uint64_t fp) const;              // table index, or kNotFound
+  size_t FindPos(uint32_t tag, uint32_t pos) const;  // slot holding `pos`
+  void TableInsert(uint32_t tag, uint32_t pos);
   void TableErase(size_t slot);
 
   std::vector<uint64_t> ring_;   // fingerprints by insertion position; 0 = none
   size_t next_ = 0;              // position written next (the oldest one)
   size_t count_ = 0;             // non-zero entries of ring_
-  std::vector<uint32_t> table_;  // ring positions, kEmpty = free
+  std::vector<uint64_t> table_;  // tag << 32 | ring position; kEmpty = free
   size_t mask_ = 0;
 };
 

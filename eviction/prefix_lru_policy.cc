@@ -80,7 +80,7 @@ class PrefixLruPolicy final : public EvictionPolicy {
     lru_.Unlink(nodes, id);
     const bool was_leaf = n.children == 0;
     const BlockId p = n.parent;
-    if (p != kNoBlock && nodes[p].tracked && 
+    if (p != kNoBlock && nodes[p].tracked && nodes[p].gen == n.parent_gen &&
         --nodes[p].children == 0) {
       if (was_leaf) {
         leaves_.InsertAfter(nodes, id, p);  // takes id's place once id leaves

@@ -25,7 +25,7 @@
 // Costs: Track/Touch/Remove O(1); PickVictim calls `eligible` at most max_scan
 // times; its promotions and reinsertions are amortized O(1) against the
 // Touch and Track calls that earned them. Memory: 24 bytes per id slot plus
-// G (16-24 bytes per remembered fingerprint).
+// G (20-32 bytes per remembered fingerprint).
 #include <algorithm>
 #include <vector>
 

@@ -54,6 +54,19 @@ TEST(S3FifoTest, MainQueueGivesHitsSecondChances) {
   EXPECT_EQ(Drain(*p), (std::vector<BlockId>{1, 3, 2}));
 }
 
+TEST(S3FifoTest, SmallQueueBelowItsShareLeavesVictimToMain) {
+  auto p = Make("s3fifo");
+  for (BlockId id = 1; id <= 20; ++id) p->Track(id, {});
+  for (BlockId id = 1; id <= 20; ++id) p->Touch(id);
+  p->Track(21, {});
+  p->Track(22, {});
+  ASSERT_EQ(p->PickVictim(kAll), 21u);  // promotes 1..20 on the way
+  p->Remove(21);
+  // 1 of 21 blocks is in S (< 10%): the victim comes from M, where every
+  // block spends its one hit before the oldest, 1, goes.
+  EXPECT_EQ(p->PickVictim(kAll), 1u);
+}
+
 TEST(S3FifoTest, GhostHitGoesStraightToMain) {
   for (bool known : {true, false}) {
     auto p = Make("s3fifo");

@@ -1,0 +1,173 @@
+// kvtier-bench rpc: acquire + release latency and throughput against a live
+// kvtierd over its Unix socket.
+#include "bench/rpc_bench.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "bench/daemon_process.h"
+#include "engine_adapter/client.h"
+
+namespace kvtier::bench {
+
+namespace {
+
+NamespaceSpec BenchSpec() {
+  NamespaceSpec s;
+  s.model_id = "bench/rpc";
+  s.layout = KvLayout{2, 2, 64, 16, DType::kBF16, 2};  // 16 KiB blocks
+  return s;
+}
+
+std::vector<BlockKey> ChainKeys(const ClientNamespace& ns, size_t n, uint32_t salt) {
+  std::vector<uint32_t> tokens(n * ns.spec().layout.tokens_per_block);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i * 13 + salt);
+  return ns.HashTokens(tokens);
+}
+
+double Percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1));
+  return v[i];
+}
+
+Status StoreChain(ClientNamespace& ns, const std::vector<BlockKey>& keys) {
+  std::vector<uint8_t> payload(ns.block_bytes(), 0x5A);
+  std::vector<const uint8_t*> ptrs(keys.size(), payload.data());
+  auto r = ns.Store(keys, ptrs);
+  if (!r.ok()) return r.status();
+  if (r->stored + r->present != keys.size())
+    return Status::ResourceExhausted("could not store the whole chain");
+  return Status::OK();
+}
+
+}  // namespace
+
+int RunRpcBench(const RpcBenchOptions& o) {
+  std::unique_ptr<DaemonProcess> daemon;
+  std::string socket = o.socket;
+  if (socket.empty()) {
+    auto d = DaemonProcess::Start(o.kvtierd_path, {"--host-capacity", "512M", "--host-region", "16M",
+                                                    "--admin", "off", "--log-level", "warn",
+                                                    "--rpc-threads", std::to_string(o.rpc_threads)});
+    if (!d.ok()) {
+      std::fprintf(stderr, "kvtier-bench: %s\n", d.status().ToString().c_str());
+      return 1;
+    }
+    daemon = std::move(d).value();
+    socket = daemon->socket();
+  }
+  auto client = Client::Connect(socket);
+  if (!client.ok()) {
+    std::fprintf(stderr, "kvtier-bench: %s\n", client.status().ToString().c_str());
+    return 1;
+  }
+  auto ns = (*client)->OpenNamespace(BenchSpec());
+  if (!ns.ok()) {
+    std::fprintf(stderr, "kvtier-bench: %s\n", ns.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("kvtier-bench rpc: socket %s, %d RPC threads on the daemon, %u CPUs here\n",
+              socket.c_str(), o.rpc_threads, std::thread::hardware_concurrency());
+  {
+    std::vector<double> ping_us;
+    for (int i = 0; i < o.calls + 50; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (!(*client)->Ping().ok()) return 1;
+      double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      if (i >= 50) ping_us.push_back(us);
+    }
+    double p50 = Percentile(ping_us, 0.5), p99 = Percentile(ping_us, 0.99);
+    std::printf("ping round trip: p50 %.1f us, p99 %.1f us\n", p50, p99);
+  }
+  std::printf("\n%-8s %10s %12s %12s %12s %12s\n", "chain", "calls", "acq+rel p50", "acq+rel p99",
+              "acq+drop p50", "acq+drop p99");
+  for (size_t n : {size_t{1}, size_t{64}, size_t{2048}}) {
+    auto keys = ChainKeys(**ns, n, static_cast<uint32_t>(n));
+    Status st = StoreChain(**ns, keys);
+    if (!st.ok()) {
+      std::fprintf(stderr, "kvtier-bench: storing %zu blocks: %s\n", n, st.ToString().c_str());
+      return 1;
+    }
+    const int calls = n >= 2048 ? o.calls / 4 : o.calls;
+    std::vector<double> explicit_us, drop_us;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int i = 0; i < calls + 50; ++i) {  // 50 warm-up calls
+        auto t0 = std::chrono::steady_clock::now();
+        auto lease = (*ns)->Lookup(keys);
+        if (!lease.ok() || lease->size() != n) {
+          std::fprintf(stderr, "kvtier-bench: lookup failed\n");
+          return 1;
+        }
+        if (pass == 0) {
+          (void)lease->Release();  // a second round trip
+        } else {
+          lease = ClientLease();  // drop: the release message goes out unanswered
+        }
+        double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+        if (i >= 50) (pass == 0 ? explicit_us : drop_us).push_back(us);
+      }
+    }
+    double p50 = Percentile(explicit_us, 0.5), p99 = Percentile(explicit_us, 0.99);
+    double d50 = Percentile(drop_us, 0.5), d99 = Percentile(drop_us, 0.99);
+    std::printf("%-8zu %10d %9.1f us %9.1f us %9.1f us %9.1f us\n", n, calls, p50, p99, d50, d99);
+  }
+
+  // Throughput: concurrent clients, each with its own connection and thread,
+  // acquire + explicit release of the 64-key chain.
+  auto keys64 = ChainKeys(**ns, 64, 64);
+  std::printf("\n%-8s %14s %14s %14s\n", "clients", "acquires/s", "keys/s", "mean us");
+  for (int clients : o.client_counts) {
+    std::atomic<bool> go{false}, stop{false};
+    std::atomic<uint64_t> total{0};
+    std::atomic<int> failed{0};
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&] {
+        auto cl = Client::Connect(socket);
+        if (!cl.ok()) {
+          ++failed;
+          return;
+        }
+        auto n2 = (*cl)->OpenNamespace(BenchSpec());
+        if (!n2.ok()) {
+          ++failed;
+          return;
+        }
+        while (!go.load()) std::this_thread::yield();
+        uint64_t done = 0;
+        while (!stop.load(std::memory_order_relaxed)) {
+          auto lease = (*n2)->Lookup(keys64);
+          if (!lease.ok() || lease->size() != 64) {
+            ++failed;
+            return;
+          }
+          (void)lease->Release();
+          ++done;
+        }
+        total += done;
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    go = true;
+    auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
+    stop = true;
+    for (auto& t : threads) t.join();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (failed.load() > 0) {
+      std::fprintf(stderr, "kvtier-bench: %d clients failed\n", failed.load());
+      return 1;
+    }
+    double rate = static_cast<double>(total.load()) / secs;
+    std::printf("%-8d %14.0f %14.0f %14.1f\n", clients, rate, rate * 64, clients * 1e6 / rate);
+  }
+  return 0;
+}
+
+}  // namespace kvtier::bench

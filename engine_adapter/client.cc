@@ -1,0 +1,430 @@
+#include "engine_adapter/client.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "server/kvtier.capnp.h"
+#include "server/rpc_convert.h"
+#include "tiers/checksum.h"
+
+namespace kvtier {
+
+namespace {
+
+// One kj event loop per thread, shared by every Client of that thread.
+struct ThreadIo {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  int users = 0;
+};
+thread_local ThreadIo* tls_io = nullptr;
+
+ThreadIo* AcquireIo() {
+  if (tls_io == nullptr) tls_io = new ThreadIo();
+  ++tls_io->users;
+  return tls_io;
+}
+
+void ReleaseIo(ThreadIo* io) {
+  if (--io->users == 0) {
+    delete io;
+    tls_io = nullptr;
+  }
+}
+
+TierKind TierFromRpc(rpc::Tier t) {
+  switch (t) {
+    case rpc::Tier::HBM: return TierKind::kHbm;
+    case rpc::Tier::NVME: return TierKind::kNvme;
+    default: return TierKind::kHost;
+  }
+}
+
+RemoteStats StatsFromRpc(rpc::Stats::Reader s) {
+  RemoteStats r;
+  r.blocks_ready = s.getBlocksReady();
+  r.blocks_writing = s.getBlocksWriting();
+  r.pinned_blocks = s.getPinnedBlocks();
+  r.acquires = s.getAcquires();
+  r.blocks_hit = s.getBlocksHit();
+  r.blocks_missed = s.getBlocksMissed();
+  r.commits = s.getCommits();
+  r.aborts = s.getAborts();
+  r.leases_open = s.getLeasesOpen();
+  r.txns_open = s.getTxnsOpen();
+  r.connections_open = s.getConnectionsOpen();
+  for (auto t : s.getTiers())
+    r.tiers.push_back({t.getName(), t.getCapacityBytes(), t.getUsedBytes(), t.getBlocks(),
+                       t.getHits(), t.getEvictions()});
+  return r;
+}
+
+// Runs `fn` and turns a kj exception into the Status it carries.
+template <typename Fn>
+auto Guard(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const kj::Exception& e) {
+    return rpcconv::StatusFromException(e);
+  }
+}
+
+}  // namespace
+
+struct Client::Impl {
+  ThreadIo* io = nullptr;
+  kj::Own<kj::AsyncCapabilityStream> stream;
+  kj::Own<capnp::TwoPartyClient> rpc;
+  rpc::KvTier::Client boot = nullptr;
+  uint8_t* base = nullptr;
+  uint64_t bytes = 0;
+
+  kj::WaitScope& ws() { return io->io.waitScope; }
+  // Lets queued messages (releases of dropped capabilities) go out.
+  void Flush() { ws().poll(); }
+
+  ~Impl() {
+    boot = nullptr;
+    rpc = nullptr;
+    stream = nullptr;
+    if (base != nullptr) munmap(base, bytes);
+    if (io != nullptr) ReleaseIo(io);
+  }
+};
+
+struct ClientNamespace::Impl {
+  rpc::Namespace::Client cap = nullptr;
+};
+
+struct ClientLease::Impl {
+  Client::Impl* client = nullptr;
+  rpc::Lease::Client cap = nullptr;
+};
+
+struct ClientTxn::Impl {
+  Client::Impl* client = nullptr;
+  rpc::StoreTxn::Client cap = nullptr;
+  bool done = false;
+};
+
+// ---- Client ----------------------------------------------------------------
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+uint8_t* Client::segment_base() const { return impl_->base; }
+uint64_t Client::segment_bytes() const { return impl_->bytes; }
+
+Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path) {
+  sockaddr_un addr{};
+  if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path))
+    return Status::InvalidArgument("socket path '" + socket_path + "' is empty or too long");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    Status st = Status::Unavailable("no kvtierd on '" + socket_path + "': " + std::strerror(errno));
+    close(fd);
+    return st;
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->io = AcquireIo();
+  return Guard([&]() -> Result<std::unique_ptr<Client>> {
+    impl->stream = impl->io->io.lowLevelProvider->wrapUnixSocketFd(
+        fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
+    impl->rpc = kj::heap<capnp::TwoPartyClient>(*impl->stream, /*maxFdsPerMessage=*/2);
+    impl->boot = impl->rpc->bootstrap().castAs<rpc::KvTier>();
+    auto seg = impl->boot.hostSegmentRequest().send().wait(impl->ws());
+    uint64_t bytes = seg.getBytes();
+    rpc::HostSegment::Client cap = seg.getSegment();
+    // The fd arrives with the capability; it stays owned by the capability.
+    cap.bytesRequest().send().wait(impl->ws());
+    KJ_IF_MAYBE(segfd, cap.getFd().wait(impl->ws())) {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, *segfd, 0);
+      if (p == MAP_FAILED)
+        return Status::IOError(std::string("mapping the host segment: ") + std::strerror(errno));
+      impl->base = static_cast<uint8_t*>(p);
+      impl->bytes = bytes;
+    } else {
+      return Status::Unavailable("the daemon did not pass the host segment's fd");
+    }
+    return std::unique_ptr<Client>(new Client(std::move(impl)));
+  });
+}
+
+Result<std::unique_ptr<ClientNamespace>> Client::OpenNamespace(const NamespaceSpec& spec) {
+  KVTIER_RETURN_IF_ERROR(spec.Validate());
+  return Guard([&]() -> Result<std::unique_ptr<ClientNamespace>> {
+    auto req = impl_->boot.openNamespaceRequest();
+    rpcconv::SpecToRpc(spec, req.initSpec());
+    auto res = req.send().wait(impl_->ws());
+    auto ns_impl = std::make_unique<ClientNamespace::Impl>();
+    ns_impl->cap = res.getNs();
+    BlockKey seed = rpcconv::FromRpc(res.getSeed());
+    std::unique_ptr<ClientNamespace> ns(
+        new ClientNamespace(impl_.get(), std::move(ns_impl), spec, res.getId()));
+    if (!(seed == ns->hasher().seed()))
+      return Status::Internal("the daemon's namespace seed differs from the client's "
+                              "(hashing spec mismatch)");
+    return ns;
+  });
+}
+
+Result<RemoteStats> Client::Stats() {
+  return Guard([&]() -> Result<RemoteStats> {
+    auto res = impl_->boot.statsRequest().send().wait(impl_->ws());
+    return StatsFromRpc(res.getStats());
+  });
+}
+
+Status Client::Ping() {
+  return Guard([&]() -> Status {
+    impl_->boot.pingRequest().send().wait(impl_->ws());
+    return Status::OK();
+  });
+}
+
+// ---- ClientLease / ClientTxn ----------------------------------------------
+
+ClientLease::ClientLease() = default;
+ClientLease::ClientLease(ClientLease&&) noexcept = default;
+ClientLease& ClientLease::operator=(ClientLease&& o) noexcept {
+  if (this != &o) {
+    (void)Release();
+    impl_ = std::move(o.impl_);
+    blocks_ = std::move(o.blocks_);
+  }
+  return *this;
+}
+ClientLease::~ClientLease() {
+  if (impl_ && impl_->client != nullptr) {
+    impl_->cap = nullptr;  // dropping the capability releases the pins
+    try {
+      impl_->client->Flush();
+    } catch (const kj::Exception&) {
+    }
+  }
+}
+
+Status ClientLease::Release() {
+  if (!impl_ || impl_->client == nullptr) return Status::OK();
+  Client::Impl* c = impl_->client;
+  impl_->client = nullptr;
+  return Guard([&]() -> Status {
+    impl_->cap.releaseRequest().send().wait(c->ws());
+    impl_->cap = nullptr;
+    return Status::OK();
+  });
+}
+
+ClientTxn::ClientTxn() = default;
+ClientTxn::ClientTxn(ClientTxn&&) noexcept = default;
+ClientTxn& ClientTxn::operator=(ClientTxn&& o) noexcept {
+  if (this != &o) {
+    (void)Abort();
+    impl_ = std::move(o.impl_);
+    slots_ = std::move(o.slots_);
+  }
+  return *this;
+}
+ClientTxn::~ClientTxn() {
+  if (impl_ && !impl_->done && impl_->client != nullptr) {
+    impl_->cap = nullptr;  // the daemon aborts a dropped transaction
+    try {
+      impl_->client->Flush();
+    } catch (const kj::Exception&) {
+    }
+  }
+}
+
+size_t ClientTxn::reserved() const {
+  size_t n = 0;
+  for (const auto& s : slots_) n += s.outcome == ReserveOutcome::kReserved;
+  return n;
+}
+
+Status ClientTxn::Commit(std::span<const uint64_t> checksums) {
+  if (!impl_ || impl_->done) return Status::InvalidArgument("transaction is already finished");
+  if (checksums.size() != slots_.size())
+    return Status::InvalidArgument(std::to_string(checksums.size()) + " checksums for " +
+                                   std::to_string(slots_.size()) + " slots");
+  return Guard([&]() -> Status {
+    auto req = impl_->cap.commitRequest();
+    auto list = req.initChecksums(static_cast<unsigned>(checksums.size()));
+    for (size_t i = 0; i < checksums.size(); ++i) list.set(static_cast<unsigned>(i), checksums[i]);
+    req.send().wait(impl_->client->ws());
+    impl_->done = true;
+    return Status::OK();
+  });
+}
+
+Status ClientTxn::Commit() {
+  std::vector<uint64_t> sums(slots_.size(), 0);
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].outcome == ReserveOutcome::kReserved)
+      sums[i] = checksum::Sum64(slots_[i].data, slots_[i].size);
+  return Commit(sums);
+}
+
+Status ClientTxn::Abort() {
+  if (!impl_ || impl_->done) return Status::OK();
+  impl_->done = true;
+  return Guard([&]() -> Status {
+    impl_->cap.abortRequest().send().wait(impl_->client->ws());
+    return Status::OK();
+  });
+}
+
+// ---- ClientNamespace ---------------------------------------------------------
+
+ClientNamespace::ClientNamespace(Client::Impl* client, std::unique_ptr<Impl> impl,
+                                 NamespaceSpec spec, uint32_t id)
+    : client_(client), impl_(std::move(impl)), spec_(std::move(spec)), hasher_(spec_), id_(id) {}
+
+ClientNamespace::~ClientNamespace() = default;
+
+std::vector<BlockKey> ClientNamespace::HashTokens(std::span<const uint32_t> tokens) const {
+  std::vector<BlockKey> keys;
+  hasher_.Hash(tokens, &keys);
+  return keys;
+}
+
+Result<std::vector<BlockKey>> ClientNamespace::HashTokensRemote(std::span<const uint32_t> tokens) {
+  return Guard([&]() -> Result<std::vector<BlockKey>> {
+    auto req = impl_->cap.hashTokensRequest();
+    auto list = req.initTokens(static_cast<unsigned>(tokens.size()));
+    for (size_t i = 0; i < tokens.size(); ++i) list.set(static_cast<unsigned>(i), tokens[i]);
+    auto res = req.send().wait(client_->ws());
+    return rpcconv::KeysFromRpc(res.getKeys());
+  });
+}
+
+Result<ClientLease> ClientNamespace::Lookup(std::span<const BlockKey> keys) {
+  return Guard([&]() -> Result<ClientLease> {
+    auto req = impl_->cap.acquireRequest();
+    auto list = req.initKeys(static_cast<unsigned>(keys.size()));
+    for (size_t i = 0; i < keys.size(); ++i) rpcconv::ToRpc(keys[i], list[static_cast<unsigned>(i)]);
+    auto res = req.send().wait(client_->ws());
+    ClientLease lease;
+    auto blocks = res.getBlocks();
+    lease.blocks_.reserve(blocks.size());
+    for (unsigned i = 0; i < blocks.size(); ++i) {
+      auto b = blocks[i];
+      lease.blocks_.push_back(RemoteBlock{keys[i], TierFromRpc(b.getTier()), b.getOffset(),
+                                          b.getSize(), b.getChecksum()});
+    }
+    if (!lease.blocks_.empty()) {
+      lease.impl_ = std::make_unique<ClientLease::Impl>();
+      lease.impl_->client = client_;
+      lease.impl_->cap = res.getLease();
+    }
+    return lease;
+  });
+}
+
+Status ClientNamespace::Load(const ClientLease& lease, std::span<uint8_t* const> dst) {
+  if (dst.size() > lease.size())
+    return Status::InvalidArgument(std::to_string(dst.size()) + " destinations for a lease of " +
+                                   std::to_string(lease.size()) + " blocks");
+  for (size_t i = 0; i < dst.size(); ++i) {
+    const RemoteBlock& b = lease.blocks()[i];
+    if (b.tier != TierKind::kHost)
+      return Status::Unavailable("block " + std::to_string(i) + " is in the " +
+                                 TierKindName(b.tier) + " tier; the CPU path loads host blocks");
+    if (b.offset + b.size > client_->bytes)
+      return Status::Corruption("block " + std::to_string(i) + " lies outside the host segment");
+    std::memcpy(dst[i], client_->base + b.offset, b.size);
+    if (checksum::Sum64(dst[i], b.size) != b.checksum)
+      return Status::Corruption("block " + std::to_string(i) + " (" + b.key.ToHex() +
+                                ") failed its checksum");
+  }
+  return Status::OK();
+}
+
+Result<ClientTxn> ClientNamespace::Reserve(std::span<const BlockKey> keys, const StoreOptions& o) {
+  return Guard([&]() -> Result<ClientTxn> {
+    auto req = impl_->cap.reserveRequest();
+    auto klist = req.initKeys(static_cast<unsigned>(keys.size()));
+    auto slist = req.initSizes(static_cast<unsigned>(keys.size()));
+    for (size_t i = 0; i < keys.size(); ++i) {
+      rpcconv::ToRpc(keys[i], klist[static_cast<unsigned>(i)]);
+      slist.set(static_cast<unsigned>(i), block_bytes());
+    }
+    req.setPriority(o.priority);
+    req.setDurationMs(o.duration_ns / 1000000ull);
+    auto rl = req.initRanges(static_cast<unsigned>(o.ranges.size()));
+    for (size_t i = 0; i < o.ranges.size(); ++i) {
+      auto r = rl[static_cast<unsigned>(i)];
+      r.setBegin(o.ranges[i].begin);
+      r.setEnd(o.ranges[i].end);
+      r.setPriority(o.ranges[i].priority);
+      r.setDurationMs(o.ranges[i].duration_ns / 1000000ull);
+    }
+    rpcconv::ToRpc(o.first_parent, req.initFirstParent());
+    auto res = req.send().wait(client_->ws());
+    ClientTxn txn;
+    txn.impl_ = std::make_unique<ClientTxn::Impl>();
+    txn.impl_->client = client_;
+    auto slots = res.getSlots();
+    for (unsigned i = 0; i < slots.size(); ++i) {
+      auto s = slots[i];
+      auto outcome = static_cast<ReserveOutcome>(s.getOutcome());
+      uint8_t* data = nullptr;
+      if (outcome == ReserveOutcome::kReserved) {
+        if (s.getTier() != rpc::Tier::HOST || s.getOffset() + s.getSize() > client_->bytes)
+          return Status::Internal("the daemon reserved a slot outside the host segment");
+        data = client_->base + s.getOffset();
+      }
+      txn.slots_.push_back(ClientTxn::Slot{keys[i], outcome, data, s.getSize()});
+    }
+    if (txn.reserved() > 0) {
+      txn.impl_->cap = res.getTxn();
+    } else {
+      txn.impl_->done = true;
+    }
+    return txn;
+  });
+}
+
+Result<StoreResult> ClientNamespace::Store(std::span<const BlockKey> keys,
+                                           std::span<const uint8_t* const> payloads,
+                                           const StoreOptions& o) {
+  if (payloads.size() != keys.size())
+    return Status::InvalidArgument(std::to_string(keys.size()) + " keys but " +
+                                   std::to_string(payloads.size()) + " payloads");
+  auto txn = Reserve(keys, o);
+  if (!txn.ok()) return txn.status();
+  StoreResult r;
+  std::vector<uint64_t> sums(keys.size(), 0);
+  for (size_t i = 0; i < txn->slots().size(); ++i) {
+    const auto& s = txn->slots()[i];
+    switch (s.outcome) {
+      case ReserveOutcome::kReserved:
+        std::memcpy(s.data, payloads[i], s.size);
+        sums[i] = checksum::Sum64(payloads[i], s.size);
+        ++r.stored;
+        break;
+      case ReserveOutcome::kPresent: ++r.present; break;
+      case ReserveOutcome::kInFlight: ++r.in_flight; break;
+      case ReserveOutcome::kNoSpace: ++r.no_space; break;
+    }
+  }
+  if (r.stored > 0) KVTIER_RETURN_IF_ERROR(txn->Commit(sums));
+  return r;
+}
+
+Result<RemoteStats> ClientNamespace::Stats() {
+  return Guard([&]() -> Result<RemoteStats> {
+    auto res = impl_->cap.statsRequest().send().wait(client_->ws());
+    return StatsFromRpc(res.getStats());
+  });
+}
+
+}  // namespace kvtier

@@ -1,0 +1,181 @@
+// kvtier::Client: the library engines link to use a running kvtierd.
+//
+//   auto client = Client::Connect("/run/user/1000/kvtier.sock");
+//   auto ns     = (*client)->OpenNamespace(spec);
+//   auto keys   = (*ns)->HashTokens(prompt_tokens);          // local, spec'd
+//   auto lease  = (*ns)->Lookup(keys);                        // pins a prefix
+//   (*ns)->Load(*lease, destinations);                        // copy + verify
+//   ... prefill the rest ...
+//   (*ns)->Store(new_keys, payloads);                         // reserve/write/commit
+//
+// The daemon hands over its host segment's fd at Connect(); the client maps it
+// and reads and writes slots in place, so no payload byte crosses the socket.
+// Leases and transactions are RAII: dropping one releases its pins or aborts
+// its write on the daemon.
+//
+// Thread safety: a Client and everything it returns belong to the thread that
+// called Connect() (Cap'n Proto runs one event loop per thread). Use one
+// Client per thread; several Clients may share a thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cache/cache.h"
+#include "cache/keys.h"
+#include "tiers/status.h"
+#include "tiers/tier.h"
+
+namespace kvtier {
+
+class ClientNamespace;
+
+struct RemoteBlock {
+  BlockKey key;
+  TierKind tier;
+  uint64_t offset;
+  uint32_t size;
+  uint64_t checksum;
+};
+
+// Pins on a cached prefix. Move-only; destruction releases the pins.
+class ClientLease {
+ public:
+  ClientLease();
+  ClientLease(ClientLease&&) noexcept;
+  ClientLease& operator=(ClientLease&&) noexcept;
+  ~ClientLease();
+
+  const std::vector<RemoteBlock>& blocks() const { return blocks_; }
+  size_t size() const { return blocks_.size(); }
+  bool empty() const { return blocks_.empty(); }
+  // Releases the pins now (one round trip). Idempotent.
+  Status Release();
+
+ private:
+  friend class ClientNamespace;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::vector<RemoteBlock> blocks_;
+};
+
+// A reservation of slots to write. Move-only; destruction aborts it.
+class ClientTxn {
+ public:
+  struct Slot {
+    BlockKey key;
+    ReserveOutcome outcome;
+    uint8_t* data;  // where to write (kReserved only), in the mapped segment
+    uint32_t size;
+  };
+  ClientTxn();
+  ClientTxn(ClientTxn&&) noexcept;
+  ClientTxn& operator=(ClientTxn&&) noexcept;
+  ~ClientTxn();
+
+  const std::vector<Slot>& slots() const { return slots_; }
+  size_t reserved() const;
+  // Makes the written slots readable. `checksums` has one value per slot
+  // (only kReserved ones are used). With no argument, the client computes
+  // the checksums of what is in the slots.
+  Status Commit(std::span<const uint64_t> checksums);
+  Status Commit();
+  Status Abort();
+
+ private:
+  friend class ClientNamespace;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::vector<Slot> slots_;
+};
+
+struct StoreResult {
+  size_t stored = 0;     // blocks written and committed by this call
+  size_t present = 0;    // already cached
+  size_t in_flight = 0;  // being written by someone else
+  size_t no_space = 0;   // refused: tier full of pinned or writing blocks
+};
+
+struct RemoteStats {
+  uint64_t blocks_ready = 0, blocks_writing = 0, pinned_blocks = 0;
+  uint64_t acquires = 0, blocks_hit = 0, blocks_missed = 0, commits = 0, aborts = 0;
+  uint64_t leases_open = 0, txns_open = 0, connections_open = 0;
+  struct Tier {
+    std::string name;
+    uint64_t capacity_bytes = 0, used_bytes = 0, blocks = 0, hits = 0, evictions = 0;
+  };
+  std::vector<Tier> tiers;
+};
+
+class Client {
+ public:
+  // Connects, fetches and maps the host segment. Errors: Unavailable (no
+  // daemon on the socket), IOError (mapping), InvalidArgument (bad path).
+  static Result<std::unique_ptr<Client>> Connect(const std::string& socket_path);
+  ~Client();
+
+  // InvalidArgument (bad spec, as the daemon reports it), Unavailable.
+  Result<std::unique_ptr<ClientNamespace>> OpenNamespace(const NamespaceSpec& spec);
+  Result<RemoteStats> Stats();
+  Status Ping();
+
+  // The daemon's host segment as mapped in this process.
+  uint8_t* segment_base() const;
+  uint64_t segment_bytes() const;
+
+  struct Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class ClientNamespace {
+ public:
+  ~ClientNamespace();
+
+  const NamespaceSpec& spec() const { return spec_; }
+  uint64_t block_bytes() const { return spec_.layout.BlockBytes(); }
+  uint32_t id() const { return id_; }
+  const KeyHasher& hasher() const { return hasher_; }
+
+  // Keys of the full blocks of `tokens`, computed locally (docs/hashing.md).
+  std::vector<BlockKey> HashTokens(std::span<const uint32_t> tokens) const;
+  // The same, computed by the daemon.
+  Result<std::vector<BlockKey>> HashTokensRemote(std::span<const uint32_t> tokens);
+
+  // Longest cached prefix of `keys`, pinned. An empty lease is a miss.
+  Result<ClientLease> Lookup(std::span<const BlockKey> keys);
+
+  // Copies the leased blocks into `dst` (dst[i] receives block i, block_bytes()
+  // each; dst.size() may be smaller than the lease) and verifies each
+  // checksum. Corruption names the first block whose bytes do not match.
+  Status Load(const ClientLease& lease, std::span<uint8_t* const> dst);
+
+  // Reserves slots for `keys` (a chain; `options.first_parent` is the key
+  // before keys[0]).
+  Result<ClientTxn> Reserve(std::span<const BlockKey> keys, const StoreOptions& options = {});
+
+  // Reserve, copy payloads[i] (block_bytes() each) into the reserved slots,
+  // checksum, commit.
+  Result<StoreResult> Store(std::span<const BlockKey> keys, std::span<const uint8_t* const> payloads,
+                            const StoreOptions& options = {});
+
+  Result<RemoteStats> Stats();
+
+  struct Impl;
+
+ private:
+  friend class Client;
+  ClientNamespace(Client::Impl* client, std::unique_ptr<Impl> impl, NamespaceSpec spec, uint32_t id);
+  Client::Impl* client_;
+  std::unique_ptr<Impl> impl_;
+  NamespaceSpec spec_;
+  KeyHasher hasher_;
+  uint32_t id_;
+};
+
+}  // namespace kvtier

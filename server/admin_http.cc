@@ -1,0 +1,429 @@
+#include "server/admin_http.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <httplib.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "server/config.h"
+#include "server/logging.h"
+
+namespace kvtier {
+namespace {
+
+// A small JSON writer: containers, keys and scalars, commas handled.
+class JsonWriter {
+ public:
+  JsonWriter& BeginObject() { return Open('{'); }
+  JsonWriter& EndObject() { return Close('}'); }
+  JsonWriter& BeginArray() { return Open('['); }
+  JsonWriter& EndArray() { return Close(']'); }
+  JsonWriter& Key(std::string_view k) {
+    Separate();
+    out_ += '"';
+    AppendJsonEscaped(k, &out_);
+    out_ += "\":";
+    after_key_ = true;
+    return *this;
+  }
+  JsonWriter& String(std::string_view v) {
+    Separate();
+    out_ += '"';
+    AppendJsonEscaped(v, &out_);
+    out_ += '"';
+    return *this;
+  }
+  JsonWriter& Uint(uint64_t v) { return Raw(std::to_string(v)); }
+  JsonWriter& Int(int64_t v) { return Raw(std::to_string(v)); }
+  JsonWriter& Bool(bool v) { return Raw(v ? "true" : "false"); }
+  JsonWriter& Null() { return Raw("null"); }
+  JsonWriter& Double(double v) {
+    if (!std::isfinite(v)) return Null();
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof(buf), v);
+    return Raw(std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+  }
+  // Key and value in one call.
+  template <typename F>
+  JsonWriter& Field(std::string_view k, F&& write_value) {
+    Key(k);
+    write_value(*this);
+    return *this;
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  void Separate() {
+    if (after_key_) {
+      after_key_ = false;
+      return;
+    }
+    if (!first_.empty()) {
+      if (!first_.back()) out_ += ',';
+      first_.back() = false;
+    }
+  }
+  JsonWriter& Open(char c) {
+    Separate();
+    out_ += c;
+    first_.push_back(true);
+    return *this;
+  }
+  JsonWriter& Close(char c) {
+    out_ += c;
+    first_.pop_back();
+    return *this;
+  }
+  JsonWriter& Raw(std::string_view v) {
+    Separate();
+    out_ += v;
+    return *this;
+  }
+
+  std::string out_;
+  std::vector<bool> first_;  // per open container: nothing written yet
+  bool after_key_ = false;
+};
+
+std::string HtmlEscape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string FormatDuration(double seconds) {
+  uint64_t s = seconds > 0 ? static_cast<uint64_t>(seconds) : 0;
+  const uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+  std::string out;
+  if (d) out += std::to_string(d) + "d ";
+  if (d || h) out += std::to_string(h) + "h ";
+  if (d || h || m) out += std::to_string(m) + "m ";
+  return out + std::to_string(sec) + "s";
+}
+
+// "12.3" (one decimal).
+std::string Fixed1(double v) {
+  if (!std::isfinite(v)) return "-";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed, 1);
+  return std::string(buf, r.ptr);
+}
+
+double Ratio(uint64_t num, uint64_t den) {
+  return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den);
+}
+
+constexpr std::string_view kStyle = R"(
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.bar { display: inline-block; width: 12em; height: 0.9em; background: #eee; vertical-align: middle; }
+.bar > span { display: block; height: 100%; background: #3b7ddd; }
+.bad { color: #b00; font-weight: bold; }
+.ok { color: #080; font-weight: bold; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+)";
+
+}  // namespace
+
+AdminServer::AdminServer(AdminSources sources) : sources_(std::move(sources)) {}
+
+AdminServer::~AdminServer() { Stop(); }
+
+double AdminServer::UptimeSeconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - sources_.started)
+      .count();
+}
+
+Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& address,
+                                                        AdminSources sources) {
+  auto hp = ParseHostPort(address);
+  if (!hp.ok()) return Status::InvalidArgument("admin address: " + hp.status().message());
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(hp->host.c_str(), nullptr, &hints, &found); rc != 0) {
+    return Status::InvalidArgument("admin address '" + address + "': cannot resolve host '" +
+                                   hp->host + "': " + gai_strerror(rc));
+  }
+  freeaddrinfo(found);
+
+  std::unique_ptr<AdminServer> s(new AdminServer(std::move(sources)));
+  s->host_ = hp->host;
+  s->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& srv = *s->server_;
+  srv.new_task_queue = [] { return new httplib::ThreadPool(kAdminThreads); };
+  srv.set_keep_alive_timeout(2);
+  srv.set_read_timeout(5);
+  srv.set_write_timeout(5);
+  srv.set_payload_max_length(64 * 1024);  // GETs only: bodies are not expected
+  // SO_REUSEADDR (a restart may bind while old connections sit in TIME_WAIT)
+  // but not httplib's default SO_REUSEPORT, with which a second daemon would
+  // silently share the port instead of failing to bind.
+  srv.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+
+  AdminServer* self = s.get();
+  srv.Get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
+    Status st = self->sources_.health ? self->sources_.health() : Status::OK();
+    if (st.ok()) {
+      res.set_content("ok\n", "text/plain; charset=utf-8");
+    } else {
+      res.status = 503;
+      res.set_content("unhealthy: " + st.ToString() + "\n", "text/plain; charset=utf-8");
+    }
+  });
+  srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+    res.set_content(self->MetricsText(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  srv.Get("/v1/stats", [self](const httplib::Request&, httplib::Response& res) {
+    res.set_content(self->StatsJson(), "application/json");
+  });
+  srv.Get("/", [self](const httplib::Request&, httplib::Response& res) {
+    res.set_content(self->StatusPage(), "text/html; charset=utf-8");
+  });
+  srv.set_error_handler(httplib::Server::HandlerWithResponse(
+      [](const httplib::Request&, httplib::Response& res) {
+        if (res.status == 404 && res.body.empty()) {
+          res.set_content("not found\n", "text/plain; charset=utf-8");
+          return httplib::Server::HandlerResponse::Handled;
+        }
+        return httplib::Server::HandlerResponse::Unhandled;
+      }));
+
+  errno = 0;
+  if (hp->port == 0) {
+    int port = srv.bind_to_any_port(hp->host);
+    if (port <= 0) {
+      return Status::IOError("admin address '" + address + "': cannot bind" +
+                             (errno != 0 ? std::string(": ") + std::strerror(errno) : ""));
+    }
+    s->port_ = port;
+  } else {
+    if (!srv.bind_to_port(hp->host, hp->port)) {
+      return Status::IOError("admin address '" + address + "': cannot bind" +
+                             (errno != 0 ? std::string(": ") + std::strerror(errno)
+                                         : std::string(" (port in use?)")));
+    }
+    s->port_ = hp->port;
+  }
+
+  s->thread_ = std::thread([&srv] { srv.listen_after_bind(); });
+  // Stop() is a no-op until the server runs: wait for it, so that a Stop()
+  // right after Start() cannot hang.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!srv.is_running()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      // listen_after_bind() failed or never started; the thread has ended or
+      // will on stop().
+      srv.stop();
+      if (s->thread_.joinable()) s->thread_.join();
+      return Status::IOError("admin address '" + address + "': server did not start");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return s;
+}
+
+void AdminServer::Stop() {
+  if (server_ != nullptr) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string AdminServer::MetricsText() const {
+  CacheStats stats;
+  MetricsInput in;
+  if (sources_.cache_stats) {
+    stats = sources_.cache_stats();
+    in.cache = &stats;
+  }
+  in.rpc = sources_.rpc;
+  in.version = sources_.version;
+  in.uptime_seconds = UptimeSeconds();
+  return RenderPrometheus(in);
+}
+
+std::string AdminServer::StatsJson() const {
+  JsonWriter w;
+  Status health = sources_.health ? sources_.health() : Status::OK();
+  w.BeginObject();
+  w.Key("version").String(sources_.version);
+  w.Key("uptime_seconds").Double(UptimeSeconds());
+  w.Key("socket_path").String(sources_.socket_path);
+  w.Key("healthy").Bool(health.ok());
+  w.Key("health_reason").String(health.ok() ? "" : health.ToString());
+
+  if (sources_.cache_stats) {
+    const CacheStats s = sources_.cache_stats();
+    w.Key("cache").BeginObject();
+    w.Key("blocks_ready").Uint(s.blocks_ready);
+    w.Key("blocks_writing").Uint(s.blocks_writing);
+    w.Key("blocks_pinned").Uint(s.pinned_blocks);
+    w.Key("index_entries").Uint(s.index_entries);
+    w.Key("index_memory_bytes").Uint(s.index_memory);
+    w.Key("acquires").Uint(s.acquires);
+    w.Key("keys_requested").Uint(s.keys_requested);
+    w.Key("blocks_hit").Uint(s.blocks_hit);
+    w.Key("blocks_missed").Uint(s.blocks_missed);
+    w.Key("hit_rate").Double(Ratio(s.blocks_hit, s.keys_requested));
+    w.Key("reserves").Uint(s.reserves);
+    w.Key("blocks_reserved").Uint(s.blocks_reserved);
+    w.Key("blocks_present").Uint(s.blocks_present);
+    w.Key("blocks_in_flight").Uint(s.blocks_in_flight);
+    w.Key("blocks_no_space").Uint(s.blocks_no_space);
+    w.Key("commits").Uint(s.commits);
+    w.Key("aborts").Uint(s.aborts);
+    w.EndObject();
+    w.Key("tiers").BeginArray();
+    for (const auto& t : s.tiers) {
+      w.BeginObject();
+      w.Key("name").String(t.name);
+      w.Key("capacity_bytes").Uint(t.capacity_bytes);
+      w.Key("used_bytes").Uint(t.used_bytes);
+      w.Key("used_fraction").Double(Ratio(t.used_bytes, t.capacity_bytes));
+      w.Key("blocks").Uint(t.blocks);
+      w.Key("hits").Uint(t.hits);
+      w.Key("bytes_in").Uint(t.bytes_in);
+      w.Key("bytes_out").Uint(t.bytes_out);
+      w.Key("evictions").Uint(t.evictions);
+      w.Key("evicted_bytes").Uint(t.evicted_bytes);
+      w.Key("policy_memory_bytes").Uint(t.policy_memory);
+      w.EndObject();
+    }
+    w.EndArray();
+  } else {
+    w.Key("cache").Null();
+    w.Key("tiers").BeginArray().EndArray();
+  }
+
+  if (sources_.rpc != nullptr) {
+    const RpcMetrics& m = *sources_.rpc;
+    w.Key("rpc").BeginObject();
+    w.Key("methods").BeginObject();
+    for (size_t i = 0; i < kNumRpcMethods; ++i) {
+      const HistogramSnapshot h = m.methods[i].latency.Snapshot();
+      w.Key(RpcMethodName(static_cast<RpcMethod>(i))).BeginObject();
+      w.Key("count").Uint(h.count);
+      w.Key("errors").Uint(m.methods[i].errors.load(std::memory_order_relaxed));
+      w.Key("mean_us").Double(h.MeanNs() / 1e3);
+      w.Key("p50_us").Double(h.QuantileNs(0.50) / 1e3);
+      w.Key("p99_us").Double(h.QuantileNs(0.99) / 1e3);
+      w.EndObject();
+    }
+    w.EndObject();
+    w.Key("connections_open").Int(m.connections_open.load(std::memory_order_relaxed));
+    w.Key("connections_total").Uint(m.connections_total.load(std::memory_order_relaxed));
+    w.Key("leases_open").Int(m.leases_open.load(std::memory_order_relaxed));
+    w.Key("txns_open").Int(m.txns_open.load(std::memory_order_relaxed));
+    w.EndObject();
+  } else {
+    w.Key("rpc").Null();
+  }
+  w.EndObject();
+  std::string out = w.Take();
+  out += '\n';
+  return out;
+}
+
+std::string AdminServer::StatusPage() const {
+  Status health = sources_.health ? sources_.health() : Status::OK();
+  std::string h;
+  h += "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
+       "<meta http-equiv=\"refresh\" content=\"5\"><title>kvtier</title><style>";
+  h += kStyle;
+  h += "</style></head><body>\n<h1>kvtier ";
+  h += HtmlEscape(sources_.version);
+  h += "</h1>\n<p>Status: ";
+  if (health.ok()) {
+    h += "<span class=\"ok\">ok</span>";
+  } else {
+    h += "<span class=\"bad\">unhealthy: " + HtmlEscape(health.ToString()) + "</span>";
+  }
+  h += " &middot; uptime " + FormatDuration(UptimeSeconds());
+  h += " &middot; socket <code>" + HtmlEscape(sources_.socket_path) + "</code></p>\n";
+
+  if (sources_.cache_stats) {
+    const CacheStats s = sources_.cache_stats();
+    h += "<h2>Tiers</h2>\n<table><tr><th>tier</th><th>occupancy</th><th>used</th>"
+         "<th>capacity</th><th>blocks</th><th>hits</th><th>evictions</th></tr>\n";
+    for (const auto& t : s.tiers) {
+      const double pct = 100.0 * Ratio(t.used_bytes, t.capacity_bytes);
+      h += "<tr><td>" + HtmlEscape(t.name) + "</td><td><span class=\"bar\"><span style=\"width:" +
+           Fixed1(pct) + "%\"></span></span> " + Fixed1(pct) + "%</td><td>" +
+           FormatSize(t.used_bytes) + "</td><td>" + FormatSize(t.capacity_bytes) + "</td><td>" +
+           std::to_string(t.blocks) + "</td><td>" + std::to_string(t.hits) + "</td><td>" +
+           std::to_string(t.evictions) + "</td></tr>\n";
+    }
+    h += "</table>\n<h2>Cache</h2>\n<table>\n";
+    auto row = [&h](std::string_view name, const std::string& value) {
+      h += "<tr><td>";
+      h += name;
+      h += "</td><td>" + value + "</td></tr>\n";
+    };
+    row("hit rate (blocks hit / keys requested)",
+        Fixed1(100.0 * Ratio(s.blocks_hit, s.keys_requested)) + "%");
+    row("acquires", std::to_string(s.acquires));
+    row("blocks hit / missed", std::to_string(s.blocks_hit) + " / " +
+                                   std::to_string(s.blocks_missed));
+    row("reserves", std::to_string(s.reserves));
+    row("blocks reserved / present / in flight / no space",
+        std::to_string(s.blocks_reserved) + " / " + std::to_string(s.blocks_present) + " / " +
+            std::to_string(s.blocks_in_flight) + " / " + std::to_string(s.blocks_no_space));
+    row("commits / aborts", std::to_string(s.commits) + " / " + std::to_string(s.aborts));
+    row("blocks ready / writing / pinned", std::to_string(s.blocks_ready) + " / " +
+                                               std::to_string(s.blocks_writing) + " / " +
+                                               std::to_string(s.pinned_blocks));
+    row("index entries", std::to_string(s.index_entries));
+    row("index memory", FormatSize(s.index_memory));
+    h += "</table>\n";
+  }
+
+  if (sources_.rpc != nullptr) {
+    const RpcMetrics& m = *sources_.rpc;
+    h += "<h2>RPC</h2>\n<p>connections open " +
+         std::to_string(m.connections_open.load(std::memory_order_relaxed)) + " (total " +
+         std::to_string(m.connections_total.load(std::memory_order_relaxed)) +
+         ") &middot; leases open " + std::to_string(m.leases_open.load(std::memory_order_relaxed)) +
+         " &middot; write transactions open " +
+         std::to_string(m.txns_open.load(std::memory_order_relaxed)) + "</p>\n";
+    h += "<table><tr><th>method</th><th>calls</th><th>errors</th><th>p50 (&micro;s)</th>"
+         "<th>p99 (&micro;s)</th></tr>\n";
+    for (size_t i = 0; i < kNumRpcMethods; ++i) {
+      const HistogramSnapshot s = m.methods[i].latency.Snapshot();
+      h += "<tr><td>";
+      h += RpcMethodName(static_cast<RpcMethod>(i));
+      h += "</td><td>" + std::to_string(s.count) + "</td><td>" +
+           std::to_string(m.methods[i].errors.load(std::memory_order_relaxed)) + "</td><td>" +
+           (s.count ? Fixed1(s.QuantileNs(0.5) / 1e3) : "-") + "</td><td>" +
+           (s.count ? Fixed1(s.QuantileNs(0.99) / 1e3) : "-") + "</td></tr>\n";
+    }
+    h += "</table>\n";
+  }
+  h += "<p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/v1/stats\">/v1/stats</a> "
+       "&middot; <a href=\"/healthz\">/healthz</a></p>\n</body></html>\n";
+  return h;
+}
+
+}  // namespace kvtier

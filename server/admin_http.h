@@ -1,0 +1,84 @@
+// AdminServer: the daemon's HTTP admin endpoint (cpp-httplib).
+//
+//   GET /healthz   200 "ok\n", or 503 "unhealthy: <reason>\n"
+//   GET /metrics   Prometheus text format 0.0.4 (server/metrics.h)
+//   GET /v1/stats  the same data as JSON (shape in docs/operations.md)
+//   GET /          a small HTML status page, refreshing every 5 s
+//   anything else  404
+//
+// The server reads the daemon only through AdminSources: callbacks and a
+// const RpcMetrics*, called from the server's own threads while it runs.
+//
+// Ownership: the AdminServer owns its listening socket and threads; the
+// caller keeps everything AdminSources points to (RpcMetrics, the cache
+// behind cache_stats) alive until Stop() returns or the server is destroyed.
+// Thread safety: the sources' callbacks are called concurrently from up to
+// kAdminThreads threads and must be thread-safe (Cache::Stats() is).
+// Stop() and the destructor may be called from any one thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cache/cache.h"
+#include "server/metrics.h"
+#include "tiers/status.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace kvtier {
+
+struct AdminSources {
+  std::function<CacheStats()> cache_stats;  // empty: no cache metrics
+  const RpcMetrics* rpc = nullptr;          // null: no RPC metrics
+  std::function<Status()> health;           // empty: always healthy
+  std::string version;                      // e.g. KvtierVersion()
+  std::string socket_path;                  // shown on the status page
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+class AdminServer {
+ public:
+  // Threads serving requests (a scraper and a browser at once, with room).
+  static constexpr int kAdminThreads = 4;
+
+  // Binds `address` ("HOST:PORT", "[v6]:PORT"; port 0 picks a free port) and
+  // serves until Stop(). Errors: InvalidArgument (malformed address, host
+  // that does not resolve), IOError (bind or listen failed, e.g. the port is
+  // in use), each naming the address.
+  static Result<std::unique_ptr<AdminServer>> Start(const std::string& address,
+                                                    AdminSources sources);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // The bound port (the chosen one when started with port 0).
+  int port() const { return port_; }
+  const std::string& host() const { return host_; }
+  // Stops accepting, finishes requests in progress, joins the threads.
+  // Idempotent.
+  void Stop();
+
+  // The bodies the endpoints serve, exposed for tests and for the RPC
+  // service's stats call. Each reads the sources once.
+  std::string MetricsText() const;
+  std::string StatsJson() const;
+  std::string StatusPage() const;
+
+ private:
+  explicit AdminServer(AdminSources sources);
+  double UptimeSeconds() const;
+
+  AdminSources sources_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  std::string host_;
+  int port_ = 0;
+};
+
+}  // namespace kvtier

@@ -1,0 +1,683 @@
+#include "server/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "eviction/policy.h"
+
+#ifndef KVTIER_VERSION_STRING
+#define KVTIER_VERSION_STRING "unknown"
+#endif
+
+namespace kvtier {
+namespace {
+
+constexpr size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
+constexpr uint64_t kBytesPerKeyInMessage = 64;
+
+enum class FlagType : uint8_t { kString, kSize, kU32, kBool, kConfig, kHelp, kVersion };
+
+// One flag: its name (also the config-file key), what it sets, its limits and
+// its --help line. The parser, the file reader and DaemonHelpText() all read
+// this table, so they cannot disagree.
+struct FlagSpec {
+  std::string_view name;
+  std::string_view metavar;  // "" = takes no value
+  FlagType type;
+  std::string DaemonConfig::*str = nullptr;
+  uint64_t DaemonConfig::*u64 = nullptr;
+  uint32_t DaemonConfig::*u32 = nullptr;
+  bool DaemonConfig::*boolean = nullptr;
+  uint64_t min = 0;
+  uint64_t max = UINT64_MAX;
+  Status (*check)(std::string_view value) = nullptr;  // for strings
+  std::string_view default_text;
+  std::string_view help;
+};
+
+Status CheckNonEmpty(std::string_view v) {
+  if (v.empty()) return Status::InvalidArgument("must not be empty");
+  return Status::OK();
+}
+
+Status CheckPolicy(std::string_view v) {
+  auto p = NewEvictionPolicy(v);
+  if (!p.ok()) return p.status();
+  return Status::OK();
+}
+
+Status CheckAdmin(std::string_view v) {
+  if (v == "off") return Status::OK();
+  auto hp = ParseHostPort(v);
+  if (!hp.ok()) return hp.status();
+  return Status::OK();
+}
+
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+
+Status CheckLogLevel(std::string_view v) {
+  for (auto l : kLogLevels)
+    if (v == l) return Status::OK();
+  return Status::InvalidArgument("unknown log level (trace, debug, info, warn, error, off)");
+}
+
+Status CheckWritePolicy(std::string_view v) {
+  if (v == "write-back" || v == "write-through") return Status::OK();
+  return Status::InvalidArgument("unknown write policy (write-back, write-through)");
+}
+
+Status CheckSocket(std::string_view v) {
+  if (v.empty()) return Status::InvalidArgument("must not be empty");
+  if (v.size() > kMaxSocketPath)
+    return Status::InvalidArgument("longer than " + std::to_string(kMaxSocketPath) +
+                                   " bytes (the limit of a Unix socket path)");
+  return Status::OK();
+}
+
+const std::vector<FlagSpec>& Flags() {
+  using C = DaemonConfig;
+  static const std::vector<FlagSpec> kFlags = {
+      {.name = "socket", .metavar = "PATH", .type = FlagType::kString, .str = &C::socket_path,
+       .check = CheckSocket,
+       .default_text = "$XDG_RUNTIME_DIR/kvtier.sock if XDG_RUNTIME_DIR is set and writable, "
+                       "else <data-dir>/kvtier.sock",
+       .help = "Unix socket of the RPC service (at most 107 bytes)."},
+      {.name = "data-dir", .metavar = "DIR", .type = FlagType::kString, .str = &C::data_dir,
+       .check = CheckNonEmpty, .default_text = "./kvtier-data",
+       .help = "Directory of the daemon's files (NVMe tier file and index, maybe the socket)."},
+      {.name = "host-capacity", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::host_capacity_bytes, .min = kMiB, .max = 16 * kTiB,
+       .default_text = "25% of MemAvailable, capped at 64GiB, at least 256MiB, "
+                       "rounded down to whole regions",
+       .help = "Size of the pinned-host tier (shared memory segment); rounded down to whole "
+               "regions."},
+      {.name = "host-region", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::host_region_bytes, .min = kMiB, .max = 4 * kGiB, .default_text = "64MiB",
+       .help = "Slab region of the host tier, a multiple of 4KiB."},
+      {.name = "host-policy", .metavar = "NAME", .type = FlagType::kString,
+       .str = &C::host_policy, .check = CheckPolicy, .default_text = "priority-lru",
+       .help = "Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo."},
+      {.name = "admin", .metavar = "HOST:PORT|off", .type = FlagType::kString,
+       .str = &C::admin_address, .check = CheckAdmin, .default_text = "127.0.0.1:9477",
+       .help = "Admin HTTP endpoint (/healthz, /metrics, /v1/stats, /). Port 0 picks a free "
+               "port; \"off\" disables it; IPv6 as [::1]:9477."},
+      {.name = "log-level", .metavar = "LEVEL", .type = FlagType::kString, .str = &C::log_level,
+       .check = CheckLogLevel, .default_text = "info",
+       .help = "trace, debug, info, warn, error or off."},
+      {.name = "log-json", .metavar = "", .type = FlagType::kBool, .boolean = &C::log_json,
+       .default_text = "off",
+       .help = "Log JSON lines instead of text (--log-json=false turns it off again)."},
+      {.name = "rpc-threads", .metavar = "N", .type = FlagType::kU32, .u32 = &C::rpc_threads,
+       .min = 1, .max = 256, .default_text = "min(4, hardware threads)",
+       .help = "Threads serving RPCs, 1..256."},
+      {.name = "max-keys", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::max_keys_per_call, .min = 1, .max = 1u << 24, .default_text = "65536",
+       .help = "Most keys in one acquire, reserve or hash call, 1..16777216."},
+      {.name = "max-message", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::max_message_bytes, .min = 64 * kKiB, .max = 4 * kGiB, .default_text = "64MiB",
+       .help = "Largest RPC message, 64KiB..4GiB, at least 64 bytes per --max-keys."},
+      {.name = "max-connections", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::max_connections, .min = 1, .max = 1u << 20, .default_text = "1024",
+       .help = "Most client connections at once, 1..1048576; more are refused."},
+      {.name = "nvme-path", .metavar = "PATH", .type = FlagType::kString, .str = &C::nvme_path,
+       .default_text = "<data-dir>/nvme.dat",
+       .help = "File or block device of the NVMe tier."},
+      {.name = "nvme-capacity", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::nvme_capacity_bytes, .min = 0, .max = 1024 * kTiB, .default_text = "0 (off)",
+       .help = "Size of the NVMe tier; 0 turns the tier off, otherwise at least 1MiB."},
+      {.name = "nvme-queue-depth", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::nvme_queue_depth, .min = 1, .max = 4096, .default_text = "64",
+       .help = "io_uring queue depth of the NVMe tier, 1..4096."},
+      {.name = "nvme-write-policy", .metavar = "POLICY", .type = FlagType::kString,
+       .str = &C::nvme_write_policy, .check = CheckWritePolicy, .default_text = "write-back",
+       .help = "write-back (blocks reach NVMe when evicted from host) or write-through "
+               "(also written to NVMe at commit)."},
+      {.name = "config", .metavar = "FILE", .type = FlagType::kConfig, .default_text = "none",
+       .help = "Read settings from FILE first; flags override them (see below)."},
+      {.name = "help", .metavar = "", .type = FlagType::kHelp, .default_text = "",
+       .help = "Print this text and exit."},
+      {.name = "version", .metavar = "", .type = FlagType::kVersion, .default_text = "",
+       .help = "Print the version and exit."},
+  };
+  return kFlags;
+}
+
+const FlagSpec* FindFlag(std::string_view name) {
+  for (const auto& f : Flags())
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+Result<uint64_t> ParseUnsigned(std::string_view s) {
+  if (s.empty()) return Status::InvalidArgument("not a number (empty)");
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return Status::InvalidArgument("not a whole number");
+    uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return Status::InvalidArgument("number too large");
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+Result<bool> ParseBool(std::string_view s) {
+  if (s == "true" || s == "1" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "0" || s == "no" || s == "off") return false;
+  return Status::InvalidArgument("not a boolean (true, false, 1, 0, yes, no, on, off)");
+}
+
+std::string RangeText(const FlagSpec& f) {
+  if (f.type == FlagType::kSize) return FormatSize(f.min) + ".." + FormatSize(f.max);
+  return std::to_string(f.min) + ".." + std::to_string(f.max);
+}
+
+// Sets the field of `f` from `value`. Errors carry the reason only; the caller
+// says where the value came from.
+Status ApplyValue(const FlagSpec& f, std::string_view value, DaemonConfig* c) {
+  switch (f.type) {
+    case FlagType::kString:
+      if (f.check) KVTIER_RETURN_IF_ERROR(f.check(value));
+      c->*f.str = std::string(value);
+      return Status::OK();
+    case FlagType::kSize: {
+      auto v = ParseSize(value);
+      if (!v.ok()) return v.status();
+      if (*v < f.min || *v > f.max)
+        return Status::InvalidArgument("out of range " + RangeText(f));
+      c->*f.u64 = *v;
+      return Status::OK();
+    }
+    case FlagType::kU32: {
+      auto v = ParseUnsigned(value);
+      if (!v.ok()) return v.status();
+      if (*v < f.min || *v > f.max)
+        return Status::InvalidArgument("out of range " + RangeText(f));
+      c->*f.u32 = static_cast<uint32_t>(*v);
+      return Status::OK();
+    }
+    case FlagType::kBool: {
+      auto v = ParseBool(value);
+      if (!v.ok()) return v.status();
+      c->*f.boolean = *v;
+      return Status::OK();
+    }
+    case FlagType::kConfig:
+    case FlagType::kHelp:
+    case FlagType::kVersion:
+      break;
+  }
+  return Status::Internal("flag without a field");
+}
+
+std::string Quote(std::string_view v) { return "'" + std::string(v) + "'"; }
+
+// A flag as found on the command line.
+struct FlagUse {
+  const FlagSpec* spec;
+  std::string value;
+  bool has_value;
+};
+
+Status ApplyConfigFile(const std::string& path, DaemonConfig* c) {
+  std::ifstream in(path);
+  if (!in) {
+    return Status::InvalidArgument("--config " + Quote(path) +
+                                   ": cannot read: " + std::strerror(errno));
+  }
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    const std::string where = path + ":" + std::to_string(lineno) + ": ";
+    std::string_view s = Trim(line);
+    if (s.empty() || s.front() == '#') continue;
+    size_t eq = s.find('=');
+    if (eq == std::string_view::npos)
+      return Status::InvalidArgument(where + "expected 'key = value', got " + Quote(s));
+    std::string key(Trim(s.substr(0, eq)));
+    std::replace(key.begin(), key.end(), '_', '-');
+    std::string_view value = Trim(s.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);  // quoted: taken as is
+    } else {
+      // A '#' after whitespace starts a comment.
+      for (size_t i = 1; i < value.size(); ++i) {
+        if (value[i] == '#' && (value[i - 1] == ' ' || value[i - 1] == '\t')) {
+          value = Trim(value.substr(0, i));
+          break;
+        }
+      }
+    }
+    const FlagSpec* f = FindFlag(key);
+    if (f == nullptr || f->type == FlagType::kConfig || f->type == FlagType::kHelp ||
+        f->type == FlagType::kVersion) {
+      return Status::InvalidArgument(where + "unknown key " + Quote(key));
+    }
+    Status st = ApplyValue(*f, value, c);
+    if (!st.ok())
+      return Status::InvalidArgument(where + std::string(f->name) + " = " + Quote(value) + ": " +
+                                     st.message());
+  }
+  if (in.bad()) {
+    return Status::InvalidArgument("--config " + Quote(path) + ": read failed after line " +
+                                   std::to_string(lineno));
+  }
+  return Status::OK();
+}
+
+// An exact text of `bytes`: FormatSize() when it is exact ("1.5GiB"), else a
+// whole number of the largest unit that divides it ("5824MiB"), else bytes.
+std::string ExactSize(uint64_t bytes) {
+  std::string f = FormatSize(bytes);
+  auto back = ParseSize(f);
+  if (back.ok() && *back == bytes) return f;
+  for (auto [unit, name] : {std::pair{kTiB, "TiB"}, {kGiB, "GiB"}, {kMiB, "MiB"}, {kKiB, "KiB"}}) {
+    if (bytes % unit == 0) return std::to_string(bytes / unit) + name;
+  }
+  return std::to_string(bytes);
+}
+
+std::string JoinPath(const std::string& dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  if (dir.back() == '/') return dir + std::string(name);
+  return dir + "/" + std::string(name);
+}
+
+// `text` as lines of at most `width` columns (words permitting); lines after
+// the first are indented by `indent`; the caller has written the first
+// line's indent. Ends with a newline.
+std::string Wrap(std::string_view text, size_t indent, size_t width) {
+  std::string out;
+  size_t col = indent;
+  bool first_word = true;
+  while (!text.empty()) {
+    size_t sp = text.find(' ');
+    std::string_view word = text.substr(0, sp);
+    text = sp == std::string_view::npos ? std::string_view() : text.substr(sp + 1);
+    if (word.empty()) continue;
+    if (!first_word && col + 1 + word.size() > width) {
+      out += '\n';
+      out.append(indent, ' ');
+      col = indent;
+      first_word = true;
+    }
+    if (!first_word) {
+      out += ' ';
+      ++col;
+    }
+    out += word;
+    col += word.size();
+    first_word = false;
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
+std::string_view KvtierVersion() { return KVTIER_VERSION_STRING; }
+
+std::string DaemonVersion() { return "kvtier " + std::string(KvtierVersion()); }
+
+Result<uint64_t> ParseSize(std::string_view text) {
+  const std::string bad = Quote(text) +
+                          " is not a size (bytes, or a number with K, M, G or T, "
+                          "e.g. 8G, 512MiB, 1.5g)";
+  size_t i = 0;
+  uint64_t whole = 0;
+  size_t whole_digits = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    uint64_t d = static_cast<uint64_t>(text[i] - '0');
+    if (whole > (UINT64_MAX - d) / 10) return Status::InvalidArgument(Quote(text) + " is too large");
+    whole = whole * 10 + d;
+    ++i;
+    ++whole_digits;
+  }
+  if (whole_digits == 0) return Status::InvalidArgument(bad);
+  unsigned __int128 frac = 0, frac_den = 1;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    size_t digits = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (digits < 18) {
+        frac = frac * 10 + static_cast<unsigned>(text[i] - '0');
+        frac_den *= 10;
+      } else if (text[i] != '0') {
+        return Status::InvalidArgument(Quote(text) + " has too many decimals");
+      }
+      ++i;
+      ++digits;
+    }
+    if (digits == 0) return Status::InvalidArgument(bad);
+  }
+  std::string unit;
+  for (; i < text.size(); ++i) {
+    char ch = text[i];
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    unit.push_back(ch);
+  }
+  uint64_t mult = 0;
+  if (unit.empty() || unit == "b") {
+    mult = 1;
+  } else {
+    switch (unit[0]) {
+      case 'k': mult = kKiB; break;
+      case 'm': mult = kMiB; break;
+      case 'g': mult = kGiB; break;
+      case 't': mult = kTiB; break;
+      default: return Status::InvalidArgument(bad);
+    }
+    std::string_view rest = std::string_view(unit).substr(1);
+    if (!(rest.empty() || rest == "b" || rest == "ib")) return Status::InvalidArgument(bad);
+  }
+  unsigned __int128 total = static_cast<unsigned __int128>(whole) * mult;
+  unsigned __int128 frac_bytes = frac * mult;
+  if (frac_bytes % frac_den != 0)
+    return Status::InvalidArgument(Quote(text) + " is not a whole number of bytes");
+  total += frac_bytes / frac_den;
+  if (total > UINT64_MAX) return Status::InvalidArgument(Quote(text) + " is too large");
+  return static_cast<uint64_t>(total);
+}
+
+std::string FormatSize(uint64_t bytes) {
+  static constexpr struct {
+    uint64_t unit;
+    const char* name;
+  } kUnits[] = {{kTiB, "TiB"}, {kGiB, "GiB"}, {kMiB, "MiB"}, {kKiB, "KiB"}};
+  for (const auto& u : kUnits) {
+    if (bytes < u.unit) continue;
+    // Hundredths, rounded to nearest.
+    unsigned __int128 h = (static_cast<unsigned __int128>(bytes) * 100 + u.unit / 2) / u.unit;
+    uint64_t whole = static_cast<uint64_t>(h / 100);
+    unsigned cents = static_cast<unsigned>(h % 100);
+    std::string s = std::to_string(whole);
+    if (cents != 0) {
+      s += '.';
+      s += static_cast<char>('0' + cents / 10);
+      if (cents % 10 != 0) s += static_cast<char>('0' + cents % 10);
+    }
+    return s + u.name;
+  }
+  return std::to_string(bytes) + "B";
+}
+
+Result<HostPort> ParseHostPort(std::string_view address) {
+  const std::string bad = Quote(address) + " is not HOST:PORT (e.g. 127.0.0.1:9477, [::1]:9477)";
+  HostPort hp;
+  std::string_view port;
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      return Status::InvalidArgument(bad);
+    }
+    hp.host = std::string(address.substr(1, close - 1));
+    port = address.substr(close + 2);
+  } else {
+    size_t colon = address.rfind(':');
+    if (colon == std::string_view::npos) return Status::InvalidArgument(bad);
+    hp.host = std::string(address.substr(0, colon));
+    if (hp.host.find(':') != std::string::npos)
+      return Status::InvalidArgument(Quote(address) + ": put an IPv6 address in brackets, "
+                                                      "e.g. [::1]:9477");
+    port = address.substr(colon + 1);
+  }
+  if (hp.host.empty())
+    return Status::InvalidArgument(Quote(address) + ": host is missing (0.0.0.0 listens on all "
+                                                    "interfaces)");
+  auto p = ParseUnsigned(port);
+  if (!p.ok() || *p > 65535)
+    return Status::InvalidArgument(Quote(address) + ": port must be a number 0..65535");
+  hp.port = static_cast<int>(*p);
+  return hp;
+}
+
+SystemInfo ReadSystemInfo() {
+  SystemInfo sys;
+  if (const char* d = std::getenv("XDG_RUNTIME_DIR"); d != nullptr && *d != '\0') {
+    if (access(d, W_OK | X_OK) == 0) sys.runtime_dir = d;
+  }
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t value = 0;
+  std::string unit;
+  while (meminfo >> key >> value) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") {
+      sys.mem_available_bytes = Trim(unit) == "kB" ? value * kKiB : value;
+      break;
+    }
+  }
+  sys.hardware_threads = std::thread::hardware_concurrency();
+  return sys;
+}
+
+uint64_t DefaultHostCapacity(uint64_t mem_available_bytes, uint64_t region_bytes) {
+  uint64_t avail = mem_available_bytes != 0 ? mem_available_bytes : kGiB;
+  uint64_t cap = std::clamp<uint64_t>(avail / 4, 256 * kMiB, 64 * kGiB);
+  if (region_bytes == 0) return cap;
+  cap -= cap % region_bytes;
+  return std::max(cap, region_bytes);
+}
+
+void ResolveDefaults(const SystemInfo& sys, DaemonConfig* c) {
+  if (c->socket_path.empty()) {
+    c->socket_path = sys.runtime_dir ? JoinPath(*sys.runtime_dir, "kvtier.sock")
+                                     : JoinPath(c->data_dir, "kvtier.sock");
+  }
+  if (c->host_capacity_bytes == 0) {
+    c->host_capacity_bytes = DefaultHostCapacity(sys.mem_available_bytes, c->host_region_bytes);
+  } else if (c->host_region_bytes != 0 && c->host_capacity_bytes >= c->host_region_bytes) {
+    c->host_capacity_bytes -= c->host_capacity_bytes % c->host_region_bytes;
+  }
+  if (c->rpc_threads == 0) {
+    c->rpc_threads = sys.hardware_threads == 0 ? 4 : std::min(4u, sys.hardware_threads);
+  }
+  if (c->nvme_path.empty()) c->nvme_path = JoinPath(c->data_dir, "nvme.dat");
+}
+
+Status DaemonConfig::Validate() const {
+  auto bad = [](std::string_view flag, const std::string& value, const std::string& why) {
+    return Status::InvalidArgument("--" + std::string(flag) + " " + Quote(value) + ": " + why);
+  };
+  // String settings and numeric ranges, as the parser checks them.
+  for (const auto& f : Flags()) {
+    switch (f.type) {
+      case FlagType::kString:
+        if (f.check) {
+          Status st = f.check(this->*f.str);
+          if (!st.ok()) return bad(f.name, this->*f.str, st.message());
+        }
+        break;
+      case FlagType::kSize:
+        if (this->*f.u64 < f.min || this->*f.u64 > f.max)
+          return bad(f.name, ExactSize(this->*f.u64), "out of range " + RangeText(f));
+        break;
+      case FlagType::kU32:
+        if (this->*f.u32 < f.min || this->*f.u32 > f.max)
+          return bad(f.name, std::to_string(this->*f.u32), "out of range " + RangeText(f));
+        break;
+      default:
+        break;
+    }
+  }
+  if (host_region_bytes % (4 * kKiB) != 0)
+    return bad("host-region", ExactSize(host_region_bytes), "must be a multiple of 4KiB");
+  if (host_capacity_bytes < host_region_bytes)
+    return bad("host-capacity", ExactSize(host_capacity_bytes),
+               "smaller than one region (--host-region " + FormatSize(host_region_bytes) + ")");
+  if (max_message_bytes < uint64_t{max_keys_per_call} * kBytesPerKeyInMessage)
+    return bad("max-message", ExactSize(max_message_bytes),
+               "too small for --max-keys " + std::to_string(max_keys_per_call) + " (needs " +
+                   std::to_string(kBytesPerKeyInMessage) + " bytes per key, " +
+                   FormatSize(uint64_t{max_keys_per_call} * kBytesPerKeyInMessage) + ")");
+  if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < kMiB)
+    return bad("nvme-capacity", ExactSize(nvme_capacity_bytes),
+               "must be 0 (off) or at least 1MiB");
+  if (nvme_capacity_bytes != 0 && nvme_path.empty())
+    return bad("nvme-path", nvme_path, "must not be empty when the NVMe tier is on");
+  return Status::OK();
+}
+
+std::string DaemonConfig::ToString() const {
+  std::ostringstream o;
+  o << "socket=" << socket_path << " data_dir=" << data_dir
+    << " host_capacity=" << ExactSize(host_capacity_bytes)
+    << " host_region=" << ExactSize(host_region_bytes) << " host_policy=" << host_policy
+    << " admin=" << admin_address << " log_level=" << log_level
+    << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
+    << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
+    << " max_connections=" << max_connections;
+  if (nvme_capacity_bytes == 0) {
+    o << " nvme=off";
+  } else {
+    o << " nvme_path=" << nvme_path << " nvme_capacity=" << ExactSize(nvme_capacity_bytes)
+      << " nvme_queue_depth=" << nvme_queue_depth << " nvme_write_policy=" << nvme_write_policy;
+  }
+  if (!config_file.empty()) o << " config=" << config_file;
+  return o.str();
+}
+
+Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv) {
+  return ParseDaemonConfig(argc, argv, ReadSystemInfo());
+}
+
+Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv, const SystemInfo& sys) {
+  DaemonConfig c;
+  std::vector<FlagUse> uses;
+  Status first_error;
+  auto fail = [&](std::string msg) {
+    if (first_error.ok()) first_error = Status::InvalidArgument(msg + " (see --help)");
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i] != nullptr ? argv[i] : "";
+    if (arg == "-h") {
+      c.show_help = true;
+      continue;
+    }
+    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
+      fail("unexpected argument " + Quote(arg) + ": flags start with --");
+      continue;
+    }
+    std::string_view name = arg.substr(2);
+    std::string_view value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string_view::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    const FlagSpec* f = FindFlag(name);
+    if (f == nullptr) {
+      fail("unknown flag --" + std::string(name));
+      continue;
+    }
+    if (f->type == FlagType::kHelp || f->type == FlagType::kVersion) {
+      if (has_value) {
+        fail("--" + std::string(name) + " takes no value");
+        continue;
+      }
+      (f->type == FlagType::kHelp ? c.show_help : c.show_version) = true;
+      continue;
+    }
+    if (f->metavar.empty()) {  // boolean: bare, or --flag=BOOL
+      uses.push_back({f, has_value ? std::string(value) : "true", true});
+      continue;
+    }
+    if (!has_value) {
+      // The next argument is the value, unless it is itself a flag: write
+      // --flag=--value for a value that starts with "--".
+      if (i + 1 < argc && argv[i + 1] != nullptr &&
+          std::string_view(argv[i + 1]).substr(0, 2) != "--") {
+        value = argv[++i];
+        has_value = true;
+      } else {
+        fail("--" + std::string(name) + ": missing value (" + std::string(f->metavar) + ")");
+        continue;
+      }
+    }
+    uses.push_back({f, std::string(value), true});
+  }
+  if (c.show_help || c.show_version) return c;
+  if (!first_error.ok()) return first_error;
+
+  // The config file first, whatever its position; the last --config counts.
+  for (const auto& u : uses) {
+    if (u.spec->type == FlagType::kConfig) c.config_file = u.value;
+  }
+  if (!c.config_file.empty()) {
+    KVTIER_RETURN_IF_ERROR(ApplyConfigFile(c.config_file, &c));
+  }
+  for (const auto& u : uses) {
+    if (u.spec->type == FlagType::kConfig) continue;
+    Status st = ApplyValue(*u.spec, u.value, &c);
+    if (!st.ok())
+      return Status::InvalidArgument("--" + std::string(u.spec->name) + " " + Quote(u.value) +
+                                     ": " + st.message());
+  }
+  ResolveDefaults(sys, &c);
+  KVTIER_RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+std::string DaemonHelpText() {
+  std::ostringstream o;
+  o << "Usage: kvtierd [FLAGS]\n"
+       "\n"
+       "kvtierd keeps KV-cache blocks of LLM inference engines in tiers (pinned host\n"
+       "memory, NVMe) and serves them over Cap'n Proto RPC on a Unix socket. With no\n"
+       "flags it runs on the defaults below.\n"
+       "\n"
+       "Flags (--flag VALUE or --flag=VALUE):\n";
+  for (const auto& f : Flags()) {
+    std::string head = "  --" + std::string(f.name);
+    if (!f.metavar.empty()) head += " " + std::string(f.metavar);
+    if (f.type == FlagType::kHelp) head += ", -h";
+    o << head;
+    if (head.size() < 30) {
+      o << std::string(30 - head.size(), ' ');
+    } else {
+      o << "\n" << std::string(30, ' ');
+    }
+    o << Wrap(f.help, 30, 80);
+    if (!f.default_text.empty())
+      o << std::string(30, ' ') << Wrap("default: " + std::string(f.default_text), 30, 80);
+  }
+  o << "\n"
+       "SIZE is a number of bytes, or a number with a unit K, M, G or T (powers of two:\n"
+       "KiB, MiB, GiB, TiB), case-insensitive, optionally followed by \"iB\" or \"B\":\n"
+       "8G, 8GiB, 8gb, 512MiB, 65536. A fraction is allowed when the result is a whole\n"
+       "number of bytes: 1.5G is 1610612736 bytes; 1.5 and 0.1K are rejected.\n"
+       "A value that starts with \"--\" must be written --flag=VALUE.\n"
+       "\n"
+       "Config file (--config FILE): one setting per line as `key = value`, where key is\n"
+       "a flag name without the dashes (\"_\" may stand for \"-\"). Blank lines and lines\n"
+       "starting with '#' are ignored; \" #\" after a value starts a comment; a value in\n"
+       "double quotes is taken as is. log-json takes true/false (also 1/0, yes/no,\n"
+       "on/off). config, help and version are not keys. Example:\n"
+       "\n"
+       "  # /etc/kvtier/kvtierd.conf\n"
+       "  socket = /run/kvtier/kvtier.sock\n"
+       "  host-capacity = 32G\n"
+       "  admin = 0.0.0.0:9477\n"
+       "  log-json = true\n"
+       "\n"
+       "Precedence: defaults, then the config file, then flags (whatever their order).\n";
+  return o.str();
+}
+
+}  // namespace kvtier

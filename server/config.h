@@ -1,0 +1,140 @@
+// DaemonConfig: every setting of kvtierd, its defaults, and the parser of the
+// command line and the config file.
+//
+// Precedence: built-in defaults < config file (--config FILE) < command-line
+// flags, whatever the order of the flags. Defaults that depend on the machine
+// (socket path, host capacity, RPC threads, NVMe path) are resolved after
+// parsing from a SystemInfo, so tests can pin them.
+//
+// Ownership: plain values. Thread safety: functions here are pure except
+// ReadSystemInfo() (reads the environment and /proc/meminfo) and
+// ParseDaemonConfig() (calls it, and reads the config file).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tiers/status.h"
+
+namespace kvtier {
+
+inline constexpr uint64_t kKiB = 1ull << 10;
+inline constexpr uint64_t kMiB = 1ull << 20;
+inline constexpr uint64_t kGiB = 1ull << 30;
+inline constexpr uint64_t kTiB = 1ull << 40;
+
+struct DaemonConfig {
+  // Unix socket the RPC service listens on. Empty until resolved; the default
+  // is $XDG_RUNTIME_DIR/kvtier.sock when XDG_RUNTIME_DIR is set and writable,
+  // else <data_dir>/kvtier.sock. At most 107 bytes (sun_path).
+  std::string socket_path;
+  // Directory of the daemon's files (NVMe tier file, its index, maybe the
+  // socket). Created by the daemon when missing.
+  std::string data_dir = "./kvtier-data";
+  // Size of the pinned-host tier (the shared segment). 0 until resolved; the
+  // default is 25% of MemAvailable, capped at 64 GiB, at least 256 MiB,
+  // rounded down to whole regions (and never below one region). A value set
+  // by flag or file is also rounded down to whole regions.
+  uint64_t host_capacity_bytes = 0;
+  // Slab region of the host tier: the unit in which capacity is carved into
+  // size classes (larger blocks take runs of whole regions).
+  uint64_t host_region_bytes = 64 * kMiB;
+  // Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo.
+  std::string host_policy = "priority-lru";
+  // Admin HTTP endpoint, "HOST:PORT" ("[v6addr]:PORT" for IPv6). "off"
+  // disables it; port 0 picks a free port (logged at startup).
+  std::string admin_address = "127.0.0.1:9477";
+  // spdlog level: trace, debug, info, warn, error, off.
+  std::string log_level = "info";
+  // Log JSON lines ({"ts","level","msg",...}) instead of text.
+  bool log_json = false;
+  // Threads serving RPCs. 0 until resolved; default min(4, hardware threads).
+  // Valid: 1..256.
+  uint32_t rpc_threads = 0;
+  // Most keys in one acquire/reserve/hash call (cache's max_keys_per_call).
+  uint32_t max_keys_per_call = 65536;
+  // Largest RPC message accepted or sent.
+  uint64_t max_message_bytes = 64 * kMiB;
+  // Most client connections at once; more are refused.
+  uint32_t max_connections = 1024;
+  // NVMe tier file or block device. Empty = <data_dir>/nvme.dat (resolved).
+  std::string nvme_path;
+  // NVMe tier size; 0 = NVMe tier off.
+  uint64_t nvme_capacity_bytes = 0;
+  // io_uring submission queue depth of the NVMe tier. Valid: 1..4096.
+  uint32_t nvme_queue_depth = 64;
+  // "write-back" (demote to NVMe on eviction) or "write-through" (also write
+  // to NVMe at commit).
+  std::string nvme_write_policy = "write-back";
+
+  // Not settings: what the command line asked for.
+  std::string config_file;    // the --config file that was read, if any
+  bool show_help = false;     // --help / -h: print DaemonHelpText(), exit 0
+  bool show_version = false;  // --version: print DaemonVersion(), exit 0
+
+  // InvalidArgument naming the setting when a value is out of range:
+  // host capacity below one region or above 16 TiB, region not a multiple
+  // of 4 KiB or outside 1 MiB..4 GiB, unknown policy, log level or
+  // write policy, bad admin address, rpc threads outside 1..256, max keys
+  // outside 1..16M, max message outside 64 KiB..4 GiB or too small for
+  // max-keys (64 bytes per key), max connections outside 1..1M, NVMe queue
+  // depth outside 1..4096, NVMe capacity below 1 MiB when on, socket path
+  // empty or longer than 107 bytes. REQUIRES: defaults resolved.
+  Status Validate() const;
+
+  // One line for the startup log: "socket=... data_dir=... host_capacity=...".
+  std::string ToString() const;
+};
+
+// What the machine-dependent defaults depend on.
+struct SystemInfo {
+  std::optional<std::string> runtime_dir;  // $XDG_RUNTIME_DIR if set and writable
+  uint64_t mem_available_bytes = 0;        // /proc/meminfo MemAvailable (0 = unknown)
+  unsigned hardware_threads = 0;           // std::thread::hardware_concurrency()
+};
+SystemInfo ReadSystemInfo();
+
+// 25% of MemAvailable, capped at 64 GiB, at least 256 MiB, rounded down to
+// whole regions, at least one region. Unknown memory (0) counts as 1 GiB.
+uint64_t DefaultHostCapacity(uint64_t mem_available_bytes, uint64_t region_bytes);
+
+// Fills what is still unset (socket path, host capacity, rpc threads, NVMe
+// path) from `sys` and the other settings, and rounds a set host capacity of
+// at least one region down to whole regions.
+void ResolveDefaults(const SystemInfo& sys, DaemonConfig* config);
+
+// Parses argv[1..argc) (argv[0] is the program), reading --config FILE first,
+// then resolves defaults from ReadSystemInfo() and validates. With --help or
+// --version anywhere, returns at once with show_help / show_version set and
+// nothing else parsed or validated. Errors: InvalidArgument naming the flag
+// (or the file and line) and the bad value.
+Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv);
+// Same, with the system pinned (for tests).
+Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv, const SystemInfo& sys);
+
+// The --help text: usage, every flag with its default, the config file format.
+std::string DaemonHelpText();
+// "kvtier 0.1.0".
+std::string DaemonVersion();
+// The version number alone, "0.1.0".
+std::string_view KvtierVersion();
+
+// "8G", "512MiB", "1.5g", "4096", "64kb": bytes. Units K/M/G/T are powers of
+// two (KiB..TiB), case-insensitive, optionally followed by "iB" or "B"; a
+// bare "B" means bytes. A decimal fraction is accepted when the result is a
+// whole number of bytes ("1.5K" = 1536; "1.5" and "0.1K" are rejected).
+// InvalidArgument (without a flag name) on anything else or on overflow.
+Result<uint64_t> ParseSize(std::string_view text);
+// 17179869184 → "16GiB", 1536 → "1.5KiB", 100 → "100B" (up to 2 decimals).
+std::string FormatSize(uint64_t bytes);
+
+// "127.0.0.1:9477", "localhost:0", "[::1]:9477" → host and port.
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+Result<HostPort> ParseHostPort(std::string_view address);
+
+}  // namespace kvtier

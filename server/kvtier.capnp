@@ -1,0 +1,150 @@
+# kvtier RPC schema (Cap'n Proto), version 1.
+#
+# Transport: a Unix stream socket with fd passing. The bootstrap capability is
+# a KvTier. Payload bytes never cross the socket: the host tier's memfd is
+# handed to clients (HostSegment's capability carries the fd), clients map it
+# and read or write slots in place. Lifetimes follow capabilities: dropping a
+# Lease releases its pins; dropping an uncommitted StoreTxn aborts it; when a
+# connection ends, everything it held is released.
+#
+# Errors are Cap'n Proto exceptions whose description starts with a kvtier
+# status name and a colon, e.g. "InvalidArgument: sizes[2] = 10 does not match
+# the namespace's block size of 2097152". See docs/rpc.md.
+@0xa7ee7ec083e90079;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("kvtier::rpc");
+
+struct Key {
+  lo @0 :UInt64;
+  hi @1 :UInt64;
+}
+
+enum DType {
+  unknown @0;
+  bf16 @1;
+  fp16 @2;
+  fp8 @3;
+}
+
+enum HashMode {
+  xxh3128 @0;
+  sha256 @1;
+}
+
+struct NamespaceSpec {
+  modelId @0 :Text;
+  modelRevision @1 :Text;
+  numLayers @2 :UInt32;
+  numKvHeads @3 :UInt32;
+  headDim @4 :UInt32;
+  tokensPerBlock @5 :UInt32;
+  dtype @6 :DType;
+  planes @7 :UInt32 = 2;
+  tpRank @8 :UInt32;
+  tpSize @9 :UInt32 = 1;
+  tenantSalt @10 :Text;
+  hashMode @11 :HashMode;
+}
+
+enum Tier {
+  hbm @0;
+  host @1;
+  nvme @2;
+}
+
+struct BlockLocation {
+  tier @0 :Tier;
+  offset @1 :UInt64;    # byte offset of the slot in that tier's segment
+  size @2 :UInt32;      # payload bytes
+  checksum @3 :UInt64;  # docs/checksum.md
+}
+
+enum ReserveOutcome {
+  reserved @0;   # write the slot, then commit
+  present @1;    # already cached: nothing to write
+  inFlight @2;   # another writer holds it: nothing to write
+  noSpace @3;    # no room even after eviction
+}
+
+struct ReservedSlot {
+  outcome @0 :ReserveOutcome;
+  tier @1 :Tier;
+  offset @2 :UInt64;
+  size @3 :UInt32;
+}
+
+struct PriorityRange {
+  begin @0 :UInt32;        # index into the reserved keys
+  end @1 :UInt32;          # exclusive
+  priority @2 :UInt8;      # 0..100
+  durationMs @3 :UInt64;   # 0 = for ever
+}
+
+struct TierStats {
+  name @0 :Text;
+  capacityBytes @1 :UInt64;
+  usedBytes @2 :UInt64;
+  blocks @3 :UInt64;
+  hits @4 :UInt64;
+  bytesIn @5 :UInt64;
+  bytesOut @6 :UInt64;
+  evictions @7 :UInt64;
+}
+
+struct Stats {
+  blocksReady @0 :UInt64;
+  blocksWriting @1 :UInt64;
+  pinnedBlocks @2 :UInt64;
+  acquires @3 :UInt64;
+  blocksHit @4 :UInt64;
+  blocksMissed @5 :UInt64;
+  commits @6 :UInt64;
+  aborts @7 :UInt64;
+  leasesOpen @8 :UInt64;
+  txnsOpen @9 :UInt64;
+  connectionsOpen @10 :UInt64;
+  tiers @11 :List(TierStats);
+}
+
+interface KvTier {
+  # Registers (or finds) a namespace; the same spec always gives the same one.
+  openNamespace @0 (spec :NamespaceSpec) -> (ns :Namespace, id :UInt32, seed :Key, blockBytes :UInt64);
+  # The host tier's shared-memory segment; its capability carries the memfd
+  # (Capability::Client::getFd()).
+  hostSegment @1 () -> (segment :HostSegment, bytes :UInt64);
+  stats @2 () -> (stats :Stats);
+  ping @3 () -> ();
+}
+
+interface HostSegment {
+  bytes @0 () -> (bytes :UInt64);
+}
+
+interface Namespace {
+  # Longest cached prefix of `keys` (a chain), pinned by `lease` until it is
+  # released or dropped. `lease` is null when nothing matched.
+  acquire @0 (keys :List(Key)) -> (blocks :List(BlockLocation), lease :Lease);
+
+  # Slots for `keys`, each of `sizes[i]` bytes (must equal the namespace's
+  # block size). `firstParent` is the chain key before keys[0] (zero = none).
+  reserve @1 (keys :List(Key), sizes :List(UInt64), priority :UInt8 = 35,
+              durationMs :UInt64, ranges :List(PriorityRange), firstParent :Key)
+          -> (slots :List(ReservedSlot), txn :StoreTxn);
+
+  # Chain keys of the full blocks of `tokens`, starting after `prev` (zero =
+  # the namespace seed). For clients that do not hash themselves.
+  hashTokens @2 (tokens :List(UInt32), prev :Key) -> (keys :List(Key));
+
+  stats @3 () -> (stats :Stats);
+}
+
+interface Lease {
+  release @0 () -> ();
+}
+
+interface StoreTxn {
+  # One checksum per reserved key (values of non-reserved keys are ignored).
+  commit @0 (checksums :List(UInt64)) -> ();
+  abort @1 () -> ();
+}

@@ -1,0 +1,261 @@
+#include "server/metrics.h"
+
+#include <charconv>
+#include <cmath>
+
+namespace kvtier {
+
+std::array<uint64_t, HistogramSnapshot::kNumBuckets> HistogramSnapshot::Cumulative() const {
+  std::array<uint64_t, kNumBuckets> c{};
+  uint64_t run = 0;
+  for (size_t i = 0; i < kNumBuckets; ++i) {
+    run += buckets[i];
+    c[i] = run;
+  }
+  return c;
+}
+
+double HistogramSnapshot::QuantileNs(double q) const {
+  if (count == 0) return 0.0;
+  q = std::clamp(q, 0.0, 1.0);
+  const double rank = q * static_cast<double>(count);
+  uint64_t below = 0;  // values in buckets before i
+  for (size_t i = 0; i < kNumBuckets; ++i) {
+    if (buckets[i] == 0) continue;
+    if (static_cast<double>(below + buckets[i]) >= rank) {
+      if (i == kNumBounds) return static_cast<double>(kBoundsNs[kNumBounds - 1]);
+      const double lo = i == 0 ? 0.0 : static_cast<double>(kBoundsNs[i - 1]);
+      const double hi = static_cast<double>(kBoundsNs[i]);
+      const double within = std::max(0.0, rank - static_cast<double>(below));
+      return lo + (hi - lo) * (within / static_cast<double>(buckets[i]));
+    }
+    below += buckets[i];
+  }
+  return static_cast<double>(kBoundsNs[kNumBounds - 1]);
+}
+
+HistogramSnapshot LatencyHistogram::Snapshot() const {
+  HistogramSnapshot s;
+  for (size_t i = 0; i < kNumBuckets; ++i) {
+    s.buckets[i] = buckets_[i].load(std::memory_order_relaxed);
+    s.count += s.buckets[i];
+  }
+  s.sum_ns = sum_ns_.load(std::memory_order_relaxed);
+  return s;
+}
+
+const char* RpcMethodName(RpcMethod m) {
+  switch (m) {
+    case RpcMethod::kOpenNamespace: return "open_namespace";
+    case RpcMethod::kAcquire: return "acquire";
+    case RpcMethod::kReserve: return "reserve";
+    case RpcMethod::kCommit: return "commit";
+    case RpcMethod::kAbort: return "abort";
+    case RpcMethod::kHashTokens: return "hash_tokens";
+    case RpcMethod::kStats: return "stats";
+    case RpcMethod::kHostSegment: return "host_segment";
+  }
+  return "unknown";
+}
+
+std::string PrometheusDouble(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+namespace {
+
+// Label values escape backslash, double quote and newline.
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+class PromWriter {
+ public:
+  // Starts a family: its HELP and TYPE lines.
+  void Family(std::string_view name, std::string_view type, std::string_view help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;  // our own constant text: no backslashes or newlines
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  // `labels` is "" or 'a="x",b="y"' (already escaped).
+  void Sample(std::string_view name, std::string_view labels, std::string_view value) {
+    out_ += name;
+    if (!labels.empty()) {
+      out_ += '{';
+      out_ += labels;
+      out_ += '}';
+    }
+    out_ += ' ';
+    out_ += value;
+    out_ += '\n';
+  }
+  void Sample(std::string_view name, std::string_view labels, uint64_t v) {
+    Sample(name, labels, std::to_string(v));
+  }
+  void SampleSigned(std::string_view name, std::string_view labels, int64_t v) {
+    Sample(name, labels, std::to_string(v));
+  }
+  void Sample(std::string_view name, std::string_view labels, double v) {
+    Sample(name, labels, PrometheusDouble(v));
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+struct TierFamily {
+  const char* name;
+  const char* type;
+  const char* help;
+  uint64_t TierStats::*field;
+};
+
+constexpr TierFamily kTierFamilies[] = {
+    {"kvtier_tier_capacity_bytes", "gauge", "Bytes the tier can hold.",
+     &TierStats::capacity_bytes},
+    {"kvtier_tier_used_bytes", "gauge", "Bytes of the tier's slots in use (size classes included).",
+     &TierStats::used_bytes},
+    {"kvtier_tier_blocks", "gauge", "Blocks stored in the tier (READY and WRITING).",
+     &TierStats::blocks},
+    {"kvtier_tier_hits_total", "counter", "Blocks returned by acquire from the tier.",
+     &TierStats::hits},
+    {"kvtier_tier_bytes_in_total", "counter", "Bytes committed into the tier.",
+     &TierStats::bytes_in},
+    {"kvtier_tier_bytes_out_total", "counter", "Bytes handed out by acquire from the tier.",
+     &TierStats::bytes_out},
+    {"kvtier_tier_evictions_total", "counter", "Blocks evicted from the tier.",
+     &TierStats::evictions},
+    {"kvtier_tier_evicted_bytes_total", "counter", "Bytes evicted from the tier.",
+     &TierStats::evicted_bytes},
+    {"kvtier_eviction_policy_memory_bytes", "gauge",
+     "Memory used by the tier's eviction policy metadata.", &TierStats::policy_memory},
+};
+
+struct CacheFamily {
+  const char* name;
+  const char* type;
+  const char* help;
+  uint64_t CacheStats::*field;
+};
+
+constexpr CacheFamily kCacheFamilies[] = {
+    {"kvtier_acquires_total", "counter", "Acquire calls.", &CacheStats::acquires},
+    {"kvtier_keys_requested_total", "counter", "Keys asked for by acquire calls.",
+     &CacheStats::keys_requested},
+    {"kvtier_blocks_hit_total", "counter", "Blocks found by acquire (the cached prefixes).",
+     &CacheStats::blocks_hit},
+    {"kvtier_blocks_missed_total", "counter",
+     "Keys asked for by acquire past the cached prefix.", &CacheStats::blocks_missed},
+    {"kvtier_reserves_total", "counter", "Reserve calls.", &CacheStats::reserves},
+    {"kvtier_blocks_reserved_total", "counter", "Blocks given a slot to write by reserve.",
+     &CacheStats::blocks_reserved},
+    {"kvtier_blocks_present_total", "counter", "Blocks reserve found already stored.",
+     &CacheStats::blocks_present},
+    {"kvtier_blocks_in_flight_total", "counter", "Blocks reserve found being written by another.",
+     &CacheStats::blocks_in_flight},
+    {"kvtier_blocks_no_space_total", "counter", "Blocks reserve could not place (tier full).",
+     &CacheStats::blocks_no_space},
+    {"kvtier_commits_total", "counter", "Reservations committed (their blocks made readable).",
+     &CacheStats::commits},
+    {"kvtier_aborts_total", "counter",
+     "Reservations aborted, explicitly or dropped uncommitted (their blocks freed).",
+     &CacheStats::aborts},
+    {"kvtier_blocks_ready", "gauge", "Blocks readable now.", &CacheStats::blocks_ready},
+    {"kvtier_blocks_writing", "gauge", "Blocks reserved and not yet committed or aborted.",
+     &CacheStats::blocks_writing},
+    {"kvtier_blocks_pinned", "gauge", "Readable blocks held by at least one lease.",
+     &CacheStats::pinned_blocks},
+    {"kvtier_index_entries", "gauge", "Entries of the block index.", &CacheStats::index_entries},
+    {"kvtier_index_memory_bytes", "gauge", "Memory of the block index.",
+     &CacheStats::index_memory},
+};
+
+void RenderCache(const CacheStats& s, PromWriter& w) {
+  for (const auto& f : kTierFamilies) {
+    w.Family(f.name, f.type, f.help);
+    for (const auto& t : s.tiers) {
+      w.Sample(f.name, "tier=\"" + LabelValue(t.name) + "\"", t.*f.field);
+    }
+  }
+  for (const auto& f : kCacheFamilies) {
+    w.Family(f.name, f.type, f.help);
+    w.Sample(f.name, "", s.*f.field);
+  }
+}
+
+void RenderRpc(const RpcMetrics& m, PromWriter& w) {
+  std::array<HistogramSnapshot, kNumRpcMethods> snaps;
+  for (size_t i = 0; i < kNumRpcMethods; ++i) snaps[i] = m.methods[i].latency.Snapshot();
+
+  std::array<std::string, HistogramSnapshot::kNumBuckets> le;
+  for (size_t b = 0; b < HistogramSnapshot::kNumBounds; ++b)
+    le[b] = PrometheusDouble(static_cast<double>(HistogramSnapshot::kBoundsNs[b]) / 1e9);
+  le[HistogramSnapshot::kNumBounds] = "+Inf";
+
+  w.Family("kvtier_rpc_duration_seconds", "histogram",
+           "Time to serve an RPC, by method (failed calls included).");
+  for (size_t i = 0; i < kNumRpcMethods; ++i) {
+    const std::string method =
+        std::string("method=\"") + RpcMethodName(static_cast<RpcMethod>(i)) + "\"";
+    const auto cum = snaps[i].Cumulative();
+    for (size_t b = 0; b < HistogramSnapshot::kNumBuckets; ++b) {
+      w.Sample("kvtier_rpc_duration_seconds_bucket", method + ",le=\"" + le[b] + "\"", cum[b]);
+    }
+    w.Sample("kvtier_rpc_duration_seconds_sum", method,
+             static_cast<double>(snaps[i].sum_ns) / 1e9);
+    w.Sample("kvtier_rpc_duration_seconds_count", method, snaps[i].count);
+  }
+  w.Family("kvtier_rpc_errors_total", "counter", "RPCs that returned an error, by method.");
+  for (size_t i = 0; i < kNumRpcMethods; ++i) {
+    w.Sample("kvtier_rpc_errors_total",
+             std::string("method=\"") + RpcMethodName(static_cast<RpcMethod>(i)) + "\"",
+             m.methods[i].errors.load(std::memory_order_relaxed));
+  }
+  w.Family("kvtier_connections_open", "gauge", "Client connections open now.");
+  w.SampleSigned("kvtier_connections_open", "", m.connections_open.load(std::memory_order_relaxed));
+  w.Family("kvtier_connections_total", "counter", "Client connections accepted.");
+  w.Sample("kvtier_connections_total", "", m.connections_total.load(std::memory_order_relaxed));
+  w.Family("kvtier_leases_open", "gauge", "Leases (pinned prefixes) held by clients now.");
+  w.SampleSigned("kvtier_leases_open", "", m.leases_open.load(std::memory_order_relaxed));
+  w.Family("kvtier_txns_open", "gauge", "Write transactions (reservations) open now.");
+  w.SampleSigned("kvtier_txns_open", "", m.txns_open.load(std::memory_order_relaxed));
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const MetricsInput& in) {
+  PromWriter w;
+  if (in.cache != nullptr) RenderCache(*in.cache, w);
+  if (in.rpc != nullptr) RenderRpc(*in.rpc, w);
+  w.Family("kvtier_uptime_seconds", "gauge", "Seconds since the daemon started.");
+  w.Sample("kvtier_uptime_seconds", "", in.uptime_seconds);
+  w.Family("kvtier_build_info", "gauge", "Always 1; the label carries the kvtier version.");
+  w.Sample("kvtier_build_info", "version=\"" + LabelValue(in.version) + "\"", uint64_t{1});
+  return w.Take();
+}
+
+}  // namespace kvtier

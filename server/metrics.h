@@ -1,0 +1,154 @@
+// Daemon metrics: a lock-free latency histogram, the RPC service's counters,
+// and their Prometheus text exposition (format 0.0.4).
+//
+// LatencyHistogram::Record and the RpcMetrics counters are on the RPC hot
+// path: a bucket search over a constant table and two relaxed atomic adds;
+// no lock, no allocation. Readers (the admin endpoint) take snapshots, which
+// are consistent per bucket but not across buckets: a snapshot taken during
+// Record()s may see a count without its sum. That is what Prometheus
+// clients do too.
+//
+// Ownership: the daemon owns one RpcMetrics for its lifetime; the admin
+// server reads it through a const pointer. Thread safety: every member may be
+// used from any thread at any time.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "cache/cache.h"
+
+namespace kvtier {
+
+// Counts, sum and buckets of a LatencyHistogram at one moment.
+struct HistogramSnapshot {
+  static constexpr size_t kNumBounds = 22;
+  static constexpr size_t kNumBuckets = kNumBounds + 1;  // the last is +Inf
+  // Upper bounds (inclusive, nanoseconds): 1-2-5 steps from 1 us to 10 s.
+  static constexpr std::array<uint64_t, kNumBounds> kBoundsNs = {
+      1'000,       2'000,       5'000,         10'000,        20'000,        50'000,
+      100'000,     200'000,     500'000,       1'000'000,     2'000'000,     5'000'000,
+      10'000'000,  20'000'000,  50'000'000,    100'000'000,   200'000'000,   500'000'000,
+      1'000'000'000, 2'000'000'000, 5'000'000'000, 10'000'000'000};
+
+  uint64_t count = 0;   // sum of buckets
+  uint64_t sum_ns = 0;  // sum of recorded values
+  std::array<uint64_t, kNumBuckets> buckets{};  // per bucket, not cumulative
+
+  // Prometheus "le" buckets: cumulative[i] = values <= kBoundsNs[i];
+  // cumulative[kNumBounds] = count (le="+Inf").
+  std::array<uint64_t, kNumBuckets> Cumulative() const;
+  // The q-quantile (0..1) in nanoseconds, interpolated linearly inside its
+  // bucket as Prometheus' histogram_quantile does: the estimate lies in the
+  // same bucket as the true value. 0 when empty; values past 10 s report
+  // 10 s.
+  double QuantileNs(double q) const;
+  double MeanNs() const { return count == 0 ? 0.0 : static_cast<double>(sum_ns) / count; }
+};
+
+class alignas(64) LatencyHistogram {
+ public:
+  static constexpr size_t kNumBuckets = HistogramSnapshot::kNumBuckets;
+
+  // Index of the bucket that holds `ns`: the first bound >= ns.
+  static size_t BucketOf(uint64_t ns) noexcept {
+    const auto& b = HistogramSnapshot::kBoundsNs;
+    return static_cast<size_t>(std::lower_bound(b.begin(), b.end(), ns) - b.begin());
+  }
+
+  void Record(uint64_t ns) noexcept {
+    buckets_[BucketOf(ns)].fetch_add(1, std::memory_order_relaxed);
+    sum_ns_.fetch_add(ns, std::memory_order_relaxed);
+  }
+  HistogramSnapshot Snapshot() const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kNumBuckets> buckets_{};
+  std::atomic<uint64_t> sum_ns_{0};
+};
+
+enum class RpcMethod : uint8_t {
+  kOpenNamespace = 0,
+  kAcquire,
+  kReserve,
+  kCommit,
+  kAbort,
+  kHashTokens,
+  kStats,
+  kHostSegment,
+};
+inline constexpr size_t kNumRpcMethods = 8;
+// "open_namespace", "acquire", ..., "host_segment" (the Prometheus label).
+const char* RpcMethodName(RpcMethod m);
+
+struct RpcMetrics {
+  struct alignas(64) Method {
+    LatencyHistogram latency;        // every call, failed ones too
+    std::atomic<uint64_t> errors{0};  // calls that returned an error
+  };
+  std::array<Method, kNumRpcMethods> methods;
+
+  // Gauges are signed so that a decrement racing ahead of its increment
+  // never shows as 2^64.
+  alignas(64) std::atomic<int64_t> connections_open{0};
+  std::atomic<uint64_t> connections_total{0};
+  alignas(64) std::atomic<int64_t> leases_open{0};
+  alignas(64) std::atomic<int64_t> txns_open{0};
+
+  Method& method(RpcMethod m) { return methods[static_cast<size_t>(m)]; }
+  const Method& method(RpcMethod m) const { return methods[static_cast<size_t>(m)]; }
+
+  void Record(RpcMethod m, uint64_t ns, bool ok) noexcept {
+    Method& x = method(m);
+    x.latency.Record(ns);
+    if (!ok) x.errors.fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+// Times one RPC from construction to destruction and records it; Fail()
+// marks it an error. `metrics` may be null (nothing is recorded).
+class RpcTimer {
+ public:
+  RpcTimer(RpcMetrics* metrics, RpcMethod method) noexcept
+      : metrics_(metrics), method_(method), start_(std::chrono::steady_clock::now()) {}
+  ~RpcTimer() {
+    if (metrics_ == nullptr) return;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::steady_clock::now() - start_)
+                  .count();
+    metrics_->Record(method_, static_cast<uint64_t>(ns), ok_);
+  }
+  RpcTimer(const RpcTimer&) = delete;
+  RpcTimer& operator=(const RpcTimer&) = delete;
+
+  void Fail() noexcept { ok_ = false; }
+
+ private:
+  RpcMetrics* metrics_;
+  RpcMethod method_;
+  bool ok_ = true;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// What /metrics exposes. Null pointers leave their families out.
+struct MetricsInput {
+  const CacheStats* cache = nullptr;
+  const RpcMetrics* rpc = nullptr;
+  std::string_view version;
+  double uptime_seconds = 0;
+};
+
+// Prometheus text format 0.0.4: "# HELP" and "# TYPE" before each family's
+// samples. Families and meanings are listed in docs/operations.md.
+std::string RenderPrometheus(const MetricsInput& in);
+
+// Shortest round-trip text of a double as Prometheus reads it ("1e-06",
+// "0.5", "+Inf", "NaN").
+std::string PrometheusDouble(double v);
+
+}  // namespace kvtier

@@ -1,0 +1,58 @@
+// RpcServer: kvtierd's Unix-socket listener and its RPC worker threads.
+//
+// Start() binds the socket (refusing to steal it from a live daemon, removing
+// a stale one), then runs `threads` workers. Each worker owns a kj event loop,
+// accepts connections from the shared listening socket, and serves each with
+// a Cap'n Proto two-party RPC system whose bootstrap capability comes from
+// RpcService::NewBootstrap(). Connections stay on the worker that accepted
+// them. Incoming messages are bounded (traversal limit = max_message_bytes,
+// nesting limit 64); at most one fd per incoming message, and none is used.
+//
+// Thread safety: Start/Stop from one controlling thread. Stop() (also run by
+// the destructor) closes the listener and every connection, which releases
+// all leases and aborts all open transactions, then joins the workers.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/rpc_service.h"
+#include "tiers/status.h"
+
+namespace kvtier {
+
+struct RpcServerOptions {
+  std::string socket_path;
+  int threads = 2;
+  uint64_t max_message_bytes = 64ull << 20;
+  uint32_t max_connections = 1024;
+};
+
+class RpcServer {
+ public:
+  // Errors: InvalidArgument (empty or over-long path, threads out of range),
+  // Rejected (another daemon answers on the socket), IOError (bind/listen).
+  static Result<std::unique_ptr<RpcServer>> Start(const RpcServerOptions& options,
+                                                  RpcService* service);
+  ~RpcServer();
+  void Stop();
+
+  const std::string& socket_path() const { return options_.socket_path; }
+
+ private:
+  struct Worker;
+  RpcServer(RpcServerOptions options, RpcService* service, int listen_fd);
+  void WorkerMain(Worker* w);
+
+  RpcServerOptions options_;
+  RpcService* service_;
+  int listen_fd_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<uint32_t> connections_{0};
+  bool stopped_ = false;
+};
+
+}  // namespace kvtier

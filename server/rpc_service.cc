@@ -1,0 +1,306 @@
+#include "server/rpc_service.h"
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "server/kvtier.capnp.h"
+#include "server/rpc_convert.h"
+
+namespace kvtier {
+
+namespace {
+
+template <typename T, typename List>
+std::vector<T> ToVector(List list) {
+  std::vector<T> v;
+  v.reserve(list.size());
+  for (auto x : list) v.push_back(x);
+  return v;
+}
+
+using rpcconv::FromRpc;
+using rpcconv::KeysFromRpc;
+using rpcconv::Throw;
+using rpcconv::ToRpc;
+
+// Times one RPC and records it when it goes out of scope; a call that did not
+// reach Ok() (it threw) counts as an error.
+class CallTimer {
+ public:
+  CallTimer(RpcMetrics* m, RpcMethod method)
+      : m_(m), method_(method), start_(std::chrono::steady_clock::now()) {}
+  ~CallTimer() {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::steady_clock::now() - start_)
+                  .count();
+    m_->Record(method_, static_cast<uint64_t>(ns), ok_);
+  }
+  void Ok() { ok_ = true; }
+
+ private:
+  RpcMetrics* m_;
+  RpcMethod method_;
+  std::chrono::steady_clock::time_point start_;
+  bool ok_ = false;
+};
+
+void FillStats(const Cache& cache, const RpcMetrics& m, rpc::Stats::Builder out) {
+  CacheStats s = cache.Stats();
+  out.setBlocksReady(s.blocks_ready);
+  out.setBlocksWriting(s.blocks_writing);
+  out.setPinnedBlocks(s.pinned_blocks);
+  out.setAcquires(s.acquires);
+  out.setBlocksHit(s.blocks_hit);
+  out.setBlocksMissed(s.blocks_missed);
+  out.setCommits(s.commits);
+  out.setAborts(s.aborts);
+  out.setLeasesOpen(m.leases_open.load());
+  out.setTxnsOpen(m.txns_open.load());
+  out.setConnectionsOpen(m.connections_open.load());
+  auto tiers = out.initTiers(static_cast<unsigned>(s.tiers.size()));
+  for (size_t i = 0; i < s.tiers.size(); ++i) {
+    auto t = tiers[static_cast<unsigned>(i)];
+    t.setName(s.tiers[i].name);
+    t.setCapacityBytes(s.tiers[i].capacity_bytes);
+    t.setUsedBytes(s.tiers[i].used_bytes);
+    t.setBlocks(s.tiers[i].blocks);
+    t.setHits(s.tiers[i].hits);
+    t.setBytesIn(s.tiers[i].bytes_in);
+    t.setBytesOut(s.tiers[i].bytes_out);
+    t.setEvictions(s.tiers[i].evictions);
+  }
+}
+
+class LeaseImpl final : public rpc::Lease::Server {
+ public:
+  LeaseImpl(Lease lease, RpcMetrics* m) : lease_(std::move(lease)), m_(m) { ++m_->leases_open; }
+  ~LeaseImpl() noexcept(false) { --m_->leases_open; }  // lease_ releases its pins
+
+ protected:
+  kj::Promise<void> release(ReleaseContext) override {
+    lease_.Release();
+    return kj::READY_NOW;
+  }
+
+ private:
+  Lease lease_;
+  RpcMetrics* m_;
+};
+
+class StoreTxnImpl final : public rpc::StoreTxn::Server {
+ public:
+  StoreTxnImpl(Cache* cache, Reservation r, RpcMetrics* m)
+      : cache_(cache), res_(std::move(r)), m_(m) {
+    ++m_->txns_open;
+  }
+  ~StoreTxnImpl() noexcept(false) { --m_->txns_open; }  // res_ aborts what is pending
+
+ protected:
+  kj::Promise<void> commit(CommitContext ctx) override {
+    CallTimer timer(m_, RpcMethod::kCommit);
+    auto sums = ctx.getParams().getChecksums();
+    if (res_.done()) Throw(Status::InvalidArgument("transaction is already committed or aborted"));
+    if (sums.size() != res_.blocks().size())
+      Throw(Status::InvalidArgument(std::to_string(sums.size()) + " checksums for " +
+                                    std::to_string(res_.blocks().size()) + " reserved keys"));
+    std::vector<uint64_t> v = ToVector<uint64_t>(sums);
+    Status st = cache_->Commit(res_, v);
+    if (!st.ok()) Throw(st);
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> abort(AbortContext) override {
+    CallTimer timer(m_, RpcMethod::kAbort);
+    cache_->Abort(res_);
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+ private:
+  Cache* cache_;
+  Reservation res_;
+  RpcMetrics* m_;
+};
+
+class NamespaceImpl final : public rpc::Namespace::Server {
+ public:
+  NamespaceImpl(const RpcService* svc, NamespaceId id, const NamespaceSpec& spec)
+      : svc_(svc), id_(id), hasher_(spec), block_bytes_(spec.layout.BlockBytes()) {}
+
+ protected:
+  kj::Promise<void> acquire(AcquireContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kAcquire);
+    auto keys_in = ctx.getParams().getKeys();
+    CheckKeyCount(keys_in.size(), "acquire");
+    auto keys = KeysFromRpc(keys_in);
+    auto lease = svc_->cache()->Acquire(id_, keys);
+    if (!lease.ok()) Throw(lease.status());
+    auto res = ctx.getResults();
+    auto blocks = res.initBlocks(static_cast<unsigned>(lease->size()));
+    for (size_t i = 0; i < lease->size(); ++i) {
+      const auto& b = lease->blocks()[i];
+      auto o = blocks[static_cast<unsigned>(i)];
+      o.setTier(rpcconv::TierToRpc(svc_->cache()->tier(b.tier).kind()));
+      o.setOffset(b.offset);
+      o.setSize(b.size);
+      o.setChecksum(b.checksum);
+    }
+    if (!lease->empty())
+      res.setLease(kj::heap<LeaseImpl>(std::move(lease).value(), svc_->metrics()));
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> reserve(ReserveContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kReserve);
+    auto p = ctx.getParams();
+    auto keys_in = p.getKeys();
+    auto sizes_in = p.getSizes();
+    CheckKeyCount(keys_in.size(), "reserve");
+    if (sizes_in.size() != keys_in.size())
+      Throw(Status::InvalidArgument(std::to_string(keys_in.size()) + " keys but " +
+                                    std::to_string(sizes_in.size()) + " sizes"));
+    std::vector<uint64_t> sizes = ToVector<uint64_t>(sizes_in);
+    for (size_t i = 0; i < sizes.size(); ++i)
+      if (sizes[i] != block_bytes_)
+        Throw(Status::InvalidArgument("sizes[" + std::to_string(i) + "] = " +
+                                      std::to_string(sizes[i]) +
+                                      " does not match the namespace's block size of " +
+                                      std::to_string(block_bytes_)));
+    StoreOptions so;
+    if (p.getPriority() > kMaxPriority)
+      Throw(Status::InvalidArgument("priority " + std::to_string(p.getPriority()) +
+                                    " exceeds 100"));
+    so.priority = p.getPriority();
+    so.duration_ns = p.getDurationMs() * 1000000ull;
+    if (p.getRanges().size() > keys_in.size())
+      Throw(Status::InvalidArgument("more priority ranges than keys"));
+    for (auto r : p.getRanges())
+      so.ranges.push_back(PriorityRange{r.getBegin(), r.getEnd(), r.getPriority(),
+                                        r.getDurationMs() * 1000000ull});
+    if (p.hasFirstParent()) so.first_parent = FromRpc(p.getFirstParent());
+    auto keys = KeysFromRpc(keys_in);
+    auto r = svc_->cache()->Reserve(id_, keys, sizes, so);
+    if (!r.ok()) Throw(r.status());
+    auto res = ctx.getResults();
+    auto slots = res.initSlots(static_cast<unsigned>(r->blocks().size()));
+    for (size_t i = 0; i < r->blocks().size(); ++i) {
+      const auto& b = r->blocks()[i];
+      auto o = slots[static_cast<unsigned>(i)];
+      o.setOutcome(static_cast<rpc::ReserveOutcome>(b.outcome));
+      o.setTier(rpcconv::TierToRpc(svc_->cache()->tier(b.tier).kind()));
+      o.setOffset(b.offset);
+      o.setSize(b.size);
+    }
+    if (r->reserved() > 0)
+      res.setTxn(kj::heap<StoreTxnImpl>(svc_->cache(), std::move(r).value(), svc_->metrics()));
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> hashTokens(HashTokensContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kHashTokens);
+    auto p = ctx.getParams();
+    auto tokens_in = p.getTokens();
+    if (tokens_in.size() > svc_->options().max_tokens_per_call)
+      Throw(Status::InvalidArgument(std::to_string(tokens_in.size()) +
+                                    " tokens exceed the limit of " +
+                                    std::to_string(svc_->options().max_tokens_per_call)));
+    std::vector<uint32_t> tokens = ToVector<uint32_t>(tokens_in);
+    BlockKey prev = p.hasPrev() ? FromRpc(p.getPrev()) : BlockKey{};
+    if (prev.IsZero()) prev = hasher_.seed();
+    std::vector<BlockKey> keys;
+    hasher_.HashFrom(prev, tokens, &keys);
+    auto out = ctx.getResults().initKeys(static_cast<unsigned>(keys.size()));
+    for (size_t i = 0; i < keys.size(); ++i) ToRpc(keys[i], out[static_cast<unsigned>(i)]);
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> stats(StatsContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kStats);
+    FillStats(*svc_->cache(), *svc_->metrics(), ctx.getResults().initStats());
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+ private:
+  void CheckKeyCount(size_t n, const char* what) const {
+    if (n > svc_->options().max_keys_per_call)
+      Throw(Status::InvalidArgument(std::string(what) + " of " + std::to_string(n) +
+                                    " keys exceeds the limit of " +
+                                    std::to_string(svc_->options().max_keys_per_call)));
+  }
+
+  const RpcService* svc_;
+  NamespaceId id_;
+  KeyHasher hasher_;
+  uint64_t block_bytes_;
+};
+
+class HostSegmentImpl final : public rpc::HostSegment::Server {
+ public:
+  explicit HostSegmentImpl(const HostShmTier* host) : host_(host) {}
+  kj::Maybe<int> getFd() override { return host_->fd(); }
+
+ protected:
+  kj::Promise<void> bytes(BytesContext ctx) override {
+    ctx.getResults().setBytes(host_->segment_bytes());
+    return kj::READY_NOW;
+  }
+
+ private:
+  const HostShmTier* host_;
+};
+
+class KvTierImpl final : public rpc::KvTier::Server {
+ public:
+  explicit KvTierImpl(const RpcService* svc) : svc_(svc) {}
+
+ protected:
+  kj::Promise<void> openNamespace(OpenNamespaceContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kOpenNamespace);
+    NamespaceSpec spec;
+    Status st = rpcconv::SpecFromRpc(ctx.getParams().getSpec(), &spec);
+    if (!st.ok()) Throw(st);
+    auto id = svc_->cache()->OpenNamespace(spec);
+    if (!id.ok()) Throw(id.status());
+    auto res = ctx.getResults();
+    res.setNs(kj::heap<NamespaceImpl>(svc_, *id, spec));
+    res.setId(*id);
+    ToRpc(NamespaceSeed(spec), res.initSeed());
+    res.setBlockBytes(spec.layout.BlockBytes());
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> hostSegment(HostSegmentContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kHostSegment);
+    if (svc_->host() == nullptr) Throw(Status::Unavailable("this daemon has no host tier"));
+    auto res = ctx.getResults();
+    res.setSegment(kj::heap<HostSegmentImpl>(svc_->host()));
+    res.setBytes(svc_->host()->segment_bytes());
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> stats(StatsContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kStats);
+    FillStats(*svc_->cache(), *svc_->metrics(), ctx.getResults().initStats());
+    timer.Ok();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> ping(PingContext) override { return kj::READY_NOW; }
+
+ private:
+  const RpcService* svc_;
+};
+
+}  // namespace
+
+capnp::Capability::Client RpcService::NewBootstrap() { return kj::heap<KvTierImpl>(this); }
+
+}  // namespace kvtier

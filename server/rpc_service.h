@@ -1,0 +1,50 @@
+// RpcService: the Cap'n Proto capabilities of kvtierd over a Cache.
+//
+// NewBootstrap() returns a fresh KvTier capability for one connection. Its
+// Namespace, Lease and StoreTxn capabilities hold cache objects (a Lease
+// holds pins, a StoreTxn a Reservation); Cap'n Proto destroys them when the
+// client drops them or its connection ends, which releases the pins and
+// aborts unfinished writes. Every request is validated against the
+// namespace's layout and the limits below before it touches the cache.
+//
+// Thread safety: one RpcService is shared by all RPC worker threads; each
+// capability object lives on the event loop of the connection that made it.
+// The Cache, HostShmTier and RpcMetrics must outlive every capability.
+#pragma once
+
+#include <capnp/capability.h>
+
+#include <cstdint>
+
+#include "cache/cache.h"
+#include "server/metrics.h"
+#include "tiers/host_shm_tier.h"
+
+namespace kvtier {
+
+struct RpcServiceOptions {
+  uint32_t max_keys_per_call = 65536;       // acquire / reserve
+  uint32_t max_tokens_per_call = 1u << 22;  // hashTokens
+};
+
+class RpcService {
+ public:
+  RpcService(Cache* cache, const HostShmTier* host, RpcMetrics* metrics,
+             RpcServiceOptions options = {})
+      : cache_(cache), host_(host), metrics_(metrics), options_(options) {}
+
+  capnp::Capability::Client NewBootstrap();
+
+  Cache* cache() const { return cache_; }
+  const HostShmTier* host() const { return host_; }
+  RpcMetrics* metrics() const { return metrics_; }
+  const RpcServiceOptions& options() const { return options_; }
+
+ private:
+  Cache* cache_;
+  const HostShmTier* host_;
+  RpcMetrics* metrics_;
+  RpcServiceOptions options_;
+};
+
+}  // namespace kvtier
