@@ -253,6 +253,7 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
         meta.retention_deadline_ns = duration == 0 ? 0 : now_ns + duration;
         meta.parent = prev_id;
         meta.bytes = e.size;
+        meta.fingerprint = key.lo;
         ts.policy->Track(id, meta);
         ++ts.blocks;
         b.offset = slot->offset;
