@@ -1,6 +1,7 @@
 // kvtier-bench: measures kvtier on real workloads.
 //
 //   kvtier-bench rpc    acquire/release latency and throughput, live daemon
+//   kvtier-bench sim    trace replay through the real cache and policies
 //
 // Each subcommand prints its own flags with --help.
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include "bench/daemon_process.h"
 #include "bench/rpc_bench.h"
+#include "bench/sim_command.h"
 
 namespace {
 
@@ -20,6 +22,9 @@ const char* kUsage =
     "commands:\n"
     "  rpc     acquire + release latency (1, 64, 2048-key chains) and acquires/s\n"
     "          with concurrent clients, against a live kvtierd over its socket\n"
+    "  sim     offline replay of a trace (Mooncake JSONL, agentic sessions) through\n"
+    "          the real cache, eviction and admission code: prefix hit rates per\n"
+    "          policy and capacity, with Belady's MIN as the reference\n"
     "\n"
     "rpc flags:\n"
     "  --socket PATH       measure this running daemon (default: spawn one)\n"
@@ -40,6 +45,8 @@ bool ParseInt(const char* s, int* out) {
 int Usage(const char* error) {
   if (error != nullptr) std::fprintf(stderr, "kvtier-bench: %s\n\n", error);
   std::fputs(kUsage, error != nullptr ? stderr : stdout);
+  std::fputs("\n", error != nullptr ? stderr : stdout);
+  std::fputs(kvtier::bench::SimUsage(), error != nullptr ? stderr : stdout);
   return error != nullptr ? 2 : 0;
 }
 
@@ -85,5 +92,6 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") return Usage(nullptr);
   if (cmd == "rpc") return RunRpc(argc, argv);
+  if (cmd == "sim") return kvtier::bench::RunSim(argc, argv);
   return Usage(("unknown command '" + cmd + "'").c_str());
 }

@@ -67,7 +67,7 @@ Result<BlockId> BlockIndex::InsertLocked(const BlockKey& key) {
   e.size_class = 0;
   e.tier = 0;
   e.priority = static_cast<uint8_t>(kDefaultPriority);
-  e.flags = 0;
+  e.flags.store(0, std::memory_order_relaxed);
   e.pins.store(0, std::memory_order_relaxed);
   e.state.store(static_cast<uint8_t>(BlockState::kFree), std::memory_order_relaxed);
 

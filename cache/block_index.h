@@ -30,7 +30,13 @@
 
 namespace kvtier {
 
-enum class BlockState : uint8_t { kFree = 0, kWriting = 1, kReady = 2 };
+// kLoading: being promoted from NVMe into a host slot; not readable yet.
+enum class BlockState : uint8_t { kFree = 0, kWriting = 1, kReady = 2, kLoading = 3 };
+
+// BlockEntry::flags.
+inline constexpr uint8_t kFlagOnNvme = 1;        // a durable NVMe copy exists
+inline constexpr uint8_t kFlagDemoting = 2;      // an NVMe write of it is in flight
+inline constexpr uint8_t kFlagNvmeDeclined = 4;  // admission said no; retried after a hit
 
 struct BlockEntry {
   BlockKey key;                 // immutable while the id is allocated
@@ -47,7 +53,7 @@ struct BlockEntry {
   uint8_t tier = 0;             // TierId
   std::atomic<uint8_t> state{0};  // BlockState
   uint8_t priority = 35;
-  uint8_t flags = 0;
+  std::atomic<uint8_t> flags{0};  // kFlag*, changed under the shard lock
   uint8_t reserved_[2] = {0, 0};
 
   Slot slot() const { return Slot{offset, size, size_class}; }

@@ -1,13 +1,22 @@
 #include "cache/cache.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
+
+#include "cache/lease_state.h"
+#include "cache/nvme_tier.h"
 
 namespace kvtier {
 
 namespace {
 constexpr uint8_t kReady = static_cast<uint8_t>(BlockState::kReady);
 constexpr uint8_t kWriting = static_cast<uint8_t>(BlockState::kWriting);
+constexpr uint8_t kLoading = static_cast<uint8_t>(BlockState::kLoading);
 }  // namespace
 
 const char* ReserveOutcomeName(ReserveOutcome o) {
@@ -26,15 +35,46 @@ Lease& Lease::operator=(Lease&& o) noexcept {
   if (this != &o) {
     Release();
     cache_ = o.cache_;
-    blocks_ = std::move(o.blocks_);
+    state_ = std::move(o.state_);
     o.cache_ = nullptr;
   }
   return *this;
 }
 
+const std::vector<Lease::Block>& Lease::blocks() const {
+  static const std::vector<Block> kNone;
+  return state_ ? state_->blocks : kNone;
+}
+
+bool Lease::ready() const {
+  if (!state_) return true;
+  std::lock_guard<std::mutex> l(state_->mu);
+  return state_->pending == 0;
+}
+
+void Lease::Wait() const {
+  if (!state_) return;
+  std::unique_lock<std::mutex> l(state_->mu);
+  state_->cv.wait(l, [&] { return state_->pending == 0; });
+}
+
 void Lease::Release() {
-  if (cache_ != nullptr && !blocks_.empty()) cache_->ReleaseBlocks(blocks_);
-  blocks_.clear();
+  if (cache_ != nullptr && state_) {
+    std::vector<Block> blocks;
+    {
+      std::lock_guard<std::mutex> l(state_->mu);
+      if (state_->pending > 0) {
+        // Promotions in flight: the last one to finish unpins everything.
+        state_->released = true;
+        state_->on_ready = nullptr;
+      } else {
+        blocks = std::move(state_->blocks);
+        state_->blocks.clear();
+      }
+    }
+    if (!blocks.empty()) cache_->ReleaseBlocks(blocks);
+  }
+  state_.reset();
   cache_ = nullptr;
 }
 
@@ -81,8 +121,16 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
     if (!p.ok()) return p.status();
     policies.push_back(std::move(p).value());
   }
+  std::optional<NvmeTierOptions> nvme = std::move(options.nvme);
+  options.nvme.reset();
   std::unique_ptr<Cache> c(new Cache(std::move(options), max_blocks));
   for (size_t i = 0; i < policies.size(); ++i) c->tiers_[i]->policy = std::move(policies[i]);
+  KVTIER_RETURN_IF_ERROR(c->LoadNamespaces());
+  if (nvme) {
+    auto t = NvmeTier::Open(c.get(), std::move(*nvme));
+    if (!t.ok()) return t.status();
+    c->nvme_ = std::move(t).value();
+  }
   return c;
 }
 
@@ -115,8 +163,84 @@ Result<NamespaceId> Cache::OpenNamespace(const NamespaceSpec& spec) {
       return static_cast<NamespaceId>(i);
   }
   if (namespaces_.size() >= 65536) return Status::ResourceExhausted("too many namespaces");
+  NamespaceId id = static_cast<NamespaceId>(namespaces_.size());
+  KVTIER_RETURN_IF_ERROR(PersistNamespace(id, spec));
   namespaces_.push_back(spec);
-  return static_cast<NamespaceId>(namespaces_.size() - 1);
+  return id;
+}
+
+namespace {
+std::string Hex(const std::string& s) {
+  static const char* d = "0123456789abcdef";
+  std::string h = "x";  // never empty, so fields always split
+  for (unsigned char c : s) {
+    h.push_back(d[c >> 4]);
+    h.push_back(d[c & 15]);
+  }
+  return h;
+}
+bool Unhex(const std::string& h, std::string* out) {
+  if (h.empty() || h[0] != 'x' || h.size() % 2 != 1) return false;
+  out->clear();
+  for (size_t i = 1; i < h.size(); i += 2) {
+    auto v = [](char c) { return c >= 'a' ? c - 'a' + 10 : c - '0'; };
+    out->push_back(static_cast<char>(v(h[i]) * 16 + v(h[i + 1])));
+  }
+  return true;
+}
+}  // namespace
+
+// One line per namespace, in id order:
+//   v1 <id> <mode> <layers> <heads> <dim> <tokens/block> <dtype> <planes>
+//      <tp_rank> <tp_size> x<hex model> x<hex revision> x<hex salt>
+Status Cache::PersistNamespace(NamespaceId id, const NamespaceSpec& s) {
+  if (options_.namespace_file.empty()) return Status::OK();
+  std::ostringstream line;
+  line << "v1 " << id << ' ' << int(s.hash_mode) << ' ' << s.layout.num_layers << ' '
+       << s.layout.num_kv_heads << ' ' << s.layout.head_dim << ' ' << s.layout.tokens_per_block
+       << ' ' << int(s.layout.dtype) << ' ' << s.layout.planes << ' ' << s.tp_rank << ' '
+       << s.tp_size << ' ' << Hex(s.model_id) << ' ' << Hex(s.model_revision) << ' '
+       << Hex(s.tenant_salt) << '\n';
+  FILE* f = std::fopen(options_.namespace_file.c_str(), "a");
+  if (f == nullptr)
+    return Status::IOError("cannot append to namespace file '" + options_.namespace_file + "'");
+  std::string text = line.str();
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = std::fflush(f) == 0 && ok;
+  ok = fsync(fileno(f)) == 0 && ok;
+  std::fclose(f);
+  if (!ok) return Status::IOError("writing namespace file '" + options_.namespace_file + "' failed");
+  return Status::OK();
+}
+
+Status Cache::LoadNamespaces() {
+  if (options_.namespace_file.empty()) return Status::OK();
+  std::ifstream in(options_.namespace_file);
+  if (!in) return Status::OK();  // first start
+  std::string line;
+  size_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    std::istringstream ls(line);
+    std::string v, model, rev, salt;
+    int mode = 0, dtype = 0;
+    NamespaceId id = 0;
+    NamespaceSpec s;
+    ls >> v >> id >> mode >> s.layout.num_layers >> s.layout.num_kv_heads >> s.layout.head_dim >>
+        s.layout.tokens_per_block >> dtype >> s.layout.planes >> s.tp_rank >> s.tp_size >> model >>
+        rev >> salt;
+    s.hash_mode = static_cast<HashMode>(mode);
+    s.layout.dtype = static_cast<DType>(dtype);
+    if (!ls || v != "v1" || id != namespaces_.size() || !Unhex(model, &s.model_id) ||
+        !Unhex(rev, &s.model_revision) || !Unhex(salt, &s.tenant_salt) || !s.Validate().ok()) {
+      // A torn last line (crash while appending) is dropped; anything else is damage.
+      if (in.peek() == EOF) break;
+      return Status::Corruption("namespace file '" + options_.namespace_file + "' line " +
+                                std::to_string(n) + " is malformed");
+    }
+    namespaces_.push_back(std::move(s));
+  }
+  return Status::OK();
 }
 
 Result<NamespaceSpec> Cache::GetNamespace(NamespaceId ns) const {
@@ -126,6 +250,7 @@ Result<NamespaceSpec> Cache::GetNamespace(NamespaceId ns) const {
 }
 
 uint8_t* Cache::Address(TierId tier, uint64_t offset) const {
+  if (tier >= tiers_.size()) return nullptr;
   uint8_t* base = tiers_[tier]->tier->Address(Slot{0, 0, 0});
   return base == nullptr ? nullptr : base + offset;
 }
@@ -135,23 +260,33 @@ bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
   BlockId victim = ts.policy->PickVictim([&](BlockId v) {
     const BlockEntry& e = index_.entry(v);
     return e.state.load(std::memory_order_acquire) == kReady &&
-           e.pins.load(std::memory_order_acquire) == 0 && tier.FreeingHelps(e.slot(), bytes);
+           e.pins.load(std::memory_order_acquire) == 0 &&
+           (e.flags.load(std::memory_order_acquire) & kFlagDemoting) == 0 &&
+           tier.FreeingHelps(e.slot(), bytes);
   });
   if (victim == kNoBlock) return false;
   BlockEntry& e = index_.entry(victim);
+  const Slot slot = e.slot();
+  bool erased = false;
   {
     std::lock_guard<std::mutex> l(index_.MutexFor(e.key));
     if (e.pins.load(std::memory_order_relaxed) != 0 ||
-        e.state.load(std::memory_order_relaxed) != kReady)
-      return true;  // pinned since the pre-check: try another
-    index_.EraseLocked(victim);
+        e.state.load(std::memory_order_relaxed) != kReady ||
+        (e.flags.load(std::memory_order_relaxed) & kFlagDemoting) != 0)
+      return true;  // pinned or being written since the pre-check: try another
+    if (nvme_ && (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme) != 0) {
+      nvme_->BecomeResidentLocked(e);  // lives on in the NVMe tier
+    } else {
+      index_.EraseLocked(victim);
+      erased = true;
+    }
   }
   ts.policy->Remove(victim);
-  tier.Free(e.slot());
+  tier.Free(slot);
   ++ts.evictions;
   ts.evicted_bytes += e.size;
   --ts.blocks;
-  index_.FreeId(victim);
+  if (erased) index_.FreeId(victim);
   return true;
 }
 
@@ -300,15 +435,20 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
     return Status::InvalidArgument(std::to_string(checksums.size()) + " checksums for " +
                                    std::to_string(r.blocks_.size()) + " reserved keys");
   const uint32_t now_s = NowSeconds();
+  const bool write_through = nvme_ && nvme_->write_through();
   uint64_t bytes = 0;
   for (size_t i = 0; i < r.blocks_.size(); ++i) {
     const auto& b = r.blocks_[i];
     if (b.outcome != ReserveOutcome::kReserved) continue;
     BlockEntry& e = index_.entry(b.id);
-    std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
-    e.checksum = checksums[i];
-    e.last_access_s = now_s;
-    e.state.store(kReady, std::memory_order_release);
+    {
+      std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
+      e.checksum = checksums[i];
+      e.last_access_s = now_s;
+      if (write_through) e.flags.fetch_or(kFlagDemoting);
+      e.state.store(kReady, std::memory_order_release);
+    }
+    if (write_through) nvme_->EnqueueWrite(b.id);
     bytes += b.size;
   }
   {
@@ -355,7 +495,10 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
                                    std::to_string(options_.max_keys_per_call) + " per call");
   Lease lease;
   lease.cache_ = this;
-  lease.blocks_.reserve(keys.size());
+  lease.state_ = std::make_shared<Lease::State>();
+  std::vector<Lease::Block>& blocks = lease.state_->blocks;
+  blocks.reserve(keys.size());
+  std::vector<size_t> promote;
   const uint32_t now_s = NowSeconds();
   uint64_t newly_pinned = 0;
   for (const BlockKey& key : keys) {
@@ -363,18 +506,25 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
     BlockId id = index_.FindLocked(key);
     if (id == kNoBlock) break;
     BlockEntry& e = index_.entry(id);
+    // A block being written or promoted for someone else ends the prefix.
     if (e.state.load(std::memory_order_relaxed) != kReady || e.ns != ns) break;
+    if (e.tier == kNvmeTier) {
+      if (!nvme_) break;
+      e.state.store(kLoading, std::memory_order_release);
+      promote.push_back(blocks.size());
+    }
     if (e.pins.fetch_add(1, std::memory_order_acq_rel) == 0) ++newly_pinned;
     ++e.hits;
     e.last_access_s = now_s;
-    lease.blocks_.push_back(Lease::Block{key, id, e.tier, e.offset, e.size, e.checksum});
+    e.flags.fetch_and(static_cast<uint8_t>(~kFlagNvmeDeclined));  // seen again
+    blocks.push_back(Lease::Block{key, id, e.tier, e.offset, e.size, e.checksum});
   }
   c_.pinned.fetch_add(newly_pinned, std::memory_order_relaxed);
-  // Tell each tier's policy about the hits (blocks are pinned: they stay).
-  for (size_t t = 0; t < tiers_.size() && !lease.blocks_.empty(); ++t) {
+  // Tell each memory tier's policy about the hits (blocks are pinned: they stay).
+  for (size_t t = 0; t < tiers_.size() && !blocks.empty(); ++t) {
     TierState& ts = *tiers_[t];
     std::lock_guard<std::mutex> l(ts.mu);
-    for (const auto& b : lease.blocks_) {
+    for (const auto& b : blocks) {
       if (b.tier != t) continue;
       ts.policy->Touch(b.id);
       ++ts.hits;
@@ -383,18 +533,46 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
   }
   c_.acquires.fetch_add(1, std::memory_order_relaxed);
   c_.keys_requested.fetch_add(keys.size(), std::memory_order_relaxed);
-  c_.blocks_hit.fetch_add(lease.blocks_.size(), std::memory_order_relaxed);
-  c_.blocks_missed.fetch_add(keys.size() - lease.blocks_.size(), std::memory_order_relaxed);
+  c_.blocks_hit.fetch_add(blocks.size(), std::memory_order_relaxed);
+  c_.blocks_missed.fetch_add(keys.size() - blocks.size(), std::memory_order_relaxed);
+  if (!promote.empty()) {
+    lease.state_->failed.assign(blocks.size(), false);
+    lease.state_->pending = promote.size();
+    for (size_t i : promote) nvme_->StartPromotion(lease.state_, i);
+  }
   return lease;
 }
 
-void Cache::ReleaseBlocks(std::span<const Lease::Block> blocks) {
+void Cache::OnReady(Lease& lease, std::function<void()> fn) {
+  if (lease.state_) {
+    std::unique_lock<std::mutex> l(lease.state_->mu);
+    if (lease.state_->pending > 0) {
+      lease.state_->on_ready = std::move(fn);
+      return;
+    }
+  }
+  fn();
+}
+
+void Cache::DrainNvme() {
+  if (nvme_) nvme_->Drain();
+}
+
+void Cache::ReleaseIds(std::span<const BlockId> ids) {
   uint64_t unpinned = 0;
-  for (const auto& b : blocks) {
-    std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
-    if (index_.entry(b.id).pins.fetch_sub(1, std::memory_order_acq_rel) == 1) ++unpinned;
+  for (BlockId id : ids) {
+    BlockEntry& e = index_.entry(id);
+    std::lock_guard<std::mutex> l(index_.MutexFor(e.key));
+    if (e.pins.fetch_sub(1, std::memory_order_acq_rel) == 1) ++unpinned;
   }
   c_.pinned.fetch_sub(unpinned, std::memory_order_relaxed);
+}
+
+void Cache::ReleaseBlocks(std::span<const Lease::Block> blocks) {
+  std::vector<BlockId> ids;
+  ids.reserve(blocks.size());
+  for (const auto& b : blocks) ids.push_back(b.id);
+  ReleaseIds(ids);
 }
 
 CacheStats Cache::Stats() const {
@@ -430,6 +608,7 @@ CacheStats Cache::Stats() const {
     t.policy_memory = tp->policy->MemoryUsage();
     s.tiers.push_back(std::move(t));
   }
+  if (nvme_) s.tiers.push_back(nvme_->Stats());
   return s;
 }
 

@@ -20,8 +20,11 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -30,6 +33,8 @@
 #include "cache/block_index.h"
 #include "cache/keys.h"
 #include "eviction/policy.h"
+#include "tiers/io_queue.h"
+#include "tiers/nvme_store.h"
 #include "tiers/status.h"
 #include "tiers/tier.h"
 
@@ -37,6 +42,29 @@ namespace kvtier {
 
 using TierId = uint8_t;
 using NamespaceId = uint32_t;
+
+// The NVMe tier's TierId in BlockEntry::tier and Lease blocks.
+inline constexpr TierId kNvmeTier = 7;
+
+class NvmeTier;
+
+// The NVMe tier below the store tier (cache/nvme_tier.h).
+struct NvmeTierOptions {
+  NvmeStoreOptions store;
+  std::string index_path;  // RocksDB directory of the durable index
+  bool sync_index = false;  // fsync the index's WAL on every write
+  // false (write-back): a block is written to NVMe when it grows cold in the
+  // host tier (usage above high_watermark); true (write-through): as soon as
+  // it is committed.
+  bool write_through = false;
+  double high_watermark = 0.85;  // of host capacity: start writing cold blocks
+  std::string policy = "lru";            // NVMe tier eviction policy
+  std::string admission = "always";      // eviction/admission.h name
+  uint32_t max_writes_in_flight = 32;
+  // The I/O queue to drive (tests wrap the real one to inject faults);
+  // null: io_uring, else pread/pwrite.
+  std::unique_ptr<IoQueue> queue;
+};
 
 struct TierSetup {
   std::unique_ptr<Tier> tier;
@@ -55,6 +83,14 @@ struct CacheOptions {
   ClockFn clock;  // defaults to SteadyNowNs
   // Most blocks per Reserve or Acquire call.
   uint32_t max_keys_per_call = 1u << 16;
+  // File recording registered namespaces, so that their ids survive a
+  // restart (the NVMe tier's blocks carry them). Empty: not persisted.
+  std::string namespace_file;
+  // NVMe tier below the store tier; empty: none.
+  std::optional<NvmeTierOptions> nvme;
+  // Where the cache reports what an operator must see (NVMe errors, once per
+  // burst; recovery). Null: stderr.
+  std::function<void(const std::string&)> log_warning;
 };
 
 // Per-block retention of a store, as TensorRT-LLM's KvCacheRetentionConfig:
@@ -78,6 +114,11 @@ struct StoreOptions {
 class Cache;
 
 // Move-only: the pins on a prefix of blocks. Destruction releases them.
+//
+// Blocks found only on NVMe are promoted into host slots when acquired: the
+// lease is then not ready() until their reads completed. A block whose read
+// fails (I/O error, checksum) ends the prefix there: blocks() is truncated
+// before it. Read blocks() only when ready() (Wait() or Cache::OnReady()).
 class Lease {
  public:
   struct Block {
@@ -89,19 +130,24 @@ class Lease {
     uint64_t checksum;
   };
   Lease() = default;
-  Lease(Lease&& o) noexcept : cache_(o.cache_), blocks_(std::move(o.blocks_)) { o.cache_ = nullptr; }
+  Lease(Lease&& o) noexcept : cache_(o.cache_), state_(std::move(o.state_)) { o.cache_ = nullptr; }
   Lease& operator=(Lease&& o) noexcept;
   ~Lease() { Release(); }
 
-  const std::vector<Block>& blocks() const { return blocks_; }
-  size_t size() const { return blocks_.size(); }
-  bool empty() const { return blocks_.empty(); }
+  const std::vector<Block>& blocks() const;
+  size_t size() const { return blocks().size(); }
+  bool empty() const { return blocks().empty(); }
+  bool ready() const;
+  // Blocks until ready().
+  void Wait() const;
   void Release();
 
  private:
   friend class Cache;
+  friend class NvmeTier;
+  struct State;
   Cache* cache_ = nullptr;
-  std::vector<Block> blocks_;
+  std::shared_ptr<State> state_;
 };
 
 enum class ReserveOutcome : uint8_t {
@@ -154,6 +200,13 @@ struct TierStats {
   uint64_t evictions = 0;
   uint64_t evicted_bytes = 0;
   uint64_t policy_memory = 0;
+  uint64_t demotions = 0;       // blocks written down to the next tier
+  uint64_t promotions = 0;      // blocks read up from this tier
+  uint64_t io_errors = 0;       // NVMe: failed reads and writes
+  uint64_t checksum_failures = 0;  // NVMe: reads quarantined (never served)
+  uint64_t recovered = 0;       // NVMe: blocks recovered at start
+  uint64_t recovery_dropped = 0;  // NVMe: index entries dropped at start
+  bool admitting = true;        // NVMe: accepts writes
 };
 
 struct CacheStats {
@@ -202,13 +255,25 @@ class Cache {
   void Abort(Reservation& r);
 
   // The longest prefix of `keys` that is READY in namespace `ns`, pinned.
+  // NVMe-resident blocks of the prefix are promoted to the store tier; the
+  // lease is ready when their reads completed (OnReady / Lease::Wait).
   // Errors: NotFound (namespace), InvalidArgument (too many keys).
   Result<Lease> Acquire(NamespaceId ns, std::span<const BlockKey> keys);
+  // Calls `fn` once `lease` is ready: at once (on this thread) if it is,
+  // else on the NVMe I/O thread when the last promotion completed.
+  void OnReady(Lease& lease, std::function<void()> fn);
 
   // Address of a memory tier's slot (nullptr for NVMe).
   uint8_t* Address(TierId tier, uint64_t offset) const;
   Tier& tier(TierId t) const { return *tiers_[t]->tier; }
   size_t num_tiers() const { return tiers_.size(); }
+  TierKind tier_kind(TierId t) const {
+    return t == kNvmeTier ? TierKind::kNvme : tiers_[t]->tier->kind();
+  }
+  NvmeTier* nvme() const { return nvme_.get(); }
+  // Waits until the NVMe tier has no write or read in flight or queued
+  // (tests, shutdown). No-op without an NVMe tier.
+  void DrainNvme();
 
   CacheStats Stats() const;
   const BlockIndex& index() const { return index_; }
@@ -216,6 +281,7 @@ class Cache {
  private:
   friend class Lease;
   friend class Reservation;
+  friend class NvmeTier;
 
   struct TierState {
     std::unique_ptr<Tier> tier;
@@ -226,12 +292,15 @@ class Cache {
   };
 
   Cache(CacheOptions options, uint32_t max_blocks);
+  Status LoadNamespaces();
+  Status PersistNamespace(NamespaceId id, const NamespaceSpec& spec);
   uint32_t NowSeconds() const;
   // REQUIRES: ts.mu held. Allocates, evicting as needed.
   Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes);
   // REQUIRES: ts.mu held. Evicts one block that helps an allocation of `bytes`.
   bool EvictOneLocked(TierState& ts, uint64_t bytes);
   void ReleaseBlocks(std::span<const Lease::Block> blocks);
+  void ReleaseIds(std::span<const BlockId> ids);
   void AbortBlocks(Reservation& r);
 
   CacheOptions options_;
@@ -242,6 +311,7 @@ class Cache {
 
   mutable std::mutex ns_mu_;
   std::vector<NamespaceSpec> namespaces_;
+  std::unique_ptr<NvmeTier> nvme_;  // destroyed first: stops its I/O thread
 
   struct Counters {
     std::atomic<uint64_t> acquires{0}, keys_requested{0}, blocks_hit{0}, blocks_missed{0};

@@ -103,19 +103,19 @@ struct ClientNamespace::Impl {
 };
 
 struct ClientLease::Impl {
-  Client::Impl* client = nullptr;
+  std::shared_ptr<Client::Impl> client;
   rpc::Lease::Client cap = nullptr;
 };
 
 struct ClientTxn::Impl {
-  Client::Impl* client = nullptr;
+  std::shared_ptr<Client::Impl> client;
   rpc::StoreTxn::Client cap = nullptr;
   bool done = false;
 };
 
 // ---- Client ----------------------------------------------------------------
 
-Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::Client(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
 uint8_t* Client::segment_base() const { return impl_->base; }
@@ -134,7 +134,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path) 
     close(fd);
     return st;
   }
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_shared<Impl>();
   impl->io = AcquireIo();
   return Guard([&]() -> Result<std::unique_ptr<Client>> {
     impl->stream = impl->io->io.lowLevelProvider->wrapUnixSocketFd(
@@ -169,7 +169,7 @@ Result<std::unique_ptr<ClientNamespace>> Client::OpenNamespace(const NamespaceSp
     ns_impl->cap = res.getNs();
     BlockKey seed = rpcconv::FromRpc(res.getSeed());
     std::unique_ptr<ClientNamespace> ns(
-        new ClientNamespace(impl_.get(), std::move(ns_impl), spec, res.getId()));
+        new ClientNamespace(impl_, std::move(ns_impl), spec, res.getId()));
     if (!(seed == ns->hasher().seed()))
       return Status::Internal("the daemon's namespace seed differs from the client's "
                               "(hashing spec mismatch)");
@@ -215,7 +215,7 @@ ClientLease::~ClientLease() {
 
 Status ClientLease::Release() {
   if (!impl_ || impl_->client == nullptr) return Status::OK();
-  Client::Impl* c = impl_->client;
+  std::shared_ptr<Client::Impl> c = std::move(impl_->client);
   impl_->client = nullptr;
   return Guard([&]() -> Status {
     impl_->cap.releaseRequest().send().wait(c->ws());
@@ -284,11 +284,13 @@ Status ClientTxn::Abort() {
 
 // ---- ClientNamespace ---------------------------------------------------------
 
-ClientNamespace::ClientNamespace(Client::Impl* client, std::unique_ptr<Impl> impl,
+ClientNamespace::ClientNamespace(std::shared_ptr<Client::Impl> client, std::unique_ptr<Impl> impl,
                                  NamespaceSpec spec, uint32_t id)
-    : client_(client), impl_(std::move(impl)), spec_(std::move(spec)), hasher_(spec_), id_(id) {}
+    : client_(std::move(client)), impl_(std::move(impl)), spec_(std::move(spec)), hasher_(spec_), id_(id) {}
 
-ClientNamespace::~ClientNamespace() = default;
+ClientNamespace::~ClientNamespace() {
+  impl_.reset();  // drop the capability before (maybe) the connection
+}
 
 std::vector<BlockKey> ClientNamespace::HashTokens(std::span<const uint32_t> tokens) const {
   std::vector<BlockKey> keys;

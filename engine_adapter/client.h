@@ -15,7 +15,8 @@
 //
 // Thread safety: a Client and everything it returns belong to the thread that
 // called Connect() (Cap'n Proto runs one event loop per thread). Use one
-// Client per thread; several Clients may share a thread.
+// Client per thread; several Clients may share a thread. Namespaces, leases
+// and transactions keep their connection alive: they may outlive the Client.
 #pragma once
 
 #include <cstdint>
@@ -129,8 +130,8 @@ class Client {
   struct Impl;
 
  private:
-  explicit Client(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Client(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
 };
 
 class ClientNamespace {
@@ -170,8 +171,9 @@ class ClientNamespace {
 
  private:
   friend class Client;
-  ClientNamespace(Client::Impl* client, std::unique_ptr<Impl> impl, NamespaceSpec spec, uint32_t id);
-  Client::Impl* client_;
+  ClientNamespace(std::shared_ptr<Client::Impl> client, std::unique_ptr<Impl> impl,
+                  NamespaceSpec spec, uint32_t id);
+  std::shared_ptr<Client::Impl> client_;
   std::unique_ptr<Impl> impl_;
   NamespaceSpec spec_;
   KeyHasher hasher_;

@@ -1,5 +1,7 @@
 #include "server/config.h"
 
+#include "eviction/admission.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -74,6 +76,11 @@ Status CheckWritePolicy(std::string_view v) {
   return Status::InvalidArgument("unknown write policy (write-back, write-through)");
 }
 
+Status CheckAdmission(std::string_view v) {
+  auto a = NewAdmissionPolicy(v);
+  return a.ok() ? Status::OK() : a.status();
+}
+
 Status CheckSocket(std::string_view v) {
   if (v.empty()) return Status::InvalidArgument("must not be empty");
   if (v.size() > kMaxSocketPath)
@@ -138,8 +145,16 @@ const std::vector<FlagSpec>& Flags() {
        .help = "io_uring queue depth of the NVMe tier, 1..4096."},
       {.name = "nvme-write-policy", .metavar = "POLICY", .type = FlagType::kString,
        .str = &C::nvme_write_policy, .check = CheckWritePolicy, .default_text = "write-back",
-       .help = "write-back (blocks reach NVMe when evicted from host) or write-through "
-               "(also written to NVMe at commit)."},
+       .help = "write-back (cold host blocks are written to NVMe in the background, so "
+               "they live on there when the host tier evicts them) or write-through (every "
+               "block is written to NVMe at commit)."},
+      {.name = "nvme-policy", .metavar = "NAME", .type = FlagType::kString,
+       .str = &C::nvme_policy, .check = CheckPolicy, .default_text = "lru",
+       .help = "Eviction policy of the NVMe tier: lru, priority-lru, prefix-lru, s3fifo."},
+      {.name = "nvme-admission", .metavar = "NAME", .type = FlagType::kString,
+       .str = &C::nvme_admission, .check = CheckAdmission, .default_text = "always",
+       .help = "Which blocks may be written to NVMe: always, or second-sighting (only "
+               "blocks considered a second time, after a hit)."},
       {.name = "config", .metavar = "FILE", .type = FlagType::kConfig, .default_text = "none",
        .help = "Read settings from FILE first; flags override them (see below)."},
       {.name = "help", .metavar = "", .type = FlagType::kHelp, .default_text = "",
@@ -546,7 +561,8 @@ std::string DaemonConfig::ToString() const {
     o << " nvme=off";
   } else {
     o << " nvme_path=" << nvme_path << " nvme_capacity=" << ExactSize(nvme_capacity_bytes)
-      << " nvme_queue_depth=" << nvme_queue_depth << " nvme_write_policy=" << nvme_write_policy;
+      << " nvme_queue_depth=" << nvme_queue_depth << " nvme_write_policy=" << nvme_write_policy
+      << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission;
   }
   if (!config_file.empty()) o << " config=" << config_file;
   return o.str();

@@ -68,6 +68,10 @@ struct DaemonConfig {
   // "write-back" (demote to NVMe on eviction) or "write-through" (also write
   // to NVMe at commit).
   std::string nvme_write_policy = "write-back";
+  // Eviction policy of the NVMe tier.
+  std::string nvme_policy = "lru";
+  // NVMe admission: "always" or "second-sighting".
+  std::string nvme_admission = "always";
 
   // Not settings: what the command line asked for.
   std::string config_file;    // the --config file that was read, if any

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <algorithm>
 #include <memory>
 
 #include <spdlog/spdlog.h>
@@ -27,10 +28,6 @@ namespace kvtier {
 namespace {
 
 int Run(const DaemonConfig& cfg) {
-  if (cfg.nvme_capacity_bytes > 0) {
-    spdlog::error("--nvme-capacity: the NVMe tier is not wired into the daemon yet");
-    return 2;
-  }
   std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec);
   if (ec) {
@@ -49,6 +46,19 @@ int Run(const DaemonConfig& cfg) {
   CacheOptions co;
   co.tiers.push_back(TierSetup{std::move(host).value(), cfg.host_policy});
   co.max_keys_per_call = cfg.max_keys_per_call;
+  co.namespace_file = (std::filesystem::path(cfg.data_dir) / "namespaces").string();
+  co.log_warning = [](const std::string& m) { spdlog::warn("{}", m); };
+  if (cfg.nvme_capacity_bytes > 0) {
+    NvmeTierOptions no;
+    no.store.path = cfg.nvme_path;
+    no.store.capacity_bytes = cfg.nvme_capacity_bytes;
+    no.store.max_ops = std::max<uint32_t>(cfg.nvme_queue_depth / 2, 8);
+    no.index_path = (std::filesystem::path(cfg.data_dir) / "nvme-index").string();
+    no.write_through = cfg.nvme_write_policy == "write-through";
+    no.policy = cfg.nvme_policy;
+    no.admission = cfg.nvme_admission;
+    co.nvme = std::move(no);
+  }
   auto cache = Cache::Create(std::move(co));
   if (!cache.ok()) {
     spdlog::error("cache: {}", cache.status().ToString());
@@ -103,6 +113,7 @@ int Run(const DaemonConfig& cfg) {
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   if (admin) admin->Stop();
   (*rpc)->Stop();
+  (*cache)->DrainNvme();  // in-flight NVMe writes complete and are indexed
   CacheStats s = (*cache)->Stats();
   spdlog::info("stopped: {} blocks ready, {} acquires, {} blocks hit", s.blocks_ready, s.acquires,
                s.blocks_hit);

@@ -1,6 +1,8 @@
 #include "server/rpc_service.h"
 
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -137,20 +139,34 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     auto keys = KeysFromRpc(keys_in);
     auto lease = svc_->cache()->Acquire(id_, keys);
     if (!lease.ok()) Throw(lease.status());
-    auto res = ctx.getResults();
-    auto blocks = res.initBlocks(static_cast<unsigned>(lease->size()));
-    for (size_t i = 0; i < lease->size(); ++i) {
-      const auto& b = lease->blocks()[i];
-      auto o = blocks[static_cast<unsigned>(i)];
-      o.setTier(rpcconv::TierToRpc(svc_->cache()->tier(b.tier).kind()));
-      o.setOffset(b.offset);
-      o.setSize(b.size);
-      o.setChecksum(b.checksum);
-    }
-    if (!lease->empty())
-      res.setLease(kj::heap<LeaseImpl>(std::move(lease).value(), svc_->metrics()));
     timer.Ok();
-    return kj::READY_NOW;
+    if (lease->ready()) {
+      FillAcquire(ctx, std::move(lease).value());
+      return kj::READY_NOW;
+    }
+    // Blocks are being promoted from NVMe: answer when their reads are done,
+    // without holding this worker's event loop meanwhile.
+    struct Waker {
+      std::mutex mu;
+      kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+      ~Waker() = default;
+    };
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    auto waker = std::make_shared<Waker>();
+    waker->fulfiller = kj::mv(paf.fulfiller);
+    auto held = std::make_shared<Lease>(std::move(lease).value());
+    svc_->cache()->OnReady(*held, [waker] {
+      std::lock_guard<std::mutex> l(waker->mu);
+      if (waker->fulfiller) waker->fulfiller->fulfill();
+    });
+    // If the call is cancelled (client gone), forget the fulfiller first.
+    auto guard = kj::defer([waker] {
+      std::lock_guard<std::mutex> l(waker->mu);
+      waker->fulfiller = nullptr;
+    });
+    return paf.promise.attach(kj::mv(guard)).then([this, ctx, held]() mutable {
+      FillAcquire(ctx, std::move(*held));
+    });
   }
 
   kj::Promise<void> reserve(ReserveContext ctx) override {
@@ -190,7 +206,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
       const auto& b = r->blocks()[i];
       auto o = slots[static_cast<unsigned>(i)];
       o.setOutcome(static_cast<rpc::ReserveOutcome>(b.outcome));
-      o.setTier(rpcconv::TierToRpc(svc_->cache()->tier(b.tier).kind()));
+      o.setTier(rpcconv::TierToRpc(svc_->cache()->tier_kind(b.tier)));
       o.setOffset(b.offset);
       o.setSize(b.size);
     }
@@ -227,6 +243,20 @@ class NamespaceImpl final : public rpc::Namespace::Server {
   }
 
  private:
+  void FillAcquire(AcquireContext& ctx, Lease lease) {
+    auto res = ctx.getResults();
+    auto blocks = res.initBlocks(static_cast<unsigned>(lease.size()));
+    for (size_t i = 0; i < lease.size(); ++i) {
+      const auto& b = lease.blocks()[i];
+      auto o = blocks[static_cast<unsigned>(i)];
+      o.setTier(rpcconv::TierToRpc(svc_->cache()->tier_kind(b.tier)));
+      o.setOffset(b.offset);
+      o.setSize(b.size);
+      o.setChecksum(b.checksum);
+    }
+    if (!lease.empty()) res.setLease(kj::heap<LeaseImpl>(std::move(lease), svc_->metrics()));
+  }
+
   void CheckKeyCount(size_t n, const char* what) const {
     if (n > svc_->options().max_keys_per_call)
       Throw(Status::InvalidArgument(std::string(what) + " of " + std::to_string(n) +

@@ -36,10 +36,17 @@ inline int FreeTcpPort() {
 
 class Daemon {
  public:
-  // Extra flags are appended to the defaults below.
-  explicit Daemon(std::vector<std::string> extra = {}) {
-    char tmpl[] = "/tmp/kvtierd-test-XXXXXX";
-    dir_ = mkdtemp(tmpl);
+  // Extra flags are appended to the defaults below. With `reuse_dir`, the
+  // daemon starts over an existing directory (a restart); the directory is
+  // then left for its first owner to remove.
+  explicit Daemon(std::vector<std::string> extra = {}, const std::string& reuse_dir = "") {
+    if (reuse_dir.empty()) {
+      char tmpl[] = "/tmp/kvtierd-test-XXXXXX";
+      dir_ = mkdtemp(tmpl);
+      owns_dir_ = true;
+    } else {
+      dir_ = reuse_dir;
+    }
     socket_ = dir_ + "/kvtier.sock";
     admin_port_ = FreeTcpPort();
     std::vector<std::string> args = {KVTIERD_PATH,
@@ -77,7 +84,16 @@ class Daemon {
   ~Daemon() {
     Stop();
     std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    if (owns_dir_) std::filesystem::remove_all(dir_, ec);
+  }
+
+  // SIGKILL: no shutdown at all.
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    exit_status_ = 128 + SIGKILL;
   }
 
   // SIGTERM and wait; returns the exit status.
@@ -101,6 +117,7 @@ class Daemon {
   int admin_port_ = 0;
   pid_t pid_ = -1;
   int exit_status_ = -1;
+  bool owns_dir_ = false;
 };
 
 inline NamespaceSpec DemoSpec() {

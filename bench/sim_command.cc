@@ -1,0 +1,509 @@
+#include "bench/sim_command.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/sim_belady.h"
+#include "bench/sim_replay.h"
+#include "bench/trace_reader.h"
+
+namespace kvtier::bench {
+
+namespace {
+
+// Policies run by `--policy all`, in report order.
+const char* const kAllPolicies[] = {"lru", "priority-lru", "prefix-lru", "s3fifo"};
+
+const char* kSimUsage =
+    "sim flags:\n"
+    "  --trace PATH          Mooncake .jsonl, or agentic sessions: .tar.xz archive,\n"
+    "                        directory of .json files, or one .json (required)\n"
+    "  --format F            auto (default: .jsonl is Mooncake), mooncake, agentic\n"
+    "  --name NAME           trace label in reports (default: file name)\n"
+    "  --max-sessions N      agentic: read only the first N sessions\n"
+    "  --max-requests N      replay only the first N requests\n"
+    "  --session-stagger S   agentic: session k starts at k*S seconds (default 0)\n"
+    "  --block-tokens N      tokens per hash id (default: the trace's)\n"
+    "  --policy LIST         tier-1 eviction policies, comma-separated, or 'all'\n"
+    "                        (default priority-lru)\n"
+    "  --tier1-capacity LIST capacities: N blocks, P% of the trace's unique blocks,\n"
+    "                        or bytes (e.g. 64GiB) with --block-bytes (default 5%,10%)\n"
+    "  --tier2-capacity LIST second tier (NVMe model) capacities; default: none\n"
+    "  --tier2-policy NAME   eviction policy of tier 2 (default lru)\n"
+    "  --admission NAME      admission into tier 2: always (default), second-sighting\n"
+    "  --admission-window N  second-sighting window (default 1048576)\n"
+    "  --block-bytes N       bytes per block, for byte capacities\n"
+    "  --no-belady           skip Belady's MIN\n"
+    "  --jobs N              replays run in parallel (default: hardware threads)\n"
+    "  --json PATH           write results as JSON\n"
+    "  --csv PATH            write results as CSV (one row per run)\n"
+    "  --progress S          progress on stderr every S seconds (default 5, 0 = off)\n";
+
+struct CapacitySpec {
+  std::string text;
+  uint64_t blocks = 0;
+};
+
+bool ParseU64(const std::string& s, uint64_t* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || s[0] == '-') return false;
+  *out = v;
+  return true;
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// "5%", "1200", "64GiB", "500MB", "1073741824B".
+std::optional<uint64_t> ParseCapacity(const std::string& text, uint64_t unique_blocks,
+                                      uint64_t block_bytes, std::string* error) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  std::string unit(end);
+  if (end == text.c_str() || !(v >= 0) || !std::isfinite(v)) {
+    *error = "bad capacity '" + text + "'";
+    return std::nullopt;
+  }
+  if (unit == "%") return static_cast<uint64_t>(std::llround(v / 100.0 * double(unique_blocks)));
+  if (unit.empty()) {
+    if (v != std::floor(v)) {
+      *error = "capacity '" + text + "': a block count is a whole number";
+      return std::nullopt;
+    }
+    return static_cast<uint64_t>(v);
+  }
+  static const std::map<std::string, double> kUnits = {
+      {"B", 1.0},           {"KB", 1e3},          {"MB", 1e6},           {"GB", 1e9},
+      {"TB", 1e12},         {"KiB", 1024.0},      {"MiB", 1048576.0},    {"GiB", 1073741824.0},
+      {"TiB", 1099511627776.0}};
+  auto it = kUnits.find(unit);
+  if (it == kUnits.end()) {
+    *error = "capacity '" + text + "': unknown unit '" + unit + "' (use %, B, KiB..TiB, KB..TB)";
+    return std::nullopt;
+  }
+  if (block_bytes == 0) {
+    *error = "capacity '" + text + "' is in bytes: give --block-bytes";
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(std::floor(v * it->second / double(block_bytes)));
+}
+
+struct Job {
+  bool belady = false;
+  ReplayOptions replay;
+  std::string tier1_text, tier2_text;
+  // Results.
+  PrefixHitCounts hits;
+  ReplayResult result;
+  Status status;
+  double seconds = 0;
+};
+
+std::string Fmt(double v, int digits = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string o = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      o += '\\';
+      o += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
+      o += buf;
+    } else {
+      o += ch;
+    }
+  }
+  return o + "\"";
+}
+
+std::string HumanCount(double v) {
+  char buf[32];
+  if (v >= 1e9) {
+    std::snprintf(buf, sizeof(buf), "%.2fG", v / 1e9);
+  } else if (v >= 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.2fM", v / 1e6);
+  } else if (v >= 1e3) {
+    std::snprintf(buf, sizeof(buf), "%.1fk", v / 1e3);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.0f", v);
+  }
+  return buf;
+}
+
+int Fail(const std::string& msg, int code = 2) {
+  std::fprintf(stderr, "kvtier-bench sim: %s\n", msg.c_str());
+  if (code == 2) std::fputs("run 'kvtier-bench --help' for the flags\n", stderr);
+  return code;
+}
+
+}  // namespace
+
+const char* SimUsage() { return kSimUsage; }
+
+int RunSim(int argc, char** argv) {
+  std::string trace_path, json_path, csv_path, format = "auto";
+  std::vector<std::string> policies = {"priority-lru"};
+  std::vector<std::string> tier1_caps = {"5%", "10%"}, tier2_caps;
+  std::string tier2_policy = "lru", admission = "always";
+  uint64_t admission_window = uint64_t{1} << 20, block_bytes = 0, jobs_n = 0;
+  double progress_s = 5;
+  bool belady = true;
+  TraceReadOptions ro;
+
+  for (int i = 2; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (f == "--help" || f == "-h") {
+      std::fputs(kSimUsage, stdout);
+      return 0;
+    }
+    if (f == "--no-belady") {
+      belady = false;
+      continue;
+    }
+    if (i + 1 >= argc) return Fail("flag " + f + " needs a value");
+    const std::string v = argv[++i];
+    uint64_t n = 0;
+    auto number = [&](uint64_t* out) {
+      if (!ParseU64(v, out)) return false;
+      return true;
+    };
+    if (f == "--trace") {
+      trace_path = v;
+    } else if (f == "--format") {
+      format = v;
+      if (v == "auto") {
+        ro.format = TraceFormat::kAuto;
+      } else if (v == "mooncake") {
+        ro.format = TraceFormat::kMooncake;
+      } else if (v == "agentic") {
+        ro.format = TraceFormat::kAgentic;
+      } else {
+        return Fail("--format is auto, mooncake or agentic");
+      }
+    } else if (f == "--name") {
+      ro.name = v;
+    } else if (f == "--max-sessions") {
+      if (!number(&n) || n > 0xFFFFFFFFull) return Fail("--max-sessions needs a number");
+      ro.max_sessions = static_cast<uint32_t>(n);
+    } else if (f == "--max-requests") {
+      if (!number(&ro.max_requests)) return Fail("--max-requests needs a number");
+    } else if (f == "--session-stagger") {
+      ro.session_stagger_s = std::atof(v.c_str());
+      if (!(ro.session_stagger_s >= 0)) return Fail("--session-stagger needs seconds >= 0");
+    } else if (f == "--block-tokens") {
+      if (!number(&n) || n == 0 || n > 4096) return Fail("--block-tokens needs 1..4096");
+      ro.block_tokens = static_cast<uint32_t>(n);
+    } else if (f == "--policy") {
+      policies = SplitList(v);
+      if (policies.size() == 1 && policies[0] == "all")
+        policies.assign(std::begin(kAllPolicies), std::end(kAllPolicies));
+      if (policies.empty()) return Fail("--policy needs names");
+    } else if (f == "--tier1-capacity") {
+      tier1_caps = SplitList(v);
+      if (tier1_caps.empty()) return Fail("--tier1-capacity needs values");
+    } else if (f == "--tier2-capacity") {
+      tier2_caps = SplitList(v);
+    } else if (f == "--tier2-policy") {
+      tier2_policy = v;
+    } else if (f == "--admission") {
+      admission = v;
+    } else if (f == "--admission-window") {
+      if (!number(&admission_window) || admission_window == 0)
+        return Fail("--admission-window needs a positive number");
+    } else if (f == "--block-bytes") {
+      if (!number(&block_bytes) || block_bytes == 0 || block_bytes > 0xFFFFFFFFull)
+        return Fail("--block-bytes needs 1..2^32-1");
+    } else if (f == "--jobs") {
+      if (!number(&jobs_n) || jobs_n == 0 || jobs_n > 256) return Fail("--jobs needs 1..256");
+    } else if (f == "--json") {
+      json_path = v;
+    } else if (f == "--csv") {
+      csv_path = v;
+    } else if (f == "--progress") {
+      progress_s = std::atof(v.c_str());
+      if (!(progress_s >= 0)) return Fail("--progress needs seconds >= 0");
+    } else {
+      return Fail("unknown flag " + f);
+    }
+  }
+  if (trace_path.empty()) return Fail("--trace is required");
+
+  // ---- Read the trace.
+  const auto t_read = std::chrono::steady_clock::now();
+  auto trace_or = ReadTrace(trace_path, ro);
+  if (!trace_or.ok()) return Fail(trace_or.status().ToString(), 1);
+  const Trace& trace = *trace_or;
+  const double read_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_read).count();
+  const PrefixHitCounts ideal = IdealPrefixHits(trace);
+  std::printf("trace %s: %zu requests, %u sessions, %zu block refs, %u unique blocks of %u tokens "
+              "(read in %.1f s)\n",
+              trace.name.c_str(), trace.requests.size(), trace.num_sessions, trace.refs.size(),
+              trace.num_unique_blocks, trace.block_tokens, read_s);
+  std::printf("infinite cache: %.4f of blocks, %.4f of tokens\n", ideal.block_rate(),
+              ideal.token_rate());
+  std::fflush(stdout);
+
+  // ---- Jobs: Belady per total capacity, one replay per policy x capacity.
+  const uint64_t bb = block_bytes != 0 ? block_bytes : 4096;
+  std::vector<CapacitySpec> t1, t2;
+  std::string err;
+  for (const auto& c : tier1_caps) {
+    auto b = ParseCapacity(c, trace.num_unique_blocks, block_bytes, &err);
+    if (!b) return Fail(err);
+    if (*b == 0) return Fail("tier-1 capacity '" + c + "' is 0 blocks");
+    t1.push_back({c, *b});
+  }
+  for (const auto& c : tier2_caps) {
+    auto b = ParseCapacity(c, trace.num_unique_blocks, block_bytes, &err);
+    if (!b) return Fail(err);
+    t2.push_back({c, *b});
+  }
+  if (t2.empty()) t2.push_back({"0", 0});
+  std::vector<Job> jobs;
+  std::vector<uint64_t> belady_caps;
+  for (const auto& c1 : t1) {
+    for (const auto& c2 : t2) {
+      const uint64_t total = c1.blocks + c2.blocks;
+      if (belady && std::find(belady_caps.begin(), belady_caps.end(), total) == belady_caps.end()) {
+        belady_caps.push_back(total);
+        Job j;
+        j.belady = true;
+        j.replay.policy = "belady";
+        j.replay.tier1_blocks = total;
+        j.tier1_text = c2.blocks == 0 ? c1.text : c1.text + "+" + c2.text;
+        jobs.push_back(std::move(j));
+      }
+      for (const auto& p : policies) {
+        Job j;
+        j.replay.policy = p;
+        j.replay.tier1_blocks = c1.blocks;
+        j.replay.tier2_blocks = c2.blocks;
+        j.replay.tier2_policy = tier2_policy;
+        j.replay.admission = admission;
+        j.replay.admission_window = admission_window;
+        j.replay.block_bytes = bb;
+        j.tier1_text = c1.text;
+        j.tier2_text = c2.blocks == 0 ? "" : c2.text;
+        jobs.push_back(std::move(j));
+      }
+    }
+  }
+
+  // ---- Run them.
+  std::vector<uint32_t> next_use;
+  if (!belady_caps.empty()) next_use = NextUses(trace);
+  std::atomic<uint64_t> done_requests{0};
+  std::atomic<size_t> next_job{0}, done_jobs{0};
+  const size_t workers = std::min<size_t>(
+      jobs.size(), jobs_n != 0 ? jobs_n : std::max(1u, std::thread::hardware_concurrency()));
+  const auto t_run = std::chrono::steady_clock::now();
+  auto work = [&] {
+    for (size_t k; (k = next_job.fetch_add(1)) < jobs.size();) {
+      Job& j = jobs[k];
+      const auto t0 = std::chrono::steady_clock::now();
+      if (j.belady) {
+        j.hits = SimulateBelady(trace, next_use, j.replay.tier1_blocks, &done_requests);
+      } else {
+        auto r = Replay(trace, j.replay, &done_requests);
+        if (r.ok()) {
+          j.result = *r;
+          j.hits = r->hits;
+        } else {
+          j.status = r.status();
+          done_requests.fetch_add(trace.requests.size() - 0);  // keep the ETA honest
+        }
+      }
+      j.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      done_jobs.fetch_add(1);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < workers; ++i) threads.emplace_back(work);
+  {
+    const uint64_t total = uint64_t{trace.requests.size()} * jobs.size();
+    auto last = std::chrono::steady_clock::now();
+    while (done_jobs.load() < jobs.size()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto now = std::chrono::steady_clock::now();
+      if (progress_s <= 0 || std::chrono::duration<double>(now - last).count() < progress_s)
+        continue;
+      last = now;
+      const double el = std::chrono::duration<double>(now - t_run).count();
+      const uint64_t d = std::min(done_requests.load(), total);
+      const double rate = d / std::max(el, 1e-9);
+      std::fprintf(stderr, "sim %s: %zu/%zu runs, %s/%s requests (%.1f%%), %s req/s, ETA %.0f s\n",
+                   trace.name.c_str(), done_jobs.load(), jobs.size(), HumanCount(d).c_str(),
+                   HumanCount(total).c_str(), 100.0 * d / std::max<uint64_t>(total, 1),
+                   HumanCount(rate).c_str(), rate > 0 ? (total - d) / rate : 0.0);
+    }
+  }
+  for (auto& th : threads) th.join();
+  const double run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
+
+  // ---- Report.
+  int rc = 0;
+  for (const Job& j : jobs)
+    if (!j.status.ok()) {
+      std::fprintf(stderr, "kvtier-bench sim: %s at %s: %s\n", j.replay.policy.c_str(),
+                   j.tier1_text.c_str(), j.status.ToString().c_str());
+      rc = 1;
+    }
+  auto find_belady = [&](const Job& j) -> const Job* {
+    for (const Job& b : jobs)
+      if (b.belady && b.replay.tier1_blocks == j.replay.tier1_blocks + j.replay.tier2_blocks)
+        return &b;
+    return nullptr;
+  };
+  auto find_lru = [&](const Job& j) -> const Job* {
+    for (const Job& b : jobs)
+      if (!b.belady && b.status.ok() && b.replay.policy == "lru" &&
+          b.replay.tier1_blocks == j.replay.tier1_blocks &&
+          b.replay.tier2_blocks == j.replay.tier2_blocks)
+        return &b;
+    return nullptr;
+  };
+  const double unique = std::max<double>(trace.num_unique_blocks, 1);
+  std::printf("\n%-10s %9s %-14s %8s %8s %8s %7s %9s %9s %9s %9s %7s\n", "capacity", "blocks",
+              "policy", "hit-blk", "hit-tok", "belady", "gap", "t1-hits", "t2-hits", "promoted",
+              "demoted", "secs");
+  for (const Job& j : jobs) {
+    if (!j.status.ok()) continue;
+    const Job* b = j.belady ? nullptr : find_belady(j);
+    const Job* l = j.belady ? nullptr : find_lru(j);
+    std::string gap = "-";
+    if (b != nullptr && l != nullptr && b->hits.block_rate() > l->hits.block_rate() + 1e-12)
+      gap = Fmt((j.hits.block_rate() - l->hits.block_rate()) /
+                    (b->hits.block_rate() - l->hits.block_rate()), 3);
+    std::string cap = j.tier1_text + (j.tier2_text.empty() ? "" : "+" + j.tier2_text);
+    std::printf("%-10s %9llu %-14s %8s %8s %8s %7s %9llu %9llu %9llu %9llu %7.2f\n", cap.c_str(),
+                static_cast<unsigned long long>(j.replay.tier1_blocks + j.replay.tier2_blocks),
+                j.replay.policy.c_str(), Fmt(j.hits.block_rate()).c_str(),
+                Fmt(j.hits.token_rate()).c_str(), b ? Fmt(b->hits.block_rate()).c_str() : "-",
+                gap.c_str(), static_cast<unsigned long long>(j.result.tier_hits[0]),
+                static_cast<unsigned long long>(j.result.tier_hits[1]),
+                static_cast<unsigned long long>(j.result.promotions),
+                static_cast<unsigned long long>(j.result.demotions), j.seconds);
+  }
+  std::printf("%zu runs in %.1f s on %zu threads\n", jobs.size(), run_s, workers);
+
+  auto row_fields = [&](const Job& j, bool json) {
+    const Job* b = j.belady ? nullptr : find_belady(j);
+    const Job* l = j.belady ? nullptr : find_lru(j);
+    std::vector<std::pair<std::string, std::string>> f;
+    auto s = [&](const std::string& v) { return json ? JsonString(v) : v; };
+    auto u = [](uint64_t v) { return std::to_string(v); };
+    f.push_back({"trace", s(trace.name)});
+    f.push_back({"policy", s(j.replay.policy)});
+    f.push_back({"tier1_capacity", s(j.tier1_text)});
+    f.push_back({"tier1_blocks", u(j.belady ? j.replay.tier1_blocks : j.replay.tier1_blocks)});
+    f.push_back({"tier1_fraction", Fmt(j.replay.tier1_blocks / unique, 6)});
+    f.push_back({"tier2_capacity", s(j.tier2_text)});
+    f.push_back({"tier2_blocks", u(j.replay.tier2_blocks)});
+    f.push_back({"tier2_policy", s(j.belady || j.replay.tier2_blocks == 0 ? "" : j.replay.tier2_policy)});
+    f.push_back({"admission", s(j.belady || j.replay.tier2_blocks == 0 ? "" : j.replay.admission)});
+    f.push_back({"total_fraction",
+                 Fmt((j.replay.tier1_blocks + j.replay.tier2_blocks) / unique, 6)});
+    f.push_back({"requests", u(j.hits.requests)});
+    f.push_back({"block_refs", u(j.hits.blocks)});
+    f.push_back({"hit_blocks", u(j.hits.hit_blocks)});
+    f.push_back({"input_tokens", u(j.hits.input_tokens)});
+    f.push_back({"hit_tokens", u(j.hits.hit_tokens)});
+    f.push_back({"block_hit_rate", Fmt(j.hits.block_rate(), 6)});
+    f.push_back({"token_hit_rate", Fmt(j.hits.token_rate(), 6)});
+    f.push_back({"belady_block_hit_rate", b ? Fmt(b->hits.block_rate(), 6) : (json ? "null" : "")});
+    f.push_back({"belady_token_hit_rate", b ? Fmt(b->hits.token_rate(), 6) : (json ? "null" : "")});
+    std::string gap = json ? "null" : "";
+    if (b != nullptr && l != nullptr && b->hits.block_rate() > l->hits.block_rate() + 1e-12)
+      gap = Fmt((j.hits.block_rate() - l->hits.block_rate()) /
+                    (b->hits.block_rate() - l->hits.block_rate()), 6);
+    f.push_back({"gap_closed_vs_lru", gap});
+    f.push_back({"tier1_hits", u(j.belady ? j.hits.hit_blocks : j.result.tier_hits[0])});
+    f.push_back({"tier2_hits", u(j.result.tier_hits[1])});
+    f.push_back({"promotions", u(j.result.promotions)});
+    f.push_back({"demotions", u(j.result.demotions)});
+    f.push_back({"admission_refused", u(j.result.admission_refused)});
+    f.push_back({"tier1_evictions", u(j.result.tier1_evictions)});
+    f.push_back({"tier2_evictions", u(j.result.tier2_evictions)});
+    f.push_back({"stored_blocks", u(j.result.stored_blocks)});
+    f.push_back({"no_space_blocks", u(j.result.no_space_blocks)});
+    f.push_back({"policy_memory_bytes", u(j.result.policy_memory)});
+    f.push_back({"seconds", Fmt(j.seconds, 3)});
+    return f;
+  };
+
+  if (!json_path.empty()) {
+    FILE* out = std::fopen(json_path.c_str(), "w");
+    if (out == nullptr) return Fail("cannot write " + json_path, 1);
+    std::fprintf(out, "{\n  \"trace\": {\"name\": %s, \"format\": %s, \"requests\": %zu, "
+                 "\"sessions\": %u, \"block_refs\": %zu, \"unique_blocks\": %u, "
+                 "\"block_tokens\": %u, \"input_tokens\": %llu, \"ideal_block_hit_rate\": %s, "
+                 "\"ideal_token_hit_rate\": %s, \"read_seconds\": %s},\n  \"runs\": [",
+                 JsonString(trace.name).c_str(), JsonString(format).c_str(), trace.requests.size(),
+                 trace.num_sessions, trace.refs.size(), trace.num_unique_blocks, trace.block_tokens,
+                 static_cast<unsigned long long>(trace.total_input_tokens),
+                 Fmt(ideal.block_rate(), 6).c_str(), Fmt(ideal.token_rate(), 6).c_str(),
+                 Fmt(read_s, 3).c_str());
+    bool first = true;
+    for (const Job& j : jobs) {
+      if (!j.status.ok()) continue;
+      std::fprintf(out, "%s\n    {", first ? "" : ",");
+      first = false;
+      bool ff = true;
+      for (const auto& [k, v] : row_fields(j, true)) {
+        std::fprintf(out, "%s\"%s\": %s", ff ? "" : ", ", k.c_str(), v.c_str());
+        ff = false;
+      }
+      std::fputc('}', out);
+    }
+    std::fprintf(out, "\n  ]\n}\n");
+    if (std::fclose(out) != 0) return Fail("cannot write " + json_path, 1);
+  }
+  if (!csv_path.empty()) {
+    FILE* out = std::fopen(csv_path.c_str(), "w");
+    if (out == nullptr) return Fail("cannot write " + csv_path, 1);
+    bool header = true;
+    for (const Job& j : jobs) {
+      if (!j.status.ok()) continue;
+      const auto f = row_fields(j, false);
+      if (header) {
+        for (size_t i = 0; i < f.size(); ++i) std::fprintf(out, "%s%s", i ? "," : "", f[i].first.c_str());
+        std::fputc('\n', out);
+        header = false;
+      }
+      for (size_t i = 0; i < f.size(); ++i) std::fprintf(out, "%s%s", i ? "," : "", f[i].second.c_str());
+      std::fputc('\n', out);
+    }
+    if (std::fclose(out) != 0) return Fail("cannot write " + csv_path, 1);
+  }
+  return rc;
+}
+
+}  // namespace kvtier::bench

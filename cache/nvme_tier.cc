@@ -1,0 +1,557 @@
+#include "cache/nvme_tier.h"
+
+#include <sys/uio.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "cache/lease_state.h"
+
+namespace kvtier {
+
+namespace {
+constexpr uint8_t kReady = static_cast<uint8_t>(BlockState::kReady);
+constexpr uint8_t kLoading = static_cast<uint8_t>(BlockState::kLoading);
+
+ExtentTag TagOf(const BlockKey& k) {
+  ExtentTag t;
+  std::memcpy(t.data(), &k.lo, 8);
+  std::memcpy(t.data() + 8, &k.hi, 8);
+  return t;
+}
+BlockKey KeyOf(const ExtentTag& t) {
+  BlockKey k;
+  std::memcpy(&k.lo, t.data(), 8);
+  std::memcpy(&k.hi, t.data() + 8, 8);
+  return k;
+}
+}  // namespace
+
+Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions options) {
+  std::unique_ptr<NvmeTier> t(new NvmeTier(cache, std::move(options)));
+  NvmeTierOptions& o = t->options_;
+  if (o.high_watermark <= 0 || o.high_watermark > 1)
+    return Status::InvalidArgument("NVMe high watermark must be in (0, 1]");
+  if (o.max_writes_in_flight == 0) return Status::InvalidArgument("NVMe writes in flight must be > 0");
+  PolicyOptions po;
+  po.clock = cache->clock_;
+  auto pol = NewEvictionPolicy(o.policy, po);
+  if (!pol.ok()) return pol.status();
+  t->policy_ = std::move(pol).value();
+  auto adm = NewAdmissionPolicy(o.admission);
+  if (!adm.ok()) return adm.status();
+  t->admission_ = std::move(adm).value();
+  o.store.max_ops = std::max<uint32_t>(o.store.max_ops, 8);
+  auto store = NvmeStore::Open(o.store, std::move(o.queue));
+  if (!store.ok()) return store.status();
+  t->store_ = std::move(store).value();
+  NvmeIndexOptions io;
+  io.path = o.index_path;
+  io.sync = o.sync_index;
+  auto index = NvmeIndex::Open(io);
+  if (!index.ok()) return index.status();
+  t->index_ = std::move(index).value();
+  // Reads land in, and writes leave from, the host segment: register it.
+  Tier& host = cache->tier(cache->options_.store_tier);
+  if (uint8_t* base = host.Address(Slot{}); base != nullptr) {
+    iovec seg{base, host.capacity_bytes()};
+    Status st = t->store_->RegisterBuffers(std::span(&seg, 1));
+    if (!st.ok()) t->NoteError(Status(st.code(), "host segment not registered with io_uring (plain I/O used): " + st.message()));
+  }
+  KVTIER_RETURN_IF_ERROR(t->Recover());
+  t->thread_ = std::thread([p = t.get()] { p->Run(); });
+  return t;
+}
+
+NvmeTier::~NvmeTier() {
+  {
+    std::lock_guard<std::mutex> l(jobs_mu_);
+    stop_ = true;
+  }
+  jobs_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status NvmeTier::Recover() {
+  std::vector<ExtentTag> tags;
+  std::vector<NvmeIndexRecord> records;
+  auto scan = index_->ForEach([&](const ExtentTag& tag, const NvmeIndexRecord& r) {
+    tags.push_back(tag);
+    records.push_back(r);
+    return Status::OK();
+  });
+  if (!scan.ok()) return scan.status();
+  std::vector<NvmeExtent> extents;
+  for (size_t i = 0; i < tags.size(); ++i) extents.push_back(ToExtent(tags[i], records[i]));
+  std::vector<Status> results(extents.size());
+  KVTIER_RETURN_IF_ERROR(store_->RecoverExtents(extents, results));
+  BlockIndex& index = cache_->index_;
+  uint64_t dropped = scan->malformed;
+  for (size_t i = 0; i < extents.size(); ++i) {
+    const NvmeExtent& x = extents[i];
+    bool ok = results[i].ok() && x.payload_bytes <= 0xFFFFFFFFull;
+    BlockId id = kNoBlock;
+    if (ok) {
+      BlockKey key = KeyOf(x.tag);
+      std::lock_guard<std::mutex> l(index.MutexFor(key));
+      if (index.FindLocked(key) != kNoBlock) {
+        ok = false;  // duplicate record
+      } else {
+        auto ins = index.InsertLocked(key);
+        if (!ins.ok()) {
+          ok = false;
+        } else {
+          id = *ins;
+          BlockEntry& e = index.entry(id);
+          e.ns = x.ns;
+          e.size = static_cast<uint32_t>(x.payload_bytes);
+          e.checksum = x.checksum;
+          e.priority = records[i].priority;
+          e.tier = kNvmeTier;
+          e.flags.store(kFlagOnNvme, std::memory_order_relaxed);
+          e.state.store(kReady, std::memory_order_release);
+        }
+      }
+    }
+    if (!ok) {
+      if (results[i].ok()) (void)store_->Free(x);
+      (void)index_->Delete(x.tag);
+      ++dropped;
+      continue;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    extents_[id] = x;
+    used_payload_bytes_ += x.payload_bytes;
+    BlockMeta meta;
+    meta.priority = records[i].priority;
+    meta.bytes = static_cast<uint32_t>(x.payload_bytes);
+    meta.fingerprint = KeyOf(x.tag).lo;
+    policy_->Track(id, meta);
+    ++recovered_;
+  }
+  recovery_dropped_ = dropped;
+  if (dropped > 0 || recovered_ > 0) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "NVMe tier recovered %lu blocks, dropped %lu index entries",
+                  static_cast<unsigned long>(recovered_.load()), static_cast<unsigned long>(dropped));
+    if (cache_->options_.log_warning) cache_->options_.log_warning(buf);
+  }
+  return Status::OK();
+}
+
+void NvmeTier::NoteError(const Status& st) {
+  uint64_t now = SteadyNowNs();
+  std::string msg;
+  {
+    std::lock_guard<std::mutex> l(log_mu_);
+    if (last_log_ns_ != 0 && now - last_log_ns_ < 10'000'000'000ull) {
+      ++suppressed_;
+      return;
+    }
+    msg = "NVMe tier: " + st.ToString();
+    if (suppressed_ > 0) msg += " (" + std::to_string(suppressed_) + " more errors in the last burst)";
+    suppressed_ = 0;
+    last_log_ns_ = now;
+  }
+  if (cache_->options_.log_warning) {
+    cache_->options_.log_warning(msg);
+  } else {
+    std::fprintf(stderr, "kvtier: %s\n", msg.c_str());
+  }
+}
+
+void NvmeTier::EnqueueWrite(BlockId id) {
+  {
+    std::lock_guard<std::mutex> l(jobs_mu_);
+    jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}});
+  }
+  jobs_cv_.notify_one();
+}
+
+void NvmeTier::BecomeResidentLocked(BlockEntry& e) {
+  host_clean_bytes_ -= e.size;
+  e.tier = kNvmeTier;
+  e.offset = 0;
+  e.size_class = 0;
+}
+
+void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i) {
+  BlockId id = st->blocks[i].id;
+  BlockEntry& e = cache_->index_.entry(id);
+  NvmeExtent extent;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = extents_.find(id);
+    if (it != extents_.end()) extent = it->second;
+  }
+  Cache::TierState& ts = *cache_->tiers_[cache_->options_.store_tier];
+  Result<Slot> slot = Status::Internal("no extent");
+  if (extent.payload_bytes != 0) {
+    std::lock_guard<std::mutex> l(ts.mu);
+    slot = cache_->AllocateLocked(ts, e.size);
+  }
+  if (!slot.ok()) {
+    // No room in the host tier (or no extent): the block stays on NVMe and
+    // the prefix ends here.
+    {
+      std::lock_guard<std::mutex> l(cache_->index_.MutexFor(e.key));
+      e.state.store(kReady, std::memory_order_release);
+    }
+    CompleteLeaseBlock(st, i, false, kNvmeTier, 0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(jobs_mu_);
+    jobs_.push_back(Job{Job::kRead, id, st, i, *slot, extent});
+  }
+  jobs_cv_.notify_one();
+}
+
+void NvmeTier::CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_t i, bool ok,
+                                  TierId tier, uint64_t offset) {
+  std::function<void()> cb;
+  std::vector<BlockId> unpin;
+  {
+    std::lock_guard<std::mutex> l(st->mu);
+    if (ok) {
+      st->blocks[i].tier = tier;
+      st->blocks[i].offset = offset;
+    } else {
+      st->failed[i] = true;
+    }
+    if (--st->pending > 0) return;
+    // Last promotion: cut the prefix at the first failure.
+    size_t cut = st->blocks.size();
+    for (size_t j = 0; j < st->blocks.size(); ++j)
+      if (st->failed[j]) {
+        cut = j;
+        break;
+      }
+    size_t from = st->released ? 0 : cut;
+    for (size_t j = from; j < st->blocks.size(); ++j)
+      if (!st->failed[j]) unpin.push_back(st->blocks[j].id);
+    st->blocks.resize(st->released ? 0 : cut);
+    cb = std::move(st->on_ready);
+    st->on_ready = nullptr;
+  }
+  if (!unpin.empty()) cache_->ReleaseIds(unpin);
+  st->cv.notify_all();
+  if (cb) cb();
+}
+
+bool NvmeTier::EvictOneLocked() {
+  BlockIndex& index = cache_->index_;
+  BlockId victim = policy_->PickVictim([&](BlockId v) {
+    const BlockEntry& e = index.entry(v);
+    return e.pins.load(std::memory_order_acquire) == 0 &&
+           e.state.load(std::memory_order_acquire) == kReady;
+  });
+  if (victim == kNoBlock) return false;
+  BlockEntry& e = index.entry(victim);
+  bool erase = false;
+  {
+    std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+    if (e.pins.load() != 0 || e.state.load() != kReady) return true;  // changed: try again
+    if (e.tier == kNvmeTier) {
+      index.EraseLocked(victim);
+      erase = true;
+    } else {
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagOnNvme));  // the host copy stays
+      host_clean_bytes_ -= e.size;
+    }
+  }
+  evicted_bytes_ += e.size;
+  ++evictions_;
+  DropExtentLocked(victim);
+  if (erase) index.FreeId(victim);
+  return true;
+}
+
+void NvmeTier::DropExtentLocked(BlockId id) {
+  auto it = extents_.find(id);
+  if (it == extents_.end()) return;
+  (void)store_->Free(it->second);
+  (void)index_->Delete(it->second.tag);
+  used_payload_bytes_ -= it->second.payload_bytes;
+  extents_.erase(it);
+  policy_->Remove(id);
+}
+
+bool NvmeTier::PrepareJob(Job& job) {
+  BlockIndex& index = cache_->index_;
+  uint64_t ud = next_user_data_++;
+  if (job.kind == Job::kRead) {
+    uint8_t* buf = cache_->tier(cache_->options_.store_tier).Address(job.slot);
+    Status st = store_->PrepareRead(job.extent, buf, RoundUpToBlock(job.extent.payload_bytes), ud);
+    if (st.code() == StatusCode::kRetry) return false;
+    if (!st.ok()) {
+      FinishRead(job, st);
+      return true;
+    }
+    in_flight_.emplace(ud, std::move(job));
+    return true;
+  }
+  // Write: the block is READY in the host tier with kFlagDemoting set, so its
+  // slot cannot be evicted or reused until the flag is cleared.
+  BlockEntry& e = index.entry(job.id);
+  auto clear = [&](uint8_t set) {
+    std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    if (set) e.flags.fetch_or(set);
+  };
+  if (!store_->admitting()) {
+    clear(0);
+    return true;
+  }
+  NvmeWriteRequest req;
+  req.tag = TagOf(e.key);
+  req.ns = e.ns;
+  req.buf = cache_->tier(e.tier).Address(e.slot());
+  req.payload_bytes = e.size;
+  req.checksum = e.checksum;
+  req.user_data = ud;
+  for (int attempt = 0;; ++attempt) {
+    Status st = store_->PrepareWrite(req);
+    if (st.ok()) break;
+    if (st.code() == StatusCode::kRetry) return false;
+    if (st.IsResourceExhausted() && attempt < 64) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (EvictOneLocked()) continue;
+    }
+    if (!st.IsResourceExhausted()) NoteError(st);
+    clear(0);
+    return true;
+  }
+  ++writes_in_flight_;
+  writing_bytes_ += e.size;
+  job.extent.payload_bytes = e.size;
+  in_flight_.emplace(ud, std::move(job));
+  return true;
+}
+
+void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
+  auto it = in_flight_.find(c.user_data);
+  if (it == in_flight_.end()) return;  // stale completion: never data
+  Job job = std::move(it->second);
+  in_flight_.erase(it);
+  BlockIndex& index = cache_->index_;
+  if (job.kind == Job::kRead) {
+    FinishRead(job, c.status);
+    return;
+  }
+  --writes_in_flight_;
+  BlockEntry& e = index.entry(job.id);
+  writing_bytes_ -= e.size;
+  if (!c.status.ok()) {
+    ++io_errors_;
+    NoteError(c.status);
+    std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    return;
+  }
+  // Data is durable: now the index record, then the block may rely on it.
+  Status st = index_->Put(c.extent.tag, ToRecord(c.extent, e.priority));
+  std::lock_guard<std::mutex> l(mu_);
+  if (!st.ok()) {
+    ++io_errors_;
+    NoteError(st);
+    (void)store_->Free(c.extent);
+    std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
+    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    return;
+  }
+  extents_[job.id] = c.extent;
+  used_payload_bytes_ += c.extent.payload_bytes;
+  BlockMeta meta;
+  meta.priority = e.priority;
+  meta.bytes = e.size;
+  meta.fingerprint = e.key.lo;
+  policy_->Track(job.id, meta);
+  {
+    std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
+    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    e.flags.fetch_or(kFlagOnNvme);
+  }
+  host_clean_bytes_ += e.size;
+  ++demotions_;
+}
+
+void NvmeTier::FinishRead(Job& job, const Status& st) {
+  BlockIndex& index = cache_->index_;
+  BlockEntry& e = index.entry(job.id);
+  Cache::TierState& ts = *cache_->tiers_[cache_->options_.store_tier];
+  if (st.ok()) {
+    {
+      std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+      e.tier = cache_->options_.store_tier;
+      e.offset = job.slot.offset;
+      e.size_class = static_cast<uint16_t>(job.slot.size_class);
+      e.state.store(kReady, std::memory_order_release);
+    }
+    {
+      std::lock_guard<std::mutex> l(ts.mu);
+      BlockMeta meta;
+      meta.priority = e.priority;
+      meta.bytes = e.size;
+      meta.fingerprint = e.key.lo;
+      ts.policy->Track(job.id, meta);
+      ++ts.blocks;
+      ts.bytes_in += e.size;
+    }
+    host_clean_bytes_ += e.size;
+    ++promotions_;
+    CompleteLeaseBlock(job.lease, job.lease_index, true, e.tier, e.offset);
+    return;
+  }
+  // Corruption, short read, I/O error: a miss, counted and quarantined.
+  if (st.IsCorruption()) {
+    ++checksum_failures_;
+  } else {
+    ++io_errors_;
+  }
+  NoteError(Status(st.code(), "block " + e.key.ToHex() + " dropped: " + st.message()));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    DropExtentLocked(job.id);
+  }
+  {
+    std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+    index.EraseLocked(job.id);
+  }
+  {
+    std::lock_guard<std::mutex> l(ts.mu);
+    ts.tier->Free(job.slot);
+  }
+  CompleteLeaseBlock(job.lease, job.lease_index, false, kNvmeTier, 0);
+  index.FreeId(job.id);
+}
+
+void NvmeTier::Clean() {
+  if (options_.write_through || !store_->admitting()) return;
+  Cache::TierState& ts = *cache_->tiers_[cache_->options_.store_tier];
+  BlockIndex& index = cache_->index_;
+  std::vector<BlockId> picked;
+  {
+    std::lock_guard<std::mutex> l(ts.mu);
+    // Keep free + clean + being-written at (1 - high watermark) of the tier.
+    const double cap = static_cast<double>(ts.tier->capacity_bytes());
+    double need = (1.0 - options_.high_watermark) * cap -
+                  (cap - static_cast<double>(ts.tier->used_bytes())) -
+                  static_cast<double>(host_clean_bytes_.load()) -
+                  static_cast<double>(writing_bytes_.load());
+    if (need <= 0) return;
+    uint32_t budget = options_.max_writes_in_flight > writes_in_flight_
+                          ? options_.max_writes_in_flight - writes_in_flight_
+                          : 0;
+    for (uint32_t n = 0; n < budget; ++n) {
+      BlockId v = ts.policy->PickVictim([&](BlockId b) {
+        const BlockEntry& e = index.entry(b);
+        return e.state.load(std::memory_order_acquire) == kReady &&
+               (e.flags.load(std::memory_order_acquire) &
+                (kFlagOnNvme | kFlagDemoting | kFlagNvmeDeclined)) == 0;
+      });
+      if (v == kNoBlock) break;
+      BlockEntry& e = index.entry(v);
+      bool admit;
+      {
+        std::lock_guard<std::mutex> ml(mu_);
+        admit = admission_->Admit(e.key.lo);
+      }
+      std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
+      if (e.state.load() != kReady) continue;
+      if (!admit) {
+        e.flags.fetch_or(kFlagNvmeDeclined);
+        ++declined_;
+        continue;
+      }
+      e.flags.fetch_or(kFlagDemoting);
+      picked.push_back(v);
+      need -= e.size;
+      if (need <= 0) break;
+    }
+  }
+  if (picked.empty()) return;
+  std::lock_guard<std::mutex> l(jobs_mu_);
+  for (BlockId id : picked) jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}});
+}
+
+void NvmeTier::Run() {
+  std::deque<Job> local;
+  std::vector<NvmeCompletion> done(64);
+  uint64_t clean_seen = 0;
+  for (;;) {
+    bool stopping;
+    uint64_t pass_for = 0;
+    {
+      std::unique_lock<std::mutex> l(jobs_mu_);
+      bool idle = local.empty() && in_flight_.empty() && jobs_.empty();
+      if (idle) {
+        // Idle after a write-back pass that queued nothing: drains are done.
+        clean_done_ = clean_seen;
+        busy_ = false;
+        idle_cv_.notify_all();
+        // Wake for jobs, drains, shutdown, and periodically for write-back.
+        jobs_cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
+          return stop_ || !jobs_.empty() || clean_requests_ > clean_done_;
+        });
+      }
+      pass_for = clean_requests_;
+      stopping = stop_;
+      if (stopping && jobs_.empty() && local.empty() && in_flight_.empty()) break;
+      busy_ = true;
+      while (!jobs_.empty()) {
+        local.push_back(std::move(jobs_.front()));
+        jobs_.pop_front();
+      }
+    }
+    while (!local.empty()) {
+      if (!PrepareJob(local.front())) break;  // store busy: after completions
+      local.pop_front();
+    }
+    if (!in_flight_.empty()) {
+      auto n = store_->Wait(done, 1);
+      if (n.ok()) {
+        for (size_t i = 0; i < *n; ++i) HandleCompletion(done[i]);
+      } else {
+        NoteError(n.status());
+      }
+    }
+    if (!stopping) Clean();
+    clean_seen = pass_for;
+  }
+}
+
+void NvmeTier::Drain() {
+  std::unique_lock<std::mutex> l(jobs_mu_);
+  const uint64_t target = ++clean_requests_;
+  jobs_cv_.notify_all();
+  idle_cv_.wait(l, [&] { return clean_done_ >= target && !busy_ && jobs_.empty(); });
+}
+
+TierStats NvmeTier::Stats() const {
+  NvmeStoreStats s = store_->stats();
+  TierStats t;
+  t.name = "nvme";
+  t.capacity_bytes = s.capacity_bytes;
+  t.used_bytes = s.used_bytes;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    t.blocks = extents_.size();
+    t.policy_memory = policy_->MemoryUsage();
+  }
+  t.hits = promotions_.load();
+  t.bytes_in = s.bytes_written;
+  t.bytes_out = s.bytes_read;
+  t.evictions = evictions_.load();
+  t.evicted_bytes = evicted_bytes_.load();
+  t.promotions = promotions_.load();
+  t.demotions = demotions_.load();
+  t.io_errors = io_errors_.load();
+  t.checksum_failures = checksum_failures_.load();
+  t.recovered = recovered_.load();
+  t.recovery_dropped = recovery_dropped_.load();
+  t.admitting = store_->admitting();
+  return t;
+}
+
+}  // namespace kvtier

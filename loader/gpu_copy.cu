@@ -1,0 +1,404 @@
+// CUDA implementation of loader/gpu_copy.h: the paged gather/scatter kernel,
+// the block-list staging ring, and layer-wise events.
+//
+// Work split. A launch covers the bytes [range_begin, range_end) of every
+// block of the batch (a layer range is a contiguous byte range of a canonical
+// block). Each block's range is cut into tiles of kThreads * kUnroll * 16
+// bytes; a CTA takes tiles (blockIdx.x, then + gridDim.x when the grid is
+// capped). Thread i of a CTA moves the 16-byte vectors at tile offsets
+// 16 * (i + k * kThreads), k < kUnroll: a warp reads and writes 512
+// contiguous canonical bytes per step, and every 16-byte vector lies in one
+// contiguous run of the pool (runs are multiples of 16 bytes), so pool
+// accesses are coalesced as well. All kUnroll loads are issued before the
+// first store, to keep bytes in flight over PCIe and HBM.
+#include "loader/gpu_copy.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include "loader/copy_geometry.h"
+#include "loader/cuda_status.h"
+#include "tiers/checksum.h"
+
+namespace kvtier {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr uint32_t kVecBytes = 16;
+
+struct KernelParams {
+  CopyGeometry geo;
+  const BlockRef* blocks;          // device copy of the batch
+  unsigned long long* sums;        // per block, or nullptr
+  uint32_t range_begin;            // canonical bytes [range_begin, range_end)
+  uint32_t range_end;
+  uint32_t tiles_per_block;
+  uint32_t total_tiles;
+  char* layer_base[kMaxPoolLayers];
+};
+
+__device__ __forceinline__ uint64_t VectorTerms(uint32_t off, const int4& v) {
+  const uint64_t w0 = (static_cast<uint64_t>(static_cast<uint32_t>(v.y)) << 32) |
+                      static_cast<uint32_t>(v.x);
+  const uint64_t w1 = (static_cast<uint64_t>(static_cast<uint32_t>(v.w)) << 32) |
+                      static_cast<uint32_t>(v.z);
+  const uint64_t word = off >> 3;
+  return checksum::Term(word, w0) + checksum::Term(word + 1, w1);
+}
+
+template <bool kLoad, bool kSum, int kUnroll>
+__global__ void __launch_bounds__(kThreads)
+    PagedCopyKernel(const __grid_constant__ KernelParams p) {
+  constexpr uint32_t kTileBytes = kThreads * kUnroll * kVecBytes;
+  __shared__ unsigned long long warp_sums[kThreads / 32];
+
+  for (uint32_t tile = blockIdx.x; tile < p.total_tiles; tile += gridDim.x) {
+    const uint32_t b = tile / p.tiles_per_block;
+    const uint32_t tile_in_block = tile - b * p.tiles_per_block;
+    const BlockRef ref = p.blocks[b];
+    char* const slot = static_cast<char*>(ref.slot);
+    const int64_t page_off = static_cast<int64_t>(ref.page) * p.geo.page_stride;
+    const uint32_t first = p.range_begin + tile_in_block * kTileBytes + threadIdx.x * kVecBytes;
+
+    int4 v[kUnroll];
+    char* pool_ptr[kUnroll];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const uint32_t off = first + k * kThreads * kVecBytes;
+      pool_ptr[k] = nullptr;
+      if (off < p.range_end) {
+        uint32_t layer;
+        const int64_t in_page = p.geo.PageOffset(off, &layer);
+        pool_ptr[k] = p.layer_base[layer] + page_off + in_page;
+        const char* src = kLoad ? slot + off : pool_ptr[k];
+        v[k] = __ldcs(reinterpret_cast<const int4*>(src));
+      }
+    }
+    unsigned long long sum = 0;
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const uint32_t off = first + k * kThreads * kVecBytes;
+      if (off < p.range_end) {
+        char* dst = kLoad ? pool_ptr[k] : slot + off;
+        *reinterpret_cast<int4*>(dst) = v[k];
+        if constexpr (kSum) sum += VectorTerms(off, v[k]);
+      }
+    }
+    if constexpr (kSum) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = sum;
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        unsigned long long total = 0;
+#pragma unroll
+        for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w];
+        atomicAdd(&p.sums[b], total);  // modulo 2^64, as the spec's sum
+      }
+      __syncthreads();  // warp_sums is reused by the next tile
+    }
+  }
+}
+
+__global__ void ZeroSumsKernel(unsigned long long* sums, uint32_t n) {
+  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) sums[i] = 0;
+}
+
+// Loads every kernel of this file into the context now. With CUDA's lazy
+// module loading (the default since 12.2) a kernel's first launch may need a
+// context-wide synchronization, which deadlocks if that launch is queued
+// behind work that waits on the host (a host function, an event the caller
+// records later); it would also put the load on the first transfer's latency.
+template <int kUnroll>
+Status PreloadKernels() {
+  cudaFuncAttributes a;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&a, PagedCopyKernel<true, true, kUnroll>));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&a, PagedCopyKernel<true, false, kUnroll>));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&a, PagedCopyKernel<false, true, kUnroll>));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&a, PagedCopyKernel<false, false, kUnroll>));
+  return Status::OK();
+}
+
+template <int kUnroll>
+void LaunchPagedCopy(bool load, bool sum, dim3 grid, cudaStream_t stream,
+                     const KernelParams& p) {
+  if (load) {
+    if (sum) {
+      PagedCopyKernel<true, true, kUnroll><<<grid, kThreads, 0, stream>>>(p);
+    } else {
+      PagedCopyKernel<true, false, kUnroll><<<grid, kThreads, 0, stream>>>(p);
+    }
+  } else {
+    if (sum) {
+      PagedCopyKernel<false, true, kUnroll><<<grid, kThreads, 0, stream>>>(p);
+    } else {
+      PagedCopyKernel<false, false, kUnroll><<<grid, kThreads, 0, stream>>>(p);
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// LayerEvents
+
+Result<LayerEvents> LayerEvents::Create(uint32_t max_groups) {
+  if (max_groups == 0) return Status::InvalidArgument("LayerEvents: max_groups = 0");
+  LayerEvents e;
+  e.events_.reserve(max_groups);
+  for (uint32_t g = 0; g < max_groups; ++g) {
+    cudaEvent_t ev;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    e.events_.push_back(ev);
+  }
+  return Result<LayerEvents>(std::move(e));
+}
+
+LayerEvents::~LayerEvents() {
+  for (void* ev : events_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(ev));
+}
+
+Result<uint32_t> LayerEvents::GroupOf(uint32_t layer) const {
+  if (num_groups_ == 0) return Status::InvalidArgument("LayerEvents: no layer-wise copy recorded");
+  if (layer < layer_begin_ || layer >= layer_end_) {
+    return Status::InvalidArgument("LayerEvents: layer " + std::to_string(layer) +
+                                   " is outside the last copy's range [" +
+                                   std::to_string(layer_begin_) + ", " +
+                                   std::to_string(layer_end_) + ")");
+  }
+  return (layer - layer_begin_) / layers_per_group_;
+}
+
+Status LayerEvents::StreamWaitLayer(uint32_t layer, GpuStream stream) const {
+  KVTIER_ASSIGN_OR_RETURN(uint32_t g, GroupOf(layer));
+  return CudaStatus(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream),
+                                        static_cast<cudaEvent_t>(events_[g]), 0),
+                    "cudaStreamWaitEvent");
+}
+
+Status LayerEvents::SynchronizeLayer(uint32_t layer) const {
+  KVTIER_ASSIGN_OR_RETURN(uint32_t g, GroupOf(layer));
+  return CudaStatus(cudaEventSynchronize(static_cast<cudaEvent_t>(events_[g])),
+                    "cudaEventSynchronize");
+}
+
+Result<bool> LayerEvents::LayerReady(uint32_t layer) const {
+  KVTIER_ASSIGN_OR_RETURN(uint32_t g, GroupOf(layer));
+  const cudaError_t err = cudaEventQuery(static_cast<cudaEvent_t>(events_[g]));
+  if (err == cudaSuccess) return true;
+  if (err == cudaErrorNotReady) return false;
+  return CudaStatus(err, "cudaEventQuery");
+}
+
+// ---------------------------------------------------------------------------
+// GpuCopier
+
+struct GpuCopier::Impl {
+  Options options;
+  int max_ctas = 0;             // grid cap: resident CTAs of the device
+  BlockRef* staging = nullptr;  // pinned host, ring_depth * max_blocks
+  BlockRef* device = nullptr;   // device, same shape
+  std::vector<cudaEvent_t> done;  // per ring slot: its last launch finished
+  uint32_t next = 0;
+
+  ~Impl() {
+    for (cudaEvent_t ev : done) {
+      (void)cudaEventSynchronize(ev);
+      (void)cudaEventDestroy(ev);
+    }
+    if (device != nullptr) (void)cudaFree(device);
+    if (staging != nullptr) (void)cudaFreeHost(staging);
+  }
+
+  // Takes the next ring slot, waits until its previous launch is done, and
+  // queues the upload of `blocks` into it. Returns the slot index.
+  Result<uint32_t> Upload(std::span<const BlockRef> blocks, cudaStream_t stream) {
+    const uint32_t slot = next;
+    next = (next + 1) % options.ring_depth;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(done[slot]));
+    BlockRef* host = staging + size_t{slot} * options.max_blocks;
+    std::memcpy(host, blocks.data(), blocks.size_bytes());
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device + size_t{slot} * options.max_blocks, host,
+                                                blocks.size_bytes(), cudaMemcpyHostToDevice,
+                                                stream));
+    return slot;
+  }
+
+  Status Release(uint32_t slot, cudaStream_t stream) {
+    return CudaStatus(cudaEventRecord(done[slot], stream), "cudaEventRecord");
+  }
+
+  Status ZeroSums(uint64_t* sums, size_t n, cudaStream_t stream) {
+    const uint32_t threads = 256;
+    const uint32_t blocks = static_cast<uint32_t>((n + threads - 1) / threads);
+    ZeroSumsKernel<<<blocks, threads, 0, stream>>>(reinterpret_cast<unsigned long long*>(sums),
+                                                   static_cast<uint32_t>(n));
+    return CudaStatus(cudaGetLastError(), "ZeroSums launch");
+  }
+
+  // Launches one kernel over blocks [0, n) of the uploaded list at `slot`,
+  // canonical bytes of layers [l0, l1).
+  Status Launch(const PagedTransfer& t, const CopyGeometry& geo, uint32_t slot, size_t first,
+                size_t n, uint32_t l0, uint32_t l1, cudaStream_t stream) {
+    KernelParams p{};
+    p.geo = geo;
+    p.blocks = device + size_t{slot} * options.max_blocks;
+    p.sums = t.checksum_sums == nullptr
+                 ? nullptr
+                 : reinterpret_cast<unsigned long long*>(t.checksum_sums + first);
+    p.range_begin = l0 * geo.layer_bytes;
+    p.range_end = l1 * geo.layer_bytes;
+    const int unroll = options.vector_loads_per_thread;
+    const uint32_t tile_bytes = kThreads * unroll * kVecBytes;
+    p.tiles_per_block = (p.range_end - p.range_begin + tile_bytes - 1) / tile_bytes;
+    p.total_tiles = static_cast<uint32_t>(n * p.tiles_per_block);
+    for (uint32_t l = 0; l < geo.num_layers; ++l) {
+      p.layer_base[l] = static_cast<char*>(t.pool->layer_base[l]);
+    }
+    uint32_t grid = p.total_tiles;
+    if (max_ctas > 0) grid = std::min<uint32_t>(grid, static_cast<uint32_t>(max_ctas));
+    if (grid == 0) return Status::OK();
+    const bool load = t.direction == TransferDirection::kLoad;
+    const bool sum = p.sums != nullptr;
+    if (unroll == 8) {
+      LaunchPagedCopy<8>(load, sum, dim3(grid), stream, p);
+    } else if (unroll == 2) {
+      LaunchPagedCopy<2>(load, sum, dim3(grid), stream, p);
+    } else {
+      LaunchPagedCopy<4>(load, sum, dim3(grid), stream, p);
+    }
+    return CudaStatus(cudaGetLastError(), "PagedCopyKernel launch");
+  }
+
+  // Blocks per launch: max_blocks, and few enough that tiles fit 32 bits.
+  size_t ChunkBlocks(const CopyGeometry& geo, uint32_t l0, uint32_t l1) const {
+    const uint64_t tile_bytes = uint64_t{kThreads} * options.vector_loads_per_thread * kVecBytes;
+    const uint64_t tiles = (uint64_t{l1 - l0} * geo.layer_bytes + tile_bytes - 1) / tile_bytes;
+    return static_cast<size_t>(
+        std::min<uint64_t>(options.max_blocks, std::max<uint64_t>(1, INT_MAX / tiles)));
+  }
+};
+
+GpuCopier::GpuCopier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuCopier::~GpuCopier() = default;
+
+Result<std::unique_ptr<GpuCopier>> GpuCopier::Create(const Options& options) {
+  if (options.max_blocks == 0 || options.ring_depth == 0) {
+    return Status::InvalidArgument("GpuCopier: max_blocks and ring_depth must be positive");
+  }
+  const int u = options.vector_loads_per_thread;
+  if (u != 2 && u != 4 && u != 8) {
+    return Status::InvalidArgument("GpuCopier: vector_loads_per_thread must be 2, 4 or 8");
+  }
+  if (!GpuAvailable()) return Status::Unavailable("GpuCopier: no CUDA device");
+  {
+    cudaFuncAttributes a;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&a, ZeroSumsKernel));
+  }
+  KVTIER_RETURN_IF_ERROR(PreloadKernels<2>());
+  KVTIER_RETURN_IF_ERROR(PreloadKernels<4>());
+  KVTIER_RETURN_IF_ERROR(PreloadKernels<8>());
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (options.max_resident_waves > 0) {
+    int device = 0;
+    int sms = 0;
+    int per_sm = 0;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    KVTIER_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    // Occupancy of the heaviest variant bounds them all.
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, PagedCopyKernel<true, true, 8>, kThreads, 0));
+    impl->max_ctas = std::max(1, sms * std::max(1, per_sm) * options.max_resident_waves);
+  }
+  const size_t entries = size_t{options.max_blocks} * options.ring_depth;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&impl->staging),
+                                            entries * sizeof(BlockRef), cudaHostAllocPortable));
+  KVTIER_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&impl->device), entries * sizeof(BlockRef)));
+  impl->done.reserve(options.ring_depth);
+  for (uint32_t i = 0; i < options.ring_depth; ++i) {
+    cudaEvent_t ev;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    impl->done.push_back(ev);
+  }
+  return std::unique_ptr<GpuCopier>(new GpuCopier(std::move(impl)));
+}
+
+Status GpuCopier::Copy(const PagedTransfer& t, GpuStream gpu_stream) {
+  KVTIER_RETURN_IF_ERROR(ValidateTransfer(t));
+  auto stream = static_cast<cudaStream_t>(gpu_stream);
+  const CopyGeometry geo = MakeCopyGeometry(*t.pool);
+  const uint32_t l0 = t.layer_begin;
+  const uint32_t l1 = t.resolved_layer_end();
+  if (t.checksum_sums != nullptr && !t.accumulate_checksums && !t.blocks.empty()) {
+    KVTIER_RETURN_IF_ERROR(impl_->ZeroSums(t.checksum_sums, t.blocks.size(), stream));
+  }
+  const size_t chunk = impl_->ChunkBlocks(geo, l0, l1);
+  for (size_t first = 0; first < t.blocks.size(); first += chunk) {
+    const size_t n = std::min(chunk, t.blocks.size() - first);
+    KVTIER_ASSIGN_OR_RETURN(uint32_t slot, impl_->Upload(t.blocks.subspan(first, n), stream));
+    Status s = impl_->Launch(t, geo, slot, first, n, l0, l1, stream);
+    KVTIER_RETURN_IF_ERROR(impl_->Release(slot, stream));
+    KVTIER_RETURN_IF_ERROR(s);
+  }
+  return Status::OK();
+}
+
+Status GpuCopier::CopyLayerwise(const PagedTransfer& t, uint32_t layers_per_group,
+                                LayerEvents* events, GpuStream gpu_stream) {
+  KVTIER_RETURN_IF_ERROR(ValidateTransfer(t));
+  if (events == nullptr) return Status::InvalidArgument("CopyLayerwise: no LayerEvents");
+  if (layers_per_group == 0) return Status::InvalidArgument("CopyLayerwise: layers_per_group = 0");
+  auto stream = static_cast<cudaStream_t>(gpu_stream);
+  const CopyGeometry geo = MakeCopyGeometry(*t.pool);
+  const uint32_t l0 = t.layer_begin;
+  const uint32_t l1 = t.resolved_layer_end();
+  const uint32_t groups = (l1 - l0 + layers_per_group - 1) / layers_per_group;
+  if (groups > events->max_groups()) {
+    return Status::InvalidArgument("CopyLayerwise: " + std::to_string(groups) +
+                                   " layer groups but LayerEvents holds " +
+                                   std::to_string(events->max_groups()));
+  }
+  if (t.blocks.size() > impl_->ChunkBlocks(geo, l0, std::min(l1, l0 + layers_per_group))) {
+    return Status::InvalidArgument("CopyLayerwise: " + std::to_string(t.blocks.size()) +
+                                   " blocks exceed max_blocks = " +
+                                   std::to_string(impl_->options.max_blocks));
+  }
+  events->num_groups_ = 0;
+  if (t.checksum_sums != nullptr && !t.accumulate_checksums && !t.blocks.empty()) {
+    KVTIER_RETURN_IF_ERROR(impl_->ZeroSums(t.checksum_sums, t.blocks.size(), stream));
+  }
+  uint32_t slot = 0;
+  if (!t.blocks.empty()) {
+    KVTIER_ASSIGN_OR_RETURN(slot, impl_->Upload(t.blocks, stream));
+  }
+  auto launch_groups = [&]() -> Status {
+    for (uint32_t g = 0; g < groups; ++g) {
+      const uint32_t a = l0 + g * layers_per_group;
+      const uint32_t b = std::min(l1, a + layers_per_group);
+      if (!t.blocks.empty()) {
+        KVTIER_RETURN_IF_ERROR(impl_->Launch(t, geo, slot, 0, t.blocks.size(), a, b, stream));
+      }
+      KVTIER_CUDA_RETURN_IF_ERROR(
+          cudaEventRecord(static_cast<cudaEvent_t>(events->events_[g]), stream));
+    }
+    return Status::OK();
+  };
+  Status launched = launch_groups();
+  if (!t.blocks.empty()) KVTIER_RETURN_IF_ERROR(impl_->Release(slot, stream));
+  KVTIER_RETURN_IF_ERROR(launched);
+  events->num_groups_ = groups;
+  events->layer_begin_ = l0;
+  events->layer_end_ = l1;
+  events->layers_per_group_ = layers_per_group;
+  return Status::OK();
+}
+
+}  // namespace kvtier

@@ -1,0 +1,127 @@
+// CUDA implementation of loader/gpu_runtime.h.
+#include "loader/gpu_runtime.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "loader/cuda_status.h"
+
+namespace kvtier {
+
+bool GpuAvailable() {
+  static const bool available = [] {
+    int count = 0;
+    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  }();
+  return available;
+}
+
+Result<std::string> GpuDeviceName() {
+  int device = 0;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  cudaDeviceProp prop;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, device));
+  return std::string(prop.name);
+}
+
+Result<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
+  DeviceBuffer b;
+  if (bytes != 0) {
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMalloc(&b.data_, bytes));
+    b.size_ = bytes;
+  }
+  return Result<DeviceBuffer>(std::move(b));
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (data_ != nullptr) (void)cudaFree(data_);
+}
+
+Result<PinnedHostBuffer> PinnedHostBuffer::Allocate(size_t bytes) {
+  PinnedHostBuffer b;
+  if (bytes != 0) {
+    KVTIER_CUDA_RETURN_IF_ERROR(
+        cudaHostAlloc(&b.host_, bytes, cudaHostAllocMapped | cudaHostAllocPortable));
+    b.size_ = bytes;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&b.device_, b.host_, 0));
+  }
+  return Result<PinnedHostBuffer>(std::move(b));
+}
+
+PinnedHostBuffer::~PinnedHostBuffer() {
+  if (host_ != nullptr) (void)cudaFreeHost(host_);
+}
+
+Result<HostRegistration> HostRegistration::Register(void* host, size_t bytes,
+                                                    HostRegisterMode mode) {
+  if (host == nullptr || bytes == 0) {
+    return Status::InvalidArgument("HostRegistration: empty region");
+  }
+  unsigned flags = cudaHostRegisterMapped | cudaHostRegisterPortable;
+  if (mode == HostRegisterMode::kReadOnly) {
+    int device = 0;
+    int supported = 0;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    KVTIER_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&supported, cudaDevAttrHostRegisterReadOnlySupported, device));
+    if (supported) flags |= cudaHostRegisterReadOnly;
+  }
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaHostRegister(host, bytes, flags));
+  HostRegistration r;
+  r.host_ = host;
+  r.size_ = bytes;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&r.device_, host, 0));
+  return Result<HostRegistration>(std::move(r));
+}
+
+HostRegistration::~HostRegistration() {
+  if (host_ != nullptr) (void)cudaHostUnregister(host_);
+}
+
+void* HostRegistration::DevicePointer(const void* p) const {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  const auto h = reinterpret_cast<uintptr_t>(host_);
+  if (host_ == nullptr || a < h || a >= h + size_) return nullptr;
+  return static_cast<char*>(device_) + (a - h);
+}
+
+Result<OwnedGpuStream> OwnedGpuStream::Create() {
+  OwnedGpuStream s;
+  cudaStream_t stream = nullptr;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  s.stream_ = stream;
+  return Result<OwnedGpuStream>(std::move(s));
+}
+
+OwnedGpuStream::~OwnedGpuStream() {
+  if (stream_ != nullptr) (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+Status GpuCopyBytes(void* dst, const void* src, size_t bytes) {
+  return CudaStatus(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "cudaMemcpy");
+}
+
+Status GpuCopyBytesAsync(void* dst, const void* src, size_t bytes, GpuStream stream) {
+  return CudaStatus(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)),
+      "cudaMemcpyAsync");
+}
+
+Status GpuFillBytes(void* dst, int byte, size_t bytes) {
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemset(dst, byte, bytes));
+  return CudaStatus(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
+
+Status GpuSynchronize(GpuStream stream) {
+  return CudaStatus(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)),
+                    "cudaStreamSynchronize");
+}
+
+Status GpuLaunchHostFunc(GpuStream stream, void (*fn)(void*), void* arg) {
+  return CudaStatus(cudaLaunchHostFunc(static_cast<cudaStream_t>(stream), fn, arg),
+                    "cudaLaunchHostFunc");
+}
+
+}  // namespace kvtier

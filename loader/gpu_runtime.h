@@ -1,0 +1,169 @@
+// Small, CUDA-free wrappers of the CUDA runtime that the loader, its tests,
+// the engine adapter and benchmarks need: is there a GPU, device and pinned
+// memory, registering (mapping) a host region such as the daemon's shared
+// segment, streams, and a few copies.
+//
+// This header compiles without CUDA. In a build without CUDA every function
+// returns Unavailable and GpuAvailable() is false, so callers and tests need
+// no #ifdefs. Errors: Unavailable (no GPU or no CUDA in this build),
+// ResourceExhausted (out of device or pinned memory), InvalidArgument, IOError
+// (any other CUDA error, with its name).
+//
+// Ownership: the buffer, registration and stream classes are move-only RAII
+// owners; they release on destruction. Thread safety: the CUDA runtime is
+// thread-safe; one object must not be moved or destroyed while another thread
+// uses it. All calls act on the calling thread's current device.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "tiers/status.h"
+
+namespace kvtier {
+
+// A cudaStream_t, passed without the CUDA headers. nullptr is the legacy
+// default stream.
+using GpuStream = void*;
+
+// True when this build has CUDA and at least one device answers
+// (cudaGetDeviceCount > 0). Cached after the first call.
+bool GpuAvailable();
+
+// Name of the current device ("NVIDIA H200").
+Result<std::string> GpuDeviceName();
+
+// Device memory (cudaMalloc).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  static Result<DeviceBuffer> Allocate(size_t bytes);
+  DeviceBuffer(DeviceBuffer&& o) noexcept { Swap(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    Swap(o);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void Swap(DeviceBuffer& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+  }
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Pinned host memory mapped into the device's address space
+// (cudaHostAlloc with cudaHostAllocMapped | cudaHostAllocPortable).
+class PinnedHostBuffer {
+ public:
+  PinnedHostBuffer() = default;
+  static Result<PinnedHostBuffer> Allocate(size_t bytes);
+  PinnedHostBuffer(PinnedHostBuffer&& o) noexcept { Swap(o); }
+  PinnedHostBuffer& operator=(PinnedHostBuffer&& o) noexcept {
+    Swap(o);
+    return *this;
+  }
+  PinnedHostBuffer(const PinnedHostBuffer&) = delete;
+  PinnedHostBuffer& operator=(const PinnedHostBuffer&) = delete;
+  ~PinnedHostBuffer();
+
+  void* host() const { return host_; }
+  void* device() const { return device_; }  // what kernels dereference
+  size_t size() const { return size_; }
+
+ private:
+  void Swap(PinnedHostBuffer& o) noexcept {
+    std::swap(host_, o.host_);
+    std::swap(device_, o.device_);
+    std::swap(size_, o.size_);
+  }
+  void* host_ = nullptr;
+  void* device_ = nullptr;
+  size_t size_ = 0;
+};
+
+enum class HostRegisterMode {
+  kReadWrite,  // the GPU loads from and stores into the region
+  kReadOnly,   // the GPU only reads it (cudaHostRegisterReadOnly where supported)
+};
+
+// Page-locks an existing host region (e.g. the mmap of the daemon's shared
+// host segment) and maps it for the device: cudaHostRegister with
+// cudaHostRegisterMapped | cudaHostRegisterPortable. device_ptr() is the
+// address kernels use for host_ptr(); slot addresses inside the region
+// translate by the same offset (DevicePointer()). Unregisters on destruction;
+// the region itself stays the caller's.
+class HostRegistration {
+ public:
+  HostRegistration() = default;
+  // REQUIRES: [host, host + bytes) is mapped and stays mapped while registered.
+  static Result<HostRegistration> Register(void* host, size_t bytes,
+                                           HostRegisterMode mode = HostRegisterMode::kReadWrite);
+  HostRegistration(HostRegistration&& o) noexcept { Swap(o); }
+  HostRegistration& operator=(HostRegistration&& o) noexcept {
+    Swap(o);
+    return *this;
+  }
+  HostRegistration(const HostRegistration&) = delete;
+  HostRegistration& operator=(const HostRegistration&) = delete;
+  ~HostRegistration();
+
+  void* host_ptr() const { return host_; }
+  void* device_ptr() const { return device_; }
+  size_t size() const { return size_; }
+  // Device address of host address `p` inside the region (nullptr outside it).
+  void* DevicePointer(const void* p) const;
+
+ private:
+  void Swap(HostRegistration& o) noexcept {
+    std::swap(host_, o.host_);
+    std::swap(device_, o.device_);
+    std::swap(size_, o.size_);
+  }
+  void* host_ = nullptr;
+  void* device_ = nullptr;
+  size_t size_ = 0;
+};
+
+// A CUDA stream (cudaStreamNonBlocking), destroyed with the owner.
+class OwnedGpuStream {
+ public:
+  OwnedGpuStream() = default;
+  static Result<OwnedGpuStream> Create();
+  OwnedGpuStream(OwnedGpuStream&& o) noexcept { std::swap(stream_, o.stream_); }
+  OwnedGpuStream& operator=(OwnedGpuStream&& o) noexcept {
+    std::swap(stream_, o.stream_);
+    return *this;
+  }
+  OwnedGpuStream(const OwnedGpuStream&) = delete;
+  OwnedGpuStream& operator=(const OwnedGpuStream&) = delete;
+  ~OwnedGpuStream();
+
+  GpuStream get() const { return stream_; }
+
+ private:
+  GpuStream stream_ = nullptr;
+};
+
+// cudaMemcpy with cudaMemcpyDefault (any direction, unified addressing);
+// returns when done.
+Status GpuCopyBytes(void* dst, const void* src, size_t bytes);
+// The same, queued on `stream`.
+Status GpuCopyBytesAsync(void* dst, const void* src, size_t bytes, GpuStream stream);
+// cudaMemset of device memory; returns when done.
+Status GpuFillBytes(void* dst, int byte, size_t bytes);
+// Blocks until `stream` is idle; reports errors of the work queued on it.
+Status GpuSynchronize(GpuStream stream);
+// Queues fn(arg) on `stream` (cudaLaunchHostFunc): later work on the stream
+// waits for it. fn must not call CUDA.
+Status GpuLaunchHostFunc(GpuStream stream, void (*fn)(void*), void* arg);
+
+}  // namespace kvtier
