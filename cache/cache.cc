@@ -10,6 +10,7 @@
 
 #include "cache/lease_state.h"
 #include "cache/nvme_tier.h"
+#include "tiers/gpu_hbm_tier.h"
 
 namespace kvtier {
 
@@ -125,6 +126,13 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
   options.nvme.reset();
   std::unique_ptr<Cache> c(new Cache(std::move(options), max_blocks));
   for (size_t i = 0; i < policies.size(); ++i) c->tiers_[i]->policy = std::move(policies[i]);
+  bool have_host = false;
+  for (size_t i = 0; i < c->tiers_.size() && !have_host; ++i)
+    if (c->tiers_[i]->tier->kind() == TierKind::kHost) {
+      c->host_tier_ = static_cast<TierId>(i);
+      have_host = true;
+    }
+  if (nvme && !have_host) return Status::InvalidArgument("the NVMe tier needs a host tier");
   KVTIER_RETURN_IF_ERROR(c->LoadNamespaces());
   if (nvme) {
     auto t = NvmeTier::Open(c.get(), std::move(*nvme));
@@ -265,6 +273,9 @@ bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
            tier.FreeingHelps(e.slot(), bytes);
   });
   if (victim == kNoBlock) return false;
+  if (tier.kind() == TierKind::kHbm && host_tier_ != kNvmeTier &&
+      tiers_[host_tier_]->tier->kind() == TierKind::kHost && DemoteToHostLocked(ts, victim))
+    return true;
   BlockEntry& e = index_.entry(victim);
   const Slot slot = e.slot();
   bool erased = false;
@@ -287,6 +298,59 @@ bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
   ts.evicted_bytes += e.size;
   --ts.blocks;
   if (erased) index_.FreeId(victim);
+  return true;
+}
+
+bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
+  BlockEntry& e = index_.entry(victim);
+  {
+    std::lock_guard<std::mutex> l(index_.MutexFor(e.key));
+    if (e.pins.load(std::memory_order_relaxed) != 0 ||
+        e.state.load(std::memory_order_relaxed) != kReady)
+      return false;
+    e.state.store(kLoading, std::memory_order_release);  // not readable while it moves
+  }
+  const Slot from = e.slot();
+  TierState& host = *tiers_[host_tier_];
+  bool moved = false;
+  {
+    // Lock order: HBM tier, then host tier.
+    std::lock_guard<std::mutex> l(host.mu);
+    auto slot = AllocateLocked(host, e.size);
+    if (slot.ok()) {
+      auto* hbm = static_cast<GpuHbmTier*>(ts.tier.get());
+      Status st = hbm->CopyOut(host.tier->Address(*slot), from, e.size);
+      if (st.ok()) {
+        {
+          std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
+          e.tier = host_tier_;
+          e.offset = slot->offset;
+          e.size_class = static_cast<uint16_t>(slot->size_class);
+          e.state.store(kReady, std::memory_order_release);
+        }
+        BlockMeta meta;
+        meta.priority = e.priority;
+        meta.bytes = e.size;
+        meta.fingerprint = e.key.lo;
+        host.policy->Track(victim, meta);
+        ++host.blocks;
+        host.bytes_in += e.size;
+        moved = true;
+      } else {
+        host.tier->Free(*slot);
+      }
+    }
+  }
+  if (!moved) {
+    std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
+    e.state.store(kReady, std::memory_order_release);
+    return false;  // the caller drops it
+  }
+  ts.policy->Remove(victim);
+  ts.tier->Free(from);
+  ++ts.evictions;
+  ts.evicted_bytes += e.size;
+  --ts.blocks;
   return true;
 }
 

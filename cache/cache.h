@@ -72,7 +72,10 @@ struct TierSetup {
 };
 
 struct CacheOptions {
-  // Tiers, fastest first. Stores land in `store_tier`.
+  // Tiers, fastest first: an optional HBM tier (GpuHbmTier), then the host
+  // tier. Stores land in `store_tier`. A block evicted from HBM moves down
+  // to the host tier (the daemon's own CUDA stream copies it); one evicted
+  // from the host tier lives on in the NVMe tier if it has a copy there.
   std::vector<TierSetup> tiers;
   TierId store_tier = 0;
   // Most blocks indexed at once; 0 = derive from tier capacities and
@@ -299,11 +302,15 @@ class Cache {
   Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes);
   // REQUIRES: ts.mu held. Evicts one block that helps an allocation of `bytes`.
   bool EvictOneLocked(TierState& ts, uint64_t bytes);
+  // REQUIRES: ts.mu held (an HBM tier). Moves `victim` down into the host
+  // tier; false when the host tier has no room (the block is then dropped).
+  bool DemoteToHostLocked(TierState& ts, BlockId victim);
   void ReleaseBlocks(std::span<const Lease::Block> blocks);
   void ReleaseIds(std::span<const BlockId> ids);
   void AbortBlocks(Reservation& r);
 
   CacheOptions options_;
+  TierId host_tier_ = 0;  // the first tier of kind kHost (NVMe reads land there)
   ClockFn clock_;
   uint64_t start_ns_;
   BlockIndex index_;

@@ -52,7 +52,7 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
   if (!index.ok()) return index.status();
   t->index_ = std::move(index).value();
   // Reads land in, and writes leave from, the host segment: register it.
-  Tier& host = cache->tier(cache->options_.store_tier);
+  Tier& host = cache->tier(cache->host_tier_);
   if (uint8_t* base = host.Address(Slot{}); base != nullptr) {
     iovec seg{base, host.capacity_bytes()};
     Status st = t->store_->RegisterBuffers(std::span(&seg, 1));
@@ -184,7 +184,7 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
     auto it = extents_.find(id);
     if (it != extents_.end()) extent = it->second;
   }
-  Cache::TierState& ts = *cache_->tiers_[cache_->options_.store_tier];
+  Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
   Result<Slot> slot = Status::Internal("no extent");
   if (extent.payload_bytes != 0) {
     std::lock_guard<std::mutex> l(ts.mu);
@@ -281,7 +281,7 @@ bool NvmeTier::PrepareJob(Job& job) {
   BlockIndex& index = cache_->index_;
   uint64_t ud = next_user_data_++;
   if (job.kind == Job::kRead) {
-    uint8_t* buf = cache_->tier(cache_->options_.store_tier).Address(job.slot);
+    uint8_t* buf = cache_->tier(cache_->host_tier_).Address(job.slot);
     Status st = store_->PrepareRead(job.extent, buf, RoundUpToBlock(job.extent.payload_bytes), ud);
     if (st.code() == StatusCode::kRetry) return false;
     if (!st.ok()) {
@@ -379,11 +379,11 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
 void NvmeTier::FinishRead(Job& job, const Status& st) {
   BlockIndex& index = cache_->index_;
   BlockEntry& e = index.entry(job.id);
-  Cache::TierState& ts = *cache_->tiers_[cache_->options_.store_tier];
+  Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
   if (st.ok()) {
     {
       std::lock_guard<std::mutex> l(index.MutexFor(e.key));
-      e.tier = cache_->options_.store_tier;
+      e.tier = cache_->host_tier_;
       e.offset = job.slot.offset;
       e.size_class = static_cast<uint16_t>(job.slot.size_class);
       e.state.store(kReady, std::memory_order_release);
@@ -428,7 +428,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
 
 void NvmeTier::Clean() {
   if (options_.write_through || !store_->admitting()) return;
-  Cache::TierState& ts = *cache_->tiers_[cache_->options_.store_tier];
+  Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
   BlockIndex& index = cache_->index_;
   std::vector<BlockId> picked;
   {

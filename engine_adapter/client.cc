@@ -184,6 +184,22 @@ Result<RemoteStats> Client::Stats() {
   });
 }
 
+Result<Client::HbmSegment> Client::GetHbmSegment() {
+  return Guard([&]() -> Result<HbmSegment> {
+    auto res = impl_->boot.hbmSegmentRequest().send().wait(impl_->ws());
+    HbmSegment h;
+    h.device = res.getDevice();
+    auto handle = res.getIpcHandle();
+    if (handle.size() != h.ipc_handle.size())
+      return Status::Internal("the daemon sent an IPC handle of " + std::to_string(handle.size()) +
+                              " bytes");
+    std::memcpy(h.ipc_handle.data(), handle.begin(), handle.size());
+    h.bytes = res.getBytes();
+    h.pci_bus_id = res.getPciBusId();
+    return h;
+  });
+}
+
 Status Client::Ping() {
   return Guard([&]() -> Status {
     impl_->boot.pingRequest().send().wait(impl_->ws());
@@ -268,8 +284,12 @@ Status ClientTxn::Commit(std::span<const uint64_t> checksums) {
 Status ClientTxn::Commit() {
   std::vector<uint64_t> sums(slots_.size(), 0);
   for (size_t i = 0; i < slots_.size(); ++i)
-    if (slots_[i].outcome == ReserveOutcome::kReserved)
+    if (slots_[i].outcome == ReserveOutcome::kReserved) {
+      if (slots_[i].data == nullptr)
+        return Status::InvalidArgument("slot " + std::to_string(i) +
+                                       " is not in host memory: pass the checksums");
       sums[i] = checksum::Sum64(slots_[i].data, slots_[i].size);
+    }
   return Commit(sums);
 }
 
@@ -379,12 +399,13 @@ Result<ClientTxn> ClientNamespace::Reserve(std::span<const BlockKey> keys, const
       auto s = slots[i];
       auto outcome = static_cast<ReserveOutcome>(s.getOutcome());
       uint8_t* data = nullptr;
-      if (outcome == ReserveOutcome::kReserved) {
-        if (s.getTier() != rpc::Tier::HOST || s.getOffset() + s.getSize() > client_->bytes)
+      TierKind tier = TierFromRpc(s.getTier());
+      if (outcome == ReserveOutcome::kReserved && tier == TierKind::kHost) {
+        if (s.getOffset() + s.getSize() > client_->bytes)
           return Status::Internal("the daemon reserved a slot outside the host segment");
         data = client_->base + s.getOffset();
       }
-      txn.slots_.push_back(ClientTxn::Slot{keys[i], outcome, data, s.getSize()});
+      txn.slots_.push_back(ClientTxn::Slot{keys[i], outcome, tier, s.getOffset(), data, s.getSize()});
     }
     if (txn.reserved() > 0) {
       txn.impl_->cap = res.getTxn();
@@ -405,6 +426,10 @@ Result<StoreResult> ClientNamespace::Store(std::span<const BlockKey> keys,
   if (!txn.ok()) return txn.status();
   StoreResult r;
   std::vector<uint64_t> sums(keys.size(), 0);
+  for (const auto& s : txn->slots())
+    if (s.outcome == ReserveOutcome::kReserved && s.data == nullptr)
+      return Status::Unavailable("the daemon stores into its " + std::string(TierKindName(s.tier)) +
+                                 " tier; write those slots with the GPU path");  // txn aborts
   for (size_t i = 0; i < txn->slots().size(); ++i) {
     const auto& s = txn->slots()[i];
     switch (s.outcome) {

@@ -19,6 +19,7 @@
 // and transactions keep their connection alive: they may outlive the Client.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -69,7 +70,9 @@ class ClientTxn {
   struct Slot {
     BlockKey key;
     ReserveOutcome outcome;
-    uint8_t* data;  // where to write (kReserved only), in the mapped segment
+    TierKind tier;    // where the slot is (kReserved only): host or hbm
+    uint64_t offset;  // in that tier's segment
+    uint8_t* data;    // host slots: where to write, in the mapped segment; else null
     uint32_t size;
   };
   ClientTxn();
@@ -122,6 +125,16 @@ class Client {
   Result<std::unique_ptr<ClientNamespace>> OpenNamespace(const NamespaceSpec& spec);
   Result<RemoteStats> Stats();
   Status Ping();
+
+  // The daemon's HBM tier, for clients that open it with CUDA IPC.
+  // Unavailable when the daemon has none.
+  struct HbmSegment {
+    int device = 0;
+    std::array<char, 64> ipc_handle{};  // a cudaIpcMemHandle_t
+    uint64_t bytes = 0;
+    std::string pci_bus_id;
+  };
+  Result<HbmSegment> GetHbmSegment();
 
   // The daemon's host segment as mapped in this process.
   uint8_t* segment_base() const;

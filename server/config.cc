@@ -76,6 +76,11 @@ Status CheckWritePolicy(std::string_view v) {
   return Status::InvalidArgument("unknown write policy (write-back, write-through)");
 }
 
+Status CheckStoreTier(std::string_view v) {
+  if (v == "host" || v == "hbm") return Status::OK();
+  return Status::InvalidArgument("unknown tier '" + std::string(v) + "' (expected host or hbm)");
+}
+
 Status CheckAdmission(std::string_view v) {
   auto a = NewAdmissionPolicy(v);
   return a.ok() ? Status::OK() : a.status();
@@ -134,6 +139,16 @@ const std::vector<FlagSpec>& Flags() {
       {.name = "max-connections", .metavar = "N", .type = FlagType::kU32,
        .u32 = &C::max_connections, .min = 1, .max = 1u << 20, .default_text = "1024",
        .help = "Most client connections at once, 1..1048576; more are refused."},
+      {.name = "hbm-capacity", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::hbm_capacity_bytes, .min = 0, .max = 1024 * kGiB, .default_text = "0 (off)",
+       .help = "GPU memory for the HBM tier on --gpu, shared with engines by CUDA IPC; 0 "
+               "turns the tier off."},
+      {.name = "gpu", .metavar = "N", .type = FlagType::kU32, .u32 = &C::gpu, .min = 0,
+       .max = 1024, .default_text = "0", .help = "CUDA device of the HBM tier."},
+      {.name = "store-tier", .metavar = "TIER", .type = FlagType::kString, .str = &C::store_tier,
+       .check = CheckStoreTier, .default_text = "host",
+       .help = "Where fresh stores land: host, or hbm (blocks evicted from HBM move down to "
+               "the host tier)."},
       {.name = "nvme-path", .metavar = "PATH", .type = FlagType::kString, .str = &C::nvme_path,
        .default_text = "<data-dir>/nvme.dat",
        .help = "File or block device of the NVMe tier."},
@@ -540,6 +555,8 @@ Status DaemonConfig::Validate() const {
                "too small for --max-keys " + std::to_string(max_keys_per_call) + " (needs " +
                    std::to_string(kBytesPerKeyInMessage) + " bytes per key, " +
                    FormatSize(uint64_t{max_keys_per_call} * kBytesPerKeyInMessage) + ")");
+  if (store_tier == "hbm" && hbm_capacity_bytes == 0)
+    return bad("store-tier", store_tier, "needs an HBM tier (--hbm-capacity)");
   if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < kMiB)
     return bad("nvme-capacity", ExactSize(nvme_capacity_bytes),
                "must be 0 (off) or at least 1MiB");
@@ -556,7 +573,8 @@ std::string DaemonConfig::ToString() const {
     << " admin=" << admin_address << " log_level=" << log_level
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
-    << " max_connections=" << max_connections;
+    << " max_connections=" << max_connections << " hbm_capacity=" << ExactSize(hbm_capacity_bytes)
+    << " gpu=" << gpu << " store_tier=" << store_tier;
   if (nvme_capacity_bytes == 0) {
     o << " nvme=off";
   } else {

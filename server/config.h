@@ -59,6 +59,14 @@ struct DaemonConfig {
   uint64_t max_message_bytes = 64 * kMiB;
   // Most client connections at once; more are refused.
   uint32_t max_connections = 1024;
+  // HBM tier: bytes of GPU memory the daemon takes on --gpu; 0 = no HBM
+  // tier. Off by default: GPU memory belongs to the engines unless an
+  // operator gives some to kvtier.
+  uint64_t hbm_capacity_bytes = 0;
+  // CUDA device of the HBM tier.
+  uint32_t gpu = 0;
+  // Where fresh stores land: "host" or "hbm" (needs --hbm-capacity).
+  std::string store_tier = "host";
   // NVMe tier file or block device. Empty = <data_dir>/nvme.dat (resolved).
   std::string nvme_path;
   // NVMe tier size; 0 = NVMe tier off.

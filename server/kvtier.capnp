@@ -115,6 +115,11 @@ interface KvTier {
   hostSegment @1 () -> (segment :HostSegment, bytes :UInt64);
   stats @2 () -> (stats :Stats);
   ping @3 () -> ();
+  # The HBM tier's arena on GPU `device`, shared by CUDA IPC: open
+  # `ipcHandle` (a cudaIpcMemHandle_t, 64 bytes) with cudaIpcOpenMemHandle;
+  # block offsets of tier `hbm` are relative to it. Fails with Unavailable
+  # when the daemon has no HBM tier.
+  hbmSegment @4 () -> (device :Int32, ipcHandle :Data, bytes :UInt64, pciBusId :Text);
 }
 
 interface HostSegment {

@@ -22,6 +22,7 @@
 #include "server/metrics.h"
 #include "server/rpc_server.h"
 #include "server/rpc_service.h"
+#include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
 
 namespace kvtier {
@@ -44,6 +45,23 @@ int Run(const DaemonConfig& cfg) {
   }
   const HostShmTier* host_tier = host->get();
   CacheOptions co;
+  const GpuHbmTier* hbm_tier = nullptr;
+  if (cfg.hbm_capacity_bytes > 0) {
+    GpuHbmOptions go;
+    go.device = static_cast<int>(cfg.gpu);
+    go.capacity_bytes = cfg.hbm_capacity_bytes;
+    go.region_bytes = cfg.host_region_bytes;
+    go.host_base = (*host)->base();
+    go.host_bytes = (*host)->segment_bytes();
+    auto hbm = GpuHbmTier::Create(go);
+    if (!hbm.ok()) {
+      spdlog::error("HBM tier: {}", hbm.status().ToString());
+      return 1;
+    }
+    hbm_tier = hbm->get();
+    co.tiers.push_back(TierSetup{std::move(hbm).value(), cfg.host_policy});
+  }
+  co.store_tier = (hbm_tier != nullptr && cfg.store_tier == "hbm") ? 0 : (hbm_tier ? 1 : 0);
   co.tiers.push_back(TierSetup{std::move(host).value(), cfg.host_policy});
   co.max_keys_per_call = cfg.max_keys_per_call;
   co.namespace_file = (std::filesystem::path(cfg.data_dir) / "namespaces").string();
@@ -77,7 +95,7 @@ int Run(const DaemonConfig& cfg) {
   RpcMetrics metrics;
   RpcServiceOptions so;
   so.max_keys_per_call = cfg.max_keys_per_call;
-  RpcService service(cache->get(), host_tier, &metrics, so);
+  RpcService service(cache->get(), host_tier, &metrics, so, hbm_tier);
   RpcServerOptions ro;
   ro.socket_path = cfg.socket_path;
   ro.threads = static_cast<int>(cfg.rpc_threads);

@@ -325,6 +325,18 @@ class KvTierImpl final : public rpc::KvTier::Server {
 
   kj::Promise<void> ping(PingContext) override { return kj::READY_NOW; }
 
+  kj::Promise<void> hbmSegment(HbmSegmentContext ctx) override {
+    const GpuHbmTier* hbm = svc_->hbm();
+    if (hbm == nullptr) Throw(Status::Unavailable("this daemon has no HBM tier"));
+    auto res = ctx.getResults();
+    res.setDevice(hbm->device());
+    res.setIpcHandle(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(hbm->ipc_handle().data()),
+                                  hbm->ipc_handle().size()));
+    res.setBytes(hbm->capacity_bytes());
+    res.setPciBusId(hbm->pci_bus_id());
+    return kj::READY_NOW;
+  }
+
  private:
   const RpcService* svc_;
 };

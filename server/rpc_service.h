@@ -18,6 +18,7 @@
 
 #include "cache/cache.h"
 #include "server/metrics.h"
+#include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
 
 namespace kvtier {
@@ -30,19 +31,21 @@ struct RpcServiceOptions {
 class RpcService {
  public:
   RpcService(Cache* cache, const HostShmTier* host, RpcMetrics* metrics,
-             RpcServiceOptions options = {})
-      : cache_(cache), host_(host), metrics_(metrics), options_(options) {}
+             RpcServiceOptions options = {}, const GpuHbmTier* hbm = nullptr)
+      : cache_(cache), host_(host), hbm_(hbm), metrics_(metrics), options_(options) {}
 
   capnp::Capability::Client NewBootstrap();
 
   Cache* cache() const { return cache_; }
   const HostShmTier* host() const { return host_; }
+  const GpuHbmTier* hbm() const { return hbm_; }
   RpcMetrics* metrics() const { return metrics_; }
   const RpcServiceOptions& options() const { return options_; }
 
  private:
   Cache* cache_;
   const HostShmTier* host_;
+  const GpuHbmTier* hbm_;
   RpcMetrics* metrics_;
   RpcServiceOptions options_;
 };
