@@ -108,10 +108,13 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
     if (!t.tier) return Status::InvalidArgument("tier is null");
     total += t.tier->capacity_bytes();
   }
+  if (options.nvme) total += options.nvme->store.capacity_bytes;
   uint32_t max_blocks = options.max_blocks;
   if (max_blocks == 0) {
+    // Every block takes at least one slot of min_block_bytes somewhere, so
+    // the index is never what limits the cache. Entries are allocated lazily.
     uint64_t n = total / std::max<uint64_t>(options.min_block_bytes, 1) + 1024;
-    max_blocks = static_cast<uint32_t>(std::min<uint64_t>(n, 1u << 30));
+    max_blocks = static_cast<uint32_t>(std::min<uint64_t>(n, 1u << 28));
   }
   if (!options.clock) options.clock = SteadyNowNs;
   std::vector<std::unique_ptr<EvictionPolicy>> policies;

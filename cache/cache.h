@@ -78,10 +78,10 @@ struct CacheOptions {
   // from the host tier lives on in the NVMe tier if it has a copy there.
   std::vector<TierSetup> tiers;
   TierId store_tier = 0;
-  // Most blocks indexed at once; 0 = derive from tier capacities and
-  // `min_block_bytes`.
+  // Most blocks indexed at once; 0 = derive from the tiers' capacities
+  // (NVMe included) and `min_block_bytes`, the smallest slot (4 KiB).
   uint32_t max_blocks = 0;
-  uint64_t min_block_bytes = 64 << 10;
+  uint64_t min_block_bytes = 4 << 10;
   uint32_t index_shards = 64;
   ClockFn clock;  // defaults to SteadyNowNs
   // Most blocks per Reserve or Acquire call.
@@ -94,6 +94,8 @@ struct CacheOptions {
   // Where the cache reports what an operator must see (NVMe errors, once per
   // burst; recovery). Null: stderr.
   std::function<void(const std::string&)> log_warning;
+  // Start-up facts (NVMe recovery counts). Null: not reported.
+  std::function<void(const std::string&)> log_info;
 };
 
 // Per-block retention of a store, as TensorRT-LLM's KvCacheRetentionConfig:

@@ -134,7 +134,11 @@ Status NvmeTier::Recover() {
     char buf[160];
     std::snprintf(buf, sizeof(buf), "NVMe tier recovered %lu blocks, dropped %lu index entries",
                   static_cast<unsigned long>(recovered_.load()), static_cast<unsigned long>(dropped));
-    if (cache_->options_.log_warning) cache_->options_.log_warning(buf);
+    if (dropped > 0 && cache_->options_.log_warning) {
+      cache_->options_.log_warning(buf);
+    } else if (cache_->options_.log_info) {
+      cache_->options_.log_info(buf);
+    }
   }
   return Status::OK();
 }

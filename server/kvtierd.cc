@@ -66,6 +66,7 @@ int Run(const DaemonConfig& cfg) {
   co.max_keys_per_call = cfg.max_keys_per_call;
   co.namespace_file = (std::filesystem::path(cfg.data_dir) / "namespaces").string();
   co.log_warning = [](const std::string& m) { spdlog::warn("{}", m); };
+  co.log_info = [](const std::string& m) { spdlog::info("{}", m); };
   if (cfg.nvme_capacity_bytes > 0) {
     NvmeTierOptions no;
     no.store.path = cfg.nvme_path;
