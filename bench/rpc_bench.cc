@@ -84,6 +84,18 @@ int RunRpcBench(const RpcBenchOptions& o) {
     }
     double p50 = Percentile(ping_us, 0.5), p99 = Percentile(ping_us, 0.99);
     std::printf("ping round trip: p50 %.1f us, p99 %.1f us\n", p50, p99);
+    // A lookup that misses returns no lease capability: the RPC alone.
+    auto miss = ChainKeys(**ns, 1, 999999);
+    std::vector<double> miss_us;
+    for (int i = 0; i < o.calls + 50; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto lease = (*ns)->Lookup(miss);
+      if (!lease.ok() || !lease->empty()) return 1;
+      double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      if (i >= 50) miss_us.push_back(us);
+    }
+    std::printf("acquire miss (no lease): p50 %.1f us, p99 %.1f us\n", Percentile(miss_us, 0.5),
+                Percentile(miss_us, 0.99));
   }
   std::printf("\n%-8s %10s %12s %12s %12s %12s\n", "chain", "calls", "acq+rel p50", "acq+rel p99",
               "acq+drop p50", "acq+drop p99");
