@@ -37,6 +37,7 @@ enum class BlockState : uint8_t { kFree = 0, kWriting = 1, kReady = 2, kLoading 
 inline constexpr uint8_t kFlagOnNvme = 1;        // a durable NVMe copy exists
 inline constexpr uint8_t kFlagDemoting = 2;      // an NVMe write of it is in flight
 inline constexpr uint8_t kFlagNvmeDeclined = 4;  // admission said no; retried after a hit
+inline constexpr uint8_t kFlagHbmQueued = 8;     // queued for promotion host → HBM
 
 struct BlockEntry {
   BlockKey key;                 // immutable while the id is allocated

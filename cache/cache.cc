@@ -136,6 +136,11 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
       have_host = true;
     }
   if (nvme && !have_host) return Status::InvalidArgument("the NVMe tier needs a host tier");
+  if (c->options_.promote_to_hbm_hits > 0) {
+    if (!have_host || c->tiers_[0]->tier->kind() != TierKind::kHbm)
+      return Status::InvalidArgument("promotion to HBM needs an HBM tier (tier 0) and a host tier");
+    c->promoter_ = std::thread([p = c.get()] { p->PromoterMain(); });
+  }
   KVTIER_RETURN_IF_ERROR(c->LoadNamespaces());
   if (nvme) {
     auto t = NvmeTier::Open(c.get(), std::move(*nvme));
@@ -157,7 +162,102 @@ Cache::Cache(CacheOptions options, uint32_t max_blocks)
   }
 }
 
-Cache::~Cache() = default;
+Cache::~Cache() {
+  {
+    std::lock_guard<std::mutex> l(promote_mu_);
+    promote_stop_ = true;
+  }
+  promote_cv_.notify_all();
+  if (promoter_.joinable()) promoter_.join();
+}
+
+void Cache::PromoterMain() {
+  std::unique_lock<std::mutex> l(promote_mu_);
+  for (;;) {
+    promote_busy_ = false;
+    promote_cv_.notify_all();
+    promote_cv_.wait(l, [&] { return promote_stop_ || !promote_queue_.empty(); });
+    if (promote_stop_) return;
+    promote_busy_ = true;
+    auto [id, attempts] = promote_queue_.front();
+    promote_queue_.pop_front();
+    l.unlock();
+    bool done = PromoteToHbm(id);
+    l.lock();
+    if (!done && attempts < 100) {
+      promote_queue_.emplace_back(id, attempts + 1);  // pinned: later
+      l.unlock();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      l.lock();
+    } else if (!done) {
+      BlockEntry& e = index_.entry(id);
+      std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagHbmQueued));
+    }
+  }
+}
+
+void Cache::DrainPromotions() {
+  std::unique_lock<std::mutex> l(promote_mu_);
+  promote_cv_.wait(l, [&] { return promote_queue_.empty() && !promote_busy_; });
+}
+
+bool Cache::PromoteToHbm(BlockId id) {
+  TierState& hbm = *tiers_[0];
+  TierState& host = *tiers_[host_tier_];
+  BlockEntry& e = index_.entry(id);
+  std::lock_guard<std::mutex> hl(hbm.mu);  // lock order: HBM, host, shard
+  {
+    std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
+    // Moved, evicted or reused since it was queued: nothing to do.
+    if (e.tier != host_tier_ || e.state.load() != kReady ||
+        (e.flags.load() & kFlagHbmQueued) == 0)
+      return true;
+    if (e.pins.load() != 0 || (e.flags.load() & kFlagDemoting) != 0) return false;
+  }
+  auto slot = AllocateLocked(hbm, e.size);
+  if (!slot.ok()) {
+    std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
+    e.flags.fetch_and(static_cast<uint8_t>(~kFlagHbmQueued));
+    return true;  // HBM full of pinned blocks: stay in host
+  }
+  std::lock_guard<std::mutex> hostl(host.mu);
+  {
+    std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
+    if (e.tier != host_tier_ || e.state.load() != kReady || e.pins.load() != 0 ||
+        (e.flags.load() & kFlagDemoting) != 0) {
+      hbm.tier->Free(*slot);
+      return e.pins.load() == 0;
+    }
+    e.state.store(kLoading, std::memory_order_release);  // not readable while it moves
+  }
+  const Slot from = e.slot();
+  auto* gpu = static_cast<GpuHbmTier*>(hbm.tier.get());
+  Status st = gpu->CopyIn(*slot, host.tier->Address(from), e.size);
+  std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
+  e.flags.fetch_and(static_cast<uint8_t>(~kFlagHbmQueued));
+  if (!st.ok()) {
+    hbm.tier->Free(*slot);
+    e.state.store(kReady, std::memory_order_release);
+    return true;
+  }
+  e.tier = 0;
+  e.offset = slot->offset;
+  e.size_class = static_cast<uint16_t>(slot->size_class);
+  e.state.store(kReady, std::memory_order_release);
+  BlockMeta meta;
+  meta.priority = e.priority;
+  meta.bytes = e.size;
+  meta.fingerprint = e.key.lo;
+  hbm.policy->Track(id, meta);
+  ++hbm.blocks;
+  hbm.bytes_in += e.size;
+  ++hbm_promotions_;
+  host.policy->Remove(id);
+  host.tier->Free(from);
+  --host.blocks;
+  return true;
+}
 
 uint32_t Cache::NowSeconds() const {
   return static_cast<uint32_t>((clock_() - start_ns_) / 1000000000ull);
@@ -598,6 +698,23 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
       ts.bytes_out += b.size;
     }
   }
+  if (promoter_.joinable()) {
+    std::vector<BlockId> up;
+    for (const auto& b : blocks) {
+      if (b.tier != host_tier_) continue;
+      BlockEntry& e = index_.entry(b.id);
+      std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
+      if (e.hits >= options_.promote_to_hbm_hits && (e.flags.load() & kFlagHbmQueued) == 0) {
+        e.flags.fetch_or(kFlagHbmQueued);
+        up.push_back(b.id);
+      }
+    }
+    if (!up.empty()) {
+      std::lock_guard<std::mutex> l(promote_mu_);
+      for (BlockId id : up) promote_queue_.emplace_back(id, 0);
+      promote_cv_.notify_one();
+    }
+  }
   c_.acquires.fetch_add(1, std::memory_order_relaxed);
   c_.keys_requested.fetch_add(keys.size(), std::memory_order_relaxed);
   c_.blocks_hit.fetch_add(blocks.size(), std::memory_order_relaxed);
@@ -673,6 +790,7 @@ CacheStats Cache::Stats() const {
     t.evictions = tp->evictions;
     t.evicted_bytes = tp->evicted_bytes;
     t.policy_memory = tp->policy->MemoryUsage();
+    if (tp->tier->kind() == TierKind::kHbm) t.promotions = hbm_promotions_;
     s.tiers.push_back(std::move(t));
   }
   if (nvme_) s.tiers.push_back(nvme_->Stats());

@@ -21,6 +21,8 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <thread>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -94,6 +96,10 @@ struct CacheOptions {
   // Where the cache reports what an operator must see (NVMe errors, once per
   // burst; recovery). Null: stderr.
   std::function<void(const std::string&)> log_warning;
+  // Host → HBM promotion: a host block hit this many times is moved up to
+  // the HBM tier (tier 0 when it is kHbm) by a background thread on the
+  // HBM tier's stream. 0: never (blocks reach HBM only when stored there).
+  uint32_t promote_to_hbm_hits = 0;
   // Start-up facts (NVMe recovery counts). Null: not reported.
   std::function<void(const std::string&)> log_info;
 };
@@ -205,8 +211,8 @@ struct TierStats {
   uint64_t evictions = 0;
   uint64_t evicted_bytes = 0;
   uint64_t policy_memory = 0;
-  uint64_t demotions = 0;       // blocks written down to the next tier
-  uint64_t promotions = 0;      // blocks read up from this tier
+  uint64_t demotions = 0;       // NVMe: blocks written down to it
+  uint64_t promotions = 0;      // NVMe: blocks read up from it; HBM: blocks moved up into it
   uint64_t io_errors = 0;       // NVMe: failed reads and writes
   uint64_t checksum_failures = 0;  // NVMe: reads quarantined (never served)
   uint64_t recovered = 0;       // NVMe: blocks recovered at start
@@ -282,6 +288,8 @@ class Cache {
 
   CacheStats Stats() const;
   const BlockIndex& index() const { return index_; }
+  // Waits until queued host → HBM promotions are done (tests).
+  void DrainPromotions();
 
  private:
   friend class Lease;
@@ -308,6 +316,8 @@ class Cache {
   // tier; false when the host tier has no room (the block is then dropped).
   bool DemoteToHostLocked(TierState& ts, BlockId victim);
   void ReleaseBlocks(std::span<const Lease::Block> blocks);
+  void PromoterMain();
+  bool PromoteToHbm(BlockId id);  // false: not now (pinned), try again later
   void ReleaseIds(std::span<const BlockId> ids);
   void AbortBlocks(Reservation& r);
 
@@ -321,6 +331,15 @@ class Cache {
   mutable std::mutex ns_mu_;
   std::vector<NamespaceSpec> namespaces_;
   std::unique_ptr<NvmeTier> nvme_;  // destroyed first: stops its I/O thread
+
+  // Host → HBM promotion queue and its thread (when promote_to_hbm_hits > 0).
+  std::mutex promote_mu_;
+  std::condition_variable promote_cv_;
+  std::deque<std::pair<BlockId, int>> promote_queue_;  // id, attempts
+  bool promote_stop_ = false;
+  bool promote_busy_ = false;
+  std::thread promoter_;
+  uint64_t hbm_promotions_ = 0;  // guarded by the HBM tier's mutex
 
   struct Counters {
     std::atomic<uint64_t> acquires{0}, keys_requested{0}, blocks_hit{0}, blocks_missed{0};

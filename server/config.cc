@@ -149,6 +149,10 @@ const std::vector<FlagSpec>& Flags() {
        .check = CheckStoreTier, .default_text = "host",
        .help = "Where fresh stores land: host, or hbm (blocks evicted from HBM move down to "
                "the host tier)."},
+      {.name = "promote-to-hbm-hits", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::promote_to_hbm_hits, .min = 0, .max = 1u << 30, .default_text = "0 (never)",
+       .help = "Move a host block up to the HBM tier once it was hit N times (background, "
+               "on the daemon's CUDA stream); 0 never does."},
       {.name = "nvme-path", .metavar = "PATH", .type = FlagType::kString, .str = &C::nvme_path,
        .default_text = "<data-dir>/nvme.dat",
        .help = "File or block device of the NVMe tier."},
@@ -555,6 +559,9 @@ Status DaemonConfig::Validate() const {
                "too small for --max-keys " + std::to_string(max_keys_per_call) + " (needs " +
                    std::to_string(kBytesPerKeyInMessage) + " bytes per key, " +
                    FormatSize(uint64_t{max_keys_per_call} * kBytesPerKeyInMessage) + ")");
+  if (promote_to_hbm_hits > 0 && hbm_capacity_bytes == 0)
+    return bad("promote-to-hbm-hits", std::to_string(promote_to_hbm_hits),
+               "needs an HBM tier (--hbm-capacity)");
   if (store_tier == "hbm" && hbm_capacity_bytes == 0)
     return bad("store-tier", store_tier, "needs an HBM tier (--hbm-capacity)");
   if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < kMiB)
@@ -574,7 +581,8 @@ std::string DaemonConfig::ToString() const {
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
     << " max_connections=" << max_connections << " hbm_capacity=" << ExactSize(hbm_capacity_bytes)
-    << " gpu=" << gpu << " store_tier=" << store_tier;
+    << " gpu=" << gpu << " store_tier=" << store_tier
+    << " promote_to_hbm_hits=" << promote_to_hbm_hits;
   if (nvme_capacity_bytes == 0) {
     o << " nvme=off";
   } else {

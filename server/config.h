@@ -67,6 +67,8 @@ struct DaemonConfig {
   uint32_t gpu = 0;
   // Where fresh stores land: "host" or "hbm" (needs --hbm-capacity).
   std::string store_tier = "host";
+  // Host blocks hit this many times move up to the HBM tier; 0 = never.
+  uint32_t promote_to_hbm_hits = 0;
   // NVMe tier file or block device. Empty = <data_dir>/nvme.dat (resolved).
   std::string nvme_path;
   // NVMe tier size; 0 = NVMe tier off.

@@ -64,6 +64,7 @@ int Run(const DaemonConfig& cfg) {
   co.store_tier = (hbm_tier != nullptr && cfg.store_tier == "hbm") ? 0 : (hbm_tier ? 1 : 0);
   co.tiers.push_back(TierSetup{std::move(host).value(), cfg.host_policy});
   co.max_keys_per_call = cfg.max_keys_per_call;
+  co.promote_to_hbm_hits = cfg.promote_to_hbm_hits;
   co.namespace_file = (std::filesystem::path(cfg.data_dir) / "namespaces").string();
   co.log_warning = [](const std::string& m) { spdlog::warn("{}", m); };
   co.log_info = [](const std::string& m) { spdlog::info("{}", m); };

@@ -1,0 +1,139 @@
+// The HBM tier inside the cache, on a real GPU (skipped without one): stores
+// land in HBM, eviction moves blocks down to the host tier on the daemon's
+// stream, and hits move host blocks up; every byte is checked after each move.
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "cache/cache.h"
+#include "tests/cache/cache_test_util.h"
+#include "tiers/gpu_hbm_tier.h"
+
+namespace kvtier {
+namespace {
+
+using testing::FillFromKey;
+using testing::MatchesKey;
+using testing::SmallSpec;
+
+constexpr uint64_t kBlock = 16 << 10;
+
+struct Fixture {
+  std::unique_ptr<Cache> cache;
+  GpuHbmTier* hbm = nullptr;
+  NamespaceId ns = 0;
+  std::vector<BlockKey> keys;
+};
+
+// HBM: 32 blocks; host: 128 blocks. Returns an empty fixture without a GPU.
+Fixture Make(TierId store_tier, uint32_t promote_hits) {
+  Fixture f;
+  HostShmOptions ho;
+  ho.capacity_bytes = 128 * kBlock;
+  ho.region_bytes = 128 * kBlock;
+  auto host = HostShmTier::Create(ho);
+  if (!host.ok()) return f;
+  GpuHbmOptions go;
+  go.capacity_bytes = 32 * kBlock;
+  go.region_bytes = 32 * kBlock;
+  go.host_base = (*host)->base();
+  go.host_bytes = (*host)->segment_bytes();
+  auto hbm = GpuHbmTier::Create(go);
+  if (!hbm.ok()) return f;
+  f.hbm = hbm->get();
+  CacheOptions o;
+  o.tiers.push_back(TierSetup{std::move(hbm).value(), "lru"});
+  o.tiers.push_back(TierSetup{std::move(host).value(), "lru"});
+  o.store_tier = store_tier;
+  o.promote_to_hbm_hits = promote_hits;
+  auto c = Cache::Create(std::move(o));
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  if (!c.ok()) return f;
+  f.cache = std::move(c).value();
+  f.ns = *f.cache->OpenNamespace(SmallSpec());
+  std::vector<uint32_t> tokens(16 * 200);
+  std::iota(tokens.begin(), tokens.end(), 3);
+  KeyHasher(SmallSpec()).Hash(tokens, &f.keys);
+  return f;
+}
+
+// Reads a leased block's bytes wherever it is.
+std::vector<uint8_t> Read(Fixture& f, const Lease::Block& b) {
+  std::vector<uint8_t> out(b.size);
+  if (f.cache->tier_kind(b.tier) == TierKind::kHbm) {
+    EXPECT_TRUE(f.hbm->CopyOut(out.data(), Slot{b.offset, b.size, 0}, b.size).ok());
+  } else {
+    std::memcpy(out.data(), f.cache->Address(b.tier, b.offset), b.size);
+  }
+  return out;
+}
+
+void Store(Fixture& f, size_t first, size_t n) {
+  auto r = f.cache->Reserve(f.ns, std::span(f.keys).subspan(first, n), std::vector<uint64_t>(n, kBlock));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<uint64_t> sums(n);
+  std::vector<uint8_t> buf(kBlock);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& b = r->blocks()[i];
+    FillFromKey(b.key, buf.data(), buf.size());
+    sums[i] = checksum::Sum64(buf.data(), buf.size());
+    Slot s{b.offset, b.size, 0};
+    if (f.cache->tier_kind(b.tier) == TierKind::kHbm) {
+      ASSERT_TRUE(f.hbm->CopyIn(s, buf.data(), buf.size()).ok());
+    } else {
+      std::memcpy(f.cache->Address(b.tier, b.offset), buf.data(), buf.size());
+    }
+  }
+  ASSERT_TRUE(f.cache->Commit(*r, sums).ok());
+}
+
+TEST(HbmTierTest, StoresLandInHbmAndEvictionMovesThemDownByteExact) {
+  Fixture f = Make(/*store_tier=*/0, 0);
+  if (!f.cache) GTEST_SKIP() << "no GPU";
+  Store(f, 0, 32);
+  Store(f, 32, 32);  // HBM holds 32: the first 32 move down to host
+  CacheStats s = f.cache->Stats();
+  EXPECT_EQ(s.tiers[0].blocks, 32u);
+  EXPECT_EQ(s.tiers[1].blocks, 32u);
+  EXPECT_EQ(s.tiers[0].evictions, 32u);
+  auto l = f.cache->Acquire(f.ns, std::span(f.keys).subspan(0, 64));
+  ASSERT_EQ(l->size(), 64u);
+  for (size_t i = 0; i < l->size(); ++i) {
+    const auto& b = l->blocks()[i];
+    EXPECT_EQ(f.cache->tier_kind(b.tier), i < 32 ? TierKind::kHost : TierKind::kHbm) << i;
+    auto bytes = Read(f, b);
+    EXPECT_TRUE(MatchesKey(b.key, bytes.data(), bytes.size()));
+  }
+}
+
+TEST(HbmTierTest, HitsMoveHostBlocksUpByteExact) {
+  Fixture f = Make(/*store_tier=*/1, /*promote_hits=*/2);
+  if (!f.cache) GTEST_SKIP() << "no GPU";
+  Store(f, 0, 20);
+  for (int i = 0; i < 2; ++i) f.cache->Acquire(f.ns, std::span(f.keys).subspan(0, 20))->Release();
+  f.cache->DrainPromotions();
+  CacheStats s = f.cache->Stats();
+  EXPECT_EQ(s.tiers[0].promotions, 20u);
+  EXPECT_EQ(s.tiers[0].blocks, 20u);
+  auto l = f.cache->Acquire(f.ns, std::span(f.keys).subspan(0, 20));
+  ASSERT_EQ(l->size(), 20u);
+  for (const auto& b : l->blocks()) {
+    EXPECT_EQ(f.cache->tier_kind(b.tier), TierKind::kHbm);
+    auto bytes = Read(f, b);
+    EXPECT_TRUE(MatchesKey(b.key, bytes.data(), bytes.size()));
+    EXPECT_EQ(checksum::Sum64(bytes.data(), bytes.size()), b.checksum);
+  }
+}
+
+TEST(HbmTierTest, UnavailableWithoutAGpuOrACudaBuild) {
+  GpuHbmOptions go;
+  go.device = 4096;
+  auto t = GpuHbmTier::Create(go);
+  EXPECT_FALSE(t.ok());
+  EXPECT_TRUE(t.status().code() == StatusCode::kUnavailable ||
+              t.status().code() == StatusCode::kInvalidArgument)
+      << t.status().ToString();
+}
+
+}  // namespace
+}  // namespace kvtier
