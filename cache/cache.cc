@@ -59,6 +59,18 @@ void Lease::Wait() const {
   state_->cv.wait(l, [&] { return state_->pending == 0; });
 }
 
+void Lease::Truncate(size_t n) {
+  if (!state_ || cache_ == nullptr) return;
+  std::vector<Block> tail;
+  {
+    std::lock_guard<std::mutex> l(state_->mu);
+    if (n >= state_->blocks.size()) return;
+    tail.assign(state_->blocks.begin() + static_cast<std::ptrdiff_t>(n), state_->blocks.end());
+    state_->blocks.resize(n);
+  }
+  cache_->ReleaseBlocks(tail);
+}
+
 void Lease::Release() {
   if (cache_ != nullptr && state_) {
     std::vector<Block> blocks;
@@ -136,9 +148,12 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
       have_host = true;
     }
   if (nvme && !have_host) return Status::InvalidArgument("the NVMe tier needs a host tier");
+  for (size_t i = 0; i < c->tiers_.size(); ++i)
+    if (c->tiers_[i]->tier->kind() == TierKind::kHbm && c->first_hbm_tier_ == kNoTier)
+      c->first_hbm_tier_ = static_cast<TierId>(i);
   if (c->options_.promote_to_hbm_hits > 0) {
-    if (!have_host || c->tiers_[0]->tier->kind() != TierKind::kHbm)
-      return Status::InvalidArgument("promotion to HBM needs an HBM tier (tier 0) and a host tier");
+    if (!have_host || c->first_hbm_tier_ == kNoTier)
+      return Status::InvalidArgument("promotion to HBM needs an HBM tier and a host tier");
     c->promoter_ = std::thread([p = c.get()] { p->PromoterMain(); });
   }
   KVTIER_RETURN_IF_ERROR(c->LoadNamespaces());
@@ -179,13 +194,14 @@ void Cache::PromoterMain() {
     promote_cv_.wait(l, [&] { return promote_stop_ || !promote_queue_.empty(); });
     if (promote_stop_) return;
     promote_busy_ = true;
-    auto [id, attempts] = promote_queue_.front();
+    PromoteJob job = promote_queue_.front();
     promote_queue_.pop_front();
     l.unlock();
-    bool done = PromoteToHbm(id);
+    bool done = PromoteToHbm(job.id, job.to);
     l.lock();
-    if (!done && attempts < 100) {
-      promote_queue_.emplace_back(id, attempts + 1);  // pinned: later
+    const BlockId id = job.id;
+    if (!done && job.attempts < 100) {
+      promote_queue_.push_back(PromoteJob{job.id, job.to, job.attempts + 1});  // pinned: later
       l.unlock();
       std::this_thread::sleep_for(std::chrono::microseconds(200));
       l.lock();
@@ -202,8 +218,8 @@ void Cache::DrainPromotions() {
   promote_cv_.wait(l, [&] { return promote_queue_.empty() && !promote_busy_; });
 }
 
-bool Cache::PromoteToHbm(BlockId id) {
-  TierState& hbm = *tiers_[0];
+bool Cache::PromoteToHbm(BlockId id, TierId to) {
+  TierState& hbm = *tiers_[to];
   TierState& host = *tiers_[host_tier_];
   BlockEntry& e = index_.entry(id);
   std::lock_guard<std::mutex> hl(hbm.mu);  // lock order: HBM, host, shard
@@ -241,7 +257,7 @@ bool Cache::PromoteToHbm(BlockId id) {
     e.state.store(kReady, std::memory_order_release);
     return true;
   }
-  e.tier = 0;
+  e.tier = to;
   e.offset = slot->offset;
   e.size_class = static_cast<uint16_t>(slot->size_class);
   e.state.store(kReady, std::memory_order_release);
@@ -494,7 +510,9 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
   }
   c_.reserves.fetch_add(1, std::memory_order_relaxed);
 
-  const TierId t = options_.store_tier;
+  if (opt.tier != kNoTier && opt.tier >= tiers_.size())
+    return Status::InvalidArgument("store tier " + std::to_string(opt.tier) + " does not exist");
+  const TierId t = opt.tier != kNoTier ? opt.tier : options_.store_tier;
   TierState& ts = *tiers_[t];
   const uint64_t now_ns = clock_();
   Reservation res;
@@ -618,8 +636,8 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
     if (write_through) nvme_->EnqueueWrite(b.id);
     bytes += b.size;
   }
-  {
-    TierState& ts = *tiers_[options_.store_tier];
+  if (!r.blocks_.empty()) {
+    TierState& ts = *tiers_[r.blocks_.front().tier];
     std::lock_guard<std::mutex> l(ts.mu);
     ts.bytes_in += bytes;
   }
@@ -652,7 +670,7 @@ void Cache::Abort(Reservation& r) {
   r.pending_ = 0;
 }
 
-Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
+Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, TierId promote_to) {
   {
     std::lock_guard<std::mutex> l(ns_mu_);
     if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
@@ -698,7 +716,9 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
       ts.bytes_out += b.size;
     }
   }
-  if (promoter_.joinable()) {
+  if (promote_to == kNoTier) promote_to = first_hbm_tier_;
+  if (promoter_.joinable() && promote_to < tiers_.size() &&
+      tiers_[promote_to]->tier->kind() == TierKind::kHbm) {
     std::vector<BlockId> up;
     for (const auto& b : blocks) {
       if (b.tier != host_tier_) continue;
@@ -711,7 +731,7 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys) {
     }
     if (!up.empty()) {
       std::lock_guard<std::mutex> l(promote_mu_);
-      for (BlockId id : up) promote_queue_.emplace_back(id, 0);
+      for (BlockId id : up) promote_queue_.push_back(PromoteJob{id, promote_to, 0});
       promote_cv_.notify_one();
     }
   }

@@ -99,6 +99,7 @@ struct CacheOptions {
   // Host → HBM promotion: a host block hit this many times is moved up to
   // the HBM tier (tier 0 when it is kHbm) by a background thread on the
   // HBM tier's stream. 0: never (blocks reach HBM only when stored there).
+  // With several HBM tiers (one per GPU), Acquire names the one to use.
   uint32_t promote_to_hbm_hits = 0;
   // Start-up facts (NVMe recovery counts). Null: not reported.
   std::function<void(const std::string&)> log_info;
@@ -120,7 +121,11 @@ struct StoreOptions {
   std::vector<PriorityRange> ranges;
   // Chain parent of keys[0]; zero when keys[0] starts a prompt.
   BlockKey first_parent;
+  // Tier to store into instead of CacheOptions::store_tier (e.g. the HBM
+  // tier of the writer's GPU); kNoTier: the default.
+  TierId tier = 0xFF;
 };
+inline constexpr TierId kNoTier = 0xFF;
 
 class Cache;
 
@@ -152,6 +157,9 @@ class Lease {
   // Blocks until ready().
   void Wait() const;
   void Release();
+  // Releases blocks [n, size()): a tensor-parallel group keeps only the
+  // prefix every rank has. REQUIRES: ready().
+  void Truncate(size_t n);
 
  private:
   friend class Cache;
@@ -269,7 +277,8 @@ class Cache {
   // NVMe-resident blocks of the prefix are promoted to the store tier; the
   // lease is ready when their reads completed (OnReady / Lease::Wait).
   // Errors: NotFound (namespace), InvalidArgument (too many keys).
-  Result<Lease> Acquire(NamespaceId ns, std::span<const BlockKey> keys);
+  Result<Lease> Acquire(NamespaceId ns, std::span<const BlockKey> keys,
+                        TierId promote_to = kNoTier);
   // Calls `fn` once `lease` is ready: at once (on this thread) if it is,
   // else on the NVMe I/O thread when the last promotion completed.
   void OnReady(Lease& lease, std::function<void()> fn);
@@ -317,7 +326,8 @@ class Cache {
   bool DemoteToHostLocked(TierState& ts, BlockId victim);
   void ReleaseBlocks(std::span<const Lease::Block> blocks);
   void PromoterMain();
-  bool PromoteToHbm(BlockId id);  // false: not now (pinned), try again later
+  bool PromoteToHbm(BlockId id, TierId to);  // false: not now (pinned), try later
+  TierId first_hbm_tier_ = kNoTier;
   void ReleaseIds(std::span<const BlockId> ids);
   void AbortBlocks(Reservation& r);
 
@@ -335,7 +345,12 @@ class Cache {
   // Host → HBM promotion queue and its thread (when promote_to_hbm_hits > 0).
   std::mutex promote_mu_;
   std::condition_variable promote_cv_;
-  std::deque<std::pair<BlockId, int>> promote_queue_;  // id, attempts
+  struct PromoteJob {
+    BlockId id;
+    TierId to;
+    int attempts;
+  };
+  std::deque<PromoteJob> promote_queue_;
   bool promote_stop_ = false;
   bool promote_busy_ = false;
   std::thread promoter_;

@@ -184,9 +184,11 @@ Result<RemoteStats> Client::Stats() {
   });
 }
 
-Result<Client::HbmSegment> Client::GetHbmSegment() {
+Result<Client::HbmSegment> Client::GetHbmSegment(int device) {
   return Guard([&]() -> Result<HbmSegment> {
-    auto res = impl_->boot.hbmSegmentRequest().send().wait(impl_->ws());
+    auto req = impl_->boot.hbmSegmentRequest();
+    req.setDevice(device);
+    auto res = req.send().wait(impl_->ws());
     HbmSegment h;
     h.device = res.getDevice();
     auto handle = res.getIpcHandle();
@@ -197,6 +199,45 @@ Result<Client::HbmSegment> Client::GetHbmSegment() {
     h.bytes = res.getBytes();
     h.pci_bus_id = res.getPciBusId();
     return h;
+  });
+}
+
+Result<std::vector<ClientLease>> Client::AcquireTp(std::span<ClientNamespace* const> ranks,
+                                                   std::span<const std::vector<BlockKey>> keys) {
+  if (ranks.size() != keys.size() || ranks.empty())
+    return Status::InvalidArgument(std::to_string(ranks.size()) + " ranks but " +
+                                   std::to_string(keys.size()) + " key lists");
+  return Guard([&]() -> Result<std::vector<ClientLease>> {
+    auto req = impl_->boot.acquireTpRequest();
+    auto rl = req.initRanks(static_cast<unsigned>(ranks.size()));
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      auto o = rl[static_cast<unsigned>(r)];
+      o.setNamespaceId(ranks[r]->id());
+      o.setDevice(ranks[r]->device());
+      auto kl = o.initKeys(static_cast<unsigned>(keys[r].size()));
+      for (size_t i = 0; i < keys[r].size(); ++i)
+        rpcconv::ToRpc(keys[r][i], kl[static_cast<unsigned>(i)]);
+    }
+    auto res = req.send().wait(impl_->ws());
+    std::vector<ClientLease> out;
+    auto results = res.getResults();
+    if (results.size() != ranks.size()) return Status::Internal("acquireTp answered the wrong rank count");
+    for (unsigned r = 0; r < results.size(); ++r) {
+      ClientLease lease;
+      auto blocks = results[r].getBlocks();
+      for (unsigned i = 0; i < blocks.size(); ++i) {
+        auto b = blocks[i];
+        lease.blocks_.push_back(RemoteBlock{keys[r][i], TierFromRpc(b.getTier()), b.getOffset(),
+                                            b.getSize(), b.getChecksum()});
+      }
+      if (!lease.blocks_.empty()) {
+        lease.impl_ = std::make_unique<ClientLease::Impl>();
+        lease.impl_->client = impl_;
+        lease.impl_->cap = results[r].getLease();
+      }
+      out.push_back(std::move(lease));
+    }
+    return out;
   });
 }
 
@@ -331,6 +372,7 @@ Result<std::vector<BlockKey>> ClientNamespace::HashTokensRemote(std::span<const 
 Result<ClientLease> ClientNamespace::Lookup(std::span<const BlockKey> keys) {
   return Guard([&]() -> Result<ClientLease> {
     auto req = impl_->cap.acquireRequest();
+    req.setDevice(device_);
     auto list = req.initKeys(static_cast<unsigned>(keys.size()));
     for (size_t i = 0; i < keys.size(); ++i) rpcconv::ToRpc(keys[i], list[static_cast<unsigned>(i)]);
     auto res = req.send().wait(client_->ws());
@@ -390,6 +432,7 @@ Result<ClientTxn> ClientNamespace::Reserve(std::span<const BlockKey> keys, const
       r.setDurationMs(o.ranges[i].duration_ns / 1000000ull);
     }
     rpcconv::ToRpc(o.first_parent, req.initFirstParent());
+    req.setDevice(device_);
     auto res = req.send().wait(client_->ws());
     ClientTxn txn;
     txn.impl_ = std::make_unique<ClientTxn::Impl>();

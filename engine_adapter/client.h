@@ -59,6 +59,7 @@ class ClientLease {
 
  private:
   friend class ClientNamespace;
+  friend class Client;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::vector<RemoteBlock> blocks_;
@@ -134,7 +135,14 @@ class Client {
     uint64_t bytes = 0;
     std::string pci_bus_id;
   };
-  Result<HbmSegment> GetHbmSegment();
+  // `device`: the HBM tier on that CUDA device; -1: the first.
+  Result<HbmSegment> GetHbmSegment(int device = -1);
+
+  // Tensor parallelism: acquires keys[r] in ranks[r] (namespaces opened on
+  // this client, one per TP rank) and keeps only the prefix every rank has:
+  // all returned leases have the same length.
+  Result<std::vector<ClientLease>> AcquireTp(std::span<ClientNamespace* const> ranks,
+                                             std::span<const std::vector<BlockKey>> keys);
 
   // The daemon's host segment as mapped in this process.
   uint8_t* segment_base() const;
@@ -180,10 +188,17 @@ class ClientNamespace {
 
   Result<RemoteStats> Stats();
 
+  // The CUDA device this namespace's engine runs on (-1: none, the
+  // default). The daemon stores its blocks in that GPU's HBM tier (with
+  // --store-tier hbm) and promotes its hits there.
+  void set_device(int device) { device_ = device; }
+  int device() const { return device_; }
+
   struct Impl;
 
  private:
   friend class Client;
+  int device_ = -1;
   ClientNamespace(std::shared_ptr<Client::Impl> client, std::unique_ptr<Impl> impl,
                   NamespaceSpec spec, uint32_t id);
   std::shared_ptr<Client::Impl> client_;

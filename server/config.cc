@@ -1,6 +1,7 @@
 #include "server/config.h"
 
 #include "eviction/admission.h"
+#include "tiers/numa.h"
 
 #include <unistd.h>
 
@@ -76,6 +77,17 @@ Status CheckWritePolicy(std::string_view v) {
   return Status::InvalidArgument("unknown write policy (write-back, write-through)");
 }
 
+Status CheckNuma(std::string_view v) {
+  if (v == "auto" || v == "off") return Status::OK();
+  auto r = ParseNodeList(v);
+  return r.ok() ? Status::OK() : r.status();
+}
+
+Status CheckGpus(std::string_view v) {
+  auto r = ParseGpuList(v);
+  return r.ok() ? Status::OK() : r.status();
+}
+
 Status CheckStoreTier(std::string_view v) {
   if (v == "host" || v == "hbm") return Status::OK();
   return Status::InvalidArgument("unknown tier '" + std::string(v) + "' (expected host or hbm)");
@@ -114,6 +126,10 @@ const std::vector<FlagSpec>& Flags() {
       {.name = "host-region", .metavar = "SIZE", .type = FlagType::kSize,
        .u64 = &C::host_region_bytes, .min = kMiB, .max = 4 * kGiB, .default_text = "64MiB",
        .help = "Slab region of the host tier, a multiple of 4KiB."},
+      {.name = "host-numa", .metavar = "auto|off|NODES", .type = FlagType::kString,
+       .str = &C::host_numa, .check = CheckNuma, .default_text = "auto",
+       .help = "NUMA placement of the host tier: auto (multi-node hosts: the nodes of "
+               "--gpus, else interleaved over all), off, or nodes like 0 or 0-1."},
       {.name = "host-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::host_policy, .check = CheckPolicy, .default_text = "priority-lru",
        .help = "Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo."},
@@ -141,10 +157,11 @@ const std::vector<FlagSpec>& Flags() {
        .help = "Most client connections at once, 1..1048576; more are refused."},
       {.name = "hbm-capacity", .metavar = "SIZE", .type = FlagType::kSize,
        .u64 = &C::hbm_capacity_bytes, .min = 0, .max = 1024 * kGiB, .default_text = "0 (off)",
-       .help = "GPU memory for the HBM tier on --gpu, shared with engines by CUDA IPC; 0 "
-               "turns the tier off."},
-      {.name = "gpu", .metavar = "N", .type = FlagType::kU32, .u32 = &C::gpu, .min = 0,
-       .max = 1024, .default_text = "0", .help = "CUDA device of the HBM tier."},
+       .help = "GPU memory for the HBM tier on each of --gpus, shared with engines by CUDA "
+               "IPC; 0 turns the tier off."},
+      {.name = "gpus", .metavar = "LIST", .type = FlagType::kString, .str = &C::gpus,
+       .check = CheckGpus, .default_text = "0",
+       .help = "CUDA devices that get an HBM tier each, comma-separated (e.g. 0,1,2,3)."},
       {.name = "store-tier", .metavar = "TIER", .type = FlagType::kString, .str = &C::store_tier,
        .check = CheckStoreTier, .default_text = "host",
        .help = "Where fresh stores land: host, or hbm (blocks evicted from HBM move down to "
@@ -367,6 +384,28 @@ std::string_view KvtierVersion() { return KVTIER_VERSION_STRING; }
 
 std::string DaemonVersion() { return "kvtier " + std::string(KvtierVersion()); }
 
+Result<std::vector<int>> ParseGpuList(std::string_view text) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string_view item = text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    int v = 0;
+    if (item.empty() || item.size() > 4) return Status::InvalidArgument("GPU list '" + std::string(text) + "' is not like 0,1,2");
+    for (char c : item) {
+      if (c < '0' || c > '9') return Status::InvalidArgument("GPU list '" + std::string(text) + "' is not like 0,1,2");
+      v = v * 10 + (c - '0');
+    }
+    if (v > 1023) return Status::InvalidArgument("GPU " + std::to_string(v) + " is out of range 0..1023");
+    if (std::find(out.begin(), out.end(), v) != out.end())
+      return Status::InvalidArgument("GPU " + std::to_string(v) + " is listed twice");
+    out.push_back(v);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 Result<uint64_t> ParseSize(std::string_view text) {
   const std::string bad = Quote(text) +
                           " is not a size (bytes, or a number with K, M, G or T, "
@@ -576,12 +615,13 @@ std::string DaemonConfig::ToString() const {
   std::ostringstream o;
   o << "socket=" << socket_path << " data_dir=" << data_dir
     << " host_capacity=" << ExactSize(host_capacity_bytes)
-    << " host_region=" << ExactSize(host_region_bytes) << " host_policy=" << host_policy
+    << " host_region=" << ExactSize(host_region_bytes) << " host_numa=" << host_numa
+    << " host_policy=" << host_policy
     << " admin=" << admin_address << " log_level=" << log_level
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
     << " max_connections=" << max_connections << " hbm_capacity=" << ExactSize(hbm_capacity_bytes)
-    << " gpu=" << gpu << " store_tier=" << store_tier
+    << " gpus=" << gpus << " store_tier=" << store_tier
     << " promote_to_hbm_hits=" << promote_to_hbm_hits;
   if (nvme_capacity_bytes == 0) {
     o << " nvme=off";

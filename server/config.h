@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tiers/status.h"
 
@@ -41,6 +42,10 @@ struct DaemonConfig {
   // Slab region of the host tier: the unit in which capacity is carved into
   // size classes (larger blocks take runs of whole regions).
   uint64_t host_region_bytes = 64 * kMiB;
+  // NUMA placement of the host segment: "auto" (on a multi-node host: the
+  // nodes of --gpus, else interleaved over all nodes), "off", or a node
+  // list ("0", "0-1") to bind (one node) or interleave (several).
+  std::string host_numa = "auto";
   // Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo.
   std::string host_policy = "priority-lru";
   // Admin HTTP endpoint, "HOST:PORT" ("[v6addr]:PORT" for IPv6). "off"
@@ -59,12 +64,12 @@ struct DaemonConfig {
   uint64_t max_message_bytes = 64 * kMiB;
   // Most client connections at once; more are refused.
   uint32_t max_connections = 1024;
-  // HBM tier: bytes of GPU memory the daemon takes on --gpu; 0 = no HBM
+  // HBM tier: bytes of GPU memory the daemon takes on each of --gpus; 0 = no HBM
   // tier. Off by default: GPU memory belongs to the engines unless an
   // operator gives some to kvtier.
   uint64_t hbm_capacity_bytes = 0;
-  // CUDA device of the HBM tier.
-  uint32_t gpu = 0;
+  // CUDA devices with an HBM tier each (comma-separated), e.g. "0,1,2,3".
+  std::string gpus = "0";
   // Where fresh stores land: "host" or "hbm" (needs --hbm-capacity).
   std::string store_tier = "host";
   // Host blocks hit this many times move up to the HBM tier; 0 = never.
@@ -143,6 +148,10 @@ std::string_view KvtierVersion();
 Result<uint64_t> ParseSize(std::string_view text);
 // 17179869184 → "16GiB", 1536 → "1.5KiB", 100 → "100B" (up to 2 decimals).
 std::string FormatSize(uint64_t bytes);
+
+// "0,1,3" → {0, 1, 3}. InvalidArgument on anything else (empty, duplicates,
+// values above 1023).
+Result<std::vector<int>> ParseGpuList(std::string_view text);
 
 // "127.0.0.1:9477", "localhost:0", "[::1]:9477" → host and port.
 struct HostPort {

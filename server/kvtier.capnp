@@ -119,7 +119,24 @@ interface KvTier {
   # `ipcHandle` (a cudaIpcMemHandle_t, 64 bytes) with cudaIpcOpenMemHandle;
   # block offsets of tier `hbm` are relative to it. Fails with Unavailable
   # when the daemon has no HBM tier.
-  hbmSegment @4 () -> (device :Int32, ipcHandle :Data, bytes :UInt64, pciBusId :Text);
+  hbmSegment @4 (device :Int32 = -1) -> (device :Int32, ipcHandle :Data, bytes :UInt64, pciBusId :Text);
+
+  # Tensor parallelism: acquires each rank's keys in its namespace (an id
+  # returned by openNamespace on this connection) and keeps only the prefix
+  # that every rank has, so that all ranks load the same number of blocks.
+  # `device` is the rank's GPU (for promotion to its HBM tier; -1 = none).
+  acquireTp @5 (ranks :List(TpRank)) -> (prefix :UInt32, results :List(TpResult));
+}
+
+struct TpRank {
+  namespaceId @0 :UInt32;
+  keys @1 :List(Key);
+  device @2 :Int32 = -1;
+}
+
+struct TpResult {
+  blocks @0 :List(BlockLocation);
+  lease @1 :Lease;   # null when the common prefix is empty
 }
 
 interface HostSegment {
@@ -129,12 +146,17 @@ interface HostSegment {
 interface Namespace {
   # Longest cached prefix of `keys` (a chain), pinned by `lease` until it is
   # released or dropped. `lease` is null when nothing matched.
-  acquire @0 (keys :List(Key)) -> (blocks :List(BlockLocation), lease :Lease);
+  # `device`: the caller's GPU; blocks hit often enough move up to that GPU's
+  # HBM tier (--promote-to-hbm-hits); -1 = the first HBM tier.
+  acquire @0 (keys :List(Key), device :Int32 = -1) -> (blocks :List(BlockLocation), lease :Lease);
 
   # Slots for `keys`, each of `sizes[i]` bytes (must equal the namespace's
   # block size). `firstParent` is the chain key before keys[0] (zero = none).
+  # `device`: the writer's GPU; with --store-tier hbm, the slots are in that
+  # GPU's HBM tier (-1 = the default store tier).
   reserve @1 (keys :List(Key), sizes :List(UInt64), priority :UInt8 = 35,
-              durationMs :UInt64, ranges :List(PriorityRange), firstParent :Key)
+              durationMs :UInt64, ranges :List(PriorityRange), firstParent :Key,
+              device :Int32 = -1)
           -> (slots :List(ReservedSlot), txn :StoreTxn);
 
   # Chain keys of the full blocks of `tokens`, starting after `prev` (zero =

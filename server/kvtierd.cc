@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <memory>
 
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "cache/cache.h"
@@ -24,9 +25,30 @@
 #include "server/rpc_service.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
+#include "tiers/numa.h"
 
 namespace kvtier {
 namespace {
+
+// Where the host segment goes (empty: the kernel's default).
+std::vector<int> HostNumaNodes(const DaemonConfig& cfg) {
+  if (cfg.host_numa == "off") return {};
+  if (cfg.host_numa != "auto") {
+    auto listed = ParseNodeList(cfg.host_numa);  // validated with the config
+    return *listed;
+  }
+  std::vector<int> online = OnlineNumaNodes();
+  if (online.size() < 2) return {};
+  std::vector<int> nodes;
+  const auto gpus = ParseGpuList(cfg.gpus);  // validated with the config
+  for (int gpu : *gpus) {
+    auto bus = CudaPciBusId(gpu);
+    int node = bus.ok() ? NumaNodeOfPciDevice(*bus) : -1;
+    if (node < 0) return online;  // unknown: spread over every node
+    if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) nodes.push_back(node);
+  }
+  return nodes.empty() ? online : nodes;
+}
 
 int Run(const DaemonConfig& cfg) {
   std::error_code ec;
@@ -38,6 +60,9 @@ int Run(const DaemonConfig& cfg) {
   HostShmOptions ho;
   ho.capacity_bytes = cfg.host_capacity_bytes;
   ho.region_bytes = cfg.host_region_bytes;
+  ho.numa_nodes = HostNumaNodes(cfg);
+  if (!ho.numa_nodes.empty())
+    spdlog::info("host tier placed on NUMA node(s) {}", fmt::join(ho.numa_nodes, ","));
   auto host = HostShmTier::Create(ho);
   if (!host.ok()) {
     spdlog::error("host tier: {}", host.status().ToString());
@@ -45,23 +70,32 @@ int Run(const DaemonConfig& cfg) {
   }
   const HostShmTier* host_tier = host->get();
   CacheOptions co;
-  const GpuHbmTier* hbm_tier = nullptr;
+  std::vector<HbmTierRef> hbm_tiers;
   if (cfg.hbm_capacity_bytes > 0) {
-    GpuHbmOptions go;
-    go.device = static_cast<int>(cfg.gpu);
-    go.capacity_bytes = cfg.hbm_capacity_bytes;
-    go.region_bytes = cfg.host_region_bytes;
-    go.host_base = (*host)->base();
-    go.host_bytes = (*host)->segment_bytes();
-    auto hbm = GpuHbmTier::Create(go);
-    if (!hbm.ok()) {
-      spdlog::error("HBM tier: {}", hbm.status().ToString());
-      return 1;
+    auto gpus = ParseGpuList(cfg.gpus);  // validated with the config
+    for (int gpu : *gpus) {
+      GpuHbmOptions go;
+      go.device = gpu;
+      go.capacity_bytes = cfg.hbm_capacity_bytes;
+      go.region_bytes = cfg.host_region_bytes;
+      // The host segment is registered (pinned) once, with the first GPU.
+      if (hbm_tiers.empty()) {
+        go.host_base = (*host)->base();
+        go.host_bytes = (*host)->segment_bytes();
+      }
+      auto hbm = GpuHbmTier::Create(go);
+      if (!hbm.ok()) {
+        spdlog::error("HBM tier on GPU {}: {}", gpu, hbm.status().ToString());
+        return 1;
+      }
+      hbm_tiers.push_back(HbmTierRef{hbm->get(), static_cast<TierId>(co.tiers.size())});
+      co.tiers.push_back(TierSetup{std::move(hbm).value(), cfg.host_policy});
     }
-    hbm_tier = hbm->get();
-    co.tiers.push_back(TierSetup{std::move(hbm).value(), cfg.host_policy});
   }
-  co.store_tier = (hbm_tier != nullptr && cfg.store_tier == "hbm") ? 0 : (hbm_tier ? 1 : 0);
+  // Stores land in the first HBM tier (or the writer's GPU's, when it says
+  // which) with --store-tier hbm, else in the host tier, after the HBM tiers.
+  const TierId host_id = static_cast<TierId>(co.tiers.size());
+  co.store_tier = (!hbm_tiers.empty() && cfg.store_tier == "hbm") ? 0 : host_id;
   co.tiers.push_back(TierSetup{std::move(host).value(), cfg.host_policy});
   co.max_keys_per_call = cfg.max_keys_per_call;
   co.promote_to_hbm_hits = cfg.promote_to_hbm_hits;
@@ -97,7 +131,8 @@ int Run(const DaemonConfig& cfg) {
   RpcMetrics metrics;
   RpcServiceOptions so;
   so.max_keys_per_call = cfg.max_keys_per_call;
-  RpcService service(cache->get(), host_tier, &metrics, so, hbm_tier);
+  so.store_in_hbm = !hbm_tiers.empty() && cfg.store_tier == "hbm";
+  RpcService service(cache->get(), host_tier, &metrics, so, hbm_tiers);
   RpcServerOptions ro;
   ro.socket_path = cfg.socket_path;
   ro.threads = static_cast<int>(cfg.rpc_threads);

@@ -1,6 +1,8 @@
 #include "server/rpc_service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <unordered_set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -74,6 +76,40 @@ void FillStats(const Cache& cache, const RpcMetrics& m, rpc::Stats::Builder out)
   }
 }
 
+// A promise fulfilled (on this thread's event loop) when `lease` is ready.
+kj::Promise<void> WhenReady(Cache* cache, const std::shared_ptr<Lease>& lease) {
+  if (lease->ready()) return kj::READY_NOW;
+  struct Waker {
+    std::mutex mu;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+  };
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  auto waker = std::make_shared<Waker>();
+  waker->fulfiller = kj::mv(paf.fulfiller);
+  cache->OnReady(*lease, [waker] {
+    std::lock_guard<std::mutex> l(waker->mu);
+    if (waker->fulfiller) waker->fulfiller->fulfill();
+  });
+  // If the call is cancelled (client gone), forget the fulfiller first.
+  auto guard = kj::defer([waker] {
+    std::lock_guard<std::mutex> l(waker->mu);
+    waker->fulfiller = nullptr;
+  });
+  return paf.promise.attach(kj::mv(guard));
+}
+
+void FillBlocks(const Cache& cache, const Lease& lease,
+                capnp::List<rpc::BlockLocation>::Builder blocks) {
+  for (size_t i = 0; i < lease.size(); ++i) {
+    const auto& b = lease.blocks()[i];
+    auto o = blocks[static_cast<unsigned>(i)];
+    o.setTier(rpcconv::TierToRpc(cache.tier_kind(b.tier)));
+    o.setOffset(b.offset);
+    o.setSize(b.size);
+    o.setChecksum(b.checksum);
+  }
+}
+
 class LeaseImpl final : public rpc::Lease::Server {
  public:
   LeaseImpl(Lease lease, RpcMetrics* m) : lease_(std::move(lease)), m_(m) { ++m_->leases_open; }
@@ -137,7 +173,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     auto keys_in = ctx.getParams().getKeys();
     CheckKeyCount(keys_in.size(), "acquire");
     auto keys = KeysFromRpc(keys_in);
-    auto lease = svc_->cache()->Acquire(id_, keys);
+    auto lease = svc_->cache()->Acquire(id_, keys, svc_->PromoteTier(ctx.getParams().getDevice()));
     if (!lease.ok()) Throw(lease.status());
     timer.Ok();
     if (lease->ready()) {
@@ -146,25 +182,8 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     }
     // Blocks are being promoted from NVMe: answer when their reads are done,
     // without holding this worker's event loop meanwhile.
-    struct Waker {
-      std::mutex mu;
-      kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
-      ~Waker() = default;
-    };
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-    auto waker = std::make_shared<Waker>();
-    waker->fulfiller = kj::mv(paf.fulfiller);
     auto held = std::make_shared<Lease>(std::move(lease).value());
-    svc_->cache()->OnReady(*held, [waker] {
-      std::lock_guard<std::mutex> l(waker->mu);
-      if (waker->fulfiller) waker->fulfiller->fulfill();
-    });
-    // If the call is cancelled (client gone), forget the fulfiller first.
-    auto guard = kj::defer([waker] {
-      std::lock_guard<std::mutex> l(waker->mu);
-      waker->fulfiller = nullptr;
-    });
-    return paf.promise.attach(kj::mv(guard)).then([this, ctx, held]() mutable {
+    return WhenReady(svc_->cache(), held).then([this, ctx, held]() mutable {
       FillAcquire(ctx, std::move(*held));
     });
   }
@@ -197,6 +216,12 @@ class NamespaceImpl final : public rpc::Namespace::Server {
       so.ranges.push_back(PriorityRange{r.getBegin(), r.getEnd(), r.getPriority(),
                                         r.getDurationMs() * 1000000ull});
     if (p.hasFirstParent()) so.first_parent = FromRpc(p.getFirstParent());
+    if (svc_->options().store_in_hbm && p.getDevice() >= 0) {
+      const HbmTierRef* ref = svc_->hbm(p.getDevice());
+      if (ref == nullptr)
+        Throw(Status::InvalidArgument("no HBM tier on GPU " + std::to_string(p.getDevice())));
+      so.tier = ref->id;
+    }
     auto keys = KeysFromRpc(keys_in);
     auto r = svc_->cache()->Reserve(id_, keys, sizes, so);
     if (!r.ok()) Throw(r.status());
@@ -245,15 +270,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
  private:
   void FillAcquire(AcquireContext& ctx, Lease lease) {
     auto res = ctx.getResults();
-    auto blocks = res.initBlocks(static_cast<unsigned>(lease.size()));
-    for (size_t i = 0; i < lease.size(); ++i) {
-      const auto& b = lease.blocks()[i];
-      auto o = blocks[static_cast<unsigned>(i)];
-      o.setTier(rpcconv::TierToRpc(svc_->cache()->tier_kind(b.tier)));
-      o.setOffset(b.offset);
-      o.setSize(b.size);
-      o.setChecksum(b.checksum);
-    }
+    FillBlocks(*svc_->cache(), lease, res.initBlocks(static_cast<unsigned>(lease.size())));
     if (!lease.empty()) res.setLease(kj::heap<LeaseImpl>(std::move(lease), svc_->metrics()));
   }
 
@@ -289,6 +306,12 @@ class KvTierImpl final : public rpc::KvTier::Server {
  public:
   explicit KvTierImpl(const RpcService* svc) : svc_(svc) {}
 
+ private:
+  // Namespaces opened on this connection (acquireTp names them by id).
+  std::unordered_set<NamespaceId> opened_;
+
+ public:
+
  protected:
   kj::Promise<void> openNamespace(OpenNamespaceContext ctx) override {
     CallTimer timer(svc_->metrics(), RpcMethod::kOpenNamespace);
@@ -300,6 +323,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
     auto res = ctx.getResults();
     res.setNs(kj::heap<NamespaceImpl>(svc_, *id, spec));
     res.setId(*id);
+    opened_.insert(*id);
     ToRpc(NamespaceSeed(spec), res.initSeed());
     res.setBlockBytes(spec.layout.BlockBytes());
     timer.Ok();
@@ -325,9 +349,59 @@ class KvTierImpl final : public rpc::KvTier::Server {
 
   kj::Promise<void> ping(PingContext) override { return kj::READY_NOW; }
 
+  kj::Promise<void> acquireTp(AcquireTpContext ctx) override {
+    CallTimer timer(svc_->metrics(), RpcMethod::kAcquire);
+    auto ranks = ctx.getParams().getRanks();
+    if (ranks.size() == 0 || ranks.size() > svc_->options().max_tp_ranks)
+      Throw(Status::InvalidArgument("acquireTp needs 1.." +
+                                    std::to_string(svc_->options().max_tp_ranks) + " ranks, got " +
+                                    std::to_string(ranks.size())));
+    auto leases = std::make_shared<std::vector<std::shared_ptr<Lease>>>();
+    for (unsigned r = 0; r < ranks.size(); ++r) {
+      auto rank = ranks[r];
+      if (opened_.count(rank.getNamespaceId()) == 0)
+        Throw(Status::NotFound("rank " + std::to_string(r) + ": namespace " +
+                               std::to_string(rank.getNamespaceId()) +
+                               " was not opened on this connection"));
+      if (rank.getKeys().size() > svc_->options().max_keys_per_call)
+        Throw(Status::InvalidArgument("rank " + std::to_string(r) + ": " +
+                                      std::to_string(rank.getKeys().size()) +
+                                      " keys exceed the limit of " +
+                                      std::to_string(svc_->options().max_keys_per_call)));
+      auto keys = KeysFromRpc(rank.getKeys());
+      auto lease = svc_->cache()->Acquire(rank.getNamespaceId(), keys,
+                                          svc_->PromoteTier(rank.getDevice()));
+      if (!lease.ok()) Throw(lease.status());
+      leases->push_back(std::make_shared<Lease>(std::move(lease).value()));
+    }
+    timer.Ok();
+    auto all = kj::heapArrayBuilder<kj::Promise<void>>(leases->size());
+    for (auto& l : *leases) all.add(WhenReady(svc_->cache(), l));
+    return kj::joinPromises(all.finish()).then([this, ctx, leases]() mutable {
+      // A prefix is a hit only if every rank has it.
+      size_t prefix = SIZE_MAX;
+      for (auto& l : *leases) prefix = std::min(prefix, l->size());
+      auto results = ctx.getResults();
+      results.setPrefix(static_cast<uint32_t>(prefix));
+      auto out = results.initResults(static_cast<unsigned>(leases->size()));
+      for (size_t r = 0; r < leases->size(); ++r) {
+        Lease& l = *(*leases)[r];
+        l.Truncate(prefix);
+        auto o = out[static_cast<unsigned>(r)];
+        FillBlocks(*svc_->cache(), l, o.initBlocks(static_cast<unsigned>(l.size())));
+        if (!l.empty()) o.setLease(kj::heap<LeaseImpl>(std::move(l), svc_->metrics()));
+      }
+    });
+  }
+
   kj::Promise<void> hbmSegment(HbmSegmentContext ctx) override {
-    const GpuHbmTier* hbm = svc_->hbm();
-    if (hbm == nullptr) Throw(Status::Unavailable("this daemon has no HBM tier"));
+    const int device = ctx.getParams().getDevice();
+    const HbmTierRef* ref = svc_->hbm(device);
+    if (ref == nullptr)
+      Throw(Status::Unavailable(device < 0 ? std::string("this daemon has no HBM tier")
+                                           : "this daemon has no HBM tier on GPU " +
+                                                 std::to_string(device)));
+    const GpuHbmTier* hbm = ref->tier;
     auto res = ctx.getResults();
     res.setDevice(hbm->device());
     res.setIpcHandle(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(hbm->ipc_handle().data()),

@@ -15,6 +15,7 @@
 #include <capnp/capability.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "cache/cache.h"
 #include "server/metrics.h"
@@ -26,26 +27,45 @@ namespace kvtier {
 struct RpcServiceOptions {
   uint32_t max_keys_per_call = 65536;       // acquire / reserve
   uint32_t max_tokens_per_call = 1u << 22;  // hashTokens
+  uint32_t max_tp_ranks = 64;               // acquireTp
+  // Stores from a client that names its GPU land in that GPU's HBM tier.
+  bool store_in_hbm = false;
+};
+
+// One HBM tier of the daemon: which cache tier it is.
+struct HbmTierRef {
+  const GpuHbmTier* tier = nullptr;
+  TierId id = kNoTier;
 };
 
 class RpcService {
  public:
   RpcService(Cache* cache, const HostShmTier* host, RpcMetrics* metrics,
-             RpcServiceOptions options = {}, const GpuHbmTier* hbm = nullptr)
-      : cache_(cache), host_(host), hbm_(hbm), metrics_(metrics), options_(options) {}
+             RpcServiceOptions options = {}, std::vector<HbmTierRef> hbm = {})
+      : cache_(cache), host_(host), hbm_(std::move(hbm)), metrics_(metrics), options_(options) {}
 
   capnp::Capability::Client NewBootstrap();
 
   Cache* cache() const { return cache_; }
+  // Where hits of a client on `device` are promoted (kNoTier: the default).
+  TierId PromoteTier(int device) const {
+    const HbmTierRef* ref = device >= 0 ? hbm(device) : nullptr;
+    return ref != nullptr ? ref->id : kNoTier;
+  }
   const HostShmTier* host() const { return host_; }
-  const GpuHbmTier* hbm() const { return hbm_; }
+  // The HBM tier on CUDA device `device` (-1: the first), or null.
+  const HbmTierRef* hbm(int device) const {
+    for (const auto& h : hbm_)
+      if (device < 0 || h.tier->device() == device) return &h;
+    return nullptr;
+  }
   RpcMetrics* metrics() const { return metrics_; }
   const RpcServiceOptions& options() const { return options_; }
 
  private:
   Cache* cache_;
   const HostShmTier* host_;
-  const GpuHbmTier* hbm_;
+  std::vector<HbmTierRef> hbm_;
   RpcMetrics* metrics_;
   RpcServiceOptions options_;
 };

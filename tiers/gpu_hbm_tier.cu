@@ -14,6 +14,17 @@ Status CudaError(const char* what, cudaError_t e) {
 }
 }  // namespace
 
+Result<std::string> CudaPciBusId(int device) {
+  char bus[32] = {0};
+  cudaError_t e = cudaDeviceGetPCIBusId(bus, sizeof(bus), device);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Unavailable(std::string("GPU ") + std::to_string(device) + ": " +
+                               cudaGetErrorString(e));
+  }
+  return std::string(bus);
+}
+
 Result<std::unique_ptr<GpuHbmTier>> GpuHbmTier::Create(const GpuHbmOptions& o) {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -55,7 +66,7 @@ Result<std::unique_ptr<GpuHbmTier>> GpuHbmTier::Create(const GpuHbmOptions& o) {
       cudaGetLastError();  // copies still work, from pageable memory
     }
   }
-  return t;
+  return Result<std::unique_ptr<GpuHbmTier>>(std::move(t));  // nvcc does no implicit move here
 }
 
 GpuHbmTier::~GpuHbmTier() {

@@ -30,6 +30,10 @@ struct GpuHbmOptions {
   uint64_t host_bytes = 0;
 };
 
+// PCI bus id ("0000:18:00.0") of CUDA device `device`. Unavailable without
+// CUDA or without that GPU.
+Result<std::string> CudaPciBusId(int device);
+
 class GpuHbmTier final : public Tier {
  public:
   // Errors: Unavailable (no CUDA build, no GPU), InvalidArgument (sizes),

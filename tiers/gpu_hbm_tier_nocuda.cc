@@ -4,6 +4,9 @@
 
 namespace kvtier {
 
+Result<std::string> CudaPciBusId(int) {
+  return Status::Unavailable("kvtier was built without CUDA");
+}
 Result<std::unique_ptr<GpuHbmTier>> GpuHbmTier::Create(const GpuHbmOptions&) {
   return Status::Unavailable("kvtier was built without CUDA: no HBM tier");
 }

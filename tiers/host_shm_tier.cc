@@ -1,5 +1,7 @@
 #include "tiers/host_shm_tier.h"
 
+#include "tiers/numa.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -33,13 +35,22 @@ Result<std::unique_ptr<HostShmTier>> HostShmTier::Create(const HostShmOptions& o
   }
   // Clients map this fd: forbid resizing it under them.
   (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-  int flags = MAP_SHARED | (o.populate ? MAP_POPULATE : 0);
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
     Status st = Errno("mmap of the host segment");
     close(fd);
     return st;
   }
+  // Placement first: pages are allocated on first touch (or populate).
+  if (!o.numa_nodes.empty()) {
+    Status st = BindMemoryToNodes(p, size, o.numa_nodes);
+    if (!st.ok()) {
+      munmap(p, size);
+      close(fd);
+      return st;
+    }
+  }
+  if (o.populate) (void)madvise(p, size, MADV_WILLNEED);
   (void)madvise(p, size, MADV_HUGEPAGE);  // best effort; shmem THP may be off
   return std::unique_ptr<HostShmTier>(
       new HostShmTier(fd, static_cast<uint8_t*>(p), size, std::move(alloc).value()));

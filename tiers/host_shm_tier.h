@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tiers/slab_allocator.h"
 #include "tiers/tier.h"
@@ -23,6 +24,9 @@ struct HostShmOptions {
   uint64_t region_bytes = 64ull << 20;
   std::string name = "kvtier-host";   // memfd name, visible in /proc/<pid>/fd
   bool populate = false;              // pre-fault every page at start
+  // NUMA nodes to place the segment on (one: bind; several: interleave);
+  // empty: the kernel's default (first touch).
+  std::vector<int> numa_nodes;
 };
 
 class HostShmTier final : public Tier {
