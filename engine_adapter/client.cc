@@ -254,20 +254,27 @@ ClientLease::ClientLease() = default;
 ClientLease::ClientLease(ClientLease&&) noexcept = default;
 ClientLease& ClientLease::operator=(ClientLease&& o) noexcept {
   if (this != &o) {
-    (void)Release();
+    Drop();
     impl_ = std::move(o.impl_);
     blocks_ = std::move(o.blocks_);
   }
   return *this;
 }
-ClientLease::~ClientLease() {
+
+ClientLease::~ClientLease() { Drop(); }
+
+void ClientLease::Drop() {
   if (impl_ && impl_->client != nullptr) {
-    impl_->cap = nullptr;  // dropping the capability releases the pins
+    // Dropping the capability releases the pins: the release message goes out
+    // now, without waiting for an answer.
+    impl_->cap = nullptr;
     try {
       impl_->client->Flush();
     } catch (const kj::Exception&) {
     }
   }
+  impl_.reset();
+  blocks_.clear();
 }
 
 Status ClientLease::Release() {

@@ -54,10 +54,13 @@ class ClientLease {
   const std::vector<RemoteBlock>& blocks() const { return blocks_; }
   size_t size() const { return blocks_.size(); }
   bool empty() const { return blocks_.empty(); }
-  // Releases the pins now (one round trip). Idempotent.
+  // Releases the pins now and waits for the daemon's answer (one round
+  // trip). Dropping the lease (destruction, assignment) releases them too,
+  // without waiting. Idempotent.
   Status Release();
 
  private:
+  void Drop();
   friend class ClientNamespace;
   friend class Client;
   struct Impl;
