@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,7 +25,7 @@ namespace kvtier::bench {
 namespace {
 
 // Policies run by `--policy all`, in report order.
-const char* const kAllPolicies[] = {"lru", "priority-lru", "prefix-lru", "s3fifo"};
+const char* const kAllPolicies[] = {"lru", "priority-lru", "prefix-lru", "s3fifo", "adaptive-2q"};
 
 const char* kSimUsage =
     "sim flags:\n"
@@ -190,10 +191,7 @@ int RunSim(int argc, char** argv) {
     if (i + 1 >= argc) return Fail("flag " + f + " needs a value");
     const std::string v = argv[++i];
     uint64_t n = 0;
-    auto number = [&](uint64_t* out) {
-      if (!ParseU64(v, out)) return false;
-      return true;
-    };
+    auto number = [&](uint64_t* out) { return ParseU64(v, out); };
     if (f == "--trace") {
       trace_path = v;
     } else if (f == "--format") {
@@ -338,7 +336,7 @@ int RunSim(int argc, char** argv) {
           j.hits = r->hits;
         } else {
           j.status = r.status();
-          done_requests.fetch_add(trace.requests.size() - 0);  // keep the ETA honest
+          done_requests.fetch_add(trace.requests.size());  // keep the ETA honest
         }
       }
       j.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -423,7 +421,7 @@ int RunSim(int argc, char** argv) {
     f.push_back({"trace", s(trace.name)});
     f.push_back({"policy", s(j.replay.policy)});
     f.push_back({"tier1_capacity", s(j.tier1_text)});
-    f.push_back({"tier1_blocks", u(j.belady ? j.replay.tier1_blocks : j.replay.tier1_blocks)});
+    f.push_back({"tier1_blocks", u(j.replay.tier1_blocks)});  // Belady: the total
     f.push_back({"tier1_fraction", Fmt(j.replay.tier1_blocks / unique, 6)});
     f.push_back({"tier2_capacity", s(j.tier2_text)});
     f.push_back({"tier2_blocks", u(j.replay.tier2_blocks)});
@@ -447,6 +445,16 @@ int RunSim(int argc, char** argv) {
     f.push_back({"gap_closed_vs_lru", gap});
     f.push_back({"tier1_hits", u(j.belady ? j.hits.hit_blocks : j.result.tier_hits[0])});
     f.push_back({"tier2_hits", u(j.result.tier_hits[1])});
+    // Per tier: hit blocks (tokens) served from that tier over all referenced
+    // blocks (input tokens); the two add up to the overall rates.
+    const double refs = static_cast<double>(std::max<uint64_t>(j.hits.blocks, 1));
+    const double toks = static_cast<double>(std::max<uint64_t>(j.hits.input_tokens, 1));
+    f.push_back({"tier1_block_hit_rate",
+                 Fmt((j.belady ? j.hits.hit_blocks : j.result.tier_hits[0]) / refs, 6)});
+    f.push_back({"tier2_block_hit_rate", Fmt(j.result.tier_hits[1] / refs, 6)});
+    f.push_back({"tier1_token_hit_rate",
+                 Fmt((j.belady ? j.hits.hit_tokens : j.result.tier_hit_tokens[0]) / toks, 6)});
+    f.push_back({"tier2_token_hit_rate", Fmt(j.result.tier_hit_tokens[1] / toks, 6)});
     f.push_back({"promotions", u(j.result.promotions)});
     f.push_back({"demotions", u(j.result.demotions)});
     f.push_back({"admission_refused", u(j.result.admission_refused)});

@@ -69,9 +69,11 @@ class LowerTier {
     present_[d] = 0;
   }
 
-  // A block evicted from tier 1: admitted and stored, or dropped.
+  // A block evicted from tier 1: admitted and stored, or dropped. With
+  // r == nullptr the block returns without admission or counting (a
+  // promotion that could not be placed).
   void Offer(uint32_t d, uint32_t parent, ReplayResult* r) {
-    if (!admission_->Admit(KeyOf(d).lo)) {
+    if (r != nullptr && !admission_->Admit(KeyOf(d).lo)) {
       ++r->admission_refused;
       return;
     }
@@ -80,7 +82,7 @@ class LowerTier {
       const BlockId victim = policy_->PickVictim([](BlockId) { return true; });
       if (victim == kNoBlock) return;  // cannot happen: nothing here is pinned
       Remove(victim);
-      ++r->tier2_evictions;
+      if (r != nullptr) ++r->tier2_evictions;
       slot = tier_->Allocate(block_bytes_);
     }
     BlockMeta meta;
@@ -90,7 +92,7 @@ class LowerTier {
     slots_[d] = *slot;
     present_[d] = 1;
     policy_->Track(d, meta);
-    ++r->demotions;
+    if (r != nullptr) ++r->demotions;
   }
 
  private:
@@ -157,6 +159,7 @@ Result<ReplayResult> Replay(const Trace& t, const ReplayOptions& o, std::atomic<
   const std::vector<uint64_t> sizes(max_keys, o.block_bytes);
   const std::vector<uint64_t> zeros(max_keys, 0);
   std::vector<uint32_t> slot_owner(t1->address_blocks(), kNone);  // slot -> dense id
+  std::vector<uint8_t> promoted(max_keys, 0);  // per request position: a tier-2 hit
   std::vector<Lease> leases;
 
   // Tier-1 evictions since the last call: demote (or drop) them. Must run
@@ -170,6 +173,7 @@ Result<ReplayResult> Replay(const Trace& t, const ReplayOptions& o, std::atomic<
     }
     freed.clear();
   };
+  size_t hit_end = 0;  // end of the current request's hit prefix
   // Stores keys [from, to) (a run with no tier-2 block), chained to
   // keys[from - 1] when from > 0. `anchor`: keys[from - 1] is in tier 1 and
   // is passed along (answered kPresent) so the policy links the first new
@@ -184,7 +188,13 @@ Result<ReplayResult> Replay(const Trace& t, const ReplayOptions& o, std::atomic<
     handle_freed();
     if (!rsv.ok()) {
       if (!rsv.status().IsResourceExhausted()) return rsv.status();
-      res.no_space_blocks += to - from;
+      // Nothing could be placed (tier 1 is full of pinned blocks). Hits of
+      // tier 1 in the run were answered present; everything else had no room.
+      for (size_t i = from; i < to; ++i) {
+        if (i < hit_end && !promoted[i]) continue;
+        ++res.no_space_blocks;
+        if (promoted[i]) lower->Offer(blocks[i], parent_of[blocks[i]], nullptr);
+      }
       return Status::OK();
     }
     const auto& rb = rsv->blocks();
@@ -192,8 +202,12 @@ Result<ReplayResult> Replay(const Trace& t, const ReplayOptions& o, std::atomic<
       if (rb[i].outcome == ReserveOutcome::kReserved) {
         slot_owner[rb[i].offset / o.block_bytes] = blocks[s + i];
         ++res.stored_blocks;
+        res.promotions += promoted[s + i];
       } else if (rb[i].outcome == ReserveOutcome::kNoSpace) {
         ++res.no_space_blocks;
+        // A promotion that found no room (tier 1 full of pinned blocks)
+        // leaves the block where it was.
+        if (promoted[s + i]) lower->Offer(blocks[s + i], parent_of[blocks[s + i]], nullptr);
       }
     }
     if (rsv->done()) return Status::OK();
@@ -208,24 +222,33 @@ Result<ReplayResult> Replay(const Trace& t, const ReplayOptions& o, std::atomic<
     if (lower)
       for (size_t i = 1; i < n; ++i) parent_of[blocks[i]] = blocks[i - 1];
 
+    // Tokens of blocks [a, b) of this request (the last block may be partial).
+    auto tokens = [&](size_t a, size_t b) {
+      const uint64_t bt = t.block_tokens;
+      return std::min<uint64_t>(b * bt, r.input_tokens) - std::min<uint64_t>(a * bt, r.input_tokens);
+    };
     auto lease = cache.Acquire(ns, std::span<const BlockKey>(keys.data(), n));
     if (!lease.ok()) return lease.status();
     const size_t h1 = lease->size();
     size_t pos = h1;
     res.tier_hits[0] += h1;
+    res.tier_hit_tokens[0] += tokens(0, h1);
     leases.push_back(std::move(lease).value());
     while (lower && pos < n && lower->Contains(blocks[pos])) {
       lower->Remove(blocks[pos]);  // promoted: stored into tier 1 below
+      promoted[pos] = 1;
       ++res.tier_hits[1];
-      ++res.promotions;
+      res.tier_hit_tokens[1] += tokens(pos, pos + 1);
       if (++pos == n) break;
       auto more = cache.Acquire(ns, std::span<const BlockKey>(keys.data() + pos, n - pos));
       if (!more.ok()) return more.status();
       res.tier_hits[0] += more->size();
+      res.tier_hit_tokens[0] += tokens(pos, pos + more->size());
       pos += more->size();
       leases.push_back(std::move(more).value());
     }
     res.hits.Add(n, pos, r.input_tokens, t.block_tokens);
+    hit_end = pos;
 
     if (h1 < n) {
       if (!lower) {
@@ -243,6 +266,8 @@ Result<ReplayResult> Replay(const Trace& t, const ReplayOptions& o, std::atomic<
         }
       }
     }
+    if (lower) std::fill(promoted.begin() + static_cast<std::ptrdiff_t>(h1),
+                         promoted.begin() + static_cast<std::ptrdiff_t>(pos), 0);
     leases.clear();  // releases the pins
     if (progress != nullptr) progress->fetch_add(1, std::memory_order_relaxed);
   }

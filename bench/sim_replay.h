@@ -6,8 +6,9 @@
 //
 //   Acquire(keys)            → the cached prefix (tier-1 hits), pinned
 //   [tier 2] while the next key is in tier 2: a tier-2 hit; the block is
-//            promoted (removed from tier 2, stored again in tier 1) and the
-//            lookup goes on in tier 1 after it
+//            promoted (removed from tier 2, stored again in tier 1; if tier 1
+//            has no room it stays in tier 2) and the lookup goes on in
+//            tier 1 after it
 //   Reserve(missed suffix)   → slots, evicting by the policy as needed
 //   Commit(zero checksums); the lease is released
 //
@@ -54,12 +55,13 @@ struct ReplayOptions {
 struct ReplayResult {
   PrefixHitCounts hits;
   uint64_t tier_hits[2] = {0, 0};   // blocks of hit prefixes found in tier 1 / 2
+  uint64_t tier_hit_tokens[2] = {0, 0};  // their tokens (sum: hits.hit_tokens)
   uint64_t stored_blocks = 0;       // blocks committed into tier 1 (promotions included)
   uint64_t no_space_blocks = 0;     // blocks Reserve could not place
   uint64_t tier1_evictions = 0;
   uint64_t demotions = 0;           // tier-1 evictions admitted into tier 2
   uint64_t admission_refused = 0;   // tier-1 evictions refused by admission (dropped)
-  uint64_t promotions = 0;          // tier-2 hits moved back into tier 1
+  uint64_t promotions = 0;          // tier-2 hits moved into tier 1
   uint64_t tier2_evictions = 0;     // dropped from tier 2 to make room
   uint64_t policy_memory = 0;       // tier-1 policy bytes at the end
   double seconds = 0;               // wall time of the replay

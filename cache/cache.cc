@@ -518,7 +518,14 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
   Reservation res;
   res.cache_ = this;
   res.blocks_.reserve(keys.size());
+  // The chain parent of keys[0], so that prefix-aware policies link the new
+  // suffix to the cached prefix.
   BlockId prev_id = kNoBlock;
+  if (!opt.first_parent.IsZero()) {
+    std::lock_guard<std::mutex> l(index_.MutexFor(opt.first_parent));
+    BlockId p = index_.FindLocked(opt.first_parent);
+    if (p != kNoBlock && index_.entry(p).tier == t) prev_id = p;
+  }
   for (size_t i = 0; i < keys.size(); ++i) {
     const BlockKey key = keys[i];
     Reservation::Block b{key, ReserveOutcome::kReserved, kNoBlock, t, 0,

@@ -70,7 +70,7 @@ struct NvmeTierOptions {
 
 struct TierSetup {
   std::unique_ptr<Tier> tier;
-  std::string policy = "priority-lru";  // an eviction/policy.h name
+  std::string policy = "adaptive-2q";  // an eviction/policy.h name
 };
 
 struct CacheOptions {

@@ -25,4 +25,9 @@ std::unique_ptr<EvictionPolicy> NewPrefixLruPolicy();
 // "s3fifo": S3-FIFO with a fingerprint-keyed ghost queue (s3fifo_policy.cc).
 std::unique_ptr<EvictionPolicy> NewS3FifoPolicy();
 
+// "adaptive-2q": priority levels over a prefix-aware two-queue default level
+// whose shape is tuned online (adaptive_2q_policy.cc). `fixed_shape` >= 0
+// pins one candidate shape (tests, experiments); -1 adapts.
+std::unique_ptr<EvictionPolicy> NewAdaptive2qPolicy(ClockFn clock, int fixed_shape = -1);
+
 }  // namespace kvtier::internal

@@ -84,6 +84,14 @@ void FingerprintFifo::Insert(uint64_t fp) {
   if (++next_ == ring_.size()) next_ = 0;
 }
 
+size_t FingerprintFifo::Age(uint64_t fp) const {
+  if (fp == 0) return kAbsent;
+  const size_t slot = FindSlot(fp);
+  if (slot == kNotFound) return kAbsent;
+  const size_t cap = ring_.size();
+  return (next_ + cap - 1 - SlotPos(table_[slot])) % cap;
+}
+
 bool FingerprintFifo::Erase(uint64_t fp) {
   if (fp == 0) return false;
   const size_t slot = FindSlot(fp);

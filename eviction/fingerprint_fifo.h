@@ -39,6 +39,11 @@ class FingerprintFifo {
   // Forgets `fp`; returns whether it was remembered.
   bool Erase(uint64_t fp);
 
+  // How many insertions ago `fp` was inserted (0: the newest), or kAbsent.
+  // Lets one ring serve as several histories of different lengths.
+  static constexpr size_t kAbsent = ~size_t{0};
+  size_t Age(uint64_t fp) const;
+
   // Changes the capacity, keeping the newest fingerprints. O(capacity).
   void Resize(size_t capacity);
 

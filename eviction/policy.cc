@@ -24,8 +24,12 @@ Result<std::unique_ptr<EvictionPolicy>> NewEvictionPolicy(std::string_view name,
   }
   if (name == "prefix-lru") return internal::NewPrefixLruPolicy();
   if (name == "s3fifo") return internal::NewS3FifoPolicy();
+  if (name == "adaptive-2q") {
+    ClockFn clock = options.clock ? options.clock : ClockFn(&SteadyNowNs);
+    return internal::NewAdaptive2qPolicy(std::move(clock));
+  }
   return Status::InvalidArgument("unknown eviction policy '" + std::string(name) +
-                                 "'; known: lru, priority-lru, prefix-lru, s3fifo");
+                                 "'; known: lru, priority-lru, prefix-lru, s3fifo, adaptive-2q");
 }
 
 }  // namespace kvtier

@@ -131,8 +131,10 @@ const std::vector<FlagSpec>& Flags() {
        .help = "NUMA placement of the host tier: auto (multi-node hosts: the nodes of "
                "--gpus, else interleaved over all), off, or nodes like 0 or 0-1."},
       {.name = "host-policy", .metavar = "NAME", .type = FlagType::kString,
-       .str = &C::host_policy, .check = CheckPolicy, .default_text = "priority-lru",
-       .help = "Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo."},
+       .str = &C::host_policy, .check = CheckPolicy, .default_text = "adaptive-2q",
+       .help = "Eviction policy of the host (and HBM) tier: adaptive-2q (priorities and "
+               "retention, then a self-tuning two-queue order; see docs/eviction.md), lru, "
+               "priority-lru, prefix-lru, s3fifo."},
       {.name = "admin", .metavar = "HOST:PORT|off", .type = FlagType::kString,
        .str = &C::admin_address, .check = CheckAdmin, .default_text = "127.0.0.1:9477",
        .help = "Admin HTTP endpoint (/healthz, /metrics, /v1/stats, /). Port 0 picks a free "
@@ -186,7 +188,8 @@ const std::vector<FlagSpec>& Flags() {
                "block is written to NVMe at commit)."},
       {.name = "nvme-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::nvme_policy, .check = CheckPolicy, .default_text = "lru",
-       .help = "Eviction policy of the NVMe tier: lru, priority-lru, prefix-lru, s3fifo."},
+       .help = "Eviction policy of the NVMe tier: lru, priority-lru, prefix-lru, s3fifo, "
+               "adaptive-2q."},
       {.name = "nvme-admission", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::nvme_admission, .check = CheckAdmission, .default_text = "always",
        .help = "Which blocks may be written to NVMe: always, or second-sighting (only "

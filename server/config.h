@@ -47,7 +47,7 @@ struct DaemonConfig {
   // list ("0", "0-1") to bind (one node) or interleave (several).
   std::string host_numa = "auto";
   // Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo.
-  std::string host_policy = "priority-lru";
+  std::string host_policy = "adaptive-2q";
   // Admin HTTP endpoint, "HOST:PORT" ("[v6addr]:PORT" for IPv6). "off"
   // disables it; port 0 picks a free port (logged at startup).
   std::string admin_address = "127.0.0.1:9477";

@@ -36,7 +36,7 @@ TEST(EvictionFactoryTest, UnknownNameListsKnownNames) {
   auto r = NewEvictionPolicy("clock-pro");
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsInvalidArgument());
-  for (const char* known : {"lru", "priority-lru", "prefix-lru", "s3fifo"}) {
+  for (const char* known : {"lru", "priority-lru", "prefix-lru", "s3fifo", "adaptive-2q"}) {
     EXPECT_NE(r.status().message().find(known), std::string::npos) << known;
   }
   EXPECT_NE(r.status().message().find("clock-pro"), std::string::npos);
@@ -170,7 +170,8 @@ TEST_P(AllPoliciesTest, MemoryUsageGrowsWithTrackedIds) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, AllPoliciesTest,
-                         ::testing::Values("lru", "priority-lru", "prefix-lru", "s3fifo"),
+                         ::testing::Values("lru", "priority-lru", "prefix-lru", "s3fifo",
+                                           "adaptive-2q"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

@@ -58,7 +58,7 @@ TEST(ConfigTest, DefaultsFromPinnedSystem) {
   EXPECT_EQ(c->data_dir, "./kvtier-data");
   EXPECT_EQ(c->host_capacity_bytes, 16 * kGiB);  // 25% of 64 GiB
   EXPECT_EQ(c->host_region_bytes, 64 * kMiB);
-  EXPECT_EQ(c->host_policy, "priority-lru");
+  EXPECT_EQ(c->host_policy, "adaptive-2q");
   EXPECT_EQ(c->admin_address, "127.0.0.1:9477");
   EXPECT_EQ(c->log_level, "info");
   EXPECT_FALSE(c->log_json);
@@ -329,7 +329,7 @@ TEST(ConfigTest, HelpDocumentsEveryFlagAndDefault) {
     }
   }
   for (const char* def :
-       {"default: ./kvtier-data", "default: 64MiB", "default: priority-lru",
+       {"default: ./kvtier-data", "default: 64MiB", "default: adaptive-2q",
         "default: 127.0.0.1:9477", "default: info", "default: 65536", "default: 1024",
         "default: <data-dir>/nvme.dat", "default: 0 (off)", "default: 64",
         "default: write-back", "default: min(4, hardware threads)",
@@ -401,7 +401,7 @@ TEST(ConfigTest, ToStringNamesTheSettings) {
   ASSERT_TRUE(c.ok());
   const std::string s = c->ToString();
   for (const char* want : {"socket=/run/user/1000/kvtier.sock", "host_capacity=16GiB",
-                           "host_policy=priority-lru", "admin=127.0.0.1:9477", "rpc_threads=4",
+                           "host_policy=adaptive-2q", "admin=127.0.0.1:9477", "rpc_threads=4",
                            "nvme_capacity=10GiB", "nvme_write_policy=write-back"}) {
     EXPECT_NE(s.find(want), std::string::npos) << want << " in " << s;
   }
