@@ -2,15 +2,19 @@
 //
 //   kvtier-bench rpc    acquire/release latency and throughput, live daemon
 //   kvtier-bench sim    trace replay through the real cache and policies
+//   kvtier-bench load   GPU path bandwidth: tiers -> engine pool and back
 //
 // Each subcommand prints its own flags with --help.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "bench/daemon_process.h"
+#include "bench/load_bench.h"
 #include "bench/rpc_bench.h"
 #include "bench/sim_command.h"
 
@@ -25,6 +29,9 @@ const char* kUsage =
     "  sim     offline replay of a trace (Mooncake JSONL, agentic sessions) through\n"
     "          the real cache, eviction and admission code: prefix hit rates per\n"
     "          policy and capacity, with Belady's MIN as the reference\n"
+    "  load    paged load and store bandwidth of the GPU path (host, HBM and NVMe\n"
+    "          tiers into an engine's KV pool) against a live kvtierd, beside\n"
+    "          cudaMemcpy and plain io_uring reads of the same bytes\n"
     "\n"
     "rpc flags:\n"
     "  --socket PATH       measure this running daemon (default: spawn one)\n"
@@ -47,6 +54,8 @@ int Usage(const char* error) {
   std::fputs(kUsage, error != nullptr ? stderr : stdout);
   std::fputs("\n", error != nullptr ? stderr : stdout);
   std::fputs(kvtier::bench::SimUsage(), error != nullptr ? stderr : stdout);
+  std::fputs("\n", error != nullptr ? stderr : stdout);
+  std::fputs(kvtier::bench::LoadBenchUsage(), error != nullptr ? stderr : stdout);
   return error != nullptr ? 2 : 0;
 }
 
@@ -85,6 +94,49 @@ int RunRpc(int argc, char** argv) {
   return kvtier::bench::RunRpcBench(o);
 }
 
+std::vector<std::string> SplitList(const char* v) {
+  std::vector<std::string> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int RunLoad(int argc, char** argv) {
+  kvtier::bench::LoadBenchOptions o;
+  o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
+  for (int i = 2; i < argc; ++i) {
+    std::string f = argv[i];
+    if (f == "--help" || f == "-h") return Usage(nullptr);
+    if (i + 1 >= argc) return Usage(("flag " + f + " needs a value").c_str());
+    const char* v = argv[++i];
+    int n = 0;
+    if (f == "--kvtierd") {
+      o.kvtierd_path = v;
+    } else if (f == "--models") {
+      o.models = SplitList(v);
+    } else if (f == "--tiers") {
+      o.tiers = SplitList(v);
+    } else if (f == "--tokens") {
+      if (!ParseInt(v, &n)) return Usage("--tokens needs a positive number");
+      o.tokens = static_cast<uint32_t>(n);
+    } else if (f == "--reps") {
+      if (!ParseInt(v, &n)) return Usage("--reps needs a positive number");
+      o.reps = n;
+      o.hbm_reps = std::max(n, o.hbm_reps);
+    } else if (f == "--nvme-passes") {
+      if (!ParseInt(v, &o.nvme_passes)) return Usage("--nvme-passes needs a positive number");
+    } else if (f == "--nvme-chunk") {
+      if (!ParseInt(v, &n)) return Usage("--nvme-chunk needs a positive number");
+      o.nvme_chunk_blocks = static_cast<uint32_t>(n);
+    } else {
+      return Usage(("unknown flag " + f).c_str());
+    }
+  }
+  return kvtier::bench::RunLoadBench(o);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -93,5 +145,6 @@ int main(int argc, char** argv) {
   if (cmd == "--help" || cmd == "-h" || cmd == "help") return Usage(nullptr);
   if (cmd == "rpc") return RunRpc(argc, argv);
   if (cmd == "sim") return kvtier::bench::RunSim(argc, argv);
+  if (cmd == "load") return RunLoad(argc, argv);
   return Usage(("unknown command '" + cmd + "'").c_str());
 }

@@ -3,7 +3,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cctype>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 
 #include "loader/cuda_status.h"
@@ -97,6 +99,101 @@ Result<OwnedGpuStream> OwnedGpuStream::Create() {
 
 OwnedGpuStream::~OwnedGpuStream() {
   if (stream_ != nullptr) (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+Result<int> GpuGetDevice() {
+  int device = 0;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  return device;
+}
+
+Status GpuSetDevice(int device) { return CudaStatus(cudaSetDevice(device), "cudaSetDevice"); }
+
+Result<std::string> GpuPciBusId(int device) {
+  char bus[32] = {0};
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaDeviceGetPCIBusId(bus, sizeof(bus), device));
+  std::string id(bus);
+  for (char& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return id;
+}
+
+Result<GpuEvent> GpuEvent::Create(bool timing) {
+  GpuEvent e;
+  cudaEvent_t ev = nullptr;
+  KVTIER_CUDA_RETURN_IF_ERROR(
+      cudaEventCreateWithFlags(&ev, timing ? cudaEventDefault : cudaEventDisableTiming));
+  e.event_ = ev;
+  return Result<GpuEvent>(std::move(e));
+}
+
+GpuEvent::~GpuEvent() {
+  if (event_ != nullptr) (void)cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+}
+
+Status GpuEvent::Record(GpuStream stream) {
+  if (event_ == nullptr) return Status::InvalidArgument("GpuEvent: not created");
+  return CudaStatus(cudaEventRecord(static_cast<cudaEvent_t>(event_),
+                                    static_cast<cudaStream_t>(stream)),
+                    "cudaEventRecord");
+}
+
+Status GpuEvent::Synchronize() const {
+  if (event_ == nullptr) return Status::InvalidArgument("GpuEvent: not created");
+  return CudaStatus(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)),
+                    "cudaEventSynchronize");
+}
+
+Result<bool> GpuEvent::Query() const {
+  if (event_ == nullptr) return Status::InvalidArgument("GpuEvent: not created");
+  const cudaError_t err = cudaEventQuery(static_cast<cudaEvent_t>(event_));
+  if (err == cudaSuccess) return true;
+  if (err == cudaErrorNotReady) return false;
+  return CudaStatus(err, "cudaEventQuery");
+}
+
+Status GpuEvent::StreamWait(GpuStream stream) const {
+  if (event_ == nullptr) return Status::InvalidArgument("GpuEvent: not created");
+  return CudaStatus(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream),
+                                        static_cast<cudaEvent_t>(event_), 0),
+                    "cudaStreamWaitEvent");
+}
+
+Result<float> GpuEvent::ElapsedMs(const GpuEvent& start, const GpuEvent& end) {
+  if (start.event_ == nullptr || end.event_ == nullptr) {
+    return Status::InvalidArgument("GpuEvent: not created");
+  }
+  float ms = 0;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.event_),
+                                                   static_cast<cudaEvent_t>(end.event_)));
+  return ms;
+}
+
+Result<IpcMemMapping> IpcMemMapping::Open(const void* handle, size_t handle_bytes, size_t bytes) {
+  static_assert(sizeof(cudaIpcMemHandle_t) == kHandleBytes);
+  if (handle == nullptr || handle_bytes != kHandleBytes) {
+    return Status::InvalidArgument("IpcMemMapping: a CUDA IPC handle is " +
+                                   std::to_string(kHandleBytes) + " bytes, got " +
+                                   std::to_string(handle_bytes));
+  }
+  if (bytes == 0) return Status::InvalidArgument("IpcMemMapping: empty allocation");
+  cudaIpcMemHandle_t h;
+  std::memcpy(&h, handle, kHandleBytes);
+  IpcMemMapping m;
+  void* p = nullptr;
+  const cudaError_t err = cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    // An invalid handle is the exporter's problem, not an argument error.
+    return Status::IOError(std::string("cudaIpcOpenMemHandle: ") + cudaGetErrorString(err) +
+                           " (" + cudaGetErrorName(err) + ")");
+  }
+  m.data_ = p;
+  m.size_ = bytes;
+  return Result<IpcMemMapping>(std::move(m));
+}
+
+IpcMemMapping::~IpcMemMapping() {
+  if (data_ != nullptr) (void)cudaIpcCloseMemHandle(data_);
 }
 
 Status GpuCopyBytes(void* dst, const void* src, size_t bytes) {

@@ -153,6 +153,78 @@ class OwnedGpuStream {
   GpuStream stream_ = nullptr;
 };
 
+// The calling thread's current device, and making `device` current
+// (cudaGetDevice / cudaSetDevice).
+Result<int> GpuGetDevice();
+Status GpuSetDevice(int device);
+// PCI bus id of `device` ("0000:19:00.0"), lower case as CUDA reports it.
+Result<std::string> GpuPciBusId(int device);
+
+// A CUDA event (cudaEventDisableTiming unless created with timing), destroyed
+// with the owner.
+class GpuEvent {
+ public:
+  GpuEvent() = default;
+  static Result<GpuEvent> Create(bool timing = false);
+  GpuEvent(GpuEvent&& o) noexcept { std::swap(event_, o.event_); }
+  GpuEvent& operator=(GpuEvent&& o) noexcept {
+    std::swap(event_, o.event_);
+    return *this;
+  }
+  GpuEvent(const GpuEvent&) = delete;
+  GpuEvent& operator=(const GpuEvent&) = delete;
+  ~GpuEvent();
+
+  // Records the event at the current end of `stream`.
+  Status Record(GpuStream stream);
+  // Blocks the host until the recorded work is done; reports its errors.
+  Status Synchronize() const;
+  // Whether the recorded work is done, without blocking.
+  Result<bool> Query() const;
+  // Makes `stream` wait on the device for the recorded work.
+  Status StreamWait(GpuStream stream) const;
+  // Milliseconds between two completed timing events.
+  static Result<float> ElapsedMs(const GpuEvent& start, const GpuEvent& end);
+  void* get() const { return event_; }  // cudaEvent_t
+
+ private:
+  void* event_ = nullptr;
+};
+
+// Device memory of another process, opened from its CUDA IPC handle
+// (cudaIpcOpenMemHandle with cudaIpcMemLazyEnablePeerAccess) on the current
+// device; closed (cudaIpcCloseMemHandle) on destruction. The exporting
+// process must keep the allocation alive while it is open.
+class IpcMemMapping {
+ public:
+  static constexpr size_t kHandleBytes = 64;  // sizeof(cudaIpcMemHandle_t)
+
+  IpcMemMapping() = default;
+  // InvalidArgument: handle_bytes != kHandleBytes or bytes == 0. IOError
+  // from CUDA (e.g. the handle comes from this very process, or the
+  // allocation is gone).
+  static Result<IpcMemMapping> Open(const void* handle, size_t handle_bytes, size_t bytes);
+  IpcMemMapping(IpcMemMapping&& o) noexcept { Swap(o); }
+  IpcMemMapping& operator=(IpcMemMapping&& o) noexcept {
+    Swap(o);
+    return *this;
+  }
+  IpcMemMapping(const IpcMemMapping&) = delete;
+  IpcMemMapping& operator=(const IpcMemMapping&) = delete;
+  ~IpcMemMapping();
+
+  void* data() const { return data_; }  // a device pointer
+  size_t size() const { return size_; }  // as the exporter announced it
+
+ private:
+  void Swap(IpcMemMapping& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+  }
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // cudaMemcpy with cudaMemcpyDefault (any direction, unified addressing);
 // returns when done.
 Status GpuCopyBytes(void* dst, const void* src, size_t bytes);

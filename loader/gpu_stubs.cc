@@ -26,6 +26,21 @@ void* HostRegistration::DevicePointer(const void*) const { return nullptr; }
 Result<OwnedGpuStream> OwnedGpuStream::Create() { return NoCuda(); }
 OwnedGpuStream::~OwnedGpuStream() = default;
 
+Result<int> GpuGetDevice() { return NoCuda(); }
+Status GpuSetDevice(int) { return NoCuda(); }
+Result<std::string> GpuPciBusId(int) { return NoCuda(); }
+
+Result<GpuEvent> GpuEvent::Create(bool) { return NoCuda(); }
+GpuEvent::~GpuEvent() = default;
+Status GpuEvent::Record(GpuStream) { return NoCuda(); }
+Status GpuEvent::Synchronize() const { return NoCuda(); }
+Result<bool> GpuEvent::Query() const { return NoCuda(); }
+Status GpuEvent::StreamWait(GpuStream) const { return NoCuda(); }
+Result<float> GpuEvent::ElapsedMs(const GpuEvent&, const GpuEvent&) { return NoCuda(); }
+
+Result<IpcMemMapping> IpcMemMapping::Open(const void*, size_t, size_t) { return NoCuda(); }
+IpcMemMapping::~IpcMemMapping() = default;
+
 Status GpuCopyBytes(void*, const void*, size_t) { return NoCuda(); }
 Status GpuCopyBytesAsync(void*, const void*, size_t, GpuStream) { return NoCuda(); }
 Status GpuFillBytes(void*, int, size_t) { return NoCuda(); }

@@ -1,0 +1,675 @@
+// kvtier-bench load (see load_bench.h). Timing: wall clock (steady_clock)
+// around each client call, which includes its RPCs, the kernel, the host's
+// wait and the checksum verification; CUDA events around what the call
+// queued on the stream, for loads; CUDA events around each baseline copy.
+// Every row: warm-up first, then the median of the timed repetitions.
+#include "bench/load_bench.h"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/daemon_process.h"
+#include "engine_adapter/client.h"
+#include "engine_adapter/gpu_session.h"
+#include "loader/gpu_runtime.h"
+#include "loader/kv_pool.h"
+#include "tiers/aligned_buffer.h"
+#include "tiers/io_queue.h"
+#include "tiers/nvme_format.h"
+#include "tiers/slab_allocator.h"
+#include "tiers/uring_io_queue.h"
+
+namespace kvtier::bench {
+
+const char* LoadBenchUsage() {
+  return "load flags:\n"
+         "  --kvtierd PATH      daemon binary to spawn (default: next to this program)\n"
+         "  --models LIST       8b,70b (default both): 32 or 80 layers, 8 KV heads x 128,\n"
+         "                      bf16, 16-token pages, vLLM layout\n"
+         "  --tiers LIST        host,hbm,nvme (default all)\n"
+         "  --tokens N          tokens loaded and stored per repetition (default 32768)\n"
+         "  --reps N            timed repetitions of host rows (default 5; HBM 9)\n"
+         "  --nvme-passes N     timed passes over all tokens from NVMe (default 3)\n"
+         "  --nvme-chunk N      blocks per Lookup + Load from NVMe (default 128)\n";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double GBps(uint64_t bytes, double ms) { return ms > 0 ? bytes / (ms * 1e6) : 0; }
+
+std::string GiB(uint64_t b) {
+  char s[32];
+  std::snprintf(s, sizeof(s), "%.2f GiB", b / double(1ull << 30));
+  return s;
+}
+
+struct Model {
+  std::string name;
+  uint32_t layers;
+};
+
+// One line of the table.
+struct Row {
+  Row(std::string m, std::string o, uint64_t b) : model(std::move(m)), op(std::move(o)), bytes(b) {}
+  std::string model, op;
+  uint64_t bytes = 0;
+  std::vector<double> ms;      // wall clock per repetition
+  std::vector<double> gpu_ms;  // CUDA events per repetition (loads)
+  std::string baseline;
+  double baseline_ms = 0;      // median
+  uint64_t baseline_bytes = 0;
+  double goal = 0;             // ratio to reach; 0 = informational
+  std::string note;
+};
+
+std::vector<Row> g_rows;
+
+// Prints and records an error; the caller aborts the group.
+Status Fail(const std::string& where, const Status& st) {
+  std::fprintf(stderr, "kvtier-bench load: %s: %s\n", where.c_str(), st.ToString().c_str());
+  return st;
+}
+
+#define BENCH_OK(expr, where)                         \
+  do {                                                \
+    ::kvtier::Status _s = (expr);                     \
+    if (!_s.ok()) return Fail(where, _s);             \
+  } while (0)
+
+// Bytes a slab-allocated tier (host, HBM: 64 MiB regions, the daemon's size
+// classes) needs to hold `blocks` blocks of `block_bytes`, plus `spare` regions.
+uint64_t SlabTierBytes(uint64_t blocks, uint64_t block_bytes, uint64_t spare = 1) {
+  constexpr uint64_t kRegion = 64ull << 20;
+  SlabOptions so;
+  so.capacity = kRegion * 64;
+  so.region_bytes = kRegion;
+  auto a = SlabAllocator::Create(so);
+  uint64_t per_region = 1;
+  if (a.ok() && block_bytes <= kRegion) {
+    per_region = std::max<uint64_t>(1, kRegion / a->ClassBytes(a->ClassFor(block_bytes)));
+    return ((blocks + per_region - 1) / per_region + spare) * kRegion;
+  }
+  const uint64_t regions_per_block = (block_bytes + kRegion - 1) / kRegion;
+  return (blocks * regions_per_block + spare) * kRegion;
+}
+
+// The engine: a vLLM-layout pool on the GPU holding `blocks` pages, filled
+// with random bytes, and the order the blocks use its pages in (a random
+// permutation, as an engine's free list hands them out).
+struct Engine {
+  KvPoolShape shape;
+  DeviceBuffer buf;
+  KvPool pool;
+  std::vector<uint32_t> pages;
+  uint64_t bytes = 0;
+  OwnedGpuStream stream;
+  NamespaceSpec spec;
+};
+
+Status MakeEngine(const Model& m, uint32_t blocks, Engine* e) {
+  e->shape.dtype = KvDtype::kBf16;
+  e->shape.num_layers = m.layers;
+  e->shape.kv_heads = 8;
+  e->shape.head_dim = 128;
+  e->shape.tokens_per_page = 16;
+  e->shape.num_pages = blocks;
+  const uint64_t per_layer = PerLayerTensorBytes(e->shape);
+  e->bytes = per_layer * m.layers;
+  KVTIER_ASSIGN_OR_RETURN(e->buf, DeviceBuffer::Allocate(e->bytes));
+  std::vector<void*> bases;
+  for (uint32_t l = 0; l < m.layers; ++l) bases.push_back(static_cast<char*>(e->buf.data()) + l * per_layer);
+  KVTIER_ASSIGN_OR_RETURN(e->pool, MakeVllmFlashPool(e->shape, bases));
+  KVTIER_ASSIGN_OR_RETURN(e->stream, OwnedGpuStream::Create());
+  // Random contents: a 64 MiB random pattern, rotated per piece.
+  constexpr uint64_t kPiece = 64ull << 20;
+  KVTIER_ASSIGN_OR_RETURN(PinnedHostBuffer stage, PinnedHostBuffer::Allocate(kPiece));
+  std::mt19937_64 rng(20250101);
+  auto* w = static_cast<uint64_t*>(stage.host());
+  for (uint64_t i = 0; i < kPiece / 8; ++i) w[i] = rng();
+  for (uint64_t off = 0; off < e->bytes; off += kPiece) {
+    w[(off / kPiece) % (kPiece / 8)] ^= off + 1;
+    KVTIER_RETURN_IF_ERROR(GpuCopyBytes(static_cast<char*>(e->buf.data()) + off, stage.host(),
+                                        std::min(kPiece, e->bytes - off)));
+  }
+  e->pages.resize(blocks);
+  for (uint32_t i = 0; i < blocks; ++i) e->pages[i] = i;
+  std::shuffle(e->pages.begin(), e->pages.end(), rng);
+  e->spec.model_id = "bench/" + m.name;
+  e->spec.layout = KvLayout{m.layers, 8, 128, 16, DType::kBF16, 2};
+  return Status::OK();
+}
+
+std::vector<BlockKey> PromptKeys(const ClientNamespace& ns, uint32_t prompt, uint32_t blocks) {
+  std::vector<uint32_t> tokens(uint64_t{blocks} * ns.spec().layout.tokens_per_block);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(prompt * 1000003u + i);
+  return ns.HashTokens(tokens);
+}
+
+// Median ms of one contiguous cudaMemcpyAsync of `bytes`, CUDA events.
+Result<double> TimeCopy(void* dst, const void* src, uint64_t bytes, GpuStream s, int reps) {
+  KVTIER_ASSIGN_OR_RETURN(GpuEvent e0, GpuEvent::Create(true));
+  KVTIER_ASSIGN_OR_RETURN(GpuEvent e1, GpuEvent::Create(true));
+  KVTIER_RETURN_IF_ERROR(GpuCopyBytesAsync(dst, src, bytes, s));  // warm-up
+  KVTIER_RETURN_IF_ERROR(GpuSynchronize(s));
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    KVTIER_RETURN_IF_ERROR(e0.Record(s));
+    KVTIER_RETURN_IF_ERROR(GpuCopyBytesAsync(dst, src, bytes, s));
+    KVTIER_RETURN_IF_ERROR(e1.Record(s));
+    KVTIER_RETURN_IF_ERROR(e1.Synchronize());
+    KVTIER_ASSIGN_OR_RETURN(float m, GpuEvent::ElapsedMs(e0, e1));
+    ms.push_back(m);
+  }
+  return Median(ms);
+}
+
+struct Connected {
+  std::unique_ptr<DaemonProcess> daemon;
+  std::unique_ptr<Client> client;
+  std::unique_ptr<ClientNamespace> ns;
+  std::unique_ptr<GpuSession> gpu;
+  double register_s = 0;
+};
+
+Status Connect(const LoadBenchOptions& o, const Engine& e, std::vector<std::string> flags,
+               Connected* c) {
+  flags.insert(flags.end(), {"--admin", "off", "--log-level", "warn"});
+  std::string cmd;
+  for (auto& f : flags) cmd += " " + f;
+  std::printf("  kvtierd%s\n", cmd.c_str());
+  KVTIER_ASSIGN_OR_RETURN(c->daemon, DaemonProcess::Start(o.kvtierd_path, flags));
+  KVTIER_ASSIGN_OR_RETURN(c->client, Client::Connect(c->daemon->socket()));
+  KVTIER_ASSIGN_OR_RETURN(c->ns, c->client->OpenNamespace(e.spec));
+  auto t0 = Clock::now();
+  KVTIER_ASSIGN_OR_RETURN(c->gpu, GpuSession::Create(c->client.get()));
+  c->register_s = MsSince(t0) / 1000;
+  c->ns->set_device(c->gpu->device());
+  std::printf("  GpuSession::Create (cudaHostRegister of the %s host segment%s): %.2f s\n",
+              GiB(c->client->segment_bytes()).c_str(), c->gpu->has_hbm() ? ", HBM IPC open" : "",
+              c->register_s);
+  return Status::OK();
+}
+
+// Times `reps` loads of the lease into the engine's pages (after one
+// warm-up), wall clock and CUDA events.
+Status TimeLoads(Connected& c, Engine& e, const ClientLease& lease, int reps,
+                 const GpuLoadOptions& lo, Row* row) {
+  KVTIER_ASSIGN_OR_RETURN(GpuEvent e0, GpuEvent::Create(true));
+  KVTIER_ASSIGN_OR_RETURN(GpuEvent e1, GpuEvent::Create(true));
+  BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, e.stream.get(), lo), "warm-up load");
+  for (int r = 0; r < reps; ++r) {
+    BENCH_OK(e0.Record(e.stream.get()), "event");
+    auto t0 = Clock::now();
+    KVTIER_ASSIGN_OR_RETURN(GpuLoad load,
+                            c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages, e.stream.get(), lo));
+    BENCH_OK(e1.Record(e.stream.get()), "event");
+    BENCH_OK(load.Wait(), "load");
+    row->ms.push_back(MsSince(t0));
+    KVTIER_ASSIGN_OR_RETURN(float gm, GpuEvent::ElapsedMs(e0, e1));
+    row->gpu_ms.push_back(gm);
+  }
+  return Status::OK();
+}
+
+// Stores prompts first_prompt .. first_prompt + reps - 1 (after a warm-up
+// prompt), each all blocks, timing each GpuSession::Store.
+Status TimeStores(Connected& c, Engine& e, uint32_t blocks, int reps, uint32_t first_prompt,
+                  Row* row) {
+  auto store = [&](uint32_t prompt, bool timed) -> Status {
+    auto keys = PromptKeys(*c.ns, prompt, blocks);
+    auto t0 = Clock::now();
+    KVTIER_ASSIGN_OR_RETURN(StoreResult r,
+                            c.gpu->Store(*c.ns, keys, e.pool, e.pages, {}, e.stream.get()));
+    const double ms = MsSince(t0);
+    if (r.stored != blocks)
+      return Status::ResourceExhausted("stored " + std::to_string(r.stored) + " of " +
+                                       std::to_string(blocks) + " blocks (" +
+                                       std::to_string(r.no_space) + " no space)");
+    if (timed) row->ms.push_back(ms);
+    return Status::OK();
+  };
+  BENCH_OK(store(first_prompt + 1000, false), "warm-up store");
+  for (int r = 0; r < reps; ++r) BENCH_OK(store(first_prompt + r, true), "store");
+  return Status::OK();
+}
+
+// ---- host tier ---------------------------------------------------------------
+
+Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks) {
+  const uint64_t bb = e.pool.block_bytes();
+  std::printf("[%s] host tier\n", m.name.c_str());
+  Connected c;
+  BENCH_OK(Connect(o, e, {"--host-capacity", std::to_string(SlabTierBytes(2ull * blocks, bb))}, &c),
+           "starting the host-tier daemon");
+  // Baselines first, while the segment holds no block: one contiguous copy of
+  // the same bytes between the registered segment and the engine's pool.
+  KVTIER_ASSIGN_OR_RETURN(double h2d, TimeCopy(e.buf.data(), c.client->segment_base(), e.bytes,
+                                               e.stream.get(), o.reps));
+  KVTIER_ASSIGN_OR_RETURN(double d2h, TimeCopy(c.client->segment_base(), e.buf.data(), e.bytes,
+                                               e.stream.get(), o.reps));
+  Row store(m.name, "engine → host: Store (Reserve + scatter + Commit)", e.bytes);
+  store.baseline = "memcpy D2H";
+  store.baseline_ms = d2h;
+  store.goal = 0.90;
+  BENCH_OK(TimeStores(c, e, blocks, o.reps, 1, &store), "host stores");
+
+  // The last prompt stored is whole in the host tier (2x the data fits).
+  auto keys = PromptKeys(*c.ns, static_cast<uint32_t>(o.reps), blocks);
+  KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
+  if (lease.size() != blocks)
+    return Fail("host lookup", Status::Internal("lease of " + std::to_string(lease.size()) +
+                                                " blocks, expected " + std::to_string(blocks)));
+  for (const auto& b : lease.blocks())
+    if (b.tier != TierKind::kHost) return Fail("host lookup", Status::Internal("block not in host"));
+  Row load(m.name, "host → engine: Load (gather + verify)", e.bytes);
+  load.baseline = "memcpy H2D";
+  load.baseline_ms = h2d;
+  load.goal = 0.92;
+  BENCH_OK(TimeLoads(c, e, lease, o.reps, {}, &load), "host loads");
+
+  KVTIER_ASSIGN_OR_RETURN(LayerEvents events, LayerEvents::Create(m.layers));
+  GpuLoadOptions lo;
+  lo.layers_per_group = 1;
+  lo.events = &events;
+  Row layered(m.name, "host → engine: layer-wise Load (1 layer/launch)", e.bytes);
+  layered.baseline = "memcpy H2D";
+  layered.baseline_ms = h2d;
+  BENCH_OK(TimeLoads(c, e, lease, o.reps, lo, &layered), "layer-wise loads");
+  BENCH_OK(lease.Release(), "release");
+
+  Row full(m.name, "host → engine: Lookup + Load + Release", e.bytes);
+  full.baseline = "memcpy H2D";
+  full.baseline_ms = h2d;
+  for (int r = 0; r <= o.reps; ++r) {
+    auto t0 = Clock::now();
+    KVTIER_ASSIGN_OR_RETURN(ClientLease l, c.ns->Lookup(keys));
+    BENCH_OK(c.gpu->Load(*c.ns, l, e.pool, e.pages, e.stream.get()), "load");
+    BENCH_OK(l.Release(), "release");
+    if (r > 0) full.ms.push_back(MsSince(t0));  // r = 0 is the warm-up
+  }
+  g_rows.push_back(load);
+  g_rows.push_back(layered);
+  g_rows.push_back(full);
+  g_rows.push_back(store);
+  return Status::OK();
+}
+
+// ---- HBM tier ----------------------------------------------------------------
+
+Status HbmGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks) {
+  const uint64_t bb = e.pool.block_bytes();
+  std::printf("[%s] HBM tier\n", m.name.c_str());
+  constexpr int kStores = 3;  // timed, after one warm-up: 4 prompts must fit
+  Connected c;
+  BENCH_OK(Connect(o, e,
+                   {"--hbm-capacity", std::to_string(SlabTierBytes((kStores + 1ull) * blocks, bb)),
+                    "--store-tier", "hbm", "--host-capacity", "256M"},
+                   &c),
+           "starting the HBM-tier daemon");
+  if (!c.gpu->has_hbm()) return Fail("HBM", Status::Unavailable(c.gpu->hbm_status().ToString()));
+  // Baseline: one contiguous device-to-device copy from the daemon's arena
+  // (through the same IPC mapping) into the engine's pool.
+  KVTIER_ASSIGN_OR_RETURN(double d2d, TimeCopy(e.buf.data(), c.gpu->segments().hbm, e.bytes,
+                                               e.stream.get(), o.hbm_reps));
+  Row store(m.name, "engine → HBM: Store (Reserve + scatter + Commit)", e.bytes);
+  store.baseline = "memcpy D2D";
+  store.baseline_ms = d2d;
+  BENCH_OK(TimeStores(c, e, blocks, kStores, 1, &store), "HBM stores");
+  auto keys = PromptKeys(*c.ns, kStores, blocks);
+  KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
+  if (lease.size() != blocks)
+    return Fail("HBM lookup", Status::Internal("lease of " + std::to_string(lease.size()) + " blocks"));
+  for (const auto& b : lease.blocks())
+    if (b.tier != TierKind::kHbm) return Fail("HBM lookup", Status::Internal("block not in HBM"));
+  Row load(m.name, "HBM → engine: Load (gather + verify)", e.bytes);
+  load.baseline = "memcpy D2D";
+  load.baseline_ms = d2d;
+  load.goal = 0.90;
+  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, {}, &load), "HBM loads");
+  // What the in-kernel checksum costs: the same load without it.
+  Row unverified(m.name, "HBM → engine: Load, verify = false (no checksum)", e.bytes);
+  unverified.baseline = "memcpy D2D";
+  unverified.baseline_ms = d2d;
+  GpuLoadOptions nv;
+  nv.verify = false;
+  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, nv, &unverified), "HBM loads without checksum");
+  // Kernel tuning for device-to-device transfers: a session whose
+  // hbm_copier issues 2 loads per thread (the default issues 4).
+  Row two(m.name, "HBM → engine: Load, hbm_copier 2 loads/thread", e.bytes);
+  two.baseline = "memcpy D2D";
+  two.baseline_ms = d2d;
+  c.gpu.reset();  // unregisters the segment: the next session registers it again
+  GpuSessionOptions so;
+  so.hbm_copier.vector_loads_per_thread = 2;
+  KVTIER_ASSIGN_OR_RETURN(c.gpu, GpuSession::Create(c.client.get(), so));
+  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, {}, &two), "HBM loads, 2 loads/thread");
+  g_rows.push_back(load);
+  g_rows.push_back(unverified);
+  g_rows.push_back(two);
+  g_rows.push_back(store);
+  return Status::OK();
+}
+
+// ---- NVMe tier ---------------------------------------------------------------
+
+Result<RemoteStats::Tier> NvmeStats(Client& c) {
+  KVTIER_ASSIGN_OR_RETURN(RemoteStats s, c.Stats());
+  for (auto& t : s.tiers)
+    if (t.name == "nvme") return t;
+  return Status::NotFound("the daemon reports no nvme tier");
+}
+
+// The slot an NVMe extent of `payload` bytes takes: the smallest default
+// payload class (tiers/nvme_store.cc: 4 KiB steps growing by 1/4, plus powers
+// of two, plus a whole region) that holds it, plus the 4 KiB header.
+uint64_t NvmeSlotBytes(uint64_t payload, uint64_t region) {
+  auto up = [](uint64_t n) { return (n + kNvmeBlockBytes - 1) / kNvmeBlockBytes * kNvmeBlockBytes; };
+  const uint64_t top = region - kExtentHeaderBytes;
+  const uint64_t need = up(payload);
+  uint64_t best = top;
+  for (uint64_t p = kNvmeBlockBytes; p <= top; p = std::max(p + kNvmeBlockBytes, up(p + p / 4)))
+    if (p >= need) best = std::min(best, p);
+  for (uint64_t p = kNvmeBlockBytes; p <= top; p *= 2)
+    if (p >= need) best = std::min(best, p);
+  return best + kExtentHeaderBytes;
+}
+
+// Plain io_uring O_DIRECT reads of `len` bytes at `offsets`, `qd` in flight,
+// into a registered buffer; wall ms.
+Result<double> UringReads(const std::string& path, const std::vector<uint64_t>& offsets,
+                          uint32_t len, uint32_t qd) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("open " + path + " O_DIRECT: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  IoQueueOptions qo;
+  qo.queue_depth = qd;
+  KVTIER_ASSIGN_OR_RETURN(auto q, NewUringIoQueue(qo));
+  KVTIER_ASSIGN_OR_RETURN(AlignedBuffer buf, AlignedBuffer::Allocate(uint64_t{len} * qd));
+  iovec region{buf.data(), buf.size()};
+  KVTIER_RETURN_IF_ERROR(q->RegisterBuffers(std::span(&region, 1)));
+  std::vector<uint32_t> free_slots;
+  for (uint32_t i = 0; i < qd; ++i) free_slots.push_back(i);
+  std::vector<IoCompletion> done(qd);
+  size_t next = 0, completed = 0;
+  auto t0 = Clock::now();
+  while (completed < offsets.size()) {
+    while (next < offsets.size() && !free_slots.empty()) {
+      const uint32_t s = free_slots.back();
+      free_slots.pop_back();
+      IoRequest r;
+      r.op = IoOpcode::kRead;
+      r.fd = fd;
+      r.buf = buf.data() + uint64_t{s} * len;
+      r.len = len;
+      r.offset = offsets[next++];
+      r.user_data = s;
+      KVTIER_RETURN_IF_ERROR(q->Prepare(r));
+    }
+    KVTIER_ASSIGN_OR_RETURN(size_t n, q->Wait(done, 1));
+    for (size_t i = 0; i < n; ++i) {
+      if (done[i].result != static_cast<int32_t>(len))
+        return Status::IOError("plain read returned " + std::to_string(done[i].result));
+      free_slots.push_back(static_cast<uint32_t>(done[i].user_data));
+      ++completed;
+    }
+  }
+  return MsSince(t0);
+}
+
+// One pass over all blocks from NVMe: per chunk, Lookup (the daemon promotes
+// the chunk NVMe → host; the answer comes when its reads are done) and Load.
+// The Lookup of chunk c + 1 overlaps the Load of chunk c. Returns wall ms;
+// *from_nvme counts the blocks the daemon promoted during the pass.
+Result<double> NvmePass(Connected& c, Engine& e, const std::vector<BlockKey>& keys, uint32_t chunk,
+                        uint64_t* from_nvme) {
+  KVTIER_ASSIGN_OR_RETURN(RemoteStats::Tier before, NvmeStats(*c.client));
+  const uint32_t n = static_cast<uint32_t>(keys.size());
+  auto lookup = [&](uint32_t first) -> Result<ClientLease> {
+    const uint32_t cnt = std::min(chunk, n - first);
+    KVTIER_ASSIGN_OR_RETURN(ClientLease l, c.ns->Lookup(std::span(keys).subspan(first, cnt)));
+    if (l.size() != cnt)
+      return Status::Internal("lease of " + std::to_string(l.size()) + " blocks for a chunk of " +
+                              std::to_string(cnt) + " (an NVMe read failed?)");
+    return l;
+  };
+  auto start = [&](const ClientLease& l, uint32_t first) {
+    return c.gpu->StartLoad(*c.ns, l, e.pool, std::span(e.pages).subspan(first, l.size()),
+                            e.stream.get());
+  };
+  auto t0 = Clock::now();
+  KVTIER_ASSIGN_OR_RETURN(ClientLease cur, lookup(0));
+  KVTIER_ASSIGN_OR_RETURN(GpuLoad cur_load, start(cur, 0));
+  for (uint32_t first = chunk; first < n; first += chunk) {
+    KVTIER_ASSIGN_OR_RETURN(ClientLease next, lookup(first));
+    KVTIER_RETURN_IF_ERROR(cur_load.Wait());
+    KVTIER_RETURN_IF_ERROR(cur.Release());
+    cur = std::move(next);
+    KVTIER_ASSIGN_OR_RETURN(cur_load, start(cur, first));
+  }
+  KVTIER_RETURN_IF_ERROR(cur_load.Wait());
+  KVTIER_RETURN_IF_ERROR(cur.Release());
+  const double ms = MsSince(t0);
+  KVTIER_ASSIGN_OR_RETURN(RemoteStats::Tier after, NvmeStats(*c.client));
+  *from_nvme = after.hits - before.hits;
+  return ms;
+}
+
+Status NvmeGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks) {
+  const uint64_t bb = e.pool.block_bytes();
+  const uint32_t chunk = std::min(o.nvme_chunk_blocks, blocks);
+  std::printf("[%s] NVMe tier\n", m.name.c_str());
+  // The daemon keeps queue_depth / 2 operations in flight, two per block
+  // (header + payload): 256 gives 64 blocks, as deep as the deeper baseline.
+  constexpr uint32_t kDaemonQueueDepth = 256;
+  // NVMe extents: a 4 KiB header + the payload in a slot of its size class,
+  // slots packed in 64 MiB regions from region 0 (docs/nvme-format.md).
+  constexpr uint64_t kRegion = 64ull << 20;
+  const uint64_t slot = NvmeSlotBytes(bb, kRegion);
+  const uint64_t per_region = kRegion / slot;
+  const uint64_t nvme_bytes = kDataOffset + ((blocks + per_region - 1) / per_region + 8) * kRegion;
+  // A host tier of 4 chunks, well under half the data: a pass evicts each
+  // chunk (already on NVMe) long before it comes round again.
+  const uint64_t host_bytes = SlabTierBytes(4ull * chunk, bb);
+  if (host_bytes * 2 + uint64_t{chunk} * bb >= uint64_t{blocks} * bb)
+    return Fail("NVMe", Status::InvalidArgument("too few tokens for the NVMe row: the data must "
+                                                "exceed twice the host tier plus a chunk"));
+  Connected c;
+  BENCH_OK(Connect(o, e,
+                   {"--host-capacity", std::to_string(host_bytes), "--host-policy", "lru",
+                    "--nvme-capacity", std::to_string(nvme_bytes), "--nvme-write-policy",
+                    "write-through", "--nvme-queue-depth", std::to_string(kDaemonQueueDepth)},
+                   &c),
+           "starting the NVMe daemon");
+  const std::string file = c.daemon->dir() + "/data/nvme.dat";
+  std::printf("  NVMe file %s: extents in %" PRIu64 "-byte slots, %" PRIu64 " per region\n",
+              file.c_str(), slot, per_region);
+  // Store every block, a chunk at a time, each chunk written through to NVMe
+  // before the next pushes the host tier.
+  auto keys = PromptKeys(*c.ns, 7, blocks);
+  auto t_store = Clock::now();
+  for (uint32_t first = 0; first < blocks; first += chunk) {
+    const uint32_t cnt = std::min(chunk, blocks - first);
+    StoreOptions so;
+    if (first > 0) so.first_parent = keys[first - 1];
+    KVTIER_ASSIGN_OR_RETURN(StoreResult r,
+                            c.gpu->Store(*c.ns, std::span(keys).subspan(first, cnt), e.pool,
+                                         std::span(e.pages).subspan(first, cnt), so, e.stream.get()));
+    if (r.stored != cnt) return Fail("NVMe store", Status::ResourceExhausted("chunk not stored"));
+    for (int i = 0;; ++i) {
+      KVTIER_ASSIGN_OR_RETURN(RemoteStats::Tier t, NvmeStats(*c.client));
+      if (t.blocks >= first + cnt) break;
+      if (i > 60000) return Fail("NVMe store", Status::IOError("NVMe writes did not complete"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  const double store_s = MsSince(t_store) / 1000;
+  KVTIER_ASSIGN_OR_RETURN(RemoteStats::Tier nv, NvmeStats(*c.client));
+  std::printf("  stored %u blocks (%s), written through to NVMe in %.2f s: nvme tier %" PRIu64
+              " blocks, %s used\n",
+              blocks, GiB(e.bytes).c_str(), store_s, nv.blocks, GiB(nv.used_bytes).c_str());
+
+  Row row(m.name, "NVMe → engine: Lookup (promote) + Load, " + std::to_string(chunk) + "-block chunks",
+          e.bytes);
+  row.goal = 0.90;
+  uint64_t min_from_nvme = blocks;
+  for (int p = 0; p <= o.nvme_passes; ++p) {  // p = 0 is the warm-up
+    uint64_t from_nvme = 0;
+    KVTIER_ASSIGN_OR_RETURN(double ms, NvmePass(c, e, keys, chunk, &from_nvme));
+    std::printf("  pass %d: %.1f ms, %.2f GB/s, %" PRIu64 " of %u blocks promoted from NVMe\n", p,
+                ms, GBps(e.bytes, ms), from_nvme, blocks);
+    if (p > 0) {
+      row.ms.push_back(ms);
+      min_from_nvme = std::min(min_from_nvme, from_nvme);
+    }
+  }
+  if (min_from_nvme < blocks)
+    row.note = "only " + std::to_string(min_from_nvme) + " of " + std::to_string(blocks) +
+               " blocks came from NVMe in some pass";
+
+  // Baseline: plain io_uring O_DIRECT reads of the same payloads of the same
+  // file (slot j of region r: data offset + r * region + j * slot + 4 KiB
+  // header), 16 and 64 reads in flight (the daemon: 64 blocks); the faster
+  // is the baseline.
+  // Only slots of full regions: which slots of the last, partial region were
+  // used is the allocator's business. Reads wrap round to keep the count.
+  std::vector<uint64_t> offsets;
+  const uint64_t full = std::max<uint64_t>(1, blocks / per_region * per_region);
+  for (uint64_t i = 0; i < blocks; ++i) {
+    const uint64_t j = i % full;
+    offsets.push_back(kDataOffset + (j / per_region) * kRegion + (j % per_region) * slot +
+                      kExtentHeaderBytes);
+  }
+  double best = 0;
+  std::string best_name;
+  for (uint32_t qd : {16u, 64u}) {
+    std::vector<double> ms;
+    for (int r = 0; r <= o.nvme_passes; ++r) {
+      KVTIER_ASSIGN_OR_RETURN(double t, UringReads(file, offsets, static_cast<uint32_t>(bb), qd));
+      if (r > 0) ms.push_back(t);
+    }
+    const double med = Median(ms);
+    std::printf("  plain io_uring O_DIRECT, %u reads of %" PRIu64 " B, QD %u: %.1f ms, %.2f GB/s\n",
+                blocks, bb, qd, med, GBps(e.bytes, med));
+    if (best == 0 || med < best) {
+      best = med;
+      best_name = "io_uring O_DIRECT QD" + std::to_string(qd);
+    }
+  }
+  row.baseline = best_name;
+  row.baseline_ms = best;
+  g_rows.push_back(row);
+  return Status::OK();
+}
+
+void PrintTable(const std::string& device, const LoadBenchOptions& o) {
+  std::printf("\nkvtier-bench load on %s: %u tokens per repetition, median of %d (host), %d (HBM), "
+              "%d passes (NVMe); GB/s = 1e9 bytes/s\n\n",
+              device.c_str(), o.tokens, o.reps, o.hbm_reps, o.nvme_passes);
+  std::printf("| model | operation | GB | ms | GB/s | GPU-timed GB/s | baseline | GB/s | ratio | goal |\n");
+  std::printf("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n");
+  for (const Row& r : g_rows) {
+    const double ms = Median(r.ms);
+    const double gb = GBps(r.bytes, ms);
+    const double base = GBps(r.baseline_bytes ? r.baseline_bytes : r.bytes, r.baseline_ms);
+    char gpu[32] = "-";
+    if (!r.gpu_ms.empty()) std::snprintf(gpu, sizeof(gpu), "%.1f", GBps(r.bytes, Median(r.gpu_ms)));
+    char goal[48] = "-";
+    if (r.goal > 0)
+      std::snprintf(goal, sizeof(goal), "≥ %.2f %s", r.goal, gb / base >= r.goal ? "met" : "MISSED");
+    std::printf("| %s | %s | %.3f | %.2f | %.1f | %s | %s | %.1f | %.3f | %s |\n", r.model.c_str(),
+                r.op.c_str(), r.bytes / 1e9, ms, gb, gpu, r.baseline.c_str(), base, gb / base, goal);
+    if (!r.note.empty()) std::printf("|   | note: %s | | | | | | | | |\n", r.note.c_str());
+  }
+}
+
+}  // namespace
+
+int RunLoadBench(const LoadBenchOptions& o) {
+  if (!GpuAvailable()) {
+#if defined(KVTIER_HAVE_CUDA)
+    std::fprintf(stderr, "kvtier-bench load: no CUDA device\n");
+#else
+    std::fprintf(stderr, "kvtier-bench load: built without CUDA\n");
+#endif
+    return 1;
+  }
+  if (o.tokens % 16 != 0 || o.tokens == 0) {
+    std::fprintf(stderr, "kvtier-bench load: --tokens must be a positive multiple of 16\n");
+    return 2;
+  }
+  auto dev = GpuDeviceName();
+  const std::string device = dev.ok() ? *dev : "?";
+  const uint32_t blocks = o.tokens / 16;
+  std::printf("kvtier-bench load on %s, daemon %s\n", device.c_str(), o.kvtierd_path.c_str());
+  int failures = 0;
+  for (const std::string& name : o.models) {
+    Model m;
+    if (name == "8b") {
+      m = {"llama-3-8b", 32};
+    } else if (name == "70b") {
+      m = {"llama-3-70b", 80};
+    } else {
+      std::fprintf(stderr, "kvtier-bench load: unknown model '%s' (8b, 70b)\n", name.c_str());
+      return 2;
+    }
+    Engine e;
+    Status st = MakeEngine(m, blocks, &e);
+    if (!st.ok()) {
+      (void)Fail("engine pool for " + m.name, st);
+      ++failures;
+      continue;
+    }
+    std::printf("[%s] pool: %s, %u blocks of %" PRIu64 " B (%s)\n", m.name.c_str(),
+                e.pool.DebugString().c_str(), blocks, e.pool.block_bytes(), GiB(e.bytes).c_str());
+    for (const std::string& tier : o.tiers) {
+      if (tier == "host") {
+        st = HostGroup(o, m, e, blocks);
+      } else if (tier == "hbm") {
+        st = HbmGroup(o, m, e, blocks);
+      } else if (tier == "nvme") {
+        st = NvmeGroup(o, m, e, blocks);
+      } else {
+        std::fprintf(stderr, "kvtier-bench load: unknown tier '%s' (host, hbm, nvme)\n", tier.c_str());
+        return 2;
+      }
+      if (!st.ok()) {
+        std::fprintf(stderr, "kvtier-bench load: [%s] %s tier: %s\n", m.name.c_str(),
+                     tier.c_str(), st.ToString().c_str());
+        ++failures;
+      }
+      std::fflush(stdout);
+    }
+  }
+  PrintTable(device, o);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace kvtier::bench

@@ -1,0 +1,37 @@
+// kvtier-bench load: paged load and store bandwidth of the client's GPU path
+// (engine_adapter/gpu_session.h) against a live kvtierd, beside the plain
+// copy of the same bytes measured in the same run:
+//
+//   host → engine    GpuSession::Load from the host tier    vs cudaMemcpy H2D (pinned)
+//   engine → host    GpuSession::Store into the host tier   vs cudaMemcpy D2H (pinned)
+//   HBM → engine     GpuSession::Load from the HBM tier     vs cudaMemcpy D2D
+//   NVMe → engine    Lookup (promotes NVMe → host) + Load   vs io_uring O_DIRECT reads
+//
+// for Llama-3-8B- and 70B-shaped pools (8 KV heads x 128, bf16, 16-token
+// pages, vLLM layout) over --tokens tokens. It spawns one daemon per tier
+// setup, sized so the data fits (docs/performance.md, "GPU path").
+//
+// Without CUDA (or a GPU) it prints why and returns 1. Single-threaded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kvtier::bench {
+
+struct LoadBenchOptions {
+  std::string kvtierd_path;
+  std::vector<std::string> models = {"8b", "70b"};  // 8b: 32 layers, 70b: 80 layers
+  std::vector<std::string> tiers = {"host", "hbm", "nvme"};
+  uint32_t tokens = 32768;
+  int reps = 5;          // timed repetitions of PCIe rows (median)
+  int hbm_reps = 9;      // of HBM rows
+  int nvme_passes = 3;   // timed passes over all tokens from NVMe
+  uint32_t nvme_chunk_blocks = 128;  // blocks per Lookup + Load from NVMe
+};
+
+const char* LoadBenchUsage();
+int RunLoadBench(const LoadBenchOptions& options);
+
+}  // namespace kvtier::bench

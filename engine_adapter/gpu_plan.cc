@@ -1,0 +1,136 @@
+#include "engine_adapter/gpu_plan.h"
+
+#include <string>
+
+namespace kvtier {
+
+namespace {
+
+std::string Num(uint64_t v) { return std::to_string(v); }
+
+bool DtypeMatches(KvDtype pool, DType layout) {
+  switch (layout) {
+    case DType::kBF16: return pool == KvDtype::kBf16;
+    case DType::kFP16: return pool == KvDtype::kFp16;
+    case DType::kFP8: return pool == KvDtype::kFp8E4M3 || pool == KvDtype::kFp8E5M2;
+  }
+  return false;
+}
+
+Status Mismatch(const char* field, uint64_t pool, uint64_t layout) {
+  return Status::InvalidArgument(std::string("the pool's ") + field + " (" + Num(pool) +
+                                 ") differs from the namespace layout's (" + Num(layout) + ")");
+}
+
+}  // namespace
+
+Status CheckPoolMatchesLayout(const KvPool& pool, const KvLayout& layout) {
+  const KvPoolShape& s = pool.shape;
+  if (layout.planes != 2)
+    return Status::InvalidArgument("the GPU path moves K and V planes; the layout has " +
+                                   Num(layout.planes) + " plane(s)");
+  if (s.num_layers != layout.num_layers) return Mismatch("layers", s.num_layers, layout.num_layers);
+  if (s.kv_heads != layout.num_kv_heads) return Mismatch("KV heads", s.kv_heads, layout.num_kv_heads);
+  if (s.head_dim != layout.head_dim) return Mismatch("head_dim", s.head_dim, layout.head_dim);
+  if (s.tokens_per_page != layout.tokens_per_block)
+    return Mismatch("tokens per page", s.tokens_per_page, layout.tokens_per_block);
+  if (!DtypeMatches(s.dtype, layout.dtype))
+    return Status::InvalidArgument(std::string("the pool's dtype ") + KvDtypeName(s.dtype) +
+                                   " differs from the namespace layout's " +
+                                   DTypeName(layout.dtype));
+  if (s.block_bytes() != layout.BlockBytes())
+    return Mismatch("block bytes", s.block_bytes(), layout.BlockBytes());
+  return Status::OK();
+}
+
+Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size) {
+  uint8_t* base = nullptr;
+  uint64_t bytes = 0;
+  switch (tier) {
+    case TierKind::kHost:
+      base = seg.host;
+      bytes = seg.host_bytes;
+      break;
+    case TierKind::kHbm:
+      if (seg.hbm == nullptr)
+        return Status::Unavailable("the daemon's HBM tier is not open in this session");
+      base = seg.hbm;
+      bytes = seg.hbm_bytes;
+      break;
+    case TierKind::kNvme:
+      return Status::Unavailable("NVMe blocks are not addressable; the daemon promotes them "
+                                 "to the host tier before a lease is answered");
+  }
+  if (base == nullptr) return Status::Unavailable("the host segment is not registered");
+  if (offset > bytes || size > bytes - offset)
+    return Status::Corruption("slot [" + Num(offset) + ", +" + Num(size) + ") lies outside the " +
+                              TierKindName(tier) + " segment of " + Num(bytes) + " bytes");
+  return static_cast<void*>(base + offset);
+}
+
+Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> pages,
+                uint64_t block_bytes, uint32_t num_pages, const GpuSegments& seg,
+                GpuPlanScratch* scratch) {
+  if (pages.size() > blocks.size())
+    return Status::InvalidArgument(Num(pages.size()) + " pages for a lease of " +
+                                   Num(blocks.size()) + " blocks");
+  scratch->refs.clear();
+  scratch->all_hbm = !pages.empty();
+  scratch->page_bits.assign((uint64_t{num_pages} + 63) / 64, 0);
+  for (size_t i = 0; i < pages.size(); ++i) {
+    const RemoteBlock& b = blocks[i];
+    const uint32_t p = pages[i];
+    if (p >= num_pages)
+      return Status::InvalidArgument("pages[" + Num(i) + "] = " + Num(p) + " but the pool has " +
+                                     Num(num_pages) + " pages");
+    uint64_t& word = scratch->page_bits[p / 64];
+    const uint64_t bit = uint64_t{1} << (p % 64);
+    if (word & bit)
+      return Status::InvalidArgument("page " + Num(p) + " is named twice (pages[" + Num(i) + "])");
+    word |= bit;
+    if (b.size != block_bytes)
+      return Status::InvalidArgument("block " + Num(i) + " (" + b.key.ToHex() + ") is " +
+                                     Num(b.size) + " bytes; the pool's blocks are " +
+                                     Num(block_bytes));
+    auto slot = ResolveSlot(seg, b.tier, b.offset, b.size);
+    if (!slot.ok())
+      return Status(slot.status().code(),
+                    "block " + Num(i) + " (" + b.key.ToHex() + "): " + slot.status().message());
+    scratch->refs.push_back(BlockRef{*slot, p, 0});
+    scratch->all_hbm = scratch->all_hbm && b.tier == TierKind::kHbm;
+  }
+  return Status::OK();
+}
+
+Status PlanStore(std::span<const ClientTxn::Slot> slots, std::span<const uint32_t> pages,
+                 uint64_t block_bytes, uint32_t num_pages, const GpuSegments& seg,
+                 GpuPlanScratch* scratch) {
+  if (pages.size() != slots.size())
+    return Status::InvalidArgument(Num(slots.size()) + " slots but " + Num(pages.size()) +
+                                   " pages");
+  scratch->refs.clear();
+  scratch->slot_index.clear();
+  scratch->all_hbm = true;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const ClientTxn::Slot& s = slots[i];
+    if (pages[i] >= num_pages)
+      return Status::InvalidArgument("pages[" + Num(i) + "] = " + Num(pages[i]) +
+                                     " but the pool has " + Num(num_pages) + " pages");
+    if (s.outcome != ReserveOutcome::kReserved) continue;
+    if (s.size != block_bytes)
+      return Status::InvalidArgument("slot " + Num(i) + " (" + s.key.ToHex() + ") is " +
+                                     Num(s.size) + " bytes; the pool's blocks are " +
+                                     Num(block_bytes));
+    auto slot = ResolveSlot(seg, s.tier, s.offset, s.size);
+    if (!slot.ok())
+      return Status(slot.status().code(),
+                    "slot " + Num(i) + " (" + s.key.ToHex() + "): " + slot.status().message());
+    scratch->refs.push_back(BlockRef{*slot, pages[i], 0});
+    scratch->slot_index.push_back(static_cast<uint32_t>(i));
+    scratch->all_hbm = scratch->all_hbm && s.tier == TierKind::kHbm;
+  }
+  scratch->all_hbm = scratch->all_hbm && !scratch->refs.empty();
+  return Status::OK();
+}
+
+}  // namespace kvtier

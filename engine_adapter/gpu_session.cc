@@ -1,0 +1,384 @@
+// GpuSession: planning in gpu_plan.cc, copies by the loader's GpuCopier,
+// device plumbing through loader/gpu_runtime.h — no CUDA header here, so the
+// file builds (and Create() answers Unavailable) without CUDA.
+#include "engine_adapter/gpu_session.h"
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+#include <utility>
+
+#include "tiers/checksum.h"
+
+namespace kvtier {
+
+// Buffers of one transfer in flight, reused across transfers.
+struct GpuTransferScratch {
+  GpuPlanScratch plan;
+  DeviceBuffer sums_device;      // per-block checksum sums the kernel adds into
+  PinnedHostBuffer sums_host;    // their copy, read after `done`
+  size_t capacity = 0;           // blocks the sum buffers hold
+  GpuEvent done;                 // recorded after the copy and the sum read-back
+  bool recorded = false;
+  bool verify = true;            // sums computed (and, for loads, verified)
+  uint64_t block_bytes = 0;
+  std::vector<uint64_t> values;  // load: committed checksums; store: commit sums
+  std::vector<BlockKey> keys;    // load: keys, for error messages
+
+  const uint64_t* sums() const { return static_cast<const uint64_t*>(sums_host.host()); }
+};
+
+namespace {
+
+constexpr size_t kMinScratchBlocks = 256;
+
+bool SameBusId(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+// A namespace bound to another GPU would reserve and promote there.
+Status CheckDevice(const ClientNamespace& ns, int device) {
+  if (ns.device() >= 0 && ns.device() != device)
+    return Status::InvalidArgument("the namespace is bound to GPU " + std::to_string(ns.device()) +
+                                   ", this session to GPU " + std::to_string(device));
+  return Status::OK();
+}
+
+}  // namespace
+
+// ---- GpuLoad -----------------------------------------------------------------
+
+GpuLoad::GpuLoad() = default;
+
+GpuLoad::GpuLoad(GpuLoad&& o) noexcept
+    : session_(std::exchange(o.session_, nullptr)),
+      scratch_(std::move(o.scratch_)),
+      blocks_(o.blocks_),
+      waited_(o.waited_),
+      result_(std::move(o.result_)) {}
+
+GpuLoad& GpuLoad::operator=(GpuLoad&& o) noexcept {
+  if (this != &o) {
+    if (session_ != nullptr && scratch_) session_->ReturnScratch(std::move(scratch_));
+    session_ = std::exchange(o.session_, nullptr);
+    scratch_ = std::move(o.scratch_);
+    blocks_ = o.blocks_;
+    waited_ = o.waited_;
+    result_ = std::move(o.result_);
+  }
+  return *this;
+}
+
+GpuLoad::~GpuLoad() {
+  if (session_ != nullptr && scratch_) session_->ReturnScratch(std::move(scratch_));
+}
+
+Result<bool> GpuLoad::Ready() const {
+  if (waited_ || !scratch_ || !scratch_->recorded) return true;
+  return scratch_->done.Query();
+}
+
+Status GpuLoad::Wait() {
+  if (waited_) return result_;
+  waited_ = true;
+  if (!scratch_) return result_;  // nothing was queued
+  GpuTransferScratch& s = *scratch_;
+  result_ = s.done.Synchronize();
+  if (result_.ok() && s.verify) {
+    const uint64_t* sums = s.sums();
+    for (size_t i = 0; i < blocks_; ++i) {
+      const uint64_t got = checksum::Finalize(sums[i], s.block_bytes);
+      if (got != s.values[i]) {
+        result_ = Status::Corruption("block " + std::to_string(i) + " (" + s.keys[i].ToHex() +
+                                     ") failed its checksum: the GPU computed " +
+                                     std::to_string(got) + ", the block was committed with " +
+                                     std::to_string(s.values[i]));
+        break;
+      }
+    }
+  }
+  session_->ReturnScratch(std::move(scratch_));
+  return result_;
+}
+
+// ---- GpuStore ----------------------------------------------------------------
+
+GpuStore::GpuStore() = default;
+
+GpuStore::GpuStore(GpuStore&& o) noexcept
+    : session_(std::exchange(o.session_, nullptr)),
+      scratch_(std::move(o.scratch_)),
+      txn_(std::move(o.txn_)),
+      result_(o.result_),
+      waited_(o.waited_) {}
+
+GpuStore& GpuStore::operator=(GpuStore&& o) noexcept {
+  if (this != &o) {
+    // The GPU must be done with our slots before the reservation is aborted.
+    if (session_ != nullptr && scratch_) session_->ReturnScratch(std::move(scratch_));
+    session_ = std::exchange(o.session_, nullptr);
+    scratch_ = std::move(o.scratch_);
+    txn_ = std::move(o.txn_);  // aborts ours
+    result_ = o.result_;
+    waited_ = o.waited_;
+  }
+  return *this;
+}
+
+GpuStore::~GpuStore() {
+  // Wait for the kernel before txn_'s destructor aborts (frees) its slots.
+  if (session_ != nullptr && scratch_) session_->ReturnScratch(std::move(scratch_));
+}
+
+size_t GpuStore::blocks() const { return result_.stored; }
+
+Result<bool> GpuStore::Ready() const {
+  if (waited_ || !scratch_ || !scratch_->recorded) return true;
+  return scratch_->done.Query();
+}
+
+Result<StoreResult> GpuStore::Wait() {
+  if (waited_) return Status::InvalidArgument("GpuStore::Wait() was already called");
+  waited_ = true;
+  if (!scratch_) return result_;  // nothing reserved: nothing to commit
+  GpuTransferScratch& s = *scratch_;
+  Status st = s.done.Synchronize();
+  if (!st.ok()) {
+    session_->ReturnScratch(std::move(scratch_));
+    (void)txn_.Abort();
+    return st;
+  }
+  s.values.assign(txn_.slots().size(), 0);
+  const uint64_t* sums = s.sums();
+  for (size_t k = 0; k < s.plan.slot_index.size(); ++k)
+    s.values[s.plan.slot_index[k]] = checksum::Finalize(sums[k], s.block_bytes);
+  st = txn_.Commit(s.values);
+  session_->ReturnScratch(std::move(scratch_));
+  if (!st.ok()) return st;
+  return result_;
+}
+
+// ---- GpuSession --------------------------------------------------------------
+
+Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
+                                                       const GpuSessionOptions& options) {
+  if (client == nullptr) return Status::InvalidArgument("GpuSession: no client");
+  if (client->segment_base() == nullptr || client->segment_bytes() == 0)
+    return Status::InvalidArgument("GpuSession: the client has no mapped host segment");
+  if (!GpuAvailable()) {
+#if defined(KVTIER_HAVE_CUDA)
+    return Status::Unavailable("GpuSession: no CUDA device");
+#else
+    return Status::Unavailable("GpuSession: kvtier was built without CUDA");
+#endif
+  }
+  std::unique_ptr<GpuSession> s(new GpuSession());
+  if (options.device >= 0) {
+    KVTIER_RETURN_IF_ERROR(GpuSetDevice(options.device));
+    s->device_ = options.device;
+  } else {
+    KVTIER_ASSIGN_OR_RETURN(s->device_, GpuGetDevice());
+  }
+  KVTIER_ASSIGN_OR_RETURN(s->host_reg_,
+                          HostRegistration::Register(client->segment_base(),
+                                                     client->segment_bytes(),
+                                                     HostRegisterMode::kReadWrite));
+  s->segments_.host = static_cast<uint8_t*>(s->host_reg_.device_ptr());
+  s->segments_.host_bytes = client->segment_bytes();
+  KVTIER_ASSIGN_OR_RETURN(s->copier_, GpuCopier::Create(options.copier));
+  KVTIER_ASSIGN_OR_RETURN(s->hbm_copier_, GpuCopier::Create(options.hbm_copier));
+  if (options.open_hbm) {
+    auto seg = client->GetHbmSegment(s->device_);
+    std::string mine;
+    if (seg.ok()) {
+      if (auto bus = GpuPciBusId(s->device_); bus.ok()) mine = *bus;
+      if (!mine.empty() && !seg->pci_bus_id.empty() && !SameBusId(mine, seg->pci_bus_id))
+        return Status::InvalidArgument(
+            "the daemon's HBM tier on GPU " + std::to_string(seg->device) + " is at " +
+            seg->pci_bus_id + ", but this session's GPU " + std::to_string(s->device_) +
+            " is at " + mine +
+            " (CUDA_VISIBLE_DEVICES differs between the processes?); "
+            "GpuSessionOptions::open_hbm = false goes on without the HBM tier");
+    }
+    if (!seg.ok()) {
+      if (seg.status().code() != StatusCode::kUnavailable) return seg.status();
+      s->hbm_status_ = seg.status();  // the daemon has no HBM tier on this GPU
+    } else {
+      auto map = IpcMemMapping::Open(seg->ipc_handle.data(), seg->ipc_handle.size(), seg->bytes);
+      if (!map.ok()) {
+        return Status(map.status().code(),
+                      "opening the daemon's HBM tier (its GPU " + std::to_string(seg->device) +
+                          " at " + seg->pci_bus_id + "; this session's GPU " +
+                          std::to_string(s->device_) + " at " + mine +
+                          "): " + map.status().message() +
+                          " (GpuSessionOptions::open_hbm = false goes on without it)");
+      }
+      s->hbm_map_ = std::move(map).value();
+      s->segments_.hbm = static_cast<uint8_t*>(s->hbm_map_.data());
+      s->segments_.hbm_bytes = seg->bytes;
+    }
+  }
+  return s;
+}
+
+GpuSession::~GpuSession() {
+  for (auto& sc : free_scratch_)
+    if (sc->recorded) (void)sc->done.Synchronize();
+}
+
+Result<std::unique_ptr<GpuTransferScratch>> GpuSession::TakeScratch(size_t blocks) {
+  std::unique_ptr<GpuTransferScratch> s;
+  if (!free_scratch_.empty()) {
+    s = std::move(free_scratch_.back());
+    free_scratch_.pop_back();
+  } else {
+    s = std::make_unique<GpuTransferScratch>();
+    KVTIER_ASSIGN_OR_RETURN(s->done, GpuEvent::Create());
+  }
+  if (s->capacity < blocks || s->capacity == 0) {
+    size_t cap = std::max(kMinScratchBlocks, s->capacity);
+    while (cap < blocks) cap *= 2;
+    // Free the old buffers first: a larger pair replaces them.
+    s->sums_device = DeviceBuffer();
+    s->sums_host = PinnedHostBuffer();
+    s->capacity = 0;
+    KVTIER_ASSIGN_OR_RETURN(s->sums_device, DeviceBuffer::Allocate(cap * sizeof(uint64_t)));
+    KVTIER_ASSIGN_OR_RETURN(s->sums_host, PinnedHostBuffer::Allocate(cap * sizeof(uint64_t)));
+    s->capacity = cap;
+  }
+  s->recorded = false;
+  return s;
+}
+
+void GpuSession::ReturnScratch(std::unique_ptr<GpuTransferScratch> scratch) {
+  if (scratch->recorded) (void)scratch->done.Synchronize();
+  scratch->recorded = false;
+  free_scratch_.push_back(std::move(scratch));
+}
+
+Status GpuSession::Launch(GpuTransferScratch* s, const KvPool& pool, TransferDirection direction,
+                          GpuStream stream, const GpuLoadOptions& options) {
+  PagedTransfer t;
+  t.pool = &pool;
+  t.blocks = s->plan.refs;
+  t.direction = direction;
+  s->verify = options.verify;
+  t.checksum_sums = s->verify ? static_cast<uint64_t*>(s->sums_device.data()) : nullptr;
+  GpuCopier* copier = s->plan.all_hbm ? hbm_copier_.get() : copier_.get();
+  Status st = options.layers_per_group > 0
+                  ? copier->CopyLayerwise(t, options.layers_per_group, options.events, stream)
+                  : copier->Copy(t, stream);
+  if (st.ok() && s->verify && !s->plan.refs.empty())
+    st = GpuCopyBytesAsync(s->sums_host.host(), s->sums_device.data(),
+                           s->plan.refs.size() * sizeof(uint64_t), stream);
+  if (st.ok()) st = s->done.Record(stream);
+  if (st.ok()) {
+    s->recorded = true;
+  } else {
+    // Part of the work may be queued: let it finish before the buffers are reused.
+    (void)GpuSynchronize(stream);
+  }
+  return st;
+}
+
+Result<GpuLoad> GpuSession::StartLoad(const ClientNamespace& ns, const ClientLease& lease,
+                                      const KvPool& pool, std::span<const uint32_t> pages,
+                                      GpuStream stream, const GpuLoadOptions& options) {
+  KVTIER_RETURN_IF_ERROR(CheckPoolMatchesLayout(pool, ns.spec().layout));
+  KVTIER_RETURN_IF_ERROR(pool.Validate());
+  KVTIER_RETURN_IF_ERROR(CheckDevice(ns, device_));
+  if (options.layers_per_group > 0 && options.events == nullptr)
+    return Status::InvalidArgument("a layer-wise load needs LayerEvents");
+  KVTIER_RETURN_IF_ERROR(GpuSetDevice(device_));
+  GpuLoad load;
+  load.session_ = this;
+  load.blocks_ = pages.size();
+  if (pages.empty() && options.layers_per_group == 0) return load;
+  KVTIER_ASSIGN_OR_RETURN(std::unique_ptr<GpuTransferScratch> s, TakeScratch(pages.size()));
+  Status st = PlanLoad(lease.blocks(), pages, pool.block_bytes(), pool.shape.num_pages, segments_,
+                       &s->plan);
+  if (st.ok()) {
+    s->block_bytes = pool.block_bytes();
+    s->values.resize(pages.size());
+    s->keys.resize(pages.size());
+    for (size_t i = 0; i < pages.size(); ++i) {
+      s->values[i] = lease.blocks()[i].checksum;
+      s->keys[i] = lease.blocks()[i].key;
+    }
+    st = Launch(s.get(), pool, TransferDirection::kLoad, stream, options);
+  }
+  if (!st.ok()) {
+    ReturnScratch(std::move(s));
+    return st;
+  }
+  load.scratch_ = std::move(s);
+  return load;
+}
+
+Status GpuSession::Load(const ClientNamespace& ns, const ClientLease& lease, const KvPool& pool,
+                        std::span<const uint32_t> pages, GpuStream stream,
+                        const GpuLoadOptions& options) {
+  KVTIER_ASSIGN_OR_RETURN(GpuLoad load, StartLoad(ns, lease, pool, pages, stream, options));
+  return load.Wait();
+}
+
+Result<GpuStore> GpuSession::StartStore(ClientNamespace& ns, std::span<const BlockKey> keys,
+                                        const KvPool& pool, std::span<const uint32_t> pages,
+                                        const StoreOptions& options, GpuStream stream) {
+  KVTIER_RETURN_IF_ERROR(CheckPoolMatchesLayout(pool, ns.spec().layout));
+  KVTIER_RETURN_IF_ERROR(pool.Validate());
+  if (keys.size() != pages.size())
+    return Status::InvalidArgument(std::to_string(keys.size()) + " keys but " +
+                                   std::to_string(pages.size()) + " pages");
+  for (size_t i = 0; i < pages.size(); ++i)
+    if (pages[i] >= pool.shape.num_pages)
+      return Status::InvalidArgument("pages[" + std::to_string(i) + "] = " +
+                                     std::to_string(pages[i]) + " but the pool has " +
+                                     std::to_string(pool.shape.num_pages) + " pages");
+  KVTIER_RETURN_IF_ERROR(CheckDevice(ns, device_));
+  KVTIER_RETURN_IF_ERROR(GpuSetDevice(device_));
+  // Reserve on this GPU: with --store-tier hbm the slots are then in the HBM
+  // tier this session opened, never in another GPU's.
+  if (ns.device() < 0) ns.set_device(device_);
+  GpuStore store;
+  store.session_ = this;
+  if (keys.empty()) return store;
+  KVTIER_ASSIGN_OR_RETURN(store.txn_, ns.Reserve(keys, options));
+  for (const auto& slot : store.txn_.slots()) {
+    switch (slot.outcome) {
+      case ReserveOutcome::kReserved: ++store.result_.stored; break;
+      case ReserveOutcome::kPresent: ++store.result_.present; break;
+      case ReserveOutcome::kInFlight: ++store.result_.in_flight; break;
+      case ReserveOutcome::kNoSpace: ++store.result_.no_space; break;
+    }
+  }
+  if (store.result_.stored == 0) return store;
+  KVTIER_ASSIGN_OR_RETURN(std::unique_ptr<GpuTransferScratch> s, TakeScratch(keys.size()));
+  // On an error below, `store` goes out of scope and its reservation aborts.
+  Status st = PlanStore(store.txn_.slots(), pages, pool.block_bytes(), pool.shape.num_pages,
+                        segments_, &s->plan);
+  if (st.ok()) {
+    s->block_bytes = pool.block_bytes();
+    st = Launch(s.get(), pool, TransferDirection::kStore, stream, GpuLoadOptions{});
+  }
+  if (!st.ok()) {
+    ReturnScratch(std::move(s));
+    return st;
+  }
+  store.scratch_ = std::move(s);
+  return store;
+}
+
+Result<StoreResult> GpuSession::Store(ClientNamespace& ns, std::span<const BlockKey> keys,
+                                      const KvPool& pool, std::span<const uint32_t> pages,
+                                      const StoreOptions& options, GpuStream stream) {
+  KVTIER_ASSIGN_OR_RETURN(GpuStore store, StartStore(ns, keys, pool, pages, options, stream));
+  return store.Wait();
+}
+
+}  // namespace kvtier
