@@ -15,6 +15,7 @@
 
 #include "bench/daemon_process.h"
 #include "bench/load_bench.h"
+#include "bench/tp_bench.h"
 #include "bench/rpc_bench.h"
 #include "bench/sim_command.h"
 
@@ -32,6 +33,9 @@ const char* kUsage =
     "  load    paged load and store bandwidth of the GPU path (host, HBM and NVMe\n"
     "          tiers into an engine's KV pool) against a live kvtierd, beside\n"
     "          cudaMemcpy and plain io_uring reads of the same bytes\n"
+    "  tp      one daemon, a tensor-parallel engine on every GPU: acquireTp round\n"
+    "          trips byte-exact, aggregate host->GPU load bandwidth of all GPUs at\n"
+    "          once vs the sum of per-GPU memcpy, loads while stores land\n"
     "\n"
     "rpc flags:\n"
     "  --socket PATH       measure this running daemon (default: spawn one)\n"
@@ -56,6 +60,8 @@ int Usage(const char* error) {
   std::fputs(kvtier::bench::SimUsage(), error != nullptr ? stderr : stdout);
   std::fputs("\n", error != nullptr ? stderr : stdout);
   std::fputs(kvtier::bench::LoadBenchUsage(), error != nullptr ? stderr : stdout);
+  std::fputs("\n", error != nullptr ? stderr : stdout);
+  std::fputs(kvtier::bench::TpBenchUsage(), error != nullptr ? stderr : stdout);
   return error != nullptr ? 2 : 0;
 }
 
@@ -137,6 +143,30 @@ int RunLoad(int argc, char** argv) {
   return kvtier::bench::RunLoadBench(o);
 }
 
+int RunTp(int argc, char** argv) {
+  kvtier::bench::TpBenchOptions o;
+  o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
+  for (int i = 2; i < argc; ++i) {
+    std::string f = argv[i];
+    if (f == "--help" || f == "-h") return Usage(nullptr);
+    if (i + 1 >= argc) return Usage(("flag " + f + " needs a value").c_str());
+    const char* v = argv[++i];
+    int n = 0;
+    if (f == "--kvtierd") {
+      o.kvtierd_path = v;
+    } else if (f == "--gpus" || f == "--tokens" || f == "--layers" || f == "--reps") {
+      if (!ParseInt(v, &n)) return Usage((f + " needs a positive number").c_str());
+      if (f == "--gpus") o.gpus = n;
+      if (f == "--tokens") o.tokens = static_cast<uint32_t>(n);
+      if (f == "--layers") o.layers = static_cast<uint32_t>(n);
+      if (f == "--reps") o.reps = n;
+    } else {
+      return Usage(("unknown flag " + f).c_str());
+    }
+  }
+  return kvtier::bench::RunTpBench(o);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,5 +176,6 @@ int main(int argc, char** argv) {
   if (cmd == "rpc") return RunRpc(argc, argv);
   if (cmd == "sim") return kvtier::bench::RunSim(argc, argv);
   if (cmd == "load") return RunLoad(argc, argv);
+  if (cmd == "tp") return RunTp(argc, argv);
   return Usage(("unknown command '" + cmd + "'").c_str());
 }

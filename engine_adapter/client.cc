@@ -228,7 +228,7 @@ Result<std::vector<ClientLease>> Client::AcquireTp(std::span<ClientNamespace* co
       for (unsigned i = 0; i < blocks.size(); ++i) {
         auto b = blocks[i];
         lease.blocks_.push_back(RemoteBlock{keys[r][i], TierFromRpc(b.getTier()), b.getOffset(),
-                                            b.getSize(), b.getChecksum()});
+                                            b.getSize(), b.getChecksum(), b.getDevice()});
       }
       if (!lease.blocks_.empty()) {
         lease.impl_ = std::make_unique<ClientLease::Impl>();
@@ -389,7 +389,7 @@ Result<ClientLease> ClientNamespace::Lookup(std::span<const BlockKey> keys) {
     for (unsigned i = 0; i < blocks.size(); ++i) {
       auto b = blocks[i];
       lease.blocks_.push_back(RemoteBlock{keys[i], TierFromRpc(b.getTier()), b.getOffset(),
-                                          b.getSize(), b.getChecksum()});
+                                          b.getSize(), b.getChecksum(), b.getDevice()});
     }
     if (!lease.blocks_.empty()) {
       lease.impl_ = std::make_unique<ClientLease::Impl>();
@@ -455,7 +455,8 @@ Result<ClientTxn> ClientNamespace::Reserve(std::span<const BlockKey> keys, const
           return Status::Internal("the daemon reserved a slot outside the host segment");
         data = client_->base + s.getOffset();
       }
-      txn.slots_.push_back(ClientTxn::Slot{keys[i], outcome, tier, s.getOffset(), data, s.getSize()});
+      txn.slots_.push_back(
+          ClientTxn::Slot{keys[i], outcome, tier, s.getOffset(), data, s.getSize(), s.getDevice()});
     }
     if (txn.reserved() > 0) {
       txn.impl_->cap = res.getTxn();

@@ -41,6 +41,7 @@ struct RemoteBlock {
   uint64_t offset;
   uint32_t size;
   uint64_t checksum;
+  int device = -1;  // tier kHbm: the CUDA device of that HBM tier
 };
 
 // Pins on a cached prefix. Move-only; destruction releases the pins.
@@ -78,6 +79,7 @@ class ClientTxn {
     uint64_t offset;  // in that tier's segment
     uint8_t* data;    // host slots: where to write, in the mapped segment; else null
     uint32_t size;
+    int device = -1;  // tier kHbm: the CUDA device of that HBM tier
   };
   ClientTxn();
   ClientTxn(ClientTxn&&) noexcept;

@@ -43,7 +43,8 @@ Status CheckPoolMatchesLayout(const KvPool& pool, const KvLayout& layout) {
   return Status::OK();
 }
 
-Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size) {
+Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size,
+                          int device) {
   uint8_t* base = nullptr;
   uint64_t bytes = 0;
   switch (tier) {
@@ -54,6 +55,10 @@ Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset
     case TierKind::kHbm:
       if (seg.hbm == nullptr)
         return Status::Unavailable("the daemon's HBM tier is not open in this session");
+      if (device >= 0 && seg.hbm_device >= 0 && device != seg.hbm_device)
+        return Status::Unavailable("the block is in GPU " + Num(device) +
+                                   "'s HBM tier; this session opened GPU " + Num(seg.hbm_device) +
+                                   "'s");
       base = seg.hbm;
       bytes = seg.hbm_bytes;
       break;
@@ -92,7 +97,7 @@ Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> p
       return Status::InvalidArgument("block " + Num(i) + " (" + b.key.ToHex() + ") is " +
                                      Num(b.size) + " bytes; the pool's blocks are " +
                                      Num(block_bytes));
-    auto slot = ResolveSlot(seg, b.tier, b.offset, b.size);
+    auto slot = ResolveSlot(seg, b.tier, b.offset, b.size, b.device);
     if (!slot.ok())
       return Status(slot.status().code(),
                     "block " + Num(i) + " (" + b.key.ToHex() + "): " + slot.status().message());
@@ -121,7 +126,7 @@ Status PlanStore(std::span<const ClientTxn::Slot> slots, std::span<const uint32_
       return Status::InvalidArgument("slot " + Num(i) + " (" + s.key.ToHex() + ") is " +
                                      Num(s.size) + " bytes; the pool's blocks are " +
                                      Num(block_bytes));
-    auto slot = ResolveSlot(seg, s.tier, s.offset, s.size);
+    auto slot = ResolveSlot(seg, s.tier, s.offset, s.size, s.device);
     if (!slot.ok())
       return Status(slot.status().code(),
                     "slot " + Num(i) + " (" + s.key.ToHex() + "): " + slot.status().message());

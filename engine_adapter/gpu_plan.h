@@ -31,6 +31,7 @@ struct GpuSegments {
   uint64_t host_bytes = 0;
   uint8_t* hbm = nullptr;  // the IPC mapping of the HBM arena; null: not open
   uint64_t hbm_bytes = 0;
+  int hbm_device = -1;     // the CUDA device of that arena
 };
 
 // Reusable buffers of one planning thread (no allocation once warm).
@@ -50,7 +51,10 @@ Status CheckPoolMatchesLayout(const KvPool& pool, const KvLayout& layout);
 // Device address of `size` bytes at `offset` of `tier`. Unavailable: the
 // HBM arena is not open, or the tier is NVMe (not addressable). Corruption:
 // the range lies outside the segment (the daemon sent a bad location).
-Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size);
+// `device`: for HBM slots, the CUDA device whose tier holds them (-1: any);
+// a slot in another GPU's tier than the session's is Unavailable.
+Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size,
+                          int device = -1);
 
 // Load of lease blocks [0, pages.size()) into pages[i]: scratch->refs[i] =
 // {slot of block i, pages[i]}; scratch->all_hbm says whether every slot is

@@ -221,6 +221,7 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
       s->hbm_map_ = std::move(map).value();
       s->segments_.hbm = static_cast<uint8_t*>(s->hbm_map_.data());
       s->segments_.hbm_bytes = seg->bytes;
+      s->segments_.hbm_device = seg->device;
     }
   }
   return s;

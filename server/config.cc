@@ -179,7 +179,7 @@ const std::vector<FlagSpec>& Flags() {
        .u64 = &C::nvme_capacity_bytes, .min = 0, .max = 1024 * kTiB, .default_text = "0 (off)",
        .help = "Size of the NVMe tier; 0 turns the tier off, otherwise at least 1MiB."},
       {.name = "nvme-queue-depth", .metavar = "N", .type = FlagType::kU32,
-       .u32 = &C::nvme_queue_depth, .min = 1, .max = 4096, .default_text = "64",
+       .u32 = &C::nvme_queue_depth, .min = 1, .max = 4096, .default_text = "256",
        .help = "io_uring queue depth of the NVMe tier, 1..4096."},
       {.name = "nvme-write-policy", .metavar = "POLICY", .type = FlagType::kString,
        .str = &C::nvme_write_policy, .check = CheckWritePolicy, .default_text = "write-back",

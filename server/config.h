@@ -79,7 +79,7 @@ struct DaemonConfig {
   // NVMe tier size; 0 = NVMe tier off.
   uint64_t nvme_capacity_bytes = 0;
   // io_uring submission queue depth of the NVMe tier. Valid: 1..4096.
-  uint32_t nvme_queue_depth = 64;
+  uint32_t nvme_queue_depth = 256;
   // "write-back" (demote to NVMe on eviction) or "write-through" (also write
   // to NVMe at commit).
   std::string nvme_write_policy = "write-back";

@@ -58,6 +58,7 @@ struct BlockLocation {
   offset @1 :UInt64;    # byte offset of the slot in that tier's segment
   size @2 :UInt32;      # payload bytes
   checksum @3 :UInt64;  # docs/checksum.md
+  device @4 :Int32 = -1;  # tier hbm: the CUDA device of that HBM tier
 }
 
 enum ReserveOutcome {
@@ -72,6 +73,7 @@ struct ReservedSlot {
   tier @1 :Tier;
   offset @2 :UInt64;
   size @3 :UInt32;
+  device @4 :Int32 = -1;  # tier hbm: the CUDA device of that HBM tier
 }
 
 struct PriorityRange {

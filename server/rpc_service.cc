@@ -98,6 +98,12 @@ kj::Promise<void> WhenReady(Cache* cache, const std::shared_ptr<Lease>& lease) {
   return paf.promise.attach(kj::mv(guard));
 }
 
+// The CUDA device of an HBM tier, -1 for other tiers.
+int DeviceOf(const Cache& cache, TierId t) {
+  if (cache.tier_kind(t) != TierKind::kHbm) return -1;
+  return static_cast<const GpuHbmTier&>(cache.tier(t)).device();
+}
+
 void FillBlocks(const Cache& cache, const Lease& lease,
                 capnp::List<rpc::BlockLocation>::Builder blocks) {
   for (size_t i = 0; i < lease.size(); ++i) {
@@ -107,6 +113,7 @@ void FillBlocks(const Cache& cache, const Lease& lease,
     o.setOffset(b.offset);
     o.setSize(b.size);
     o.setChecksum(b.checksum);
+    o.setDevice(DeviceOf(cache, b.tier));
   }
 }
 
@@ -234,6 +241,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
       o.setTier(rpcconv::TierToRpc(svc_->cache()->tier_kind(b.tier)));
       o.setOffset(b.offset);
       o.setSize(b.size);
+      o.setDevice(DeviceOf(*svc_->cache(), b.tier));
     }
     if (r->reserved() > 0)
       res.setTxn(kj::heap<StoreTxnImpl>(svc_->cache(), std::move(r).value(), svc_->metrics()));

@@ -82,6 +82,11 @@ TEST(GpuPlanTest, ResolvesHostAndHbmSlots) {
   EXPECT_EQ(*d, g.hbm + (1 << 20));
   // The last slot that fits, and one byte past it.
   EXPECT_TRUE(ResolveSlot(g, TierKind::kHbm, (16 << 20) - (32 << 10), 32 << 10).ok());
+  g.hbm_device = 1;
+  EXPECT_TRUE(ResolveSlot(g, TierKind::kHbm, 0, 32 << 10, 1).ok());
+  EXPECT_EQ(ResolveSlot(g, TierKind::kHbm, 0, 32 << 10, 0).status().code(), StatusCode::kUnavailable)
+      << "a block in another GPU's tier is not read through this session's mapping";
+  g.hbm_device = -1;
   EXPECT_TRUE(ResolveSlot(g, TierKind::kHbm, (16 << 20) - (32 << 10) + 1, 32 << 10)
                   .status()
                   .IsCorruption());

@@ -68,7 +68,7 @@ TEST(ConfigTest, DefaultsFromPinnedSystem) {
   EXPECT_EQ(c->max_connections, 1024u);
   EXPECT_EQ(c->nvme_path, "./kvtier-data/nvme.dat");
   EXPECT_EQ(c->nvme_capacity_bytes, 0u);
-  EXPECT_EQ(c->nvme_queue_depth, 64u);
+  EXPECT_EQ(c->nvme_queue_depth, 256u);
   EXPECT_EQ(c->nvme_write_policy, "write-back");
   EXPECT_FALSE(c->show_help);
   EXPECT_FALSE(c->show_version);
