@@ -267,13 +267,13 @@ int RunTpBench(const TpBenchOptions& o) {
     for (auto& k : ranks) {
       TP_CHECK(GpuSetDevice(k.device));
       std::vector<double> v;
-      void* to = k.layers[0].data();
-      const uint64_t chunk = std::min<uint64_t>(rank_bytes, 2 * k.page_bytes * k.pages);
+      // Its own destination: the pool's pages must keep what was stored.
+      auto scratch = DeviceBuffer::Allocate(rank_bytes);
+      if (!scratch.ok()) return std::fprintf(stderr, "%s\n", scratch.status().ToString().c_str()), 1;
+      void* to = scratch->data();
       for (int i = 0; i < o.reps + 1; ++i) {
         auto t = Clock::now();
-        for (uint64_t off = 0; off < rank_bytes; off += chunk)
-          TP_CHECK(GpuCopyBytesAsync(to, static_cast<char*>(stage[k.device].host()) + off,
-                                     std::min(chunk, rank_bytes - off), k.stream.get()));
+        TP_CHECK(GpuCopyBytesAsync(to, stage[k.device].host(), rank_bytes, k.stream.get()));
         TP_CHECK(GpuSynchronize(k.stream.get()));
         if (i > 0) v.push_back(Ms(t));
       }
