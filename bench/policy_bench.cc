@@ -113,11 +113,13 @@ POLICY_BENCH(BM_Touch, priority_lru, "priority-lru");
 POLICY_BENCH(BM_Touch, priority_lru_retention, "priority-lru", true);
 POLICY_BENCH(BM_Touch, prefix_lru, "prefix-lru");
 POLICY_BENCH(BM_Touch, s3fifo, "s3fifo");
+POLICY_BENCH(BM_Touch, adaptive_2q, "adaptive-2q");
 POLICY_BENCH(BM_EvictCycle, lru, "lru");
 POLICY_BENCH(BM_EvictCycle, priority_lru, "priority-lru");
 POLICY_BENCH(BM_EvictCycle, priority_lru_retention, "priority-lru", true);
 POLICY_BENCH(BM_EvictCycle, prefix_lru, "prefix-lru");
 POLICY_BENCH(BM_EvictCycle, s3fifo, "s3fifo");
+POLICY_BENCH(BM_EvictCycle, adaptive_2q, "adaptive-2q");
 
 }  // namespace
 }  // namespace kvtier

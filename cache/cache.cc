@@ -261,11 +261,7 @@ bool Cache::PromoteToHbm(BlockId id, TierId to) {
   e.offset = slot->offset;
   e.size_class = static_cast<uint16_t>(slot->size_class);
   e.state.store(kReady, std::memory_order_release);
-  BlockMeta meta;
-  meta.priority = e.priority;
-  meta.bytes = e.size;
-  meta.fingerprint = e.key.lo;
-  hbm.policy->Track(id, meta);
+  hbm.policy->Track(id, MetaOf(e));
   ++hbm.blocks;
   hbm.bytes_in += e.size;
   ++hbm_promotions_;
@@ -273,6 +269,16 @@ bool Cache::PromoteToHbm(BlockId id, TierId to) {
   host.tier->Free(from);
   --host.blocks;
   return true;
+}
+
+BlockMeta Cache::MetaOf(const BlockEntry& e) const {
+  BlockMeta meta;
+  meta.priority = e.priority;
+  meta.retention_deadline_ns =
+      e.retention_deadline_s == 0 ? 0 : start_ns_ + uint64_t{e.retention_deadline_s} * 1000000000ull;
+  meta.bytes = e.size;
+  meta.fingerprint = e.key.lo;
+  return meta;
 }
 
 uint32_t Cache::NowSeconds() const {
@@ -447,11 +453,7 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
           e.size_class = static_cast<uint16_t>(slot->size_class);
           e.state.store(kReady, std::memory_order_release);
         }
-        BlockMeta meta;
-        meta.priority = e.priority;
-        meta.bytes = e.size;
-        meta.fingerprint = e.key.lo;
-        host.policy->Track(victim, meta);
+        host.policy->Track(victim, MetaOf(e));
         ++host.blocks;
         host.bytes_in += e.size;
         moved = true;

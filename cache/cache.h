@@ -317,6 +317,9 @@ class Cache {
   Status LoadNamespaces();
   Status PersistNamespace(NamespaceId id, const NamespaceSpec& spec);
   uint32_t NowSeconds() const;
+  // What a tier's policy is told when `e` enters it: its priority and
+  // retention travel with the block from tier to tier.
+  BlockMeta MetaOf(const BlockEntry& e) const;
   // REQUIRES: ts.mu held. Allocates, evicting as needed.
   Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes);
   // REQUIRES: ts.mu held. Evicts one block that helps an allocation of `bytes`.

@@ -122,11 +122,7 @@ Status NvmeTier::Recover() {
     std::lock_guard<std::mutex> l(mu_);
     extents_[id] = x;
     used_payload_bytes_ += x.payload_bytes;
-    BlockMeta meta;
-    meta.priority = records[i].priority;
-    meta.bytes = static_cast<uint32_t>(x.payload_bytes);
-    meta.fingerprint = KeyOf(x.tag).lo;
-    policy_->Track(id, meta);
+    policy_->Track(id, cache_->MetaOf(index.entry(id)));
     ++recovered_;
   }
   recovery_dropped_ = dropped;
@@ -366,11 +362,7 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   }
   extents_[job.id] = c.extent;
   used_payload_bytes_ += c.extent.payload_bytes;
-  BlockMeta meta;
-  meta.priority = e.priority;
-  meta.bytes = e.size;
-  meta.fingerprint = e.key.lo;
-  policy_->Track(job.id, meta);
+  policy_->Track(job.id, cache_->MetaOf(e));
   {
     std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
@@ -394,11 +386,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
     }
     {
       std::lock_guard<std::mutex> l(ts.mu);
-      BlockMeta meta;
-      meta.priority = e.priority;
-      meta.bytes = e.size;
-      meta.fingerprint = e.key.lo;
-      ts.policy->Track(job.id, meta);
+      ts.policy->Track(job.id, cache_->MetaOf(e));
       ++ts.blocks;
       ts.bytes_in += e.size;
     }
