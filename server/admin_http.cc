@@ -310,6 +310,13 @@ std::string AdminServer::StatsJson() const {
       w.Key("evictions").Uint(t.evictions);
       w.Key("evicted_bytes").Uint(t.evicted_bytes);
       w.Key("policy_memory_bytes").Uint(t.policy_memory);
+      w.Key("demotions").Uint(t.demotions);
+      w.Key("promotions").Uint(t.promotions);
+      w.Key("io_errors").Uint(t.io_errors);
+      w.Key("checksum_failures").Uint(t.checksum_failures);
+      w.Key("recovered").Uint(t.recovered);
+      w.Key("recovery_dropped").Uint(t.recovery_dropped);
+      w.Key("admitting").Bool(t.admitting);
       w.EndObject();
     }
     w.EndArray();

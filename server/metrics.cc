@@ -153,6 +153,21 @@ constexpr TierFamily kTierFamilies[] = {
      &TierStats::evicted_bytes},
     {"kvtier_eviction_policy_memory_bytes", "gauge",
      "Memory used by the tier's eviction policy metadata.", &TierStats::policy_memory},
+    {"kvtier_tier_demotions_total", "counter",
+     "NVMe: blocks written down to the tier (durable, indexed).", &TierStats::demotions},
+    {"kvtier_tier_promotions_total", "counter",
+     "NVMe: blocks read up from the tier; HBM: blocks moved up into it.",
+     &TierStats::promotions},
+    {"kvtier_tier_io_errors_total", "counter", "NVMe: failed reads and writes.",
+     &TierStats::io_errors},
+    {"kvtier_tier_checksum_failures_total", "counter",
+     "NVMe: reads whose header or payload checksum did not match (dropped, never served).",
+     &TierStats::checksum_failures},
+    {"kvtier_tier_recovered_blocks", "gauge", "NVMe: blocks recovered from the index at start.",
+     &TierStats::recovered},
+    {"kvtier_tier_recovery_dropped_blocks", "gauge",
+     "NVMe: index entries dropped at start (header or record disagreed).",
+     &TierStats::recovery_dropped},
 };
 
 struct CacheFamily {
@@ -201,6 +216,10 @@ void RenderCache(const CacheStats& s, PromWriter& w) {
       w.Sample(f.name, "tier=\"" + LabelValue(t.name) + "\"", t.*f.field);
     }
   }
+  w.Family("kvtier_tier_admitting", "gauge",
+           "1 while the tier accepts writes; 0 after a device error stopped it (NVMe).");
+  for (const auto& t : s.tiers)
+    w.Sample("kvtier_tier_admitting", "tier=\"" + LabelValue(t.name) + "\"", uint64_t{t.admitting});
   for (const auto& f : kCacheFamilies) {
     w.Family(f.name, f.type, f.help);
     w.Sample(f.name, "", s.*f.field);

@@ -1,4 +1,5 @@
 // kvtierd with an NVMe tier: restart and SIGKILL under a write-heavy load.
+#include <httplib.h>
 #include <signal.h>
 
 #include <atomic>
@@ -79,6 +80,13 @@ TEST(DaemonNvmeTest, StoppedAndStartedAgainServesTheSameBlocks) {
     ASSERT_TRUE(st.ok());
     ASSERT_EQ(st->tiers.size(), 2u);
     EXPECT_EQ(st->tiers[1].name, "nvme");
+    // Operators see the recovery and the tier's health in /metrics.
+    httplib::Client http("127.0.0.1", d2.admin_port());
+    auto m = http.Get("/metrics");
+    ASSERT_TRUE(m);
+    EXPECT_NE(m->body.find("kvtier_tier_recovered_blocks{tier=\"nvme\"} 64"), std::string::npos);
+    EXPECT_NE(m->body.find("kvtier_tier_admitting{tier=\"nvme\"} 1"), std::string::npos);
+    EXPECT_NE(m->body.find("kvtier_tier_checksum_failures_total{tier=\"nvme\"} 0"), std::string::npos);
   }
 }
 
