@@ -41,13 +41,20 @@ struct KernelParams {
   char* layer_base[kMaxPoolLayers];
 };
 
-__device__ __forceinline__ uint64_t VectorTerms(uint32_t off, const int4& v) {
+// The checksum terms of one 16-byte vector whose first word's position key
+// is `pos` = word_index * kPos (mod 2^64): checksum::Term without its
+// multiply, since consecutive words' keys differ by kPos (the caller derives
+// each vector's key by additions from one product per tile).
+__device__ __forceinline__ uint64_t Mix(uint64_t x) {
+  x *= checksum::kMul;
+  return x ^ (x >> 29);
+}
+__device__ __forceinline__ uint64_t VectorTerms(uint64_t pos, const int4& v) {
   const uint64_t w0 = (static_cast<uint64_t>(static_cast<uint32_t>(v.y)) << 32) |
                       static_cast<uint32_t>(v.x);
   const uint64_t w1 = (static_cast<uint64_t>(static_cast<uint32_t>(v.w)) << 32) |
                       static_cast<uint32_t>(v.z);
-  const uint64_t word = off >> 3;
-  return checksum::Term(word, w0) + checksum::Term(word + 1, w1);
+  return Mix(w0 ^ pos) + Mix(w1 ^ (pos + checksum::kPos));
 }
 
 template <bool kLoad, bool kSum, int kUnroll>
@@ -79,13 +86,16 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     unsigned long long sum = 0;
+    // Position key of this thread's first word; vector k's is k steps on.
+    const uint64_t pos0 = static_cast<uint64_t>(first >> 3) * checksum::kPos;
+    constexpr uint64_t kPosStep = uint64_t{kThreads} * (kVecBytes / 8) * checksum::kPos;
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
       const uint32_t off = first + k * kThreads * kVecBytes;
       if (off < p.range_end) {
         char* dst = kLoad ? pool_ptr[k] : slot + off;
         *reinterpret_cast<int4*>(dst) = v[k];
-        if constexpr (kSum) sum += VectorTerms(off, v[k]);
+        if constexpr (kSum) sum += VectorTerms(pos0 + k * kPosStep, v[k]);
       }
     }
     if constexpr (kSum) {
