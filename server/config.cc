@@ -723,9 +723,10 @@ std::string DaemonHelpText() {
   std::ostringstream o;
   o << "Usage: kvtierd [FLAGS]\n"
        "\n"
-       "kvtierd keeps KV-cache blocks of LLM inference engines in tiers (pinned host\n"
-       "memory, NVMe) and serves them over Cap'n Proto RPC on a Unix socket. With no\n"
-       "flags it runs on the defaults below.\n"
+       "kvtierd keeps KV-cache blocks of LLM inference engines in tiers (GPU HBM when\n"
+       "--hbm-capacity is set, pinned host memory, NVMe when --nvme-capacity is set) and\n"
+       "serves them over Cap'n Proto RPC on a Unix socket. With no flags it runs on the\n"
+       "defaults below: a host tier only.\n"
        "\n"
        "Flags (--flag VALUE or --flag=VALUE):\n";
   for (const auto& f : Flags()) {
