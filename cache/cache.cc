@@ -257,6 +257,7 @@ bool Cache::PromoteToHbm(BlockId id, TierId to) {
     e.state.store(kReady, std::memory_order_release);
     return true;
   }
+  if (nvme_) nvme_->HostCopyMoved(e, -1);
   e.tier = to;
   e.offset = slot->offset;
   e.size_class = static_cast<uint16_t>(slot->size_class);
@@ -451,6 +452,7 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
           e.tier = host_tier_;
           e.offset = slot->offset;
           e.size_class = static_cast<uint16_t>(slot->size_class);
+          if (nvme_) nvme_->HostCopyMoved(e, +1);
           e.state.store(kReady, std::memory_order_release);
         }
         host.policy->Track(victim, MetaOf(e));
@@ -639,10 +641,13 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
       std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
       e.checksum = checksums[i];
       e.last_access_s = now_s;
-      if (write_through) e.flags.fetch_or(kFlagDemoting);
+      // NVMe writes leave from host memory: blocks stored in HBM get their
+      // NVMe copy once they move down to the host tier (write-back).
+      const bool write = write_through && b.tier == host_tier_;
+      if (write) e.flags.fetch_or(kFlagDemoting);
       e.state.store(kReady, std::memory_order_release);
     }
-    if (write_through) nvme_->EnqueueWrite(b.id);
+    if (write_through && b.tier == host_tier_) nvme_->EnqueueWrite(b.id);
     bytes += b.size;
   }
   if (!r.blocks_.empty()) {

@@ -169,7 +169,7 @@ void NvmeTier::EnqueueWrite(BlockId id) {
 }
 
 void NvmeTier::BecomeResidentLocked(BlockEntry& e) {
-  host_clean_bytes_ -= e.size;
+  if (e.tier == cache_->host_tier_) host_clean_bytes_ -= e.size;
   e.tier = kNvmeTier;
   e.offset = 0;
   e.size_class = 0;
@@ -256,8 +256,8 @@ bool NvmeTier::EvictOneLocked() {
       index.EraseLocked(victim);
       erase = true;
     } else {
-      e.flags.fetch_and(static_cast<uint8_t>(~kFlagOnNvme));  // the host copy stays
-      host_clean_bytes_ -= e.size;
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagOnNvme));  // the memory copy stays
+      if (e.tier == cache_->host_tier_) host_clean_bytes_ -= e.size;
     }
   }
   evicted_bytes_ += e.size;

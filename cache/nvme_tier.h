@@ -54,6 +54,13 @@ class NvmeTier {
   // REQUIRES: the shard lock of the block is held.
   void BecomeResidentLocked(BlockEntry& e);
 
+  // A block with an NVMe copy moved into (+1) or out of (-1) the host tier
+  // between memory tiers (HBM ⇄ host): write-back's accounting follows it.
+  void HostCopyMoved(const BlockEntry& e, int direction) {
+    if (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme)
+      host_clean_bytes_ += direction * static_cast<int64_t>(e.size);
+  }
+
   void Drain();
   TierStats Stats() const;
   bool write_through() const { return options_.write_through; }
