@@ -58,6 +58,37 @@ void BM_PrefixAcquire(benchmark::State& state) {
 }
 BENCHMARK(BM_PrefixAcquire)->Arg(1)->Arg(64)->Arg(2048);
 
+// Reserve + commit of a 2,048-block chain into a tier of 8,192 slots that is
+// full: every reservation evicts (the store path of the daemon), per policy.
+void BM_StoreChain(benchmark::State& state, const char* policy) {
+  const size_t n = 2048;
+  HostShmOptions ho;
+  ho.capacity_bytes = 8192ull * 4096;
+  ho.region_bytes = 8 << 20;
+  CacheOptions o;
+  o.tiers.push_back(TierSetup{std::move(HostShmTier::Create(ho)).value(), policy});
+  auto cache = std::move(Cache::Create(std::move(o))).value();
+  NamespaceSpec spec = Spec(16);
+  NamespaceId ns = *cache->OpenNamespace(spec);
+  std::vector<uint32_t> tokens(16 * n);
+  std::vector<uint64_t> sizes(n, spec.layout.BlockBytes()), sums(n, 0);
+  uint32_t round = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i + round * 7919);
+    std::vector<BlockKey> keys;
+    KeyHasher(spec).Hash(tokens, &keys);
+    ++round;
+    state.ResumeTiming();
+    auto r = cache->Reserve(ns, keys, sizes);
+    if (!r.ok() || !cache->Commit(*r, sums).ok()) state.SkipWithError("store failed");
+  }
+  state.counters["blocks/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * n), benchmark::Counter::kIsRate);
+}
+BENCHMARK_CAPTURE(BM_StoreChain, priority_lru, "priority-lru")->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_StoreChain, adaptive_2q, "adaptive-2q")->Unit(benchmark::kMicrosecond);
+
 void BM_IndexPrefixLookup(benchmark::State& state) {
   const size_t n = 2048;
   BlockIndex idx(1 << 20, 64);
