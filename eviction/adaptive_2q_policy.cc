@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "eviction/builtin_policies.h"
+#include "eviction/deadline_heap.h"
 #include "eviction/fingerprint_fifo.h"
 #include "eviction/intrusive_list.h"
 #include "eviction/two_queue_model.h"
@@ -99,17 +100,6 @@ struct Node {
   uint8_t flags = 0;
 };
 
-struct DeadlineEntry {
-  uint64_t deadline;
-  BlockId id;
-  uint32_t gen;
-};
-struct LaterDeadline {
-  bool operator()(const DeadlineEntry& a, const DeadlineEntry& b) const {
-    return a.deadline > b.deadline;
-  }
-};
-
 inline uint64_t SampleHash(uint64_t fp) {  // independent of the index's and the ghost's
   fp ^= fp >> 31;
   fp *= 0x7fb5d329728ea185ULL;
@@ -152,10 +142,8 @@ class Adaptive2qPolicy final : public EvictionPolicy {
       if (meta.retention_deadline_ns <= clock_()) {
         level = kDefaultPriority;
       } else {
-        heap_.push_back({meta.retention_deadline_ns, id, n.gen});
-        std::push_heap(heap_.begin(), heap_.end(), LaterDeadline());
+        deadlines_.Push(meta.retention_deadline_ns, id, n.gen);
         n.flags |= kPending;
-        ++pending_;
       }
     }
     n.level = static_cast<uint8_t>(level);
@@ -211,10 +199,8 @@ class Adaptive2qPolicy final : public EvictionPolicy {
     }
     if (probation_leaf) leaves_.Unlink(nodes, id);
     ghost_.Insert(n.fingerprint);
-    if (n.flags & kPending) {
-      --pending_;
-      MaybeCompactHeap();
-    }
+    if (n.flags & kPending)
+      deadlines_.Forget([this](const DeadlineHeap::Entry& e) { return Live(e); });
     n.where = kOff;
     n.flags = 0;
     n.children = 0;
@@ -260,7 +246,7 @@ class Adaptive2qPolicy final : public EvictionPolicy {
 
   size_t MemoryUsage() const override {
     size_t m = sizeof(*this) + nodes_.capacity() * sizeof(Node) +
-               heap_.capacity() * sizeof(DeadlineEntry) + ghost_.MemoryUsage();
+               deadlines_.MemoryUsage() + ghost_.MemoryUsage();
     for (const auto& model : models_) m += model.MemoryUsage();
     return m;
   }
@@ -327,34 +313,24 @@ class Adaptive2qPolicy final : public EvictionPolicy {
 
   // ---- Retention (as priority-lru) ----
 
-  bool Live(const DeadlineEntry& e) const {
+  bool Live(const DeadlineHeap::Entry& e) const {
     const Node& n = nodes_[e.id];
     return (n.flags & kPending) && n.gen == e.gen && n.where != kOff;
   }
 
   void ExpireDue() {
-    if (heap_.empty()) return;
-    const uint64_t now = clock_();
-    while (!heap_.empty() && heap_.front().deadline <= now) {
-      const DeadlineEntry e = heap_.front();
-      std::pop_heap(heap_.begin(), heap_.end(), LaterDeadline());
-      heap_.pop_back();
-      if (!Live(e)) continue;
-      Node& n = nodes_[e.id];
-      n.flags &= static_cast<uint8_t>(~kPending);
-      --pending_;
-      if (n.where == kLevel) {
-        UnlinkLevel(e.id);
-        n.level = kDefaultPriority;
-        ToProbation(e.id, /*hot=*/false);  // cold end: unused for its whole retention
-      }
-    }
-  }
-
-  void MaybeCompactHeap() {
-    if (heap_.size() <= 2 * pending_ + 64) return;
-    std::erase_if(heap_, [this](const DeadlineEntry& e) { return !Live(e); });
-    std::make_heap(heap_.begin(), heap_.end(), LaterDeadline());
+    if (deadlines_.empty()) return;
+    deadlines_.ExpireDue(
+        clock_(), [this](const DeadlineHeap::Entry& e) { return Live(e); },
+        [this](const DeadlineHeap::Entry& e) {
+          Node& n = nodes_[e.id];
+          n.flags &= static_cast<uint8_t>(~kPending);
+          if (n.where == kLevel) {
+            UnlinkLevel(e.id);
+            n.level = kDefaultPriority;
+            ToProbation(e.id, /*hot=*/false);  // cold end: unused for its whole retention
+          }
+        });
   }
 
   // ---- Shape selection by miniature simulation ----
@@ -406,8 +382,7 @@ class Adaptive2qPolicy final : public EvictionPolicy {
   Lru probation_, protected_;
   Leaves leaves_;
   FingerprintFifo ghost_{kMinHistory};
-  std::vector<DeadlineEntry> heap_;
-  size_t pending_ = 0;
+  DeadlineHeap deadlines_;
   size_t size_ = 0;
   size_t high_water_ = 0;
 

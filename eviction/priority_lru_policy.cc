@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "eviction/builtin_policies.h"
+#include "eviction/deadline_heap.h"
 #include "eviction/intrusive_list.h"
 
 namespace kvtier::internal {
@@ -44,17 +45,6 @@ struct PrioNode {
 };
 static_assert(sizeof(PrioNode) == 16);
 
-struct DeadlineEntry {
-  uint64_t deadline;
-  BlockId id;
-  uint32_t gen;
-};
-// Orders std::*_heap as a min-heap on the deadline.
-struct LaterDeadline {
-  bool operator()(const DeadlineEntry& a, const DeadlineEntry& b) const {
-    return a.deadline > b.deadline;
-  }
-};
 
 class PriorityLruPolicy final : public EvictionPolicy {
  public:
@@ -73,10 +63,8 @@ class PriorityLruPolicy final : public EvictionPolicy {
       if (meta.retention_deadline_ns <= clock_()) {
         level = kDefaultPriority;  // already expired: stored as a default block
       } else {
-        heap_.push_back({meta.retention_deadline_ns, id, n.gen});
-        std::push_heap(heap_.begin(), heap_.end(), LaterDeadline());
+        deadlines_.Push(meta.retention_deadline_ns, id, n.gen);
         n.flags |= kPending;
-        ++pending_;
       }
     }
     n.level = static_cast<uint8_t>(level);
@@ -97,10 +85,7 @@ class PriorityLruPolicy final : public EvictionPolicy {
     const bool pending = n.flags & kPending;
     n.flags = 0;
     --size_;
-    if (pending) {
-      --pending_;
-      MaybeCompactHeap();
-    }
+    if (pending) deadlines_.Forget([this](const DeadlineHeap::Entry& e) { return Live(e); });
   }
 
   BlockId PickVictim(const std::function<bool(BlockId)>& eligible, size_t max_scan) override {
@@ -123,7 +108,7 @@ class PriorityLruPolicy final : public EvictionPolicy {
 
   size_t MemoryUsage() const override {
     return sizeof(*this) + nodes_.capacity() * sizeof(PrioNode) +
-           heap_.capacity() * sizeof(DeadlineEntry);
+           deadlines_.MemoryUsage();
   }
 
  private:
@@ -142,44 +127,32 @@ class PriorityLruPolicy final : public EvictionPolicy {
     if (levels_[level].empty()) nonempty_[level >> 6] &= ~(uint64_t{1} << (level & 63));
   }
 
-  bool Live(const DeadlineEntry& e) const {
+  bool Live(const DeadlineHeap::Entry& e) const {
     const PrioNode& n = nodes_[e.id];
     return (n.flags & kPending) && n.gen == e.gen;
   }
 
   // Applies every retention deadline that has passed.
   void ExpireDue() {
-    if (heap_.empty()) return;
-    const uint64_t now = clock_();
-    while (!heap_.empty() && heap_.front().deadline <= now) {
-      const DeadlineEntry e = heap_.front();
-      std::pop_heap(heap_.begin(), heap_.end(), LaterDeadline());
-      heap_.pop_back();
-      if (!Live(e)) continue;
-      PrioNode& n = nodes_[e.id];
-      n.flags &= static_cast<uint8_t>(~kPending);
-      --pending_;
-      if (n.level != kDefaultPriority) {
-        Unlink(n.level, e.id);
-        n.level = kDefaultPriority;
-        LinkBack(kDefaultPriority, e.id);  // cold end: see the file comment
-      }
-    }
-  }
-
-  // Drops stale entries once they outnumber live ones (amortized O(1)).
-  void MaybeCompactHeap() {
-    if (heap_.size() <= 2 * pending_ + 64) return;
-    std::erase_if(heap_, [this](const DeadlineEntry& e) { return !Live(e); });
-    std::make_heap(heap_.begin(), heap_.end(), LaterDeadline());
+    if (deadlines_.empty()) return;
+    deadlines_.ExpireDue(
+        clock_(), [this](const DeadlineHeap::Entry& e) { return Live(e); },
+        [this](const DeadlineHeap::Entry& e) {
+          PrioNode& n = nodes_[e.id];
+          n.flags &= static_cast<uint8_t>(~kPending);
+          if (n.level != kDefaultPriority) {
+            Unlink(n.level, e.id);
+            n.level = kDefaultPriority;
+            LinkBack(kDefaultPriority, e.id);  // cold end: see the file comment
+          }
+        });
   }
 
   ClockFn clock_;
   std::vector<PrioNode> nodes_;
   std::array<List, kLevels> levels_{};
   uint64_t nonempty_[2] = {0, 0};  // bit L set <=> levels_[L] non-empty
-  std::vector<DeadlineEntry> heap_;
-  size_t pending_ = 0;  // live entries in heap_
+  DeadlineHeap deadlines_;
   size_t size_ = 0;
 };
 
