@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "tiers/checksum.h"
+#include "tiers/gpu_hbm_tier.h"
 
 namespace kvtier {
 
@@ -196,7 +197,7 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
     auto seg = client->GetHbmSegment(s->device_);
     std::string mine;
     if (seg.ok()) {
-      if (auto bus = GpuPciBusId(s->device_); bus.ok()) mine = *bus;
+      if (auto bus = CudaPciBusId(s->device_); bus.ok()) mine = *bus;
       if (!mine.empty() && !seg->pci_bus_id.empty() && !SameBusId(mine, seg->pci_bus_id))
         return Status::InvalidArgument(
             "the daemon's HBM tier on GPU " + std::to_string(seg->device) + " is at " +

@@ -109,14 +109,6 @@ Result<int> GpuGetDevice() {
 
 Status GpuSetDevice(int device) { return CudaStatus(cudaSetDevice(device), "cudaSetDevice"); }
 
-Result<std::string> GpuPciBusId(int device) {
-  char bus[32] = {0};
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaDeviceGetPCIBusId(bus, sizeof(bus), device));
-  std::string id(bus);
-  for (char& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return id;
-}
-
 Result<GpuEvent> GpuEvent::Create(bool timing) {
   GpuEvent e;
   cudaEvent_t ev = nullptr;

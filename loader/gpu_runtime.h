@@ -157,8 +157,6 @@ class OwnedGpuStream {
 // (cudaGetDevice / cudaSetDevice).
 Result<int> GpuGetDevice();
 Status GpuSetDevice(int device);
-// PCI bus id of `device` ("0000:19:00.0"), lower case as CUDA reports it.
-Result<std::string> GpuPciBusId(int device);
 
 // A CUDA event (cudaEventDisableTiming unless created with timing), destroyed
 // with the owner.

@@ -28,7 +28,6 @@ OwnedGpuStream::~OwnedGpuStream() = default;
 
 Result<int> GpuGetDevice() { return NoCuda(); }
 Status GpuSetDevice(int) { return NoCuda(); }
-Result<std::string> GpuPciBusId(int) { return NoCuda(); }
 
 Result<GpuEvent> GpuEvent::Create(bool) { return NoCuda(); }
 GpuEvent::~GpuEvent() = default;

@@ -52,8 +52,7 @@ Result<std::unique_ptr<GpuHbmTier>> GpuHbmTier::Create(const GpuHbmOptions& o) {
   if (e != cudaSuccess) return CudaError("cudaIpcGetMemHandle", e);
   static_assert(sizeof(h) == 64, "cudaIpcMemHandle_t is 64 bytes");
   std::memcpy(t->ipc_handle_.data(), &h, 64);
-  char bus[32] = {0};
-  if (cudaDeviceGetPCIBusId(bus, sizeof(bus), o.device) == cudaSuccess) t->pci_bus_id_ = bus;
+  if (auto bus = CudaPciBusId(o.device); bus.ok()) t->pci_bus_id_ = *bus;
   cudaStream_t s;
   e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
   if (e != cudaSuccess) return CudaError("cudaStreamCreate", e);
