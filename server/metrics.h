@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 
@@ -110,18 +111,24 @@ struct RpcMetrics {
   }
 };
 
-// Times one RPC from construction to destruction and records it; Fail()
-// marks it an error. `metrics` may be null (nothing is recorded).
+// Times one RPC from construction to destruction and records it. The call is
+// an error when Fail() was called or when the scope is left by an exception
+// (RPC handlers report errors by throwing). `metrics` may be null (nothing is
+// recorded).
 class RpcTimer {
  public:
   RpcTimer(RpcMetrics* metrics, RpcMethod method) noexcept
-      : metrics_(metrics), method_(method), start_(std::chrono::steady_clock::now()) {}
+      : metrics_(metrics),
+        method_(method),
+        exceptions_(std::uncaught_exceptions()),
+        start_(std::chrono::steady_clock::now()) {}
   ~RpcTimer() {
     if (metrics_ == nullptr) return;
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                   std::chrono::steady_clock::now() - start_)
                   .count();
-    metrics_->Record(method_, static_cast<uint64_t>(ns), ok_);
+    const bool threw = std::uncaught_exceptions() > exceptions_;
+    metrics_->Record(method_, static_cast<uint64_t>(ns), ok_ && !threw);
   }
   RpcTimer(const RpcTimer&) = delete;
   RpcTimer& operator=(const RpcTimer&) = delete;
@@ -132,6 +139,7 @@ class RpcTimer {
   RpcMetrics* metrics_;
   RpcMethod method_;
   bool ok_ = true;
+  int exceptions_;
   std::chrono::steady_clock::time_point start_;
 };
 

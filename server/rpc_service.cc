@@ -28,27 +28,6 @@ using rpcconv::KeysFromRpc;
 using rpcconv::Throw;
 using rpcconv::ToRpc;
 
-// Times one RPC and records it when it goes out of scope; a call that did not
-// reach Ok() (it threw) counts as an error.
-class CallTimer {
- public:
-  CallTimer(RpcMetrics* m, RpcMethod method)
-      : m_(m), method_(method), start_(std::chrono::steady_clock::now()) {}
-  ~CallTimer() {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                  std::chrono::steady_clock::now() - start_)
-                  .count();
-    m_->Record(method_, static_cast<uint64_t>(ns), ok_);
-  }
-  void Ok() { ok_ = true; }
-
- private:
-  RpcMetrics* m_;
-  RpcMethod method_;
-  std::chrono::steady_clock::time_point start_;
-  bool ok_ = false;
-};
-
 void FillStats(const Cache& cache, const RpcMetrics& m, rpc::Stats::Builder out) {
   CacheStats s = cache.Stats();
   out.setBlocksReady(s.blocks_ready);
@@ -143,7 +122,7 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
 
  protected:
   kj::Promise<void> commit(CommitContext ctx) override {
-    CallTimer timer(m_, RpcMethod::kCommit);
+    RpcTimer timer(m_, RpcMethod::kCommit);
     auto sums = ctx.getParams().getChecksums();
     if (res_.done()) Throw(Status::InvalidArgument("transaction is already committed or aborted"));
     if (sums.size() != res_.blocks().size())
@@ -152,14 +131,12 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
     std::vector<uint64_t> v = ToVector<uint64_t>(sums);
     Status st = cache_->Commit(res_, v);
     if (!st.ok()) Throw(st);
-    timer.Ok();
     return kj::READY_NOW;
   }
 
   kj::Promise<void> abort(AbortContext) override {
-    CallTimer timer(m_, RpcMethod::kAbort);
+    RpcTimer timer(m_, RpcMethod::kAbort);
     cache_->Abort(res_);
-    timer.Ok();
     return kj::READY_NOW;
   }
 
@@ -176,13 +153,12 @@ class NamespaceImpl final : public rpc::Namespace::Server {
 
  protected:
   kj::Promise<void> acquire(AcquireContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kAcquire);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kAcquire);
     auto keys_in = ctx.getParams().getKeys();
     CheckKeyCount(keys_in.size(), "acquire");
     auto keys = KeysFromRpc(keys_in);
     auto lease = svc_->cache()->Acquire(id_, keys, svc_->PromoteTier(ctx.getParams().getDevice()));
     if (!lease.ok()) Throw(lease.status());
-    timer.Ok();
     if (lease->ready()) {
       FillAcquire(ctx, std::move(lease).value());
       return kj::READY_NOW;
@@ -196,7 +172,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
   }
 
   kj::Promise<void> reserve(ReserveContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kReserve);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kReserve);
     auto p = ctx.getParams();
     auto keys_in = p.getKeys();
     auto sizes_in = p.getSizes();
@@ -245,12 +221,11 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     }
     if (r->reserved() > 0)
       res.setTxn(kj::heap<StoreTxnImpl>(svc_->cache(), std::move(r).value(), svc_->metrics()));
-    timer.Ok();
     return kj::READY_NOW;
   }
 
   kj::Promise<void> hashTokens(HashTokensContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kHashTokens);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kHashTokens);
     auto p = ctx.getParams();
     auto tokens_in = p.getTokens();
     if (tokens_in.size() > svc_->options().max_tokens_per_call)
@@ -264,14 +239,12 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     hasher_.HashFrom(prev, tokens, &keys);
     auto out = ctx.getResults().initKeys(static_cast<unsigned>(keys.size()));
     for (size_t i = 0; i < keys.size(); ++i) ToRpc(keys[i], out[static_cast<unsigned>(i)]);
-    timer.Ok();
     return kj::READY_NOW;
   }
 
   kj::Promise<void> stats(StatsContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kStats);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kStats);
     FillStats(*svc_->cache(), *svc_->metrics(), ctx.getResults().initStats());
-    timer.Ok();
     return kj::READY_NOW;
   }
 
@@ -322,7 +295,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
 
  protected:
   kj::Promise<void> openNamespace(OpenNamespaceContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kOpenNamespace);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kOpenNamespace);
     NamespaceSpec spec;
     Status st = rpcconv::SpecFromRpc(ctx.getParams().getSpec(), &spec);
     if (!st.ok()) Throw(st);
@@ -334,31 +307,28 @@ class KvTierImpl final : public rpc::KvTier::Server {
     opened_.insert(*id);
     ToRpc(NamespaceSeed(spec), res.initSeed());
     res.setBlockBytes(spec.layout.BlockBytes());
-    timer.Ok();
     return kj::READY_NOW;
   }
 
   kj::Promise<void> hostSegment(HostSegmentContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kHostSegment);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kHostSegment);
     if (svc_->host() == nullptr) Throw(Status::Unavailable("this daemon has no host tier"));
     auto res = ctx.getResults();
     res.setSegment(kj::heap<HostSegmentImpl>(svc_->host()));
     res.setBytes(svc_->host()->segment_bytes());
-    timer.Ok();
     return kj::READY_NOW;
   }
 
   kj::Promise<void> stats(StatsContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kStats);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kStats);
     FillStats(*svc_->cache(), *svc_->metrics(), ctx.getResults().initStats());
-    timer.Ok();
     return kj::READY_NOW;
   }
 
   kj::Promise<void> ping(PingContext) override { return kj::READY_NOW; }
 
   kj::Promise<void> acquireTp(AcquireTpContext ctx) override {
-    CallTimer timer(svc_->metrics(), RpcMethod::kAcquire);
+    RpcTimer timer(svc_->metrics(), RpcMethod::kAcquire);
     auto ranks = ctx.getParams().getRanks();
     if (ranks.size() == 0 || ranks.size() > svc_->options().max_tp_ranks)
       Throw(Status::InvalidArgument("acquireTp needs 1.." +
@@ -382,7 +352,6 @@ class KvTierImpl final : public rpc::KvTier::Server {
       if (!lease.ok()) Throw(lease.status());
       leases->push_back(std::make_shared<Lease>(std::move(lease).value()));
     }
-    timer.Ok();
     auto all = kj::heapArrayBuilder<kj::Promise<void>>(leases->size());
     for (auto& l : *leases) all.add(WhenReady(svc_->cache(), l));
     return kj::joinPromises(all.finish()).then([this, ctx, leases]() mutable {
