@@ -326,6 +326,13 @@ TEST(DaemonTest, InvalidRequestsGetErrorsAndTheDaemonKeepsServing) {
   auto st = (*c)->Stats();
   EXPECT_EQ(st->blocks_writing, 0u);
   EXPECT_EQ(st->blocks_ready, 6u);  // 5 stored + the raw client's committed block
+  // Each refused call is counted as an error of its method.
+  httplib::Client http("127.0.0.1", d.admin_port());
+  auto m = http.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kvtier_rpc_errors_total{method=\"open_namespace\"} 4"), std::string::npos);
+  EXPECT_NE(m->body.find("kvtier_rpc_errors_total{method=\"reserve\"} 4"), std::string::npos);
+  EXPECT_NE(m->body.find("kvtier_rpc_errors_total{method=\"commit\"} 2"), std::string::npos);
 }
 
 TEST(DaemonTest, CorruptedSlotIsDetectedOnLoad) {
