@@ -637,17 +637,17 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
     const auto& b = r.blocks_[i];
     if (b.outcome != ReserveOutcome::kReserved) continue;
     BlockEntry& e = index_.entry(b.id);
+    // NVMe writes leave from host memory: blocks stored in HBM get their NVMe
+    // copy once they move down to the host tier (write-back).
+    const bool write = write_through && b.tier == host_tier_;
     {
       std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
       e.checksum = checksums[i];
       e.last_access_s = now_s;
-      // NVMe writes leave from host memory: blocks stored in HBM get their
-      // NVMe copy once they move down to the host tier (write-back).
-      const bool write = write_through && b.tier == host_tier_;
       if (write) e.flags.fetch_or(kFlagDemoting);
       e.state.store(kReady, std::memory_order_release);
     }
-    if (write_through && b.tier == host_tier_) nvme_->EnqueueWrite(b.id);
+    if (write) nvme_->EnqueueWrite(b.id);
     bytes += b.size;
   }
   if (!r.blocks_.empty()) {
@@ -700,6 +700,11 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
   std::vector<size_t> promote;
   const uint32_t now_s = NowSeconds();
   uint64_t newly_pinned = 0;
+  // Host blocks hit often enough move up to an HBM tier (in the background).
+  if (promote_to == kNoTier) promote_to = first_hbm_tier_;
+  const bool promoting = promoter_.joinable() && promote_to < tiers_.size() &&
+                         tiers_[promote_to]->tier->kind() == TierKind::kHbm;
+  std::vector<BlockId> up;
   for (const BlockKey& key : keys) {
     std::lock_guard<std::mutex> l(index_.MutexFor(key));
     BlockId id = index_.FindLocked(key);
@@ -716,6 +721,9 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
     ++e.hits;
     e.last_access_s = now_s;
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagNvmeDeclined));  // seen again
+    if (promoting && e.tier == host_tier_ && e.hits >= options_.promote_to_hbm_hits &&
+        (e.flags.fetch_or(kFlagHbmQueued) & kFlagHbmQueued) == 0)
+      up.push_back(id);
     blocks.push_back(Lease::Block{key, id, e.tier, e.offset, e.size, e.checksum});
   }
   c_.pinned.fetch_add(newly_pinned, std::memory_order_relaxed);
@@ -730,24 +738,10 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
       ts.bytes_out += b.size;
     }
   }
-  if (promote_to == kNoTier) promote_to = first_hbm_tier_;
-  if (promoter_.joinable() && promote_to < tiers_.size() &&
-      tiers_[promote_to]->tier->kind() == TierKind::kHbm) {
-    std::vector<BlockId> up;
-    for (const auto& b : blocks) {
-      if (b.tier != host_tier_) continue;
-      BlockEntry& e = index_.entry(b.id);
-      std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
-      if (e.hits >= options_.promote_to_hbm_hits && (e.flags.load() & kFlagHbmQueued) == 0) {
-        e.flags.fetch_or(kFlagHbmQueued);
-        up.push_back(b.id);
-      }
-    }
-    if (!up.empty()) {
-      std::lock_guard<std::mutex> l(promote_mu_);
-      for (BlockId id : up) promote_queue_.push_back(PromoteJob{id, promote_to, 0});
-      promote_cv_.notify_one();
-    }
+  if (!up.empty()) {
+    std::lock_guard<std::mutex> l(promote_mu_);
+    for (BlockId id : up) promote_queue_.push_back(PromoteJob{id, promote_to, 0});
+    promote_cv_.notify_one();
   }
   c_.acquires.fetch_add(1, std::memory_order_relaxed);
   c_.keys_requested.fetch_add(keys.size(), std::memory_order_relaxed);
