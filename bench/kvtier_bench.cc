@@ -43,12 +43,14 @@ const char* kUsage =
     "  --rpc-threads N     RPC threads of the spawned daemon (default 2)\n"
     "  --calls N           timed calls per chain length (default 2000)\n"
     "  --seconds S         duration of each throughput point (default 3)\n"
-    "  --clients LIST      comma-separated client counts (default 1,8)\n";
+    "  --clients LIST      comma-separated client counts (default 1,8)\n"
+    "  --spin-us N         clients poll N us for each reply before sleeping\n"
+    "                      (default 50; 0: sleep at once)\n";
 
-bool ParseInt(const char* s, int* out) {
+bool ParseInt(const char* s, int* out, bool allow_zero = false) {
   char* end = nullptr;
   long v = std::strtol(s, &end, 10);
-  if (*s == '\0' || *end != '\0' || v <= 0 || v > 1000000) return false;
+  if (*s == '\0' || *end != '\0' || v < (allow_zero ? 0 : 1) || v > 1000000) return false;
   *out = static_cast<int>(v);
   return true;
 }
@@ -84,6 +86,9 @@ int RunRpc(int argc, char** argv) {
     } else if (f == "--seconds") {
       o.seconds = std::atof(v);
       if (o.seconds <= 0) return Usage("--seconds needs a positive number");
+    } else if (f == "--spin-us") {
+      if (!ParseInt(v, &o.spin_us, /*allow_zero=*/true))
+        return Usage("--spin-us needs a number of microseconds (0: no polling)");
     } else if (f == "--clients") {
       o.client_counts.clear();
       std::stringstream ss(v);

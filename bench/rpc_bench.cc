@@ -67,13 +67,15 @@ int RunRpcBench(const RpcBenchOptions& o) {
     std::fprintf(stderr, "kvtier-bench: %s\n", client.status().ToString().c_str());
     return 1;
   }
+  (*client)->set_reply_spin(std::chrono::microseconds(o.spin_us));
   auto ns = (*client)->OpenNamespace(BenchSpec());
   if (!ns.ok()) {
     std::fprintf(stderr, "kvtier-bench: %s\n", ns.status().ToString().c_str());
     return 1;
   }
-  std::printf("kvtier-bench rpc: socket %s, %d RPC threads on the daemon, %u CPUs here\n",
-              socket.c_str(), o.rpc_threads, std::thread::hardware_concurrency());
+  std::printf("kvtier-bench rpc: socket %s, %d RPC threads on the daemon, %u CPUs here, "
+              "clients poll %d us for a reply\n",
+              socket.c_str(), o.rpc_threads, std::thread::hardware_concurrency(), o.spin_us);
   {
     std::vector<double> ping_us;
     for (int i = 0; i < o.calls + 50; ++i) {
@@ -165,6 +167,7 @@ int RunRpcBench(const RpcBenchOptions& o) {
           ++failed;
           return;
         }
+        (*cl)->set_reply_spin(std::chrono::microseconds(o.spin_us));
         auto n2 = (*cl)->OpenNamespace(BenchSpec());
         if (!n2.ok()) {
           ++failed;

@@ -14,6 +14,7 @@ struct RpcBenchOptions {
   int calls = 2000;          // timed calls per chain length (2,048-key: a quarter)
   double seconds = 3;        // per throughput point
   std::vector<int> client_counts = {1, 8};
+  int spin_us = 50;          // clients' reply spin (Client::set_reply_spin)
 };
 
 int RunRpcBench(const RpcBenchOptions& options);

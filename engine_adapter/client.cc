@@ -7,11 +7,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "server/kvtier.capnp.h"
 #include "server/rpc_convert.h"
+#include "server/socket_message_stream.h"
 #include "tiers/checksum.h"
 
 namespace kvtier {
@@ -79,8 +83,25 @@ auto Guard(Fn&& fn) -> decltype(fn()) {
 
 struct Client::Impl {
   ThreadIo* io = nullptr;
-  kj::Own<kj::AsyncCapabilityStream> stream;
-  kj::Own<capnp::TwoPartyClient> rpc;
+  // The connection to the daemon: its transport, vat network and RPC system.
+  struct Connection {
+    Connection(kj::UnixEventPort& port, int fd)
+        : stream(port, fd),
+          // Up to 2 fds per incoming message: the host segment's memfd.
+          network(stream, /*maxFdsPerMessage=*/2, capnp::rpc::twoparty::Side::CLIENT),
+          rpc(capnp::makeRpcClient(network)) {}
+    capnp::Capability::Client Bootstrap() {
+      capnp::word scratch[4] = {};
+      capnp::MallocMessageBuilder message(scratch);
+      auto vat = message.getRoot<capnp::rpc::twoparty::VatId>();
+      vat.setSide(capnp::rpc::twoparty::Side::SERVER);
+      return rpc.bootstrap(vat);
+    }
+    SocketMessageStream stream;
+    capnp::TwoPartyVatNetwork network;
+    capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  };
+  kj::Own<Connection> conn;
   rpc::KvTier::Client boot = nullptr;
   uint8_t* base = nullptr;
   uint64_t bytes = 0;
@@ -89,10 +110,23 @@ struct Client::Impl {
   // Lets queued messages (releases of dropped capabilities) go out.
   void Flush() { ws().poll(); }
 
+  // Waits for an answer of the daemon: first polls for up to spin_ns, giving
+  // the CPU away between polls when another thread wants it, then sleeps.
+  // A reply that comes within the spin then reaches a running thread instead
+  // of one that must be woken (on a virtual machine, a halted vCPU).
+  template <typename T>
+  T Wait(kj::Promise<T>&& p) {
+    if (spin_ns > 0) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns);
+      while (!p.poll(ws()) && std::chrono::steady_clock::now() < until) sched_yield();
+    }
+    return p.wait(ws());
+  }
+  int64_t spin_ns = 50000;
+
   ~Impl() {
     boot = nullptr;
-    rpc = nullptr;
-    stream = nullptr;
+    conn = nullptr;
     if (base != nullptr) munmap(base, bytes);
     if (io != nullptr) ReleaseIo(io);
   }
@@ -118,6 +152,10 @@ struct ClientTxn::Impl {
 Client::Client(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
+void Client::set_reply_spin(std::chrono::nanoseconds spin) {
+  impl_->spin_ns = spin.count() < 0 ? 0 : static_cast<int64_t>(spin.count());
+}
+
 uint8_t* Client::segment_base() const { return impl_->base; }
 uint64_t Client::segment_bytes() const { return impl_->bytes; }
 
@@ -137,15 +175,13 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path) 
   auto impl = std::make_shared<Impl>();
   impl->io = AcquireIo();
   return Guard([&]() -> Result<std::unique_ptr<Client>> {
-    impl->stream = impl->io->io.lowLevelProvider->wrapUnixSocketFd(
-        fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
-    impl->rpc = kj::heap<capnp::TwoPartyClient>(*impl->stream, /*maxFdsPerMessage=*/2);
-    impl->boot = impl->rpc->bootstrap().castAs<rpc::KvTier>();
-    auto seg = impl->boot.hostSegmentRequest().send().wait(impl->ws());
+    impl->conn = kj::heap<Impl::Connection>(impl->io->io.unixEventPort, fd);
+    impl->boot = impl->conn->Bootstrap().castAs<rpc::KvTier>();
+    auto seg = impl->Wait(impl->boot.hostSegmentRequest().send());
     uint64_t bytes = seg.getBytes();
     rpc::HostSegment::Client cap = seg.getSegment();
     // The fd arrives with the capability; it stays owned by the capability.
-    cap.bytesRequest().send().wait(impl->ws());
+    impl->Wait(cap.bytesRequest().send());
     KJ_IF_MAYBE(segfd, cap.getFd().wait(impl->ws())) {
       void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, *segfd, 0);
       if (p == MAP_FAILED)
@@ -164,7 +200,7 @@ Result<std::unique_ptr<ClientNamespace>> Client::OpenNamespace(const NamespaceSp
   return Guard([&]() -> Result<std::unique_ptr<ClientNamespace>> {
     auto req = impl_->boot.openNamespaceRequest();
     rpcconv::SpecToRpc(spec, req.initSpec());
-    auto res = req.send().wait(impl_->ws());
+    auto res = impl_->Wait(req.send());
     auto ns_impl = std::make_unique<ClientNamespace::Impl>();
     ns_impl->cap = res.getNs();
     BlockKey seed = rpcconv::FromRpc(res.getSeed());
@@ -179,7 +215,7 @@ Result<std::unique_ptr<ClientNamespace>> Client::OpenNamespace(const NamespaceSp
 
 Result<RemoteStats> Client::Stats() {
   return Guard([&]() -> Result<RemoteStats> {
-    auto res = impl_->boot.statsRequest().send().wait(impl_->ws());
+    auto res = impl_->Wait(impl_->boot.statsRequest().send());
     return StatsFromRpc(res.getStats());
   });
 }
@@ -188,7 +224,7 @@ Result<Client::HbmSegment> Client::GetHbmSegment(int device) {
   return Guard([&]() -> Result<HbmSegment> {
     auto req = impl_->boot.hbmSegmentRequest();
     req.setDevice(device);
-    auto res = req.send().wait(impl_->ws());
+    auto res = impl_->Wait(req.send());
     HbmSegment h;
     h.device = res.getDevice();
     auto handle = res.getIpcHandle();
@@ -218,7 +254,7 @@ Result<std::vector<ClientLease>> Client::AcquireTp(std::span<ClientNamespace* co
       for (size_t i = 0; i < keys[r].size(); ++i)
         rpcconv::ToRpc(keys[r][i], kl[static_cast<unsigned>(i)]);
     }
-    auto res = req.send().wait(impl_->ws());
+    auto res = impl_->Wait(req.send());
     std::vector<ClientLease> out;
     auto results = res.getResults();
     if (results.size() != ranks.size()) return Status::Internal("acquireTp answered the wrong rank count");
@@ -243,7 +279,7 @@ Result<std::vector<ClientLease>> Client::AcquireTp(std::span<ClientNamespace* co
 
 Status Client::Ping() {
   return Guard([&]() -> Status {
-    impl_->boot.pingRequest().send().wait(impl_->ws());
+    impl_->Wait(impl_->boot.pingRequest().send());
     return Status::OK();
   });
 }
@@ -282,7 +318,7 @@ Status ClientLease::Release() {
   std::shared_ptr<Client::Impl> c = std::move(impl_->client);
   impl_->client = nullptr;
   return Guard([&]() -> Status {
-    impl_->cap.releaseRequest().send().wait(c->ws());
+    c->Wait(impl_->cap.releaseRequest().send());
     impl_->cap = nullptr;
     return Status::OK();
   });
@@ -323,7 +359,7 @@ Status ClientTxn::Commit(std::span<const uint64_t> checksums) {
     auto req = impl_->cap.commitRequest();
     auto list = req.initChecksums(static_cast<unsigned>(checksums.size()));
     for (size_t i = 0; i < checksums.size(); ++i) list.set(static_cast<unsigned>(i), checksums[i]);
-    req.send().wait(impl_->client->ws());
+    impl_->client->Wait(req.send());
     impl_->done = true;
     return Status::OK();
   });
@@ -345,7 +381,7 @@ Status ClientTxn::Abort() {
   if (!impl_ || impl_->done) return Status::OK();
   impl_->done = true;
   return Guard([&]() -> Status {
-    impl_->cap.abortRequest().send().wait(impl_->client->ws());
+    impl_->client->Wait(impl_->cap.abortRequest().send());
     return Status::OK();
   });
 }
@@ -371,7 +407,7 @@ Result<std::vector<BlockKey>> ClientNamespace::HashTokensRemote(std::span<const 
     auto req = impl_->cap.hashTokensRequest();
     auto list = req.initTokens(static_cast<unsigned>(tokens.size()));
     for (size_t i = 0; i < tokens.size(); ++i) list.set(static_cast<unsigned>(i), tokens[i]);
-    auto res = req.send().wait(client_->ws());
+    auto res = client_->Wait(req.send());
     return rpcconv::KeysFromRpc(res.getKeys());
   });
 }
@@ -382,7 +418,7 @@ Result<ClientLease> ClientNamespace::Lookup(std::span<const BlockKey> keys) {
     req.setDevice(device_);
     auto list = req.initKeys(static_cast<unsigned>(keys.size()));
     for (size_t i = 0; i < keys.size(); ++i) rpcconv::ToRpc(keys[i], list[static_cast<unsigned>(i)]);
-    auto res = req.send().wait(client_->ws());
+    auto res = client_->Wait(req.send());
     ClientLease lease;
     auto blocks = res.getBlocks();
     lease.blocks_.reserve(blocks.size());
@@ -440,7 +476,7 @@ Result<ClientTxn> ClientNamespace::Reserve(std::span<const BlockKey> keys, const
     }
     rpcconv::ToRpc(o.first_parent, req.initFirstParent());
     req.setDevice(device_);
-    auto res = req.send().wait(client_->ws());
+    auto res = client_->Wait(req.send());
     ClientTxn txn;
     txn.impl_ = std::make_unique<ClientTxn::Impl>();
     txn.impl_->client = client_;
@@ -500,7 +536,7 @@ Result<StoreResult> ClientNamespace::Store(std::span<const BlockKey> keys,
 
 Result<RemoteStats> ClientNamespace::Stats() {
   return Guard([&]() -> Result<RemoteStats> {
-    auto res = impl_->cap.statsRequest().send().wait(client_->ws());
+    auto res = client_->Wait(impl_->cap.statsRequest().send());
     return StatsFromRpc(res.getStats());
   });
 }

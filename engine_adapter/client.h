@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -131,6 +132,14 @@ class Client {
   Result<std::unique_ptr<ClientNamespace>> OpenNamespace(const NamespaceSpec& spec);
   Result<RemoteStats> Stats();
   Status Ping();
+
+  // How long a call polls for the daemon's answer before its thread sleeps
+  // (default 50 us; 0: sleep at once). Polling yields the CPU to any other
+  // runnable thread between polls. A reply that arrives within the window
+  // reaches a running thread instead of one the kernel must wake, which is
+  // most of a small call's latency on a virtual machine
+  // (docs/performance.md, RPC).
+  void set_reply_spin(std::chrono::nanoseconds spin);
 
   // The daemon's HBM tier, for clients that open it with CUDA IPC.
   // Unavailable when the daemon has none.

@@ -1,5 +1,7 @@
 #include "server/rpc_server.h"
 
+#include "server/socket_message_stream.h"
+
 #include <capnp/rpc-twoparty.h>
 #include <fcntl.h>
 #include <kj/async-io.h>
@@ -115,15 +117,15 @@ namespace {
 
 // One client connection: its stream, its vat network and its RPC system.
 struct Connection {
-  Connection(kj::Own<kj::AsyncCapabilityStream> s, capnp::Capability::Client bootstrap,
-             capnp::ReaderOptions ro)
-      : stream(kj::mv(s)),
+  Connection(kj::UnixEventPort& port, int fd, uint64_t max_message_bytes,
+             capnp::Capability::Client bootstrap, capnp::ReaderOptions ro)
+      : stream(port, fd, SocketMessageStream::Options{max_message_bytes, 4ull << 20}),
         // Cap'n Proto 0.9.2 attaches outgoing fds (the host segment's) only
         // on a network built with a non-zero limit; one incoming fd per
         // message is accepted and, as no method takes one, closed unused.
-        network(*stream, /*maxFdsPerMessage=*/1, capnp::rpc::twoparty::Side::SERVER, ro),
+        network(stream, /*maxFdsPerMessage=*/1, capnp::rpc::twoparty::Side::SERVER, ro),
         rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
-  kj::Own<kj::AsyncCapabilityStream> stream;
+  SocketMessageStream stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
@@ -166,11 +168,8 @@ void RpcServer::WorkerMain(Worker* w) {
     ++connections_;
     ++metrics->connections_open;
     ++metrics->connections_total;
-    auto stream = io.lowLevelProvider->wrapUnixSocketFd(
-        cfd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
-                 kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK |
-                 kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
-    conns.push_back(kj::heap<Connection>(kj::mv(stream), service_->NewBootstrap(), ro));
+    conns.push_back(kj::heap<Connection>(io.unixEventPort, cfd, options_.max_message_bytes,
+                                         service_->NewBootstrap(), ro));
     auto it = std::prev(conns.end());
     tasks.add((*it)->network.onDisconnect().then([&, it]() {
       conns.erase(it);  // drops every capability the client held

@@ -5,7 +5,9 @@
 #include <poll.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <numeric>
+#include <thread>
 
 #include "server/kvtier.capnp.h"
 #include "tests/server/daemon_fixture.h"
@@ -103,6 +105,44 @@ TEST(DaemonTest, OneProcessStoresAnotherLoadsByteExact) {
   EXPECT_EQ(st->pinned_blocks, 0u);
   EXPECT_EQ(st->blocks_ready, 40u);
   EXPECT_EQ(d.Stop(), 0) << "kvtierd should exit 0 on SIGTERM";
+}
+
+TEST(DaemonTest, ClientsThatDropALeaseAndLeaveAreDisconnected) {
+  // Each client's last messages (the release of a dropped lease) and its
+  // hang-up reach the daemon together: the daemon must still see the end of
+  // every connection, and release every pin.
+  Daemon d;
+  ASSERT_TRUE(d.running());
+  ASSERT_EQ(RunChild([&] { return StoreBlocks(d.socket(), 1, 10); }), 0);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      auto c = Client::Connect(d.socket());
+      if (!c.ok()) return void(++failures);
+      auto ns = (*c)->OpenNamespace(DemoSpec());
+      if (!ns.ok()) return void(++failures);
+      auto keys = PromptKeys(**ns, 1, 10);
+      for (int i = 0; i < 200; ++i) {
+        auto lease = (*ns)->Lookup(keys);
+        if (!lease.ok() || lease->size() != 10) return void(++failures);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  auto c = Client::Connect(d.socket());
+  ASSERT_TRUE(c.ok());
+  Result<RemoteStats> st = Status::Internal("no stats yet");
+  for (int i = 0; i < 100; ++i) {
+    st = (*c)->Stats();
+    ASSERT_TRUE(st.ok());
+    if (st->connections_open == 1 && st->leases_open == 0 && st->pinned_blocks == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(st->connections_open, 1u);  // this one
+  EXPECT_EQ(st->leases_open, 0u);
+  EXPECT_EQ(st->pinned_blocks, 0u);
 }
 
 TEST(DaemonTest, KilledClientLeavesNoPinsOrWritingSlots) {
