@@ -27,6 +27,7 @@
 #include "loader/kv_pool.h"
 #include "loader/paged_transfer.h"
 #include "tiers/checksum.h"
+#include "tiers/slab_allocator.h"
 
 namespace {
 
@@ -179,6 +180,26 @@ int main(int argc, char** argv) {
   };
   const std::vector<BlockRef> pinned_blocks = make_blocks(pinned_dev);
   const std::vector<BlockRef> device_blocks = make_blocks(dev_slots);
+  // The same blocks at the offsets a tier's slab allocator gives them (its
+  // default size classes: 2 MiB blocks in 2.22 MiB slots, 4 KiB-aligned),
+  // as the daemon's HBM arena holds them.
+  void* slab_mem = nullptr;
+  std::vector<BlockRef> slab_blocks(kBlocks);
+  {
+    SlabOptions so;
+    so.capacity = (total / so.region_bytes + 8) * 2 * so.region_bytes;
+    auto slab = Unwrap(SlabAllocator::Create(so), "slab allocator");
+    CUDA_CHECK(cudaMalloc(&slab_mem, so.capacity));
+    for (uint32_t i = 0; i < kBlocks; ++i) {
+      Slot sl = Unwrap(slab.Allocate(block_bytes), "slab slot");
+      slab_blocks[i] = {static_cast<char*>(slab_mem) + sl.offset, pages[i]};
+      CUDA_CHECK(cudaMemcpy(slab_blocks[i].slot, device_blocks[i].slot, block_bytes,
+                            cudaMemcpyDeviceToDevice));
+    }
+    std::printf("slab slots: class of %llu bytes for %llu-byte blocks\n",
+                static_cast<unsigned long long>(slab.ClassBytes(slab.ClassFor(block_bytes))),
+                static_cast<unsigned long long>(block_bytes));
+  }
 
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -273,24 +294,35 @@ int main(int argc, char** argv) {
       copy_op(copier.get(), layer_first, device_blocks, D::kLoad, true)), "memcpy D2D", d2d);
   add("store vllm pool -> device, checksum", MedianMs(stream, kWarm, kRepsHbm,
       copy_op(copier.get(), vllm, device_blocks, D::kStore, true)), "memcpy D2D", d2d);
+  add("load  slab slots -> vllm pool, checksum", MedianMs(stream, kWarm, kRepsHbm,
+      copy_op(copier.get(), vllm, slab_blocks, D::kLoad, true)), "memcpy D2D", d2d);
 
   // Kernel tuning variants (GpuCopier::Options), for the record.
   struct Variant {
     const char* name;
     int loads;
     int waves;
+    bool write_order;
   };
-  for (const Variant& v : {Variant{"2 loads/thread", 2, 0}, Variant{"8 loads/thread", 8, 0},
-                           Variant{"4 loads, persistent 1 wave", 4, 1},
-                           Variant{"8 loads, persistent 2 waves", 8, 2}}) {
+  for (const Variant& v : {Variant{"caller's order", 4, 0, false},
+                           Variant{"2 loads/thread", 2, 0, true},
+                           Variant{"8 loads/thread", 8, 0, true},
+                           Variant{"4 loads, persistent 1 wave", 4, 1, true}}) {
     GpuCopier::Options o;
     o.vector_loads_per_thread = v.loads;
     o.max_resident_waves = v.waves;
+    o.write_order = v.write_order;
     auto c = Unwrap(GpuCopier::Create(o), "GpuCopier variant");
     add(std::string("  [") + v.name + "] pinned->vllm", MedianMs(stream, kWarm, kRepsPcie,
         copy_op(c.get(), vllm, pinned_blocks, D::kLoad, true)), "memcpy H2D", h2d);
     add(std::string("  [") + v.name + "] device->vllm", MedianMs(stream, kWarm, kRepsHbm,
         copy_op(c.get(), vllm, device_blocks, D::kLoad, true)), "memcpy D2D", d2d);
+    if (!v.write_order) {
+      add(std::string("  [") + v.name + "] device->vllm, no checksum", MedianMs(stream, kWarm,
+          kRepsHbm, copy_op(c.get(), vllm, device_blocks, D::kLoad, false)), "memcpy D2D", d2d);
+      add(std::string("  [") + v.name + "] slab slots->vllm", MedianMs(stream, kWarm, kRepsHbm,
+          copy_op(c.get(), vllm, slab_blocks, D::kLoad, true)), "memcpy D2D", d2d);
+    }
   }
 
   std::printf("\nroofline (one contiguous cudaMemcpyAsync of %.3f GB): H2D %.1f GB/s, "
@@ -316,6 +348,7 @@ int main(int argc, char** argv) {
   CUDA_CHECK(cudaFree(sums));
   CUDA_CHECK(cudaFreeHost(pinned_host));
   CUDA_CHECK(cudaFree(dev_slots));
+  CUDA_CHECK(cudaFree(slab_mem));
   CUDA_CHECK(cudaFree(pool_mem));
   return 0;
 }

@@ -11,6 +11,13 @@
 // contiguous run of the pool (runs are multiples of 16 bytes), so pool
 // accesses are coalesced as well. All kUnroll loads are issued before the
 // first store, to keep bytes in flight over PCIe and HBM.
+//
+// Tile order. By default tiles go block by block. Loads into pools where one
+// run position of consecutive pages is contiguous (vLLM: page stride = run)
+// go in write order instead: the uploaded list is sorted by page and tiles go
+// run position by run position across the blocks, so the CTAs in flight write
+// one stretch of neighbouring pages and read scattered slot pieces; HBM
+// sustains that better than scattered writes (docs/loader.md).
 #include "loader/gpu_copy.h"
 
 #include <cuda_runtime.h>
@@ -18,7 +25,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "loader/copy_geometry.h"
 #include "loader/cuda_status.h"
@@ -38,6 +47,12 @@ struct KernelParams {
   uint32_t range_end;
   uint32_t tiles_per_block;
   uint32_t total_tiles;
+  // Run-major order (loads): tile t is tile t % tiles_per_run of run
+  // t / (tiles_per_run * num_blocks) of block (t / tiles_per_run) % num_blocks,
+  // so CTAs running at once write one run position of neighbouring pages.
+  bool run_major;
+  uint32_t tiles_per_run;
+  uint32_t num_blocks;
   char* layer_base[kMaxPoolLayers];
 };
 
@@ -57,6 +72,21 @@ __device__ __forceinline__ uint64_t VectorTerms(uint64_t pos, const int4& v) {
   return Mix(w0 ^ pos) + Mix(w1 ^ (pos + checksum::kPos));
 }
 
+// Block and canonical byte offset of tile `tile` of `tile_bytes`.
+__device__ __forceinline__ void TileAt(const KernelParams& p, uint32_t tile, uint32_t tile_bytes,
+                                       uint32_t* b, uint32_t* off) {
+  if (p.run_major) {
+    const uint32_t u = tile / p.tiles_per_run;
+    const uint32_t j = tile - u * p.tiles_per_run;
+    const uint32_t r = u / p.num_blocks;
+    *b = u - r * p.num_blocks;
+    *off = p.range_begin + r * p.geo.run_bytes + j * tile_bytes;
+  } else {
+    *b = tile / p.tiles_per_block;
+    *off = p.range_begin + (tile - *b * p.tiles_per_block) * tile_bytes;
+  }
+}
+
 template <bool kLoad, bool kSum, int kUnroll>
 __global__ void __launch_bounds__(kThreads)
     PagedCopyKernel(const __grid_constant__ KernelParams p) {
@@ -64,12 +94,12 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ unsigned long long warp_sums[kThreads / 32];
 
   for (uint32_t tile = blockIdx.x; tile < p.total_tiles; tile += gridDim.x) {
-    const uint32_t b = tile / p.tiles_per_block;
-    const uint32_t tile_in_block = tile - b * p.tiles_per_block;
+    uint32_t b, tile_off;
+    TileAt(p, tile, kTileBytes, &b, &tile_off);
     const BlockRef ref = p.blocks[b];
     char* const slot = static_cast<char*>(ref.slot);
     const int64_t page_off = static_cast<int64_t>(ref.page) * p.geo.page_stride;
-    const uint32_t first = p.range_begin + tile_in_block * kTileBytes + threadIdx.x * kVecBytes;
+    const uint32_t first = tile_off + threadIdx.x * kVecBytes;
 
     int4 v[kUnroll];
     char* pool_ptr[kUnroll];
@@ -107,7 +137,7 @@ __global__ void __launch_bounds__(kThreads)
         unsigned long long total = 0;
 #pragma unroll
         for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w];
-        atomicAdd(&p.sums[b], total);  // modulo 2^64, as the spec's sum
+        atomicAdd(&p.sums[ref.sum_index], total);  // modulo 2^64, as the spec's sum
       }
       __syncthreads();  // warp_sums is reused by the next tile
     }
@@ -150,6 +180,32 @@ void LaunchPagedCopy(bool load, bool sum, dim3 grid, cudaStream_t stream,
       PagedCopyKernel<false, false, kUnroll><<<grid, kThreads, 0, stream>>>(p);
     }
   }
+}
+
+// Orders `in` by page into `out` (a stable LSD radix sort on the page's
+// bytes), each entry's sum_index set to its place in `in`.
+void OrderByPage(std::span<const BlockRef> in, BlockRef* out, std::vector<BlockRef>* tmp) {
+  const size_t n = in.size();
+  uint32_t max_page = 0;
+  bool sorted = true;
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = in[i];
+    out[i].sum_index = static_cast<uint32_t>(i);
+    max_page = std::max(max_page, in[i].page);
+    if (i > 0 && in[i].page < in[i - 1].page) sorted = false;
+  }
+  if (sorted) return;
+  tmp->resize(n);
+  BlockRef* a = out;
+  BlockRef* b = tmp->data();
+  for (uint32_t shift = 0; shift < 32 && (max_page >> shift) != 0; shift += 8) {
+    size_t count[257] = {};
+    for (size_t i = 0; i < n; ++i) ++count[((a[i].page >> shift) & 0xff) + 1];
+    for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
+    for (size_t i = 0; i < n; ++i) b[count[(a[i].page >> shift) & 0xff]++] = a[i];
+    std::swap(a, b);
+  }
+  if (a != out) std::memcpy(out, a, n * sizeof(BlockRef));
 }
 
 }  // namespace
@@ -215,6 +271,7 @@ struct GpuCopier::Impl {
   BlockRef* device = nullptr;   // device, same shape
   std::vector<cudaEvent_t> done;  // per ring slot: its last launch finished
   uint32_t next = 0;
+  std::vector<BlockRef> sort_tmp;
 
   ~Impl() {
     for (cudaEvent_t ev : done) {
@@ -227,12 +284,19 @@ struct GpuCopier::Impl {
 
   // Takes the next ring slot, waits until its previous launch is done, and
   // queues the upload of `blocks` into it. Returns the slot index.
-  Result<uint32_t> Upload(std::span<const BlockRef> blocks, cudaStream_t stream) {
+  Result<uint32_t> Upload(std::span<const BlockRef> blocks, bool order, cudaStream_t stream) {
     const uint32_t slot = next;
     next = (next + 1) % options.ring_depth;
     KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(done[slot]));
     BlockRef* host = staging + size_t{slot} * options.max_blocks;
-    std::memcpy(host, blocks.data(), blocks.size_bytes());
+    if (order) {
+      OrderByPage(blocks, host, &sort_tmp);
+    } else {
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        host[i] = blocks[i];
+        host[i].sum_index = static_cast<uint32_t>(i);
+      }
+    }
     KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device + size_t{slot} * options.max_blocks, host,
                                                 blocks.size_bytes(), cudaMemcpyHostToDevice,
                                                 stream));
@@ -251,10 +315,20 @@ struct GpuCopier::Impl {
     return CudaStatus(cudaGetLastError(), "ZeroSums launch");
   }
 
+  // Whether a transfer is copied in write order: loads, where a run position
+  // of consecutive pages is contiguous in the pool (vLLM's K and V tensors:
+  // page stride = run = half a page-layer) and runs are whole tiles. Other
+  // layouts keep block order, which writes a page's contiguous bytes in turn.
+  bool RunMajor(const CopyGeometry& geo, TransferDirection d) const {
+    const uint32_t tile_bytes = kThreads * options.vector_loads_per_thread * kVecBytes;
+    return options.write_order && d == TransferDirection::kLoad &&
+           geo.page_stride == static_cast<int64_t>(geo.run_bytes) && geo.run_bytes % tile_bytes == 0;
+  }
+
   // Launches one kernel over blocks [0, n) of the uploaded list at `slot`,
   // canonical bytes of layers [l0, l1).
   Status Launch(const PagedTransfer& t, const CopyGeometry& geo, uint32_t slot, size_t first,
-                size_t n, uint32_t l0, uint32_t l1, cudaStream_t stream) {
+                size_t n, uint32_t l0, uint32_t l1, bool run_major, cudaStream_t stream) {
     KernelParams p{};
     p.geo = geo;
     p.blocks = device + size_t{slot} * options.max_blocks;
@@ -270,11 +344,14 @@ struct GpuCopier::Impl {
     for (uint32_t l = 0; l < geo.num_layers; ++l) {
       p.layer_base[l] = static_cast<char*>(t.pool->layer_base[l]);
     }
+    const bool load = t.direction == TransferDirection::kLoad;
+    const bool sum = p.sums != nullptr;
+    p.num_blocks = static_cast<uint32_t>(n);
+    p.run_major = run_major;
+    p.tiles_per_run = run_major ? geo.run_bytes / tile_bytes : 0;
     uint32_t grid = p.total_tiles;
     if (max_ctas > 0) grid = std::min<uint32_t>(grid, static_cast<uint32_t>(max_ctas));
     if (grid == 0) return Status::OK();
-    const bool load = t.direction == TransferDirection::kLoad;
-    const bool sum = p.sums != nullptr;
     if (unroll == 8) {
       LaunchPagedCopy<8>(load, sum, dim3(grid), stream, p);
     } else if (unroll == 2) {
@@ -351,10 +428,11 @@ Status GpuCopier::Copy(const PagedTransfer& t, GpuStream gpu_stream) {
     KVTIER_RETURN_IF_ERROR(impl_->ZeroSums(t.checksum_sums, t.blocks.size(), stream));
   }
   const size_t chunk = impl_->ChunkBlocks(geo, l0, l1);
+  const bool order = impl_->RunMajor(geo, t.direction);
   for (size_t first = 0; first < t.blocks.size(); first += chunk) {
     const size_t n = std::min(chunk, t.blocks.size() - first);
-    KVTIER_ASSIGN_OR_RETURN(uint32_t slot, impl_->Upload(t.blocks.subspan(first, n), stream));
-    Status s = impl_->Launch(t, geo, slot, first, n, l0, l1, stream);
+    KVTIER_ASSIGN_OR_RETURN(uint32_t slot, impl_->Upload(t.blocks.subspan(first, n), order, stream));
+    Status s = impl_->Launch(t, geo, slot, first, n, l0, l1, order, stream);
     KVTIER_RETURN_IF_ERROR(impl_->Release(slot, stream));
     KVTIER_RETURN_IF_ERROR(s);
   }
@@ -386,15 +464,16 @@ Status GpuCopier::CopyLayerwise(const PagedTransfer& t, uint32_t layers_per_grou
     KVTIER_RETURN_IF_ERROR(impl_->ZeroSums(t.checksum_sums, t.blocks.size(), stream));
   }
   uint32_t slot = 0;
+  const bool order = impl_->RunMajor(geo, t.direction);
   if (!t.blocks.empty()) {
-    KVTIER_ASSIGN_OR_RETURN(slot, impl_->Upload(t.blocks, stream));
+    KVTIER_ASSIGN_OR_RETURN(slot, impl_->Upload(t.blocks, order, stream));
   }
   auto launch_groups = [&]() -> Status {
     for (uint32_t g = 0; g < groups; ++g) {
       const uint32_t a = l0 + g * layers_per_group;
       const uint32_t b = std::min(l1, a + layers_per_group);
       if (!t.blocks.empty()) {
-        KVTIER_RETURN_IF_ERROR(impl_->Launch(t, geo, slot, 0, t.blocks.size(), a, b, stream));
+        KVTIER_RETURN_IF_ERROR(impl_->Launch(t, geo, slot, 0, t.blocks.size(), a, b, order, stream));
       }
       KVTIER_CUDA_RETURN_IF_ERROR(
           cudaEventRecord(static_cast<cudaEvent_t>(events->events_[g]), stream));

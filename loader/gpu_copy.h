@@ -104,6 +104,14 @@ class GpuCopier {
     // 0: one CTA per tile. n > 0: a persistent grid of n waves of resident
     // CTAs that loop over the tiles.
     int max_resident_waves = 0;
+    // Loads into pools whose runs at one position of consecutive pages are
+    // contiguous (vLLM's per-layer K and V tensors): copy in the order of the
+    // destination, blocks by pool page and run position major, so that the
+    // CTAs running at once write one stretch of neighbouring pages instead of
+    // every run of a few scattered pages. HBM takes scattered reads better
+    // than scattered writes (docs/loader.md). Checksum sums keep the caller's
+    // order.
+    bool write_order = true;
   };
 
   // Unavailable without a GPU; ResourceExhausted if pinned or device memory

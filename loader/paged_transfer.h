@@ -37,7 +37,10 @@ enum class TransferDirection : uint8_t {
 struct BlockRef {
   void* slot = nullptr;  // canonical block, 16-byte aligned, accessible to the copier
   uint32_t page = 0;     // engine page index, < pool.shape.num_pages
-  uint32_t reserved = 0;
+  // Ignored on input. The GPU copier's uploaded copy of a batch, which it may
+  // reorder, keeps here each block's place in the caller's list (the index of
+  // its checksum sum).
+  uint32_t sum_index = 0;
 };
 static_assert(sizeof(BlockRef) == 16);
 

@@ -5,6 +5,8 @@
 #   scripts/gpu-run.sh tests            # ctest, all folders
 #   scripts/gpu-run.sh load             # kvtier-bench load (8B and 70B-like, all tiers)
 #   scripts/gpu-run.sh tp               # kvtier-bench tp on every GPU present
+#   scripts/gpu-run.sh loader           # kvtier-loader-bench (kernels alone)
+#   scripts/gpu-run.sh hbm              # kvtier-bench load, HBM tier only
 #   scripts/gpu-run.sh tests load tp    # any combination, in order
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,8 @@ for what in "$@"; do
            grep -c "Skipped" "$out/ctest.log" | sed 's/^/skipped tests: /' ;;
     load)  "$build/bench/kvtier-bench" load 2>&1 | tee "$out/load.txt" | tail -40 || rc=1 ;;
     tp)    "$build/bench/kvtier-bench" tp 2>&1 | tee "$out/tp.txt" | tail -20 || rc=1 ;;
+    loader) "$build/bench/kvtier-loader-bench" "$out/loader.csv" 2>&1 | tee "$out/loader.txt" | tail -40 || rc=1 ;;
+    hbm)   "$build/bench/kvtier-bench" load --tiers hbm 2>&1 | tee "$out/hbm.txt" | tail -20 || rc=1 ;;
     *)     echo "unknown step $what"; rc=2 ;;
   esac
 done

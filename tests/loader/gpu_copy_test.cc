@@ -369,6 +369,75 @@ TEST(GpuCopyTest, SplitBatchesAndVariantsAgree) {
   EXPECT_TRUE(GpuCopier::Create(bad).status().IsInvalidArgument());
 }
 
+// The write order of loads (blocks by page, run position major) applies to
+// vLLM pools whose K/V halves are whole tiles: 3 heads x 96 dims at 256
+// tokens make a 147,456-byte half, 9 tiles of 16 KiB (4 loads per thread)
+// and 18 of 8 KiB (2), but not whole 32 KiB tiles (8). Layer-first pools keep
+// block order. In every case stores, loads and layer-wise loads give the
+// CPU's bytes and sums, with pages out of order, slots in device memory and
+// in mapped pinned host memory.
+TEST(GpuCopyTest, WriteOrderMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (Layout layout : {Layout::kVllmFlash, Layout::kLayerFirst}) {
+    for (bool pinned : {false, true}) {
+      SCOPED_TRACE(std::string(layout == Layout::kVllmFlash ? "vllm" : "layer-first") +
+                   (pinned ? " pinned" : " device"));
+      CaseSpec c{layout, KvDtype::kBf16, 256};
+      Fixture f;
+      ASSERT_OK(f.Init(c, pinned, 81));
+      HostBytes ref_slots(f.slots_bytes);
+      const std::vector<uint64_t> ref_sums = f.ReferenceStore(&ref_slots);
+      HostBytes ref_pool(f.pool_bytes);
+      std::memset(ref_pool.data(), kPoisonB, f.pool_bytes);
+      ASSIGN_OR_FAIL(KvPool ref_desc, BuildPool(c.layout, f.shape, ref_pool.data()));
+      auto ref_blocks = f.Blocks(ref_slots.data());
+      PagedTransfer ref_load{&ref_desc, ref_blocks, TransferDirection::kLoad};
+      ASSERT_OK(CpuCopy(ref_load));
+      const size_t n = f.pages.size();
+
+      for (int variant = 0; variant < 6; ++variant) {
+      GpuCopier::Options o;
+      o.vector_loads_per_thread = 2 << (variant % 3);
+      o.write_order = variant >= 3;
+      SCOPED_TRACE("loads " + std::to_string(o.vector_loads_per_thread) + " write_order " +
+                   std::to_string(o.write_order));
+      ASSIGN_OR_FAIL(auto copier, GpuCopier::Create(o));
+      ASSIGN_OR_FAIL(DeviceBuffer sums, DeviceBuffer::Allocate(n * 8));
+      ASSERT_OK(f.PoisonSlots(kPoisonA));
+      auto blocks = f.Blocks(f.slots_dev);
+      PagedTransfer store{&f.dev_desc, blocks, TransferDirection::kStore};
+      store.checksum_sums = static_cast<uint64_t*>(sums.data());
+      ASSERT_OK(copier->Copy(store, nullptr));
+      ASSERT_OK(GpuSynchronize(nullptr));
+      HostBytes got(f.slots_bytes);
+      ASSERT_OK(GpuCopyBytes(got.data(), f.slots_dev, f.slots_bytes));
+      ASSERT_EQ(FirstDiff(got.data(), ref_slots.data(), f.slots_bytes), -1);
+      EXPECT_EQ(ReadSums(sums, n), ref_sums);
+
+      for (bool layerwise : {false, true}) {
+        SCOPED_TRACE(layerwise ? "layer-wise load" : "load");
+        ASSERT_OK(GpuFillBytes(f.dev_pool.data(), kPoisonB, f.pool_bytes));
+        PagedTransfer load{&f.dev_desc, blocks, TransferDirection::kLoad};
+        load.checksum_sums = static_cast<uint64_t*>(sums.data());
+        if (layerwise) {
+          ASSIGN_OR_FAIL(LayerEvents events, LayerEvents::Create(f.shape.num_layers));
+          ASSERT_OK(copier->CopyLayerwise(load, 1, &events, nullptr));
+        } else {
+          ASSERT_OK(copier->Copy(load, nullptr));
+        }
+        ASSERT_OK(GpuSynchronize(nullptr));
+        HostBytes got_pool(f.pool_bytes);
+        ASSERT_OK(GpuCopyBytes(got_pool.data(), f.dev_pool.data(), f.pool_bytes));
+        ASSERT_EQ(FirstDiff(got_pool.data(), ref_pool.data(), f.pool_bytes), -1);
+        EXPECT_EQ(ReadSums(sums, n), ref_sums);
+      }
+      // The next variant stores from the pool again: put it back.
+      ASSERT_OK(GpuCopyBytes(f.dev_pool.data(), f.host_pool.data(), f.pool_bytes));
+      }
+    }
+  }
+}
+
 // Slots in ordinary host memory registered with cudaHostRegister, as the
 // engine adapter does with the daemon's shared segment.
 TEST(GpuCopyTest, RegisteredHostSegment) {
