@@ -14,6 +14,7 @@ namespace kvtier {
 namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;  // free space offered to each recvmsg
+constexpr size_t kShrinkAbove = 1 << 20;  // an emptied input buffer larger than this shrinks
 constexpr size_t kMaxFdsPerRead = 16;     // more in one read are closed by the kernel
 constexpr uint32_t kMaxSegments = 512;    // Cap'n Proto's own limit
 
@@ -158,7 +159,11 @@ capnp::MessageReaderAndFds SocketMessageStream::TakeMessage(uint64_t total,
   const uint64_t start = consumed_, end = consumed_ + total;
   in_begin_ += total;
   consumed_ = end;
-  if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
+  if (in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+    // A large message grew the buffer: give the memory back once it is read.
+    if (in_.size() > kShrinkAbove) std::vector<uint8_t>(kReadChunk).swap(in_);
+  }
 
   size_t nfds = 0;
   while (!pending_fds_.empty() && pending_fds_.front().end <= end) {

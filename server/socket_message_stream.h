@@ -20,8 +20,8 @@
 //    side the fds belong to the message holding the last byte of the recvmsg
 //    that carried them (Linux ends a stream read after a segment with fds);
 //  - bounds a message's size (reader options and max_message_bytes) before it
-//    allocates, and the memory of unsent output (writers wait above
-//    max_buffered_output).
+//    allocates, gives the memory of a large message back once it is read, and
+//    bounds unsent output (writers wait above max_buffered_output).
 //
 // The wire format is Cap'n Proto's standard stream framing, so either side
 // interoperates with the stock transport.
@@ -64,9 +64,10 @@ class SocketMessageStream final : public capnp::MessageStream {
   kj::Maybe<int> getSendBufferSize() override;
   kj::Promise<void> end() override;
 
-  // System calls made, for tests and diagnostics.
+  // System calls made and input buffer size, for tests and diagnostics.
   uint64_t recv_calls() const { return recv_calls_; }
   uint64_t send_calls() const { return send_calls_; }
+  size_t input_buffer_bytes() const { return in_.size(); }
 
  private:
   struct OutChunk {

@@ -87,6 +87,11 @@ TEST(SocketMessageStream, MessageLargerThanTheSocketBufferWaitsForRoom) {
   written.wait(io.waitScope);
   EXPECT_EQ(Payload(*r), Expected(7, words));
   EXPECT_GT(tx.send_calls(), 2u);  // it went in pieces as room appeared
+  // The reader grew its buffer for the message and gave it back after.
+  EXPECT_LE(rx.input_buffer_bytes(), size_t{1} << 20);
+  auto small = MakeMessage(8, 10);
+  tx.writeMessage(nullptr, *small).wait(io.waitScope);
+  EXPECT_EQ(Payload(*rx.readMessage().wait(io.waitScope)), Expected(8, 10));
 }
 
 TEST(SocketMessageStream, FdsArriveWithTheMessageTheyWereSentWith) {
