@@ -319,9 +319,13 @@ struct GpuCopier::Impl {
   // of consecutive pages is contiguous in the pool (vLLM's K and V tensors:
   // page stride = run = half a page-layer) and runs are whole tiles. Other
   // layouts keep block order, which writes a page's contiguous bytes in turn.
+  // Only with one CTA per tile and up to 4 loads per thread: on the H200 a
+  // persistent grid or 8 loads per thread ran far slower in write order
+  // (docs/loader.md).
   bool RunMajor(const CopyGeometry& geo, TransferDirection d) const {
     const uint32_t tile_bytes = kThreads * options.vector_loads_per_thread * kVecBytes;
     return options.write_order && d == TransferDirection::kLoad &&
+           options.max_resident_waves == 0 && options.vector_loads_per_thread <= 4 &&
            geo.page_stride == static_cast<int64_t>(geo.run_bytes) && geo.run_bytes % tile_bytes == 0;
   }
 

@@ -110,7 +110,7 @@ class GpuCopier {
     // CTAs running at once write one stretch of neighbouring pages instead of
     // every run of a few scattered pages. HBM takes scattered reads better
     // than scattered writes (docs/loader.md). Checksum sums keep the caller's
-    // order.
+    // order. Applies with max_resident_waves = 0 and up to 4 loads per thread.
     bool write_order = true;
   };
 
