@@ -3,12 +3,14 @@
 //   kvtier-bench rpc    acquire/release latency and throughput, live daemon
 //   kvtier-bench sim    trace replay through the real cache and policies
 //   kvtier-bench load   GPU path bandwidth: tiers -> engine pool and back
+//   kvtier-bench tp     several GPUs: tensor-parallel loads through one daemon
 //
 // Each subcommand prints its own flags with --help.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -57,52 +59,13 @@ bool ParseInt(const char* s, int* out, bool allow_zero = false) {
 
 int Usage(const char* error) {
   if (error != nullptr) std::fprintf(stderr, "kvtier-bench: %s\n\n", error);
-  std::fputs(kUsage, error != nullptr ? stderr : stdout);
-  std::fputs("\n", error != nullptr ? stderr : stdout);
-  std::fputs(kvtier::bench::SimUsage(), error != nullptr ? stderr : stdout);
-  std::fputs("\n", error != nullptr ? stderr : stdout);
-  std::fputs(kvtier::bench::LoadBenchUsage(), error != nullptr ? stderr : stdout);
-  std::fputs("\n", error != nullptr ? stderr : stdout);
-  std::fputs(kvtier::bench::TpBenchUsage(), error != nullptr ? stderr : stdout);
-  return error != nullptr ? 2 : 0;
-}
-
-int RunRpc(int argc, char** argv) {
-  kvtier::bench::RpcBenchOptions o;
-  o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
-  for (int i = 2; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--help" || f == "-h") return Usage(nullptr);
-    if (i + 1 >= argc) return Usage(("flag " + f + " needs a value").c_str());
-    const char* v = argv[++i];
-    if (f == "--socket") {
-      o.socket = v;
-    } else if (f == "--kvtierd") {
-      o.kvtierd_path = v;
-    } else if (f == "--rpc-threads") {
-      if (!ParseInt(v, &o.rpc_threads)) return Usage("--rpc-threads needs a positive number");
-    } else if (f == "--calls") {
-      if (!ParseInt(v, &o.calls)) return Usage("--calls needs a positive number");
-    } else if (f == "--seconds") {
-      o.seconds = std::atof(v);
-      if (o.seconds <= 0) return Usage("--seconds needs a positive number");
-    } else if (f == "--spin-us") {
-      if (!ParseInt(v, &o.spin_us, /*allow_zero=*/true))
-        return Usage("--spin-us needs a number of microseconds (0: no polling)");
-    } else if (f == "--clients") {
-      o.client_counts.clear();
-      std::stringstream ss(v);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        int n;
-        if (!ParseInt(item.c_str(), &n)) return Usage("--clients needs numbers like 1,8");
-        o.client_counts.push_back(n);
-      }
-    } else {
-      return Usage(("unknown flag " + f).c_str());
-    }
+  FILE* out = error != nullptr ? stderr : stdout;
+  for (const char* text : {kUsage, kvtier::bench::SimUsage(), kvtier::bench::LoadBenchUsage(),
+                           kvtier::bench::TpBenchUsage()}) {
+    if (text != kUsage) std::fputs("\n", out);
+    std::fputs(text, out);
   }
-  return kvtier::bench::RunRpcBench(o);
+  return error != nullptr ? 2 : 0;
 }
 
 std::vector<std::string> SplitList(const char* v) {
@@ -114,14 +77,64 @@ std::vector<std::string> SplitList(const char* v) {
   return out;
 }
 
+// Walks the `--flag value` pairs after the command. `set` applies one and
+// returns an error message, empty when it took it. Returns the exit code to
+// stop with (help, or a usage error), or -1 when every flag was taken.
+int ParseFlags(int argc, char** argv,
+               const std::function<std::string(const std::string&, const char*)>& set) {
+  for (int i = 2; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (f == "--help" || f == "-h") return Usage(nullptr);
+    if (i + 1 >= argc) return Usage(("flag " + f + " needs a value").c_str());
+    const std::string error = set(f, argv[++i]);
+    if (!error.empty()) return Usage(error.c_str());
+  }
+  return -1;
+}
+
+// Parses a positive number into *out, or says which flag wanted one.
+std::string Positive(const std::string& flag, const char* v, int* out) {
+  return ParseInt(v, out) ? "" : flag + " needs a positive number";
+}
+
+int RunRpc(int argc, char** argv) {
+  kvtier::bench::RpcBenchOptions o;
+  o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
+  const int rc = ParseFlags(argc, argv, [&](const std::string& f, const char* v) -> std::string {
+    if (f == "--socket") {
+      o.socket = v;
+    } else if (f == "--kvtierd") {
+      o.kvtierd_path = v;
+    } else if (f == "--rpc-threads") {
+      return Positive(f, v, &o.rpc_threads);
+    } else if (f == "--calls") {
+      return Positive(f, v, &o.calls);
+    } else if (f == "--seconds") {
+      o.seconds = std::atof(v);
+      if (o.seconds <= 0) return "--seconds needs a positive number";
+    } else if (f == "--spin-us") {
+      if (!ParseInt(v, &o.spin_us, /*allow_zero=*/true))
+        return "--spin-us needs a number of microseconds (0: no polling)";
+    } else if (f == "--clients") {
+      o.client_counts.clear();
+      for (const std::string& item : SplitList(v)) {
+        int n;
+        if (!ParseInt(item.c_str(), &n)) return "--clients needs numbers like 1,8";
+        o.client_counts.push_back(n);
+      }
+      if (o.client_counts.empty()) return "--clients needs numbers like 1,8";
+    } else {
+      return "unknown flag " + f;
+    }
+    return "";
+  });
+  return rc >= 0 ? rc : kvtier::bench::RunRpcBench(o);
+}
+
 int RunLoad(int argc, char** argv) {
   kvtier::bench::LoadBenchOptions o;
   o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
-  for (int i = 2; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--help" || f == "-h") return Usage(nullptr);
-    if (i + 1 >= argc) return Usage(("flag " + f + " needs a value").c_str());
-    const char* v = argv[++i];
+  const int rc = ParseFlags(argc, argv, [&](const std::string& f, const char* v) -> std::string {
     int n = 0;
     if (f == "--kvtierd") {
       o.kvtierd_path = v;
@@ -129,47 +142,43 @@ int RunLoad(int argc, char** argv) {
       o.models = SplitList(v);
     } else if (f == "--tiers") {
       o.tiers = SplitList(v);
-    } else if (f == "--tokens") {
-      if (!ParseInt(v, &n)) return Usage("--tokens needs a positive number");
-      o.tokens = static_cast<uint32_t>(n);
-    } else if (f == "--reps") {
-      if (!ParseInt(v, &n)) return Usage("--reps needs a positive number");
-      o.reps = n;
-      o.hbm_reps = std::max(n, o.hbm_reps);
     } else if (f == "--nvme-passes") {
-      if (!ParseInt(v, &o.nvme_passes)) return Usage("--nvme-passes needs a positive number");
-    } else if (f == "--nvme-chunk") {
-      if (!ParseInt(v, &n)) return Usage("--nvme-chunk needs a positive number");
-      o.nvme_chunk_blocks = static_cast<uint32_t>(n);
+      return Positive(f, v, &o.nvme_passes);
+    } else if (f == "--tokens" || f == "--reps" || f == "--nvme-chunk") {
+      if (std::string e = Positive(f, v, &n); !e.empty()) return e;
+      if (f == "--tokens") o.tokens = static_cast<uint32_t>(n);
+      if (f == "--nvme-chunk") o.nvme_chunk_blocks = static_cast<uint32_t>(n);
+      if (f == "--reps") {
+        o.reps = n;
+        o.hbm_reps = std::max(n, o.hbm_reps);
+      }
     } else {
-      return Usage(("unknown flag " + f).c_str());
+      return "unknown flag " + f;
     }
-  }
-  return kvtier::bench::RunLoadBench(o);
+    return "";
+  });
+  return rc >= 0 ? rc : kvtier::bench::RunLoadBench(o);
 }
 
 int RunTp(int argc, char** argv) {
   kvtier::bench::TpBenchOptions o;
   o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
-  for (int i = 2; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--help" || f == "-h") return Usage(nullptr);
-    if (i + 1 >= argc) return Usage(("flag " + f + " needs a value").c_str());
-    const char* v = argv[++i];
+  const int rc = ParseFlags(argc, argv, [&](const std::string& f, const char* v) -> std::string {
     int n = 0;
     if (f == "--kvtierd") {
       o.kvtierd_path = v;
     } else if (f == "--gpus" || f == "--tokens" || f == "--layers" || f == "--reps") {
-      if (!ParseInt(v, &n)) return Usage((f + " needs a positive number").c_str());
+      if (std::string e = Positive(f, v, &n); !e.empty()) return e;
       if (f == "--gpus") o.gpus = n;
       if (f == "--tokens") o.tokens = static_cast<uint32_t>(n);
       if (f == "--layers") o.layers = static_cast<uint32_t>(n);
       if (f == "--reps") o.reps = n;
     } else {
-      return Usage(("unknown flag " + f).c_str());
+      return "unknown flag " + f;
     }
-  }
-  return kvtier::bench::RunTpBench(o);
+    return "";
+  });
+  return rc >= 0 ? rc : kvtier::bench::RunTpBench(o);
 }
 
 }  // namespace
