@@ -188,6 +188,26 @@ bool NvmeStore::InDataArea(uint64_t offset, uint64_t bytes) const {
          offset <= end - bytes;
 }
 
+bool NvmeStore::ValidExtent(const NvmeExtent& e) const {
+  return e.payload_bytes != 0 && e.payload_bytes <= kMaxPayloadBytes &&
+         InDataArea(e.offset, ExtentBytesNeeded(e.payload_bytes));
+}
+
+uint32_t NvmeStore::TakeOp(NvmeOpKind kind, bool recovery, uint64_t user_data,
+                           uint8_t* payload_buf) {
+  const uint32_t i = free_ops_.back();
+  free_ops_.pop_back();
+  Op& op = ops_[i];
+  op.kind = kind;
+  op.recovery = recovery;
+  op.pending = 0;
+  op.header_result = op.payload_result = 0;
+  op.user_data = user_data;
+  op.payload_buf = payload_buf;
+  op.status = Status::OK();
+  return i;
+}
+
 Status NvmeStore::PrepareIo(uint32_t op, uint32_t part, IoOpcode code, void* buf, uint64_t len,
                             uint64_t offset) {
   IoRequest r;
@@ -220,21 +240,15 @@ Status NvmeStore::PrepareWrite(const NvmeWriteRequest& w) {
     Bump(counters_.writes_refused);
     return offset.status();
   }
-  uint32_t i = free_ops_.back();
-  free_ops_.pop_back();
+  const uint32_t i = TakeOp(NvmeOpKind::kWrite, /*recovery=*/false, w.user_data,
+                            static_cast<uint8_t*>(const_cast<void*>(w.buf)));
   Op& op = ops_[i];
-  op.kind = NvmeOpKind::kWrite;
-  op.recovery = false;
-  op.header_result = op.payload_result = 0;
-  op.user_data = w.user_data;
-  op.payload_buf = static_cast<uint8_t*>(const_cast<void*>(w.buf));
   op.extent.offset = *offset;
   op.extent.payload_bytes = w.payload_bytes;
   op.extent.checksum = w.checksum ? *w.checksum : checksum::Sum64(w.buf, w.payload_bytes);
   op.extent.generation = NextGeneration();
   op.extent.tag = w.tag;
   op.extent.ns = w.ns;
-  op.status = Status::OK();
   EncodeExtentHeader(ExtentHeader{w.tag, w.ns, op.extent.generation, w.payload_bytes,
                                   op.extent.checksum, op.extent.offset},
                      HeaderBuf(i));
@@ -267,23 +281,14 @@ Status NvmeStore::PrepareRead(const NvmeExtent& extent, void* buf, uint64_t buf_
     return Status::InvalidArgument("nvme read: buffer must be non-null, 4 KiB aligned and hold "
                                    "the padded payload");
   }
-  if (extent.payload_bytes == 0 || extent.payload_bytes > kMaxPayloadBytes ||
-      !InDataArea(extent.offset, ExtentBytesNeeded(extent.payload_bytes))) {
-    return Status::InvalidArgument("nvme read: extent outside the data area");
-  }
+  if (!ValidExtent(extent)) return Status::InvalidArgument("nvme read: extent outside the data area");
   if (free_ops_.empty() || queue_->depth() - queue_->outstanding() < 2) {
     return Status::Retry("nvme store: max_ops operations in flight");
   }
-  uint32_t i = free_ops_.back();
-  free_ops_.pop_back();
+  const uint32_t i =
+      TakeOp(NvmeOpKind::kRead, /*recovery=*/false, user_data, static_cast<uint8_t*>(buf));
   Op& op = ops_[i];
-  op.kind = NvmeOpKind::kRead;
-  op.recovery = false;
-  op.header_result = op.payload_result = 0;
-  op.user_data = user_data;
-  op.payload_buf = static_cast<uint8_t*>(buf);
   op.extent = extent;
-  op.status = Status::OK();
   Status s = PrepareIo(i, 0, IoOpcode::kRead, HeaderBuf(i), kExtentHeaderBytes, extent.offset);
   if (!s.ok()) {
     ReleaseOp(i);
@@ -469,21 +474,15 @@ Status NvmeStore::RecoverExtents(std::span<const NvmeExtent> records, std::span<
   while (recovery_done_ < records.size()) {
     while (next < records.size() && !free_ops_.empty() && queue_->outstanding() < queue_->depth()) {
       const NvmeExtent& rec = records[next];
-      if (rec.payload_bytes == 0 || rec.payload_bytes > kMaxPayloadBytes ||
-          !InDataArea(rec.offset, ExtentBytesNeeded(rec.payload_bytes))) {
+      if (!ValidExtent(rec)) {
         results[next] = Status::InvalidArgument("nvme recovery: extent outside the data area");
         Bump(counters_.recovery_dropped);
         ++recovery_done_;
         ++next;
         continue;
       }
-      uint32_t i = free_ops_.back();
-      free_ops_.pop_back();
+      const uint32_t i = TakeOp(NvmeOpKind::kRead, /*recovery=*/true, next, nullptr);
       Op& op = ops_[i];
-      op.kind = NvmeOpKind::kRead;
-      op.recovery = true;
-      op.header_result = op.payload_result = 0;
-      op.user_data = next;
       op.extent = rec;
       op.pending = 1;
       Status s = PrepareIo(i, 0, IoOpcode::kRead, HeaderBuf(i), kExtentHeaderBytes, rec.offset);

@@ -246,8 +246,13 @@ class NvmeStore {
   void FinishRecovery(uint32_t op);
   void StopAdmitting(const std::string& reason);
   size_t DeliverReady(std::span<NvmeCompletion> out);
+  // Takes a free op (REQUIRES: one is free), reset for a new operation.
+  uint32_t TakeOp(NvmeOpKind kind, bool recovery, uint64_t user_data, uint8_t* payload_buf);
   void ReleaseOp(uint32_t op) { free_ops_.push_back(op); }
   bool InDataArea(uint64_t offset, uint64_t bytes) const;
+  // A non-empty payload of at most kMaxPayloadBytes, header and all inside
+  // the data area.
+  bool ValidExtent(const NvmeExtent& e) const;
   uint64_t NextGeneration();
   void PublishAllocation();
 
