@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_stats.h"
 #include "bench/daemon_process.h"
 #include "engine_adapter/client.h"
 #include "engine_adapter/gpu_session.h"
@@ -46,19 +47,6 @@ const char* LoadBenchUsage() {
 }
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 double GBps(uint64_t bytes, double ms) { return ms > 0 ? bytes / (ms * 1e6) : 0; }
 

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_stats.h"
 #include "bench/daemon_process.h"
 #include "engine_adapter/client.h"
 #include "engine_adapter/gpu_session.h"
@@ -42,17 +43,6 @@ const char* TpBenchUsage() {
 }
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 #define TP_CHECK(expr)                                                   \
   do {                                                                   \
@@ -217,7 +207,7 @@ int RunTpBench(const TpBenchOptions& o) {
         return std::fprintf(stderr, "store: %s\n", r.ok() ? "short" : r.status().ToString().c_str()), 1;
     }
   }
-  const double store_ms = Ms(t0);
+  const double store_ms = MsSince(t0);
 
   // 2+3. acquireTp, then every rank loads its slice into [B, 2B): repeated.
   auto load_all = [&](const std::vector<std::vector<BlockKey>>& keys, double* ms) -> Status {
@@ -239,7 +229,7 @@ int RunTpBench(const TpBenchOptions& o) {
       loads.push_back(std::move(g));
     }
     for (auto& g : loads) KVTIER_RETURN_IF_ERROR(g.Wait());  // in-kernel checksums verified
-    *ms = Ms(t);
+    *ms = MsSince(t);
     return Status::OK();
   };
   double ms = 0;
@@ -275,7 +265,7 @@ int RunTpBench(const TpBenchOptions& o) {
         auto t = Clock::now();
         TP_CHECK(GpuCopyBytesAsync(to, stage[k.device].host(), rank_bytes, k.stream.get()));
         TP_CHECK(GpuSynchronize(k.stream.get()));
-        if (i > 0) v.push_back(Ms(t));
+        if (i > 0) v.push_back(MsSince(t));
       }
       double gbps = rank_bytes / (Median(v) * 1e6);
       alone.push_back(gbps);
@@ -309,7 +299,7 @@ int RunTpBench(const TpBenchOptions& o) {
       auto r = st.Wait();
       if (!r.ok() || r->stored != blocks) return std::fprintf(stderr, "store B failed\n"), 1;
     }
-    mixed_ms = Ms(t);
+    mixed_ms = MsSince(t);
   }
   for (auto& k : ranks) {
     auto eq = SourcesEqualDestinations(k);
