@@ -127,14 +127,16 @@ class PromWriter {
   std::string out_;
 };
 
-struct TierFamily {
+// One Prometheus family read from a uint64_t field of a stats struct.
+template <typename Stats>
+struct Family {
   const char* name;
   const char* type;
   const char* help;
-  uint64_t TierStats::*field;
+  uint64_t Stats::*field;
 };
 
-constexpr TierFamily kTierFamilies[] = {
+constexpr Family<TierStats> kTierFamilies[] = {
     {"kvtier_tier_capacity_bytes", "gauge", "Bytes the tier can hold.",
      &TierStats::capacity_bytes},
     {"kvtier_tier_used_bytes", "gauge", "Bytes of the tier's slots in use (size classes included).",
@@ -170,14 +172,7 @@ constexpr TierFamily kTierFamilies[] = {
      &TierStats::recovery_dropped},
 };
 
-struct CacheFamily {
-  const char* name;
-  const char* type;
-  const char* help;
-  uint64_t CacheStats::*field;
-};
-
-constexpr CacheFamily kCacheFamilies[] = {
+constexpr Family<CacheStats> kCacheFamilies[] = {
     {"kvtier_acquires_total", "counter", "Acquire calls.", &CacheStats::acquires},
     {"kvtier_keys_requested_total", "counter", "Keys asked for by acquire calls.",
      &CacheStats::keys_requested},
