@@ -5,9 +5,12 @@
 
 #include "eviction/builtin_policies.h"
 #include "eviction/policy.h"
+#include "tests/eviction/policy_test_util.h"
 
 namespace kvtier {
 namespace {
+
+using eviction_test::Drain;
 
 const auto kAll = [](BlockId) { return true; };
 
@@ -19,15 +22,6 @@ BlockMeta Meta(uint64_t fp, BlockId parent = kNoBlock, uint8_t priority = kDefau
   m.priority = priority;
   m.retention_deadline_ns = deadline;
   return m;
-}
-
-std::vector<BlockId> Drain(EvictionPolicy& p) {
-  std::vector<BlockId> order;
-  for (BlockId v = p.PickVictim(kAll); v != kNoBlock; v = p.PickVictim(kAll)) {
-    order.push_back(v);
-    p.Remove(v);
-  }
-  return order;
 }
 
 // Shape indexes of the candidate table in adaptive_2q_policy.cc.

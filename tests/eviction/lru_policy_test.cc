@@ -4,22 +4,16 @@
 #include <vector>
 
 #include "eviction/policy.h"
+#include "tests/eviction/policy_test_util.h"
 
 namespace kvtier {
 namespace {
 
+using eviction_test::Drain;
+
 const auto kAll = [](BlockId) { return true; };
 
 std::unique_ptr<EvictionPolicy> MakeLru() { return std::move(NewEvictionPolicy("lru")).value(); }
-
-std::vector<BlockId> Drain(EvictionPolicy& p) {
-  std::vector<BlockId> order;
-  for (BlockId v = p.PickVictim(kAll); v != kNoBlock; v = p.PickVictim(kAll)) {
-    order.push_back(v);
-    p.Remove(v);
-  }
-  return order;
-}
 
 TEST(LruPolicyTest, EvictsLeastRecentlyUsedFirst) {
   auto p = MakeLru();

@@ -4,9 +4,12 @@
 #include <vector>
 
 #include "eviction/policy.h"
+#include "tests/eviction/policy_test_util.h"
 
 namespace kvtier {
 namespace {
+
+using eviction_test::Drain;
 
 const auto kAll = [](BlockId) { return true; };
 
@@ -18,15 +21,6 @@ BlockMeta Child(BlockId parent) {
   BlockMeta m;
   m.parent = parent;
   return m;
-}
-
-std::vector<BlockId> Drain(EvictionPolicy& p) {
-  std::vector<BlockId> order;
-  for (BlockId v = p.PickVictim(kAll); v != kNoBlock; v = p.PickVictim(kAll)) {
-    order.push_back(v);
-    p.Remove(v);
-  }
-  return order;
 }
 
 // Two chains: 1 <- 2 <- 3 and 4 <- 5, tracked in that order, then a prefix

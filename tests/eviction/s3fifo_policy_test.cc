@@ -5,9 +5,12 @@
 #include <vector>
 
 #include "eviction/policy.h"
+#include "tests/eviction/policy_test_util.h"
 
 namespace kvtier {
 namespace {
+
+using eviction_test::Drain;
 
 const auto kAll = [](BlockId) { return true; };
 
@@ -19,15 +22,6 @@ BlockMeta Fp(uint64_t fingerprint) {
   BlockMeta m;
   m.fingerprint = fingerprint;
   return m;
-}
-
-std::vector<BlockId> Drain(EvictionPolicy& p) {
-  std::vector<BlockId> order;
-  for (BlockId v = p.PickVictim(kAll); v != kNoBlock; v = p.PickVictim(kAll)) {
-    order.push_back(v);
-    p.Remove(v);
-  }
-  return order;
 }
 
 TEST(S3FifoTest, UnhitBlocksLeaveInInsertionOrder) {
