@@ -14,7 +14,7 @@
 namespace kvtier {
 namespace {
 
-using testing::FillFromKey;
+using testing::FillReserved;
 using testing::MakeCache;
 using testing::MatchesKey;
 using testing::SmallSpec;
@@ -52,14 +52,7 @@ TEST(CacheConcurrencyTest, EightThreadsUnderEvictionPressure) {
           if (!r.status().IsResourceExhausted()) ADD_FAILURE() << r.status().ToString();
           continue;
         }
-        std::vector<uint64_t> sums(n, 0);
-        for (size_t i = 0; i < n; ++i) {
-          const auto& b = r->blocks()[i];
-          if (b.outcome != ReserveOutcome::kReserved) continue;
-          uint8_t* p = cache->Address(b.tier, b.offset);
-          FillFromKey(b.key, p, b.size);
-          sums[i] = checksum::Sum64(p, b.size);
-        }
+        const std::vector<uint64_t> sums = FillReserved(*cache, *r);
         if (rng() % 5 == 0) {
           if (rng() % 2) cache->Abort(*r);  // else: the destructor aborts
           aborts.fetch_add(1);

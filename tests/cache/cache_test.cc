@@ -11,6 +11,7 @@ namespace kvtier {
 namespace {
 
 using testing::FillFromKey;
+using testing::FillReserved;
 using testing::MakeCache;
 using testing::MatchesKey;
 using testing::SmallSpec;
@@ -39,16 +40,9 @@ class CacheTest : public ::testing::Test {
     auto r = cache_->Reserve(ns_, std::span(keys_).subspan(first, n), sizes, so);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return {};
-    std::vector<uint64_t> sums(n, 0);
     std::vector<ReserveOutcome> out;
-    for (size_t i = 0; i < n; ++i) {
-      const auto& b = r->blocks()[i];
-      out.push_back(b.outcome);
-      if (b.outcome != ReserveOutcome::kReserved) continue;
-      uint8_t* p = cache_->Address(b.tier, b.offset);
-      FillFromKey(b.key, p, b.size);
-      sums[i] = checksum::Sum64(p, b.size);
-    }
+    for (const auto& b : r->blocks()) out.push_back(b.outcome);
+    const std::vector<uint64_t> sums = FillReserved(*cache_, *r);
     if (r->reserved() > 0) {
       EXPECT_TRUE(cache_->Commit(*r, sums).ok());
     }

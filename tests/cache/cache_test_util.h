@@ -38,6 +38,20 @@ inline void FillFromKey(const BlockKey& k, uint8_t* p, size_t n) {
   }
 }
 
+// Fills every reserved slot of `r` from its key; returns the checksums to
+// commit with (0 for blocks that were not reserved).
+inline std::vector<uint64_t> FillReserved(Cache& cache, const Reservation& r) {
+  std::vector<uint64_t> sums(r.blocks().size(), 0);
+  for (size_t i = 0; i < sums.size(); ++i) {
+    const auto& b = r.blocks()[i];
+    if (b.outcome != ReserveOutcome::kReserved) continue;
+    uint8_t* p = cache.Address(b.tier, b.offset);
+    FillFromKey(b.key, p, b.size);
+    sums[i] = checksum::Sum64(p, b.size);
+  }
+  return sums;
+}
+
 inline bool MatchesKey(const BlockKey& k, const uint8_t* p, size_t n) {
   std::vector<uint8_t> want(n);
   FillFromKey(k, want.data(), n);

@@ -18,7 +18,7 @@
 namespace kvtier {
 namespace {
 
-using testing::FillFromKey;
+using testing::FillReserved;
 using testing::Json;
 using testing::JsonParser;
 using testing::MakeCache;
@@ -125,18 +125,9 @@ class AdminHttpTest : public ::testing::Test {
   }
 
   void Store(size_t first, size_t n) {
-    std::vector<uint64_t> sizes(n, kBlock);
-    auto r = cache_->Reserve(ns_, std::span(keys_).subspan(first, n), sizes);
+    auto r = cache_->Reserve(ns_, std::span(keys_).subspan(first, n), std::vector<uint64_t>(n, kBlock));
     ASSERT_TRUE(r.ok()) << r.status().ToString();
-    std::vector<uint64_t> sums(n, 0);
-    for (size_t i = 0; i < n; ++i) {
-      const auto& b = r->blocks()[i];
-      if (b.outcome != ReserveOutcome::kReserved) continue;
-      uint8_t* p = cache_->Address(b.tier, b.offset);
-      FillFromKey(b.key, p, b.size);
-      sums[i] = checksum::Sum64(p, b.size);
-    }
-    ASSERT_TRUE(cache_->Commit(*r, sums).ok());
+    ASSERT_TRUE(cache_->Commit(*r, FillReserved(*cache_, *r)).ok());
   }
 
   AdminSources Sources() {
