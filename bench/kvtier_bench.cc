@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "bench/daemon_process.h"
 #include "bench/load_bench.h"
 #include "bench/tp_bench.h"
@@ -68,15 +69,6 @@ int Usage(const char* error) {
   return error != nullptr ? 2 : 0;
 }
 
-std::vector<std::string> SplitList(const char* v) {
-  std::vector<std::string> out;
-  std::stringstream ss(v);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 // Walks the `--flag value` pairs after the command. `set` applies one and
 // returns an error message, empty when it took it. Returns the exit code to
 // stop with (help, or a usage error), or -1 when every flag was taken.
@@ -117,7 +109,7 @@ int RunRpc(int argc, char** argv) {
         return "--spin-us needs a number of microseconds (0: no polling)";
     } else if (f == "--clients") {
       o.client_counts.clear();
-      for (const std::string& item : SplitList(v)) {
+      for (const std::string& item : kvtier::bench::SplitList(v)) {
         int n;
         if (!ParseInt(item.c_str(), &n)) return "--clients needs numbers like 1,8";
         o.client_counts.push_back(n);
@@ -139,9 +131,9 @@ int RunLoad(int argc, char** argv) {
     if (f == "--kvtierd") {
       o.kvtierd_path = v;
     } else if (f == "--models") {
-      o.models = SplitList(v);
+      o.models = kvtier::bench::SplitList(v);
     } else if (f == "--tiers") {
-      o.tiers = SplitList(v);
+      o.tiers = kvtier::bench::SplitList(v);
     } else if (f == "--nvme-passes") {
       return Positive(f, v, &o.nvme_passes);
     } else if (f == "--tokens" || f == "--reps" || f == "--nvme-chunk") {

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "bench/bench_stats.h"
+#include "bench/bench_util.h"
 #include "bench/daemon_process.h"
 #include "engine_adapter/client.h"
 #include "engine_adapter/gpu_session.h"

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "bench/sim_belady.h"
 #include "bench/sim_replay.h"
 #include "bench/trace_reader.h"
@@ -65,15 +66,6 @@ bool ParseU64(const std::string& s, uint64_t* out) {
   if (errno != 0 || *end != '\0' || s[0] == '-') return false;
   *out = v;
   return true;
-}
-
-std::vector<std::string> SplitList(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
 }
 
 // "5%", "1200", "64GiB", "500MB", "1073741824B".

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_stats.h"
+#include "bench/bench_util.h"
 #include "bench/daemon_process.h"
 #include "engine_adapter/client.h"
 #include "engine_adapter/gpu_session.h"

@@ -1,8 +1,11 @@
-// Small timing helpers shared by the kvtier-bench subcommands.
+// Small helpers shared by the kvtier-bench subcommands: timing, medians,
+// comma-separated flag values.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace kvtier::bench {
@@ -20,6 +23,16 @@ inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// "a,b,,c" -> {"a", "b", "c"}.
+inline std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
 }
 
 }  // namespace kvtier::bench
