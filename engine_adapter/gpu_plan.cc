@@ -73,6 +73,20 @@ Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset
   return static_cast<void*>(base + offset);
 }
 
+// The device address of entry i of a plan ("block" or "slot"), whose size must
+// be the pool's block size; errors name the entry and its key.
+Result<void*> ResolveEntry(const GpuSegments& seg, const char* what, size_t i, const BlockKey& key,
+                           TierKind tier, uint64_t offset, uint64_t size, int device,
+                           uint64_t block_bytes) {
+  auto name = [&] { return std::string(what) + " " + Num(i) + " (" + key.ToHex() + ")"; };
+  if (size != block_bytes)
+    return Status::InvalidArgument(name() + " is " + Num(size) + " bytes; the pool's blocks are " +
+                                   Num(block_bytes));
+  auto slot = ResolveSlot(seg, tier, offset, size, device);
+  if (!slot.ok()) return Status(slot.status().code(), name() + ": " + slot.status().message());
+  return slot;
+}
+
 Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> pages,
                 uint64_t block_bytes, uint32_t num_pages, const GpuSegments& seg,
                 GpuPlanScratch* scratch) {
@@ -93,15 +107,9 @@ Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> p
     if (word & bit)
       return Status::InvalidArgument("page " + Num(p) + " is named twice (pages[" + Num(i) + "])");
     word |= bit;
-    if (b.size != block_bytes)
-      return Status::InvalidArgument("block " + Num(i) + " (" + b.key.ToHex() + ") is " +
-                                     Num(b.size) + " bytes; the pool's blocks are " +
-                                     Num(block_bytes));
-    auto slot = ResolveSlot(seg, b.tier, b.offset, b.size, b.device);
-    if (!slot.ok())
-      return Status(slot.status().code(),
-                    "block " + Num(i) + " (" + b.key.ToHex() + "): " + slot.status().message());
-    scratch->refs.push_back(BlockRef{*slot, p, 0});
+    KVTIER_ASSIGN_OR_RETURN(void* slot, ResolveEntry(seg, "block", i, b.key, b.tier, b.offset,
+                                                     b.size, b.device, block_bytes));
+    scratch->refs.push_back(BlockRef{slot, p, 0});
     scratch->all_hbm = scratch->all_hbm && b.tier == TierKind::kHbm;
   }
   return Status::OK();
@@ -122,15 +130,9 @@ Status PlanStore(std::span<const ClientTxn::Slot> slots, std::span<const uint32_
       return Status::InvalidArgument("pages[" + Num(i) + "] = " + Num(pages[i]) +
                                      " but the pool has " + Num(num_pages) + " pages");
     if (s.outcome != ReserveOutcome::kReserved) continue;
-    if (s.size != block_bytes)
-      return Status::InvalidArgument("slot " + Num(i) + " (" + s.key.ToHex() + ") is " +
-                                     Num(s.size) + " bytes; the pool's blocks are " +
-                                     Num(block_bytes));
-    auto slot = ResolveSlot(seg, s.tier, s.offset, s.size, s.device);
-    if (!slot.ok())
-      return Status(slot.status().code(),
-                    "slot " + Num(i) + " (" + s.key.ToHex() + "): " + slot.status().message());
-    scratch->refs.push_back(BlockRef{*slot, pages[i], 0});
+    KVTIER_ASSIGN_OR_RETURN(void* slot, ResolveEntry(seg, "slot", i, s.key, s.tier, s.offset,
+                                                     s.size, s.device, block_bytes));
+    scratch->refs.push_back(BlockRef{slot, pages[i], 0});
     scratch->slot_index.push_back(static_cast<uint32_t>(i));
     scratch->all_hbm = scratch->all_hbm && s.tier == TierKind::kHbm;
   }
