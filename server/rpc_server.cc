@@ -119,7 +119,7 @@ namespace {
 struct Connection {
   Connection(kj::UnixEventPort& port, int fd, uint64_t max_message_bytes,
              capnp::Capability::Client bootstrap, capnp::ReaderOptions ro)
-      : stream(port, fd, SocketMessageStream::Options{max_message_bytes, 4ull << 20}),
+      : stream(port, fd, SocketMessageStream::Options{.max_message_bytes = max_message_bytes}),
         // Cap'n Proto 0.9.2 attaches outgoing fds (the host segment's) only
         // on a network built with a non-zero limit; one incoming fd per
         // message is accepted and, as no method takes one, closed unused.
