@@ -2,7 +2,11 @@
 // around each client call, which includes its RPCs, the kernel, the host's
 // wait and the checksum verification; CUDA events around what the call
 // queued on the stream, for loads; CUDA events around each baseline copy.
-// Every row: warm-up first, then the median of the timed repetitions.
+// Every row: warm-up first, then the median of the timed repetitions. Load
+// rows time their baseline copy once after each repetition, and NVMe passes
+// alternate with the plain reads, so that a row and its baseline are medians
+// over the same stretch of time; store baselines (which would overwrite
+// stored slots) are timed before the first store.
 #include "bench/load_bench.h"
 
 #include <fcntl.h>
@@ -12,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -24,6 +29,7 @@
 #include "bench/daemon_process.h"
 #include "engine_adapter/client.h"
 #include "engine_adapter/gpu_session.h"
+#include "loader/gpu_copy.h"
 #include "loader/gpu_runtime.h"
 #include "loader/kv_pool.h"
 #include "tiers/aligned_buffer.h"
@@ -68,8 +74,10 @@ struct Row {
   uint64_t bytes = 0;
   std::vector<double> ms;      // wall clock per repetition
   std::vector<double> gpu_ms;  // CUDA events per repetition (loads)
+  std::vector<double> start_ms;  // until StartLoad returned (loads)
   std::string baseline;
   double baseline_ms = 0;      // median
+  std::vector<double> baseline_samples;  // when timed between the repetitions
   uint64_t baseline_bytes = 0;
   double goal = 0;             // ratio to reach; 0 = informational
   std::string note;
@@ -176,6 +184,39 @@ Result<double> TimeCopy(void* dst, const void* src, uint64_t bytes, GpuStream s,
   return Median(ms);
 }
 
+// One contiguous cudaMemcpyAsync of the baseline, timed with CUDA events,
+// once per repetition of the row it answers to: both then see the same state
+// of the machine (clocks, other tenants), and drift between the two cannot
+// decide the ratio. Only for copies whose destination the row overwrites
+// anyway (loads' pools).
+struct InterleavedCopy {
+  void* dst = nullptr;
+  const void* src = nullptr;
+  uint64_t bytes = 0;
+  GpuStream stream = nullptr;
+  GpuEvent e0, e1;
+
+  static Result<InterleavedCopy> Create(void* dst, const void* src, uint64_t bytes, GpuStream s) {
+    InterleavedCopy c;
+    c.dst = dst;
+    c.src = src;
+    c.bytes = bytes;
+    c.stream = s;
+    KVTIER_ASSIGN_OR_RETURN(c.e0, GpuEvent::Create(true));
+    KVTIER_ASSIGN_OR_RETURN(c.e1, GpuEvent::Create(true));
+    return c;
+  }
+  Status TimeInto(Row* row) {
+    KVTIER_RETURN_IF_ERROR(e0.Record(stream));
+    KVTIER_RETURN_IF_ERROR(GpuCopyBytesAsync(dst, src, bytes, stream));
+    KVTIER_RETURN_IF_ERROR(e1.Record(stream));
+    KVTIER_RETURN_IF_ERROR(e1.Synchronize());
+    KVTIER_ASSIGN_OR_RETURN(float ms, GpuEvent::ElapsedMs(e0, e1));
+    row->baseline_samples.push_back(ms);
+    return Status::OK();
+  }
+};
+
 struct Connected {
   std::unique_ptr<DaemonProcess> daemon;
   std::unique_ptr<Client> client;
@@ -204,9 +245,10 @@ Status Connect(const LoadBenchOptions& o, const Engine& e, std::vector<std::stri
 }
 
 // Times `reps` loads of the lease into the engine's pages (after one
-// warm-up), wall clock and CUDA events.
+// warm-up), wall clock and CUDA events; the baseline copy `base` once after
+// each.
 Status TimeLoads(Connected& c, Engine& e, const ClientLease& lease, int reps,
-                 const GpuLoadOptions& lo, Row* row) {
+                 const GpuLoadOptions& lo, InterleavedCopy& base, Row* row) {
   KVTIER_ASSIGN_OR_RETURN(GpuEvent e0, GpuEvent::Create(true));
   KVTIER_ASSIGN_OR_RETURN(GpuEvent e1, GpuEvent::Create(true));
   BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, e.stream.get(), lo), "warm-up load");
@@ -215,11 +257,13 @@ Status TimeLoads(Connected& c, Engine& e, const ClientLease& lease, int reps,
     auto t0 = Clock::now();
     KVTIER_ASSIGN_OR_RETURN(GpuLoad load,
                             c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages, e.stream.get(), lo));
+    row->start_ms.push_back(MsSince(t0));
     BENCH_OK(e1.Record(e.stream.get()), "event");
     BENCH_OK(load.Wait(), "load");
     row->ms.push_back(MsSince(t0));
     KVTIER_ASSIGN_OR_RETURN(float gm, GpuEvent::ElapsedMs(e0, e1));
     row->gpu_ms.push_back(gm);
+    BENCH_OK(base.TimeInto(row), "baseline copy");
   }
   return Status::OK();
 }
@@ -260,7 +304,7 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
                                                e.stream.get(), o.reps));
   KVTIER_ASSIGN_OR_RETURN(double d2h, TimeCopy(c.client->segment_base(), e.buf.data(), e.bytes,
                                                e.stream.get(), o.reps));
-  Row store(m.name, "engine → host: Store (Reserve + scatter + Commit)", e.bytes);
+  Row store(m.name, "engine → host: Store (Reserve + scatter + Commit, pipelined)", e.bytes);
   store.baseline = "memcpy D2H";
   store.baseline_ms = d2h;
   store.goal = 0.90;
@@ -274,11 +318,14 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
                                                 " blocks, expected " + std::to_string(blocks)));
   for (const auto& b : lease.blocks())
     if (b.tier != TierKind::kHost) return Fail("host lookup", Status::Internal("block not in host"));
+  KVTIER_ASSIGN_OR_RETURN(InterleavedCopy h2d_copy,
+                          InterleavedCopy::Create(e.buf.data(), c.client->segment_base(), e.bytes,
+                                                  e.stream.get()));
   Row load(m.name, "host → engine: Load (gather + verify)", e.bytes);
   load.baseline = "memcpy H2D";
   load.baseline_ms = h2d;
   load.goal = 0.92;
-  BENCH_OK(TimeLoads(c, e, lease, o.reps, {}, &load), "host loads");
+  BENCH_OK(TimeLoads(c, e, lease, o.reps, {}, h2d_copy, &load), "host loads");
 
   KVTIER_ASSIGN_OR_RETURN(LayerEvents events, LayerEvents::Create(m.layers));
   GpuLoadOptions lo;
@@ -287,7 +334,7 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
   Row layered(m.name, "host → engine: layer-wise Load (1 layer/launch)", e.bytes);
   layered.baseline = "memcpy H2D";
   layered.baseline_ms = h2d;
-  BENCH_OK(TimeLoads(c, e, lease, o.reps, lo, &layered), "layer-wise loads");
+  BENCH_OK(TimeLoads(c, e, lease, o.reps, lo, h2d_copy, &layered), "layer-wise loads");
   BENCH_OK(lease.Release(), "release");
 
   Row full(m.name, "host → engine: Lookup + Load + Release", e.bytes);
@@ -300,14 +347,66 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
     BENCH_OK(l.Release(), "release");
     if (r > 0) full.ms.push_back(MsSince(t0));  // r = 0 is the warm-up
   }
+  // The store without the pipeline: one Reserve, one scatter, one Commit
+  // (prompts the loads above no longer need may be evicted by these).
+  Row whole(m.name, "engine → host: Store in one chunk (store_chunk_bytes = 0)", e.bytes);
+  whole.baseline = "memcpy D2H";
+  whole.baseline_ms = d2h;
+  c.gpu.reset();  // unregisters the segment: the next session registers it again
+  GpuSessionOptions so;
+  so.store_chunk_bytes = 0;
+  KVTIER_ASSIGN_OR_RETURN(c.gpu, GpuSession::Create(c.client.get(), so));
+  BENCH_OK(TimeStores(c, e, blocks, o.reps, 2000, &whole), "host stores in one chunk");
   g_rows.push_back(load);
   g_rows.push_back(layered);
   g_rows.push_back(full);
   g_rows.push_back(store);
+  g_rows.push_back(whole);
   return Status::OK();
 }
 
 // ---- HBM tier ----------------------------------------------------------------
+
+// The loader's GpuCopier alone on the lease's HBM slots (through the
+// session's IPC mapping of the arena), then on a local copy of the span of
+// the arena that holds them, same offsets: CUDA events around Copy() (sums
+// zeroed, list uploaded, kernel), baseline `base` after each repetition.
+Status TimeCopierAlone(Connected& c, Engine& e, const ClientLease& lease, int reps,
+                       InterleavedCopy& base, Row* ipc, Row* local) {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (const auto& b : lease.blocks()) {
+    lo = std::min(lo, b.offset);
+    hi = std::max(hi, b.offset + b.size);
+  }
+  KVTIER_ASSIGN_OR_RETURN(DeviceBuffer copy, DeviceBuffer::Allocate(hi - lo));
+  KVTIER_RETURN_IF_ERROR(GpuCopyBytes(copy.data(), c.gpu->segments().hbm + lo, hi - lo));
+  KVTIER_ASSIGN_OR_RETURN(DeviceBuffer sums, DeviceBuffer::Allocate(lease.size() * 8));
+  KVTIER_ASSIGN_OR_RETURN(auto copier, GpuCopier::Create({}));
+  KVTIER_ASSIGN_OR_RETURN(GpuEvent e0, GpuEvent::Create(true));
+  KVTIER_ASSIGN_OR_RETURN(GpuEvent e1, GpuEvent::Create(true));
+  for (Row* row : {ipc, local}) {
+    char* arena = row == ipc ? reinterpret_cast<char*>(c.gpu->segments().hbm)
+                             : static_cast<char*>(copy.data()) - lo;
+    std::vector<BlockRef> refs;
+    for (size_t i = 0; i < lease.size(); ++i)
+      refs.push_back(BlockRef{arena + lease.blocks()[i].offset, e.pages[i]});
+    PagedTransfer t{&e.pool, refs, TransferDirection::kLoad};
+    t.checksum_sums = static_cast<uint64_t*>(sums.data());
+    BENCH_OK(copier->Copy(t, e.stream.get()), "copier warm-up");
+    for (int r = 0; r < reps; ++r) {
+      BENCH_OK(e0.Record(e.stream.get()), "event");
+      auto t0 = Clock::now();
+      BENCH_OK(copier->Copy(t, e.stream.get()), "copier");
+      BENCH_OK(e1.Record(e.stream.get()), "event");
+      BENCH_OK(e1.Synchronize(), "copier sync");
+      row->ms.push_back(MsSince(t0));
+      KVTIER_ASSIGN_OR_RETURN(float gm, GpuEvent::ElapsedMs(e0, e1));
+      row->gpu_ms.push_back(gm);
+      BENCH_OK(base.TimeInto(row), "baseline copy");
+    }
+  }
+  return Status::OK();
+}
 
 Status HbmGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks) {
   const uint64_t bb = e.pool.block_bytes();
@@ -334,31 +433,50 @@ Status HbmGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t b
     return Fail("HBM lookup", Status::Internal("lease of " + std::to_string(lease.size()) + " blocks"));
   for (const auto& b : lease.blocks())
     if (b.tier != TierKind::kHbm) return Fail("HBM lookup", Status::Internal("block not in HBM"));
-  Row load(m.name, "HBM → engine: Load (gather + verify)", e.bytes);
-  load.baseline = "memcpy D2D";
-  load.baseline_ms = d2d;
+  KVTIER_ASSIGN_OR_RETURN(InterleavedCopy d2d_copy,
+                          InterleavedCopy::Create(e.buf.data(), c.gpu->segments().hbm, e.bytes,
+                                                  e.stream.get()));
+  auto hbm_row = [&](const std::string& op) {
+    Row r(m.name, op, e.bytes);
+    r.baseline = "memcpy D2D";
+    r.baseline_ms = d2d;
+    return r;
+  };
+  Row load = hbm_row("HBM → engine: Load (gather + verify)");
   load.goal = 0.90;
-  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, {}, &load), "HBM loads");
+  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, {}, d2d_copy, &load), "HBM loads");
   // What the in-kernel checksum costs: the same load without it.
-  Row unverified(m.name, "HBM → engine: Load, verify = false (no checksum)", e.bytes);
-  unverified.baseline = "memcpy D2D";
-  unverified.baseline_ms = d2d;
+  Row unverified = hbm_row("HBM → engine: Load, verify = false (no checksum)");
   GpuLoadOptions nv;
   nv.verify = false;
-  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, nv, &unverified), "HBM loads without checksum");
+  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, nv, d2d_copy, &unverified),
+           "HBM loads without checksum");
   // The copier as it was before the write order: blocks in the lease's
-  // order, every run of a block in turn.
-  Row unordered(m.name, "HBM → engine: Load, lease order (write_order = false)", e.bytes);
-  unordered.baseline = "memcpy D2D";
-  unordered.baseline_ms = d2d;
-  c.gpu.reset();  // unregisters the segment: the next session registers it again
-  GpuSessionOptions so;
-  so.hbm_copier.write_order = false;
-  KVTIER_ASSIGN_OR_RETURN(c.gpu, GpuSession::Create(c.client.get(), so));
-  BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, {}, &unordered), "HBM loads in lease order");
+  // order, every run of a block in turn (a session of its own, which
+  // registers the segment again and maps the arena again).
+  Row unordered = hbm_row("HBM → engine: Load, lease order (write_order = false)");
+  {
+    GpuSessionOptions so;
+    so.hbm_copier.write_order = false;
+    c.gpu.reset();  // unregisters the segment
+    KVTIER_ASSIGN_OR_RETURN(c.gpu, GpuSession::Create(c.client.get(), so));
+    d2d_copy.src = c.gpu->segments().hbm;  // the new session's mapping of the arena
+    BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, {}, d2d_copy, &unordered),
+             "HBM loads in lease order");
+  }
+  // Where the time goes: the session's copier alone (no planning, no
+  // read-back, no verification) on the lease's slots through the IPC
+  // mapping, and on a copy of the same slots, at the same offsets, in an
+  // allocation of this process.
+  Row kernel_ipc = hbm_row("HBM → engine: GpuCopier alone, slots through the IPC mapping");
+  Row kernel_local = hbm_row("HBM → engine: GpuCopier alone, the slots copied into a local cudaMalloc");
+  BENCH_OK(TimeCopierAlone(c, e, lease, o.hbm_reps, d2d_copy, &kernel_ipc, &kernel_local),
+           "copier alone");
   g_rows.push_back(load);
   g_rows.push_back(unverified);
   g_rows.push_back(unordered);
+  g_rows.push_back(kernel_ipc);
+  g_rows.push_back(kernel_local);
   g_rows.push_back(store);
   return Status::OK();
 }
@@ -524,15 +642,40 @@ Status NvmeGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
               " blocks, %s used\n",
               blocks, GiB(e.bytes).c_str(), store_s, nv.blocks, GiB(nv.used_bytes).c_str());
 
+  // Baseline: plain io_uring O_DIRECT reads of the same payloads of the same
+  // file (slot j of region r: data offset + r * region + j * slot + 4 KiB
+  // header), 16 and 64 reads in flight (the daemon: 64 blocks); the faster
+  // is the baseline. Only slots of full regions: which slots of the last,
+  // partial region were used is the allocator's business. Reads wrap round
+  // to keep the count.
+  std::vector<uint64_t> offsets;
+  const uint64_t full = std::max<uint64_t>(1, blocks / per_region * per_region);
+  for (uint64_t i = 0; i < blocks; ++i) {
+    const uint64_t j = i % full;
+    offsets.push_back(kDataOffset + (j / per_region) * kRegion + (j % per_region) * slot +
+                      kExtentHeaderBytes);
+  }
+  // The disk's speed drifts (a virtual disk shared with other tenants): each
+  // pass of the client is followed by one plain pass at each depth, so that
+  // every figure is a median over the same stretch of time.
   Row row(m.name, "NVMe → engine: Lookup (promote) + Load, " + std::to_string(chunk) + "-block chunks",
           e.bytes);
   row.goal = 0.90;
   uint64_t min_from_nvme = blocks;
+  constexpr uint32_t kDepths[] = {16, 64};
+  std::vector<double> plain_ms[2];
   for (int p = 0; p <= o.nvme_passes; ++p) {  // p = 0 is the warm-up
     uint64_t from_nvme = 0;
     KVTIER_ASSIGN_OR_RETURN(double ms, NvmePass(c, e, keys, chunk, &from_nvme));
-    std::printf("  pass %d: %.1f ms, %.2f GB/s, %" PRIu64 " of %u blocks promoted from NVMe\n", p,
+    std::printf("  pass %d: %.1f ms, %.2f GB/s, %" PRIu64 " of %u blocks promoted from NVMe;", p,
                 ms, GBps(e.bytes, ms), from_nvme, blocks);
+    for (int d = 0; d < 2; ++d) {
+      KVTIER_ASSIGN_OR_RETURN(double t,
+                              UringReads(file, offsets, static_cast<uint32_t>(bb), kDepths[d]));
+      std::printf(" plain QD%u %.2f GB/s", kDepths[d], GBps(e.bytes, t));
+      if (p > 0) plain_ms[d].push_back(t);
+    }
+    std::printf("\n");
     if (p > 0) {
       row.ms.push_back(ms);
       min_from_nvme = std::min(min_from_nvme, from_nvme);
@@ -541,34 +684,15 @@ Status NvmeGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
   if (min_from_nvme < blocks)
     row.note = "only " + std::to_string(min_from_nvme) + " of " + std::to_string(blocks) +
                " blocks came from NVMe in some pass";
-
-  // Baseline: plain io_uring O_DIRECT reads of the same payloads of the same
-  // file (slot j of region r: data offset + r * region + j * slot + 4 KiB
-  // header), 16 and 64 reads in flight (the daemon: 64 blocks); the faster
-  // is the baseline.
-  // Only slots of full regions: which slots of the last, partial region were
-  // used is the allocator's business. Reads wrap round to keep the count.
-  std::vector<uint64_t> offsets;
-  const uint64_t full = std::max<uint64_t>(1, blocks / per_region * per_region);
-  for (uint64_t i = 0; i < blocks; ++i) {
-    const uint64_t j = i % full;
-    offsets.push_back(kDataOffset + (j / per_region) * kRegion + (j % per_region) * slot +
-                      kExtentHeaderBytes);
-  }
   double best = 0;
   std::string best_name;
-  for (uint32_t qd : {16u, 64u}) {
-    std::vector<double> ms;
-    for (int r = 0; r <= o.nvme_passes; ++r) {
-      KVTIER_ASSIGN_OR_RETURN(double t, UringReads(file, offsets, static_cast<uint32_t>(bb), qd));
-      if (r > 0) ms.push_back(t);
-    }
-    const double med = Median(ms);
+  for (int d = 0; d < 2; ++d) {
+    const double med = Median(plain_ms[d]);
     std::printf("  plain io_uring O_DIRECT, %u reads of %" PRIu64 " B, QD %u: %.1f ms, %.2f GB/s\n",
-                blocks, bb, qd, med, GBps(e.bytes, med));
+                blocks, bb, kDepths[d], med, GBps(e.bytes, med));
     if (best == 0 || med < best) {
       best = med;
-      best_name = "io_uring O_DIRECT QD" + std::to_string(qd);
+      best_name = "io_uring O_DIRECT QD" + std::to_string(kDepths[d]);
     }
   }
   row.baseline = best_name;
@@ -586,7 +710,8 @@ void PrintTable(const std::string& device, const LoadBenchOptions& o) {
   for (const Row& r : g_rows) {
     const double ms = Median(r.ms);
     const double gb = GBps(r.bytes, ms);
-    const double base = GBps(r.baseline_bytes ? r.baseline_bytes : r.bytes, r.baseline_ms);
+    const double base_ms = r.baseline_samples.empty() ? r.baseline_ms : Median(r.baseline_samples);
+    const double base = GBps(r.baseline_bytes ? r.baseline_bytes : r.bytes, base_ms);
     char gpu[32] = "-";
     if (!r.gpu_ms.empty()) std::snprintf(gpu, sizeof(gpu), "%.1f", GBps(r.bytes, Median(r.gpu_ms)));
     char goal[48] = "-";
@@ -596,6 +721,10 @@ void PrintTable(const std::string& device, const LoadBenchOptions& o) {
                 r.op.c_str(), r.bytes / 1e9, ms, gb, gpu, r.baseline.c_str(), base, gb / base, goal);
     if (!r.note.empty()) std::printf("|   | note: %s | | | | | | | | |\n", r.note.c_str());
   }
+  std::printf("\nHost time until StartLoad returned (planning, block list upload, launches), median:\n");
+  for (const Row& r : g_rows)
+    if (!r.start_ms.empty())
+      std::printf("  %s, %s: %.1f us\n", r.model.c_str(), r.op.c_str(), Median(r.start_ms) * 1000);
 }
 
 }  // namespace

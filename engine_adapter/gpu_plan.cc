@@ -1,5 +1,6 @@
 #include "engine_adapter/gpu_plan.h"
 
+#include <algorithm>
 #include <string>
 
 namespace kvtier {
@@ -87,6 +88,33 @@ Result<void*> ResolveEntry(const GpuSegments& seg, const char* what, size_t i, c
   return slot;
 }
 
+namespace {
+
+// The device address of a well-formed entry (the pool's block size, inside
+// its segment, an HBM block in this session's GPU's tier), or null: then
+// ResolveEntry gives the address or the error. Keeps Status off the path of
+// the thousands of entries of a long prompt.
+inline void* QuickResolve(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size,
+                          int device, uint64_t block_bytes) {
+  if (size != block_bytes) return nullptr;
+  uint8_t* base;
+  uint64_t bytes;
+  if (tier == TierKind::kHbm) {
+    if (device >= 0 && seg.hbm_device >= 0 && device != seg.hbm_device) return nullptr;
+    base = seg.hbm;
+    bytes = seg.hbm_bytes;
+  } else if (tier == TierKind::kHost) {
+    base = seg.host;
+    bytes = seg.host_bytes;
+  } else {
+    return nullptr;
+  }
+  if (base == nullptr || offset > bytes || size > bytes - offset) return nullptr;
+  return base + offset;
+}
+
+}  // namespace
+
 Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> pages,
                 uint64_t block_bytes, uint32_t num_pages, const GpuSegments& seg,
                 GpuPlanScratch* scratch) {
@@ -107,8 +135,11 @@ Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> p
     if (word & bit)
       return Status::InvalidArgument("page " + Num(p) + " is named twice (pages[" + Num(i) + "])");
     word |= bit;
-    KVTIER_ASSIGN_OR_RETURN(void* slot, ResolveEntry(seg, "block", i, b.key, b.tier, b.offset,
-                                                     b.size, b.device, block_bytes));
+    void* slot = QuickResolve(seg, b.tier, b.offset, b.size, b.device, block_bytes);
+    if (slot == nullptr) {
+      KVTIER_ASSIGN_OR_RETURN(slot, ResolveEntry(seg, "block", i, b.key, b.tier, b.offset, b.size,
+                                                 b.device, block_bytes));
+    }
     scratch->refs.push_back(BlockRef{slot, p, 0});
     scratch->all_hbm = scratch->all_hbm && b.tier == TierKind::kHbm;
   }
@@ -130,14 +161,34 @@ Status PlanStore(std::span<const ClientTxn::Slot> slots, std::span<const uint32_
       return Status::InvalidArgument("pages[" + Num(i) + "] = " + Num(pages[i]) +
                                      " but the pool has " + Num(num_pages) + " pages");
     if (s.outcome != ReserveOutcome::kReserved) continue;
-    KVTIER_ASSIGN_OR_RETURN(void* slot, ResolveEntry(seg, "slot", i, s.key, s.tier, s.offset,
-                                                     s.size, s.device, block_bytes));
+    void* slot = QuickResolve(seg, s.tier, s.offset, s.size, s.device, block_bytes);
+    if (slot == nullptr) {
+      KVTIER_ASSIGN_OR_RETURN(slot, ResolveEntry(seg, "slot", i, s.key, s.tier, s.offset, s.size,
+                                                 s.device, block_bytes));
+    }
     scratch->refs.push_back(BlockRef{slot, pages[i], 0});
     scratch->slot_index.push_back(static_cast<uint32_t>(i));
     scratch->all_hbm = scratch->all_hbm && s.tier == TierKind::kHbm;
   }
   scratch->all_hbm = scratch->all_hbm && !scratch->refs.empty();
   return Status::OK();
+}
+
+StoreOptions StoreChunkOptions(const StoreOptions& options, std::span<const BlockKey> keys,
+                               size_t first, size_t n) {
+  StoreOptions c = options;
+  if (first > 0) c.first_parent = keys[first - 1];
+  c.ranges.clear();
+  for (const PriorityRange& r : options.ranges) {
+    const size_t b = std::max<size_t>(r.begin, first);
+    const size_t e = std::min<size_t>(r.end, first + n);
+    if (b >= e) continue;
+    PriorityRange cut = r;
+    cut.begin = static_cast<uint32_t>(b - first);
+    cut.end = static_cast<uint32_t>(e - first);
+    c.ranges.push_back(cut);
+  }
+  return c;
 }
 
 }  // namespace kvtier

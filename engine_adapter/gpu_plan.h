@@ -65,6 +65,13 @@ Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> p
                 uint64_t block_bytes, uint32_t num_pages, const GpuSegments& seg,
                 GpuPlanScratch* scratch);
 
+// The options of keys [first, first + n) of a store of `keys` done in
+// chunks (GpuSession::Store): first_parent is the key before them (or
+// options.first_parent for the first chunk), and options.ranges are cut to
+// them and made relative to `first`.
+StoreOptions StoreChunkOptions(const StoreOptions& options, std::span<const BlockKey> keys,
+                               size_t first, size_t n);
+
 // Store of pages[i] into the slots of a reservation: for every kReserved
 // slot i, scratch->refs gets {slot i, pages[i]} and scratch->slot_index gets
 // i (and all_hbm as for loads). Errors: InvalidArgument (pages.size() !=

@@ -23,8 +23,10 @@ struct GpuTransferScratch {
   bool recorded = false;
   bool verify = true;            // sums computed (and, for loads, verified)
   uint64_t block_bytes = 0;
-  std::vector<uint64_t> values;  // load: committed checksums; store: commit sums
-  std::vector<BlockKey> keys;    // load: keys, for error messages
+  std::vector<uint64_t> values;  // store: the sums to commit
+  // Load: the lease's blocks, whose committed checksums the sums are checked
+  // against (the lease outlives Wait(), see StartLoad).
+  const RemoteBlock* lease = nullptr;
 
   const uint64_t* sums() const { return static_cast<const uint64_t*>(sums_host.host()); }
 };
@@ -94,11 +96,11 @@ Status GpuLoad::Wait() {
     const uint64_t* sums = s.sums();
     for (size_t i = 0; i < blocks_; ++i) {
       const uint64_t got = checksum::Finalize(sums[i], s.block_bytes);
-      if (got != s.values[i]) {
-        result_ = Status::Corruption("block " + std::to_string(i) + " (" + s.keys[i].ToHex() +
+      if (got != s.lease[i].checksum) {
+        result_ = Status::Corruption("block " + std::to_string(i) + " (" + s.lease[i].key.ToHex() +
                                      ") failed its checksum: the GPU computed " +
                                      std::to_string(got) + ", the block was committed with " +
-                                     std::to_string(s.values[i]));
+                                     std::to_string(s.lease[i].checksum));
         break;
       }
     }
@@ -179,6 +181,7 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
 #endif
   }
   std::unique_ptr<GpuSession> s(new GpuSession());
+  s->store_chunk_bytes_ = options.store_chunk_bytes;
   if (options.device >= 0) {
     KVTIER_RETURN_IF_ERROR(GpuSetDevice(options.device));
     s->device_ = options.device;
@@ -306,12 +309,7 @@ Result<GpuLoad> GpuSession::StartLoad(const ClientNamespace& ns, const ClientLea
                        &s->plan);
   if (st.ok()) {
     s->block_bytes = pool.block_bytes();
-    s->values.resize(pages.size());
-    s->keys.resize(pages.size());
-    for (size_t i = 0; i < pages.size(); ++i) {
-      s->values[i] = lease.blocks()[i].checksum;
-      s->keys[i] = lease.blocks()[i].key;
-    }
+    s->lease = lease.blocks().data();
     st = Launch(s.get(), pool, TransferDirection::kLoad, stream, options);
   }
   if (!st.ok()) {
@@ -376,11 +374,53 @@ Result<GpuStore> GpuSession::StartStore(ClientNamespace& ns, std::span<const Blo
   return store;
 }
 
+namespace {
+
+void Add(const StoreResult& r, StoreResult* total) {
+  total->stored += r.stored;
+  total->present += r.present;
+  total->in_flight += r.in_flight;
+  total->no_space += r.no_space;
+}
+
+}  // namespace
+
 Result<StoreResult> GpuSession::Store(ClientNamespace& ns, std::span<const BlockKey> keys,
                                       const KvPool& pool, std::span<const uint32_t> pages,
                                       const StoreOptions& options, GpuStream stream) {
-  KVTIER_ASSIGN_OR_RETURN(GpuStore store, StartStore(ns, keys, pool, pages, options, stream));
-  return store.Wait();
+  const uint64_t block_bytes = pool.block_bytes();
+  size_t chunk = keys.size();
+  if (store_chunk_bytes_ > 0 && block_bytes > 0)
+    chunk = static_cast<size_t>(std::max<uint64_t>(1, store_chunk_bytes_ / block_bytes));
+  if (keys.size() <= chunk || keys.size() != pages.size()) {
+    KVTIER_ASSIGN_OR_RETURN(GpuStore store, StartStore(ns, keys, pool, pages, options, stream));
+    return store.Wait();
+  }
+  // Two chunks in flight: while the host waits for chunk i and commits it,
+  // the GPU copies chunk i + 1, queued behind it.
+  StoreResult total;
+  GpuStore pending[2];
+  size_t queued = 0, done = 0;
+  for (size_t first = 0; first < keys.size();) {
+    const size_t n = std::min(chunk, keys.size() - first);
+    KVTIER_ASSIGN_OR_RETURN(pending[queued % 2],
+                            StartStore(ns, keys.subspan(first, n), pool, pages.subspan(first, n),
+                                       StoreChunkOptions(options, keys, first, n), stream));
+    const GpuStore& started = pending[queued % 2];
+    if (first == 0 && started.scratch_ && started.scratch_->plan.all_hbm) chunk = keys.size();
+    ++queued;
+    first += n;
+    if (queued - done == 2) {
+      KVTIER_ASSIGN_OR_RETURN(StoreResult r, pending[done % 2].Wait());
+      Add(r, &total);
+      ++done;
+    }
+  }
+  for (; done < queued; ++done) {
+    KVTIER_ASSIGN_OR_RETURN(StoreResult r, pending[done % 2].Wait());
+    Add(r, &total);
+  }
+  return total;
 }
 
 }  // namespace kvtier

@@ -84,6 +84,13 @@ struct GpuSessionOptions {
   // ... and for transfers whose slots are all in the HBM tier (device to
   // device), which may favour other tuning (docs/gpu.md).
   GpuCopier::Options hbm_copier;
+  // Store() of more than this many bytes runs as a pipeline of chunks of
+  // about this size: the Reserve of chunk i + 1 and the Commit of chunk i
+  // overlap the scatter of chunk i + 1 on the GPU, so that a long store into
+  // host slots runs at the PCIe copy's speed instead of adding its RPCs to
+  // it. A store whose first chunk lands wholly in HBM does the rest in one
+  // chunk (its copy is shorter than the RPCs it would add). 0: one chunk.
+  uint64_t store_chunk_bytes = 256ull << 20;
 };
 
 struct GpuLoadOptions {
@@ -204,7 +211,11 @@ class GpuSession {
   Result<GpuStore> StartStore(ClientNamespace& ns, std::span<const BlockKey> keys,
                               const KvPool& pool, std::span<const uint32_t> pages,
                               const StoreOptions& options, GpuStream stream);
-  // StartStore + Wait.
+  // StartStore + Wait, pipelined in chunks above
+  // GpuSessionOptions::store_chunk_bytes: chunk i + 1 is chained to the last
+  // key of chunk i, `options.ranges` apply to the keys they name, and each
+  // chunk is committed once its copy is done. On an error, the chunks
+  // committed before it stay stored and the rest is aborted.
   Result<StoreResult> Store(ClientNamespace& ns, std::span<const BlockKey> keys,
                             const KvPool& pool, std::span<const uint32_t> pages,
                             const StoreOptions& options, GpuStream stream);
@@ -223,6 +234,7 @@ class GpuSession {
                 GpuStream stream, const GpuLoadOptions& options);
 
   int device_ = 0;
+  uint64_t store_chunk_bytes_ = 0;
   HostRegistration host_reg_;
   IpcMemMapping hbm_map_;
   GpuSegments segments_;

@@ -194,5 +194,42 @@ TEST(GpuPlanTest, StorePlanWritesReservedSlotsOnly) {
   EXPECT_EQ(st.message().rfind("slot 3 (", 0), 0u) << st.ToString();
 }
 
+// A store in chunks: each chunk is chained to the key before it, and the
+// priority ranges are cut to the chunk and made relative to it.
+TEST(GpuPlanTest, StoreChunkOptionsChainAndCutRanges) {
+  std::vector<BlockKey> keys;
+  for (uint64_t i = 0; i < 10; ++i) keys.push_back(BlockKey{i + 1, 100 + i});
+  StoreOptions o;
+  o.first_parent = BlockKey{77, 78};
+  o.priority = 9;
+  o.ranges = {PriorityRange{2, 7, 200, 5}, PriorityRange{8, 9, 50, 0}};
+
+  StoreOptions c0 = StoreChunkOptions(o, keys, 0, 4);  // keys 0..3
+  EXPECT_EQ(c0.first_parent, o.first_parent);
+  EXPECT_EQ(c0.priority, 9);
+  ASSERT_EQ(c0.ranges.size(), 1u);
+  EXPECT_EQ(c0.ranges[0].begin, 2u);
+  EXPECT_EQ(c0.ranges[0].end, 4u);
+  EXPECT_EQ(c0.ranges[0].priority, 200);
+  EXPECT_EQ(c0.ranges[0].duration_ns, 5u);
+
+  StoreOptions c1 = StoreChunkOptions(o, keys, 4, 4);  // keys 4..7
+  EXPECT_EQ(c1.first_parent, keys[3]);
+  ASSERT_EQ(c1.ranges.size(), 1u);
+  EXPECT_EQ(c1.ranges[0].begin, 0u);
+  EXPECT_EQ(c1.ranges[0].end, 3u);
+
+  StoreOptions c2 = StoreChunkOptions(o, keys, 8, 2);  // keys 8..9
+  EXPECT_EQ(c2.first_parent, keys[7]);
+  ASSERT_EQ(c2.ranges.size(), 1u);
+  EXPECT_EQ(c2.ranges[0].begin, 0u);
+  EXPECT_EQ(c2.ranges[0].end, 1u);
+  EXPECT_EQ(c2.ranges[0].priority, 50);
+
+  // A chunk no range touches keeps none.
+  StoreOptions c3 = StoreChunkOptions(o, keys, 7, 1);  // key 7
+  EXPECT_TRUE(c3.ranges.empty());
+}
+
 }  // namespace
 }  // namespace kvtier

@@ -176,13 +176,17 @@ std::vector<std::vector<uint8_t>> CanonicalBlocks(const Pool& p, std::span<const
 
 // ---- child bodies ------------------------------------------------------------
 
-// Stores pages StorePages() of a pool filled from `seed` under prompt `prompt`.
-int GpuStoreChild(const std::string& socket, const Case& c, uint32_t prompt, uint64_t seed) {
+// Stores pages StorePages() of a pool filled from `seed` under prompt `prompt`;
+// with `chunk_blocks` > 0, Store() pipelines chunks of that many blocks.
+int GpuStoreChild(const std::string& socket, const Case& c, uint32_t prompt, uint64_t seed,
+                  uint32_t chunk_blocks = 0) {
   auto client = Client::Connect(socket);
   CHILD_OK(client.status(), 10);
   auto ns = (*client)->OpenNamespace(Spec(c.dtype));
   CHILD_OK(ns.status(), 11);
-  auto gpu = GpuSession::Create(client->get());
+  GpuSessionOptions so;
+  if (chunk_blocks > 0) so.store_chunk_bytes = uint64_t{chunk_blocks} * Shape(c.dtype).block_bytes();
+  auto gpu = GpuSession::Create(client->get(), so);
   CHILD_OK(gpu.status(), 12);
   (*ns)->set_device((*gpu)->device());
   CHILD_CHECK((*gpu)->has_hbm() == c.hbm, 13, (*gpu)->hbm_status().ToString());
@@ -342,6 +346,20 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Layout::kFlashInferHnd, KvDtype::kBf16, true},
                       Case{Layout::kFlashInferHnd, KvDtype::kFp8E4M3, true}),
     [](const ::testing::TestParamInfo<Case>& i) { return CaseName(i.param); });
+
+// Store() in a pipeline of 5-block chunks (5 chunks for 24 blocks) stores
+// every block byte-exact with the right checksums, into the host tier and
+// into HBM (where the first chunk's placement makes it do the rest at once).
+TEST(GpuSessionPipelineTest, ChunkedStoreIsByteExact) {
+  SKIP_WITHOUT_GPU();
+  for (bool hbm : {false, true}) {
+    const Case c{Layout::kVllmFlash, KvDtype::kBf16, hbm};
+    Daemon d(DaemonFlags(hbm));
+    ASSERT_TRUE(d.running());
+    ASSERT_EQ(RunChild([&] { return GpuStoreChild(d.socket(), c, 6, 10, 5); }), 0) << CaseName(c);
+    ASSERT_EQ(RunChild([&] { return GpuLoadChild(d.socket(), c, 6, 10); }), 0) << CaseName(c);
+  }
+}
 
 // The CPU client and the GPU path agree on bytes and checksums both ways:
 // CPU stores → GPU loads, GPU stores → CPU loads (which verifies the GPU's
