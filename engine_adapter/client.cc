@@ -412,28 +412,80 @@ Result<std::vector<BlockKey>> ClientNamespace::HashTokensRemote(std::span<const 
   });
 }
 
-Result<ClientLease> ClientNamespace::Lookup(std::span<const BlockKey> keys) {
+// ---- PendingLookup -----------------------------------------------------------
+
+struct PendingLookup::Impl {
+  Impl(std::shared_ptr<Client::Impl> c, kj::Promise<capnp::Response<rpc::Namespace::AcquireResults>> p,
+       std::vector<BlockKey> k)
+      : client(std::move(c)), promise(std::move(p)), keys(std::move(k)) {}
+  std::shared_ptr<Client::Impl> client;  // declared first: destroyed after the promise
+  kj::Promise<capnp::Response<rpc::Namespace::AcquireResults>> promise;
+  std::vector<BlockKey> keys;
+};
+
+PendingLookup::PendingLookup() = default;
+PendingLookup::PendingLookup(PendingLookup&&) noexcept = default;
+PendingLookup& PendingLookup::operator=(PendingLookup&& o) noexcept {
+  if (this != &o) {
+    PendingLookup mine(std::move(*this));  // cancelled when it goes out of scope
+    impl_ = std::move(o.impl_);
+  }
+  return *this;
+}
+
+PendingLookup::~PendingLookup() {
+  if (!impl_) return;
+  // Cancelling the call (or dropping an answer's lease) sends a message:
+  // let it go out now.
+  std::shared_ptr<Client::Impl> client = impl_->client;
+  try {
+    impl_.reset();
+    client->Flush();
+  } catch (const kj::Exception&) {
+  }
+}
+
+Result<ClientLease> PendingLookup::Wait() {
+  if (!impl_) return Status::InvalidArgument("PendingLookup: nothing to wait for");
+  std::unique_ptr<Impl> impl = std::move(impl_);
   return Guard([&]() -> Result<ClientLease> {
-    auto req = impl_->cap.acquireRequest();
-    req.setDevice(device_);
-    auto list = req.initKeys(static_cast<unsigned>(keys.size()));
-    for (size_t i = 0; i < keys.size(); ++i) rpcconv::ToRpc(keys[i], list[static_cast<unsigned>(i)]);
-    auto res = client_->Wait(req.send());
+    auto res = impl->client->Wait(std::move(impl->promise));
     ClientLease lease;
     auto blocks = res.getBlocks();
+    if (blocks.size() > impl->keys.size())
+      return Status::Internal("the daemon answered " + std::to_string(blocks.size()) +
+                              " blocks for " + std::to_string(impl->keys.size()) + " keys");
     lease.blocks_.reserve(blocks.size());
     for (unsigned i = 0; i < blocks.size(); ++i) {
       auto b = blocks[i];
-      lease.blocks_.push_back(RemoteBlock{keys[i], TierFromRpc(b.getTier()), b.getOffset(),
+      lease.blocks_.push_back(RemoteBlock{impl->keys[i], TierFromRpc(b.getTier()), b.getOffset(),
                                           b.getSize(), b.getChecksum(), b.getDevice()});
     }
     if (!lease.blocks_.empty()) {
       lease.impl_ = std::make_unique<ClientLease::Impl>();
-      lease.impl_->client = client_;
+      lease.impl_->client = impl->client;
       lease.impl_->cap = res.getLease();
     }
     return lease;
   });
+}
+
+Result<PendingLookup> ClientNamespace::StartLookup(std::span<const BlockKey> keys) {
+  return Guard([&]() -> Result<PendingLookup> {
+    auto req = impl_->cap.acquireRequest();
+    req.setDevice(device_);
+    auto list = req.initKeys(static_cast<unsigned>(keys.size()));
+    for (size_t i = 0; i < keys.size(); ++i) rpcconv::ToRpc(keys[i], list[static_cast<unsigned>(i)]);
+    PendingLookup p;
+    p.impl_ = std::make_unique<PendingLookup::Impl>(
+        client_, req.send(), std::vector<BlockKey>(keys.begin(), keys.end()));
+    return p;
+  });
+}
+
+Result<ClientLease> ClientNamespace::Lookup(std::span<const BlockKey> keys) {
+  KVTIER_ASSIGN_OR_RETURN(PendingLookup p, StartLookup(keys));
+  return p.Wait();
 }
 
 Status ClientNamespace::Load(const ClientLease& lease, std::span<uint8_t* const> dst) {

@@ -65,9 +65,30 @@ class ClientLease {
   void Drop();
   friend class ClientNamespace;
   friend class Client;
+  friend class PendingLookup;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::vector<RemoteBlock> blocks_;
+};
+
+// A Lookup sent and not yet answered (ClientNamespace::StartLookup).
+// Move-only. Dropping it before Wait() cancels the call: the daemon releases
+// what it pinned for it, also when its answer had already arrived.
+class PendingLookup {
+ public:
+  PendingLookup();
+  PendingLookup(PendingLookup&&) noexcept;
+  PendingLookup& operator=(PendingLookup&&) noexcept;
+  ~PendingLookup();
+
+  // Blocks until the daemon answers and returns the lease, as Lookup() does.
+  // InvalidArgument if it was waited for already (or is default-constructed).
+  Result<ClientLease> Wait();
+
+ private:
+  friend class ClientNamespace;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // A reservation of slots to write. Move-only; destruction aborts it.
@@ -185,6 +206,13 @@ class ClientNamespace {
 
   // Longest cached prefix of `keys`, pinned. An empty lease is a miss.
   Result<ClientLease> Lookup(std::span<const BlockKey> keys);
+  // Lookup in two halves: sends the call and returns without waiting for the
+  // answer, so that several may be in flight on one connection and the
+  // client may do other work (and other calls) meanwhile. The daemon answers
+  // a lookup of blocks it must first read from NVMe when their reads are
+  // done; with the next lookup already sent, its disk reads queue behind the
+  // current ones instead of waiting for a round trip. The keys are copied.
+  Result<PendingLookup> StartLookup(std::span<const BlockKey> keys);
 
   // Copies the leased blocks into `dst` (dst[i] receives block i, block_bytes()
   // each; dst.size() may be smaller than the lease) and verifies each

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "loader/block_order.h"
 #include "loader/copy_geometry.h"
 #include "loader/cuda_status.h"
 #include "tiers/checksum.h"
@@ -180,32 +181,6 @@ void LaunchPagedCopy(bool load, bool sum, dim3 grid, cudaStream_t stream,
       PagedCopyKernel<false, false, kUnroll><<<grid, kThreads, 0, stream>>>(p);
     }
   }
-}
-
-// Orders `in` by page into `out` (a stable LSD radix sort on the page's
-// bytes), each entry's sum_index set to its place in `in`.
-void OrderByPage(std::span<const BlockRef> in, BlockRef* out, std::vector<BlockRef>* tmp) {
-  const size_t n = in.size();
-  uint32_t max_page = 0;
-  bool sorted = true;
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = in[i];
-    out[i].sum_index = static_cast<uint32_t>(i);
-    max_page = std::max(max_page, in[i].page);
-    if (i > 0 && in[i].page < in[i - 1].page) sorted = false;
-  }
-  if (sorted) return;
-  tmp->resize(n);
-  BlockRef* a = out;
-  BlockRef* b = tmp->data();
-  for (uint32_t shift = 0; shift < 32 && (max_page >> shift) != 0; shift += 8) {
-    size_t count[257] = {};
-    for (size_t i = 0; i < n; ++i) ++count[((a[i].page >> shift) & 0xff) + 1];
-    for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
-    for (size_t i = 0; i < n; ++i) b[count[(a[i].page >> shift) & 0xff]++] = a[i];
-    std::swap(a, b);
-  }
-  if (a != out) std::memcpy(out, a, n * sizeof(BlockRef));
 }
 
 }  // namespace
