@@ -48,7 +48,9 @@ const char* LoadBenchUsage() {
          "  --tiers LIST        host,hbm,nvme (default all)\n"
          "  --tokens N          tokens loaded and stored per repetition (default 32768)\n"
          "  --reps N            timed repetitions of host rows (default 5; HBM 9)\n"
-         "  --nvme-passes N     timed passes over all tokens from NVMe (default 3)\n"
+         "  --nvme-passes N     timed passes over all tokens from NVMe, each with 2 and with\n"
+         "                      1 lookup in flight, each followed by plain io_uring reads\n"
+         "                      (default 3)\n"
          "  --nvme-chunk N      blocks per Lookup + Load from NVMe (default 128)\n";
 }
 
