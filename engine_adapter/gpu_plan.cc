@@ -44,68 +44,27 @@ Status CheckPoolMatchesLayout(const KvPool& pool, const KvLayout& layout) {
   return Status::OK();
 }
 
-Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size,
-                          int device) {
-  uint8_t* base = nullptr;
-  uint64_t bytes = 0;
-  switch (tier) {
-    case TierKind::kHost:
-      base = seg.host;
-      bytes = seg.host_bytes;
-      break;
-    case TierKind::kHbm:
-      if (seg.hbm == nullptr)
-        return Status::Unavailable("the daemon's HBM tier is not open in this session");
-      if (device >= 0 && seg.hbm_device >= 0 && device != seg.hbm_device)
-        return Status::Unavailable("the block is in GPU " + Num(device) +
-                                   "'s HBM tier; this session opened GPU " + Num(seg.hbm_device) +
-                                   "'s");
-      base = seg.hbm;
-      bytes = seg.hbm_bytes;
-      break;
-    case TierKind::kNvme:
-      return Status::Unavailable("NVMe blocks are not addressable; the daemon promotes them "
-                                 "to the host tier before a lease is answered");
-  }
-  if (base == nullptr) return Status::Unavailable("the host segment is not registered");
-  if (offset > bytes || size > bytes - offset)
-    return Status::Corruption("slot [" + Num(offset) + ", +" + Num(size) + ") lies outside the " +
-                              TierKindName(tier) + " segment of " + Num(bytes) + " bytes");
-  return static_cast<void*>(base + offset);
-}
-
-// The device address of entry i of a plan ("block" or "slot"), whose size must
-// be the pool's block size; errors name the entry and its key.
-Result<void*> ResolveEntry(const GpuSegments& seg, const char* what, size_t i, const BlockKey& key,
-                           TierKind tier, uint64_t offset, uint64_t size, int device,
-                           uint64_t block_bytes) {
-  auto name = [&] { return std::string(what) + " " + Num(i) + " (" + key.ToHex() + ")"; };
-  if (size != block_bytes)
-    return Status::InvalidArgument(name() + " is " + Num(size) + " bytes; the pool's blocks are " +
-                                   Num(block_bytes));
-  auto slot = ResolveSlot(seg, tier, offset, size, device);
-  if (!slot.ok()) return Status(slot.status().code(), name() + ": " + slot.status().message());
-  return slot;
-}
-
 namespace {
 
-// The device address of a well-formed entry (the pool's block size, inside
-// its segment, an HBM block in this session's GPU's tier), or null: then
-// ResolveEntry gives the address or the error. Keeps Status off the path of
-// the thousands of entries of a long prompt.
-inline void* QuickResolve(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size,
-                          int device, uint64_t block_bytes) {
-  if (size != block_bytes) return nullptr;
+// Whether an HBM block of GPU `device` (-1: unknown) is in another GPU's tier
+// than the one this session opened.
+inline bool OtherGpu(const GpuSegments& seg, int device) {
+  return device >= 0 && seg.hbm_device >= 0 && device != seg.hbm_device;
+}
+
+// The device address of `size` bytes at `offset` of `tier`, or null where
+// ResolveSlot fails (ResolveSlot then says why). Plans call it for each of
+// thousands of entries, so it builds no Status.
+inline void* LocateSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size,
+                        int device) {
   uint8_t* base;
   uint64_t bytes;
-  if (tier == TierKind::kHbm) {
-    if (device >= 0 && seg.hbm_device >= 0 && device != seg.hbm_device) return nullptr;
-    base = seg.hbm;
-    bytes = seg.hbm_bytes;
-  } else if (tier == TierKind::kHost) {
+  if (tier == TierKind::kHost) {
     base = seg.host;
     bytes = seg.host_bytes;
+  } else if (tier == TierKind::kHbm && !OtherGpu(seg, device)) {
+    base = seg.hbm;
+    bytes = seg.hbm_bytes;
   } else {
     return nullptr;
   }
@@ -113,7 +72,57 @@ inline void* QuickResolve(const GpuSegments& seg, TierKind tier, uint64_t offset
   return base + offset;
 }
 
+Status EntryError(const GpuSegments& seg, const char* what, size_t i, const BlockKey& key,
+                  TierKind tier, uint64_t offset, uint64_t size, int device,
+                  uint64_t block_bytes);
+
+// Entry i of a plan ("block" or "slot") into *slot: its size must be the
+// pool's block size; errors name the entry and its key.
+inline Status ResolveEntry(const GpuSegments& seg, const char* what, size_t i,
+                           const BlockKey& key, TierKind tier, uint64_t offset, uint64_t size,
+                           int device, uint64_t block_bytes, void** slot) {
+  if (size == block_bytes && (*slot = LocateSlot(seg, tier, offset, size, device)) != nullptr)
+    return Status::OK();
+  return EntryError(seg, what, i, key, tier, offset, size, device, block_bytes);
+}
+
+// Why ResolveEntry failed (kept off its inlined path).
+[[gnu::noinline]] Status EntryError(const GpuSegments& seg, const char* what, size_t i,
+                                    const BlockKey& key, TierKind tier, uint64_t offset,
+                                    uint64_t size, int device, uint64_t block_bytes) {
+  auto name = [&] { return std::string(what) + " " + Num(i) + " (" + key.ToHex() + ")"; };
+  if (size != block_bytes)
+    return Status::InvalidArgument(name() + " is " + Num(size) + " bytes; the pool's blocks are " +
+                                   Num(block_bytes));
+  const Status st = ResolveSlot(seg, tier, offset, size, device).status();
+  return Status(st.code(), name() + ": " + st.message());
+}
+
 }  // namespace
+
+Result<void*> ResolveSlot(const GpuSegments& seg, TierKind tier, uint64_t offset, uint64_t size,
+                          int device) {
+  if (void* slot = LocateSlot(seg, tier, offset, size, device)) return slot;
+  switch (tier) {
+    case TierKind::kHost:
+      if (seg.host == nullptr) return Status::Unavailable("the host segment is not registered");
+      break;
+    case TierKind::kHbm:
+      if (seg.hbm == nullptr)
+        return Status::Unavailable("the daemon's HBM tier is not open in this session");
+      if (OtherGpu(seg, device))
+        return Status::Unavailable("the block is in GPU " + Num(device) +
+                                   "'s HBM tier; this session opened GPU " + Num(seg.hbm_device) +
+                                   "'s");
+      break;
+    case TierKind::kNvme:
+      return Status::Unavailable("NVMe blocks are not addressable; the daemon promotes them "
+                                 "to the host tier before a lease is answered");
+  }
+  const uint64_t bytes = tier == TierKind::kHost ? seg.host_bytes : seg.hbm_bytes;
+  return Status::Corruption("slot [" + Num(offset) + ", +" + Num(size) + ") lies outside the " +
+                            TierKindName(tier) + " segment of " + Num(bytes) + " bytes");
+}
 
 Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> pages,
                 uint64_t block_bytes, uint32_t num_pages, const GpuSegments& seg,
@@ -135,11 +144,9 @@ Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> p
     if (word & bit)
       return Status::InvalidArgument("page " + Num(p) + " is named twice (pages[" + Num(i) + "])");
     word |= bit;
-    void* slot = QuickResolve(seg, b.tier, b.offset, b.size, b.device, block_bytes);
-    if (slot == nullptr) {
-      KVTIER_ASSIGN_OR_RETURN(slot, ResolveEntry(seg, "block", i, b.key, b.tier, b.offset, b.size,
-                                                 b.device, block_bytes));
-    }
+    void* slot;
+    KVTIER_RETURN_IF_ERROR(ResolveEntry(seg, "block", i, b.key, b.tier, b.offset, b.size, b.device,
+                                        block_bytes, &slot));
     scratch->refs.push_back(BlockRef{slot, p, 0});
     scratch->all_hbm = scratch->all_hbm && b.tier == TierKind::kHbm;
   }
@@ -161,11 +168,9 @@ Status PlanStore(std::span<const ClientTxn::Slot> slots, std::span<const uint32_
       return Status::InvalidArgument("pages[" + Num(i) + "] = " + Num(pages[i]) +
                                      " but the pool has " + Num(num_pages) + " pages");
     if (s.outcome != ReserveOutcome::kReserved) continue;
-    void* slot = QuickResolve(seg, s.tier, s.offset, s.size, s.device, block_bytes);
-    if (slot == nullptr) {
-      KVTIER_ASSIGN_OR_RETURN(slot, ResolveEntry(seg, "slot", i, s.key, s.tier, s.offset, s.size,
-                                                 s.device, block_bytes));
-    }
+    void* slot;
+    KVTIER_RETURN_IF_ERROR(ResolveEntry(seg, "slot", i, s.key, s.tier, s.offset, s.size, s.device,
+                                        block_bytes, &slot));
     scratch->refs.push_back(BlockRef{slot, pages[i], 0});
     scratch->slot_index.push_back(static_cast<uint32_t>(i));
     scratch->all_hbm = scratch->all_hbm && s.tier == TierKind::kHbm;
