@@ -71,7 +71,9 @@ struct Model {
 
 // One line of the table.
 struct Row {
-  Row(std::string m, std::string o, uint64_t b) : model(std::move(m)), op(std::move(o)), bytes(b) {}
+  Row(std::string m, std::string o, uint64_t b, std::string base = "", double base_ms = 0)
+      : model(std::move(m)), op(std::move(o)), bytes(b), baseline(std::move(base)),
+        baseline_ms(base_ms) {}
   std::string model, op;
   uint64_t bytes = 0;
   std::vector<double> ms;      // wall clock per repetition
@@ -168,56 +170,93 @@ std::vector<BlockKey> PromptKeys(const ClientNamespace& ns, uint32_t prompt, uin
   return ns.HashTokens(tokens);
 }
 
-// Median ms of one contiguous cudaMemcpyAsync of `bytes`, CUDA events.
-Result<double> TimeCopy(void* dst, const void* src, uint64_t bytes, GpuStream s, int reps) {
-  KVTIER_ASSIGN_OR_RETURN(GpuEvent e0, GpuEvent::Create(true));
-  KVTIER_ASSIGN_OR_RETURN(GpuEvent e1, GpuEvent::Create(true));
-  KVTIER_RETURN_IF_ERROR(GpuCopyBytesAsync(dst, src, bytes, s));  // warm-up
-  KVTIER_RETURN_IF_ERROR(GpuSynchronize(s));
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    KVTIER_RETURN_IF_ERROR(e0.Record(s));
-    KVTIER_RETURN_IF_ERROR(GpuCopyBytesAsync(dst, src, bytes, s));
-    KVTIER_RETURN_IF_ERROR(e1.Record(s));
-    KVTIER_RETURN_IF_ERROR(e1.Synchronize());
-    KVTIER_ASSIGN_OR_RETURN(float m, GpuEvent::ElapsedMs(e0, e1));
-    ms.push_back(m);
-  }
-  return Median(ms);
-}
+// CUDA events around the work queued on a stream between Start and Stop.
+struct EventTimer {
+  GpuEvent e0, e1;
 
-// One contiguous cudaMemcpyAsync of the baseline, timed with CUDA events,
-// once per repetition of the row it answers to: both then see the same state
-// of the machine (clocks, other tenants), and drift between the two cannot
-// decide the ratio. Only for copies whose destination the row overwrites
-// anyway (loads' pools).
-struct InterleavedCopy {
+  static Result<EventTimer> Create() {
+    EventTimer t;
+    KVTIER_ASSIGN_OR_RETURN(t.e0, GpuEvent::Create(true));
+    KVTIER_ASSIGN_OR_RETURN(t.e1, GpuEvent::Create(true));
+    return t;
+  }
+  Status Start(GpuStream s) { return e0.Record(s); }
+  Status Stop(GpuStream s) { return e1.Record(s); }
+  // Waits for the work, then its GPU time.
+  Result<float> Ms() {
+    KVTIER_RETURN_IF_ERROR(e1.Synchronize());
+    return GpuEvent::ElapsedMs(e0, e1);
+  }
+};
+
+// A baseline: one contiguous cudaMemcpyAsync of `bytes`, timed with CUDA
+// events. Load rows time it once after each of their repetitions: both then
+// see the same state of the machine (clocks, other tenants), and drift
+// between the two cannot decide the ratio. That is only for copies whose
+// destination the row overwrites anyway (loads' pools); the others are timed
+// before the row (Median()).
+struct BaselineCopy {
   void* dst = nullptr;
   const void* src = nullptr;
   uint64_t bytes = 0;
   GpuStream stream = nullptr;
-  GpuEvent e0, e1;
+  EventTimer timer;
 
-  static Result<InterleavedCopy> Create(void* dst, const void* src, uint64_t bytes, GpuStream s) {
-    InterleavedCopy c;
+  static Result<BaselineCopy> Create(void* dst, const void* src, uint64_t bytes, GpuStream s) {
+    BaselineCopy c;
     c.dst = dst;
     c.src = src;
     c.bytes = bytes;
     c.stream = s;
-    KVTIER_ASSIGN_OR_RETURN(c.e0, GpuEvent::Create(true));
-    KVTIER_ASSIGN_OR_RETURN(c.e1, GpuEvent::Create(true));
+    KVTIER_ASSIGN_OR_RETURN(c.timer, EventTimer::Create());
     return c;
   }
-  Status TimeInto(Row* row) {
-    KVTIER_RETURN_IF_ERROR(e0.Record(stream));
+  Result<float> Once() {
+    KVTIER_RETURN_IF_ERROR(timer.Start(stream));
     KVTIER_RETURN_IF_ERROR(GpuCopyBytesAsync(dst, src, bytes, stream));
-    KVTIER_RETURN_IF_ERROR(e1.Record(stream));
-    KVTIER_RETURN_IF_ERROR(e1.Synchronize());
-    KVTIER_ASSIGN_OR_RETURN(float ms, GpuEvent::ElapsedMs(e0, e1));
-    row->baseline_samples.push_back(ms);
-    return Status::OK();
+    KVTIER_RETURN_IF_ERROR(timer.Stop(stream));
+    return timer.Ms();
+  }
+  // Median ms of `reps` copies after a warm-up.
+  Result<double> Median(int reps) {
+    KVTIER_RETURN_IF_ERROR(Once().status());
+    std::vector<double> ms;
+    for (int r = 0; r < reps; ++r) {
+      KVTIER_ASSIGN_OR_RETURN(float m, Once());
+      ms.push_back(m);
+    }
+    return bench::Median(ms);
   }
 };
+
+// Median ms of `reps` contiguous copies of `bytes` (after a warm-up).
+Result<double> TimeCopy(void* dst, const void* src, uint64_t bytes, GpuStream s, int reps) {
+  KVTIER_ASSIGN_OR_RETURN(BaselineCopy c, BaselineCopy::Create(dst, src, bytes, s));
+  return c.Median(reps);
+}
+
+// `reps` timed repetitions of a transfer on stream `s` into `row`: `queue`
+// queues it and returns, `wait` waits for it (and checks it). Wall clock
+// from `queue` until `wait` returns, host time until `queue` returned, CUDA
+// events around what `queue` queued; then one `base` copy.
+template <typename Queue, typename Wait>
+Status TimeReps(int reps, GpuStream s, BaselineCopy& base, Row* row, Queue&& queue, Wait&& wait) {
+  KVTIER_ASSIGN_OR_RETURN(EventTimer timer, EventTimer::Create());
+  for (int r = 0; r < reps; ++r) {
+    BENCH_OK(timer.Start(s), "event");
+    auto t0 = Clock::now();
+    BENCH_OK(queue(), "queueing the transfer");
+    row->start_ms.push_back(MsSince(t0));
+    BENCH_OK(timer.Stop(s), "event");
+    BENCH_OK(wait(), "transfer");
+    row->ms.push_back(MsSince(t0));
+    KVTIER_ASSIGN_OR_RETURN(float gm, timer.Ms());
+    row->gpu_ms.push_back(gm);
+    KVTIER_ASSIGN_OR_RETURN(float bm, base.Once());
+    row->baseline_samples.push_back(bm);
+  }
+  return Status::OK();
+}
 
 struct Connected {
   std::unique_ptr<DaemonProcess> daemon;
@@ -247,27 +286,19 @@ Status Connect(const LoadBenchOptions& o, const Engine& e, std::vector<std::stri
 }
 
 // Times `reps` loads of the lease into the engine's pages (after one
-// warm-up), wall clock and CUDA events; the baseline copy `base` once after
-// each.
+// warm-up), with TimeReps.
 Status TimeLoads(Connected& c, Engine& e, const ClientLease& lease, int reps,
-                 const GpuLoadOptions& lo, InterleavedCopy& base, Row* row) {
-  KVTIER_ASSIGN_OR_RETURN(GpuEvent e0, GpuEvent::Create(true));
-  KVTIER_ASSIGN_OR_RETURN(GpuEvent e1, GpuEvent::Create(true));
+                 const GpuLoadOptions& lo, BaselineCopy& base, Row* row) {
   BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, e.stream.get(), lo), "warm-up load");
-  for (int r = 0; r < reps; ++r) {
-    BENCH_OK(e0.Record(e.stream.get()), "event");
-    auto t0 = Clock::now();
-    KVTIER_ASSIGN_OR_RETURN(GpuLoad load,
-                            c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages, e.stream.get(), lo));
-    row->start_ms.push_back(MsSince(t0));
-    BENCH_OK(e1.Record(e.stream.get()), "event");
-    BENCH_OK(load.Wait(), "load");
-    row->ms.push_back(MsSince(t0));
-    KVTIER_ASSIGN_OR_RETURN(float gm, GpuEvent::ElapsedMs(e0, e1));
-    row->gpu_ms.push_back(gm);
-    BENCH_OK(base.TimeInto(row), "baseline copy");
-  }
-  return Status::OK();
+  GpuLoad load;
+  return TimeReps(
+      reps, e.stream.get(), base, row,
+      [&]() -> Status {
+        KVTIER_ASSIGN_OR_RETURN(load, c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages,
+                                                       e.stream.get(), lo));
+        return Status::OK();
+      },
+      [&] { return load.Wait(); });
 }
 
 // Stores prompts first_prompt .. first_prompt + reps - 1 (after a warm-up
@@ -306,9 +337,7 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
                                                e.stream.get(), o.reps));
   KVTIER_ASSIGN_OR_RETURN(double d2h, TimeCopy(c.client->segment_base(), e.buf.data(), e.bytes,
                                                e.stream.get(), o.reps));
-  Row store(m.name, "engine → host: Store (Reserve + scatter + Commit, pipelined)", e.bytes);
-  store.baseline = "memcpy D2H";
-  store.baseline_ms = d2h;
+  Row store(m.name, "engine → host: Store (Reserve + scatter + Commit, pipelined)", e.bytes, "memcpy D2H", d2h);
   store.goal = 0.90;
   BENCH_OK(TimeStores(c, e, blocks, o.reps, 1, &store), "host stores");
 
@@ -320,12 +349,10 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
                                                 " blocks, expected " + std::to_string(blocks)));
   for (const auto& b : lease.blocks())
     if (b.tier != TierKind::kHost) return Fail("host lookup", Status::Internal("block not in host"));
-  KVTIER_ASSIGN_OR_RETURN(InterleavedCopy h2d_copy,
-                          InterleavedCopy::Create(e.buf.data(), c.client->segment_base(), e.bytes,
-                                                  e.stream.get()));
-  Row load(m.name, "host → engine: Load (gather + verify)", e.bytes);
-  load.baseline = "memcpy H2D";
-  load.baseline_ms = h2d;
+  KVTIER_ASSIGN_OR_RETURN(BaselineCopy h2d_copy,
+                          BaselineCopy::Create(e.buf.data(), c.client->segment_base(), e.bytes,
+                                               e.stream.get()));
+  Row load(m.name, "host → engine: Load (gather + verify)", e.bytes, "memcpy H2D", h2d);
   load.goal = 0.92;
   BENCH_OK(TimeLoads(c, e, lease, o.reps, {}, h2d_copy, &load), "host loads");
 
@@ -333,15 +360,11 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
   GpuLoadOptions lo;
   lo.layers_per_group = 1;
   lo.events = &events;
-  Row layered(m.name, "host → engine: layer-wise Load (1 layer/launch)", e.bytes);
-  layered.baseline = "memcpy H2D";
-  layered.baseline_ms = h2d;
+  Row layered(m.name, "host → engine: layer-wise Load (1 layer/launch)", e.bytes, "memcpy H2D", h2d);
   BENCH_OK(TimeLoads(c, e, lease, o.reps, lo, h2d_copy, &layered), "layer-wise loads");
   BENCH_OK(lease.Release(), "release");
 
-  Row full(m.name, "host → engine: Lookup + Load + Release", e.bytes);
-  full.baseline = "memcpy H2D";
-  full.baseline_ms = h2d;
+  Row full(m.name, "host → engine: Lookup + Load + Release", e.bytes, "memcpy H2D", h2d);
   for (int r = 0; r <= o.reps; ++r) {
     auto t0 = Clock::now();
     KVTIER_ASSIGN_OR_RETURN(ClientLease l, c.ns->Lookup(keys));
@@ -351,9 +374,7 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
   }
   // The store without the pipeline: one Reserve, one scatter, one Commit
   // (prompts the loads above no longer need may be evicted by these).
-  Row whole(m.name, "engine → host: Store in one chunk (store_chunk_bytes = 0)", e.bytes);
-  whole.baseline = "memcpy D2H";
-  whole.baseline_ms = d2h;
+  Row whole(m.name, "engine → host: Store in one chunk (store_chunk_bytes = 0)", e.bytes, "memcpy D2H", d2h);
   c.gpu.reset();  // unregisters the segment: the next session registers it again
   GpuSessionOptions so;
   so.store_chunk_bytes = 0;
@@ -374,7 +395,7 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
 // the arena that holds them, same offsets: CUDA events around Copy() (sums
 // zeroed, list uploaded, kernel), baseline `base` after each repetition.
 Status TimeCopierAlone(Connected& c, Engine& e, const ClientLease& lease, int reps,
-                       InterleavedCopy& base, Row* ipc, Row* local) {
+                       BaselineCopy& base, Row* ipc, Row* local) {
   uint64_t lo = UINT64_MAX, hi = 0;
   for (const auto& b : lease.blocks()) {
     lo = std::min(lo, b.offset);
@@ -384,8 +405,6 @@ Status TimeCopierAlone(Connected& c, Engine& e, const ClientLease& lease, int re
   KVTIER_RETURN_IF_ERROR(GpuCopyBytes(copy.data(), c.gpu->segments().hbm + lo, hi - lo));
   KVTIER_ASSIGN_OR_RETURN(DeviceBuffer sums, DeviceBuffer::Allocate(lease.size() * 8));
   KVTIER_ASSIGN_OR_RETURN(auto copier, GpuCopier::Create({}));
-  KVTIER_ASSIGN_OR_RETURN(GpuEvent e0, GpuEvent::Create(true));
-  KVTIER_ASSIGN_OR_RETURN(GpuEvent e1, GpuEvent::Create(true));
   for (Row* row : {ipc, local}) {
     char* arena = row == ipc ? reinterpret_cast<char*>(c.gpu->segments().hbm)
                              : static_cast<char*>(copy.data()) - lo;
@@ -395,17 +414,9 @@ Status TimeCopierAlone(Connected& c, Engine& e, const ClientLease& lease, int re
     PagedTransfer t{&e.pool, refs, TransferDirection::kLoad};
     t.checksum_sums = static_cast<uint64_t*>(sums.data());
     BENCH_OK(copier->Copy(t, e.stream.get()), "copier warm-up");
-    for (int r = 0; r < reps; ++r) {
-      BENCH_OK(e0.Record(e.stream.get()), "event");
-      auto t0 = Clock::now();
-      BENCH_OK(copier->Copy(t, e.stream.get()), "copier");
-      BENCH_OK(e1.Record(e.stream.get()), "event");
-      BENCH_OK(e1.Synchronize(), "copier sync");
-      row->ms.push_back(MsSince(t0));
-      KVTIER_ASSIGN_OR_RETURN(float gm, GpuEvent::ElapsedMs(e0, e1));
-      row->gpu_ms.push_back(gm);
-      BENCH_OK(base.TimeInto(row), "baseline copy");
-    }
+    KVTIER_RETURN_IF_ERROR(TimeReps(
+        reps, e.stream.get(), base, row, [&] { return copier->Copy(t, e.stream.get()); },
+        [&] { return GpuSynchronize(e.stream.get()); }));
   }
   return Status::OK();
 }
@@ -425,9 +436,7 @@ Status HbmGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t b
   // (through the same IPC mapping) into the engine's pool.
   KVTIER_ASSIGN_OR_RETURN(double d2d, TimeCopy(e.buf.data(), c.gpu->segments().hbm, e.bytes,
                                                e.stream.get(), o.hbm_reps));
-  Row store(m.name, "engine → HBM: Store (Reserve + scatter + Commit)", e.bytes);
-  store.baseline = "memcpy D2D";
-  store.baseline_ms = d2d;
+  Row store(m.name, "engine → HBM: Store (Reserve + scatter + Commit)", e.bytes, "memcpy D2D", d2d);
   BENCH_OK(TimeStores(c, e, blocks, kStores, 1, &store), "HBM stores");
   auto keys = PromptKeys(*c.ns, kStores, blocks);
   KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
@@ -435,15 +444,10 @@ Status HbmGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t b
     return Fail("HBM lookup", Status::Internal("lease of " + std::to_string(lease.size()) + " blocks"));
   for (const auto& b : lease.blocks())
     if (b.tier != TierKind::kHbm) return Fail("HBM lookup", Status::Internal("block not in HBM"));
-  KVTIER_ASSIGN_OR_RETURN(InterleavedCopy d2d_copy,
-                          InterleavedCopy::Create(e.buf.data(), c.gpu->segments().hbm, e.bytes,
-                                                  e.stream.get()));
-  auto hbm_row = [&](const std::string& op) {
-    Row r(m.name, op, e.bytes);
-    r.baseline = "memcpy D2D";
-    r.baseline_ms = d2d;
-    return r;
-  };
+  KVTIER_ASSIGN_OR_RETURN(BaselineCopy d2d_copy,
+                          BaselineCopy::Create(e.buf.data(), c.gpu->segments().hbm, e.bytes,
+                                               e.stream.get()));
+  auto hbm_row = [&](const std::string& op) { return Row(m.name, op, e.bytes, "memcpy D2D", d2d); };
   Row load = hbm_row("HBM → engine: Load (gather + verify)");
   load.goal = 0.90;
   BENCH_OK(TimeLoads(c, e, lease, o.hbm_reps, {}, d2d_copy, &load), "HBM loads");
@@ -753,7 +757,8 @@ void PrintTable(const std::string& device, const LoadBenchOptions& o) {
                 r.op.c_str(), r.bytes / 1e9, ms, gb, gpu, r.baseline.c_str(), base, gb / base, goal);
     if (!r.note.empty()) std::printf("|   | note: %s | | | | | | | | |\n", r.note.c_str());
   }
-  std::printf("\nHost time until StartLoad returned (planning, block list upload, launches), median:\n");
+  std::printf("\nHost time until the call that queues a transfer returned (StartLoad: planning,\n"
+              "block list upload, launches; GpuCopier::Copy for the copier rows), median:\n");
   for (const Row& r : g_rows)
     if (!r.start_ms.empty())
       std::printf("  %s, %s: %.1f us\n", r.model.c_str(), r.op.c_str(), Median(r.start_ms) * 1000);
