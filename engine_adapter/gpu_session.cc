@@ -392,7 +392,7 @@ Result<StoreResult> GpuSession::Store(ClientNamespace& ns, std::span<const Block
   size_t chunk = keys.size();
   if (store_chunk_bytes_ > 0 && block_bytes > 0)
     chunk = static_cast<size_t>(std::max<uint64_t>(1, store_chunk_bytes_ / block_bytes));
-  if (keys.size() <= chunk || keys.size() != pages.size()) {
+  if (keys.size() <= chunk || keys.size() != pages.size()) {  // StartStore refuses a mismatch
     KVTIER_ASSIGN_OR_RETURN(GpuStore store, StartStore(ns, keys, pool, pages, options, stream));
     return store.Wait();
   }
