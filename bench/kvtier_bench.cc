@@ -21,6 +21,9 @@
 #include "bench/tp_bench.h"
 #include "bench/rpc_bench.h"
 #include "bench/sim_command.h"
+#if KVTIER_BENCH_ENGINE
+#include "bench/engine_bench.h"
+#endif
 
 namespace {
 
@@ -39,6 +42,9 @@ const char* kUsage =
     "  tp      one daemon, a tensor-parallel engine on every GPU: acquireTp round\n"
     "          trips byte-exact, aggregate host->GPU load bandwidth of all GPUs at\n"
     "          once vs the sum of per-GPU memcpy, loads while stores land\n"
+    "  engine  the integrated engine's prefill and decode speed on a checkpoint,\n"
+    "          beside a PyTorch reference of the same weights in the same run\n"
+    "          (flags: kvtier-bench engine --help)\n"
     "\n"
     "rpc flags:\n"
     "  --socket PATH       measure this running daemon (default: spawn one)\n"
@@ -183,5 +189,13 @@ int main(int argc, char** argv) {
   if (cmd == "sim") return kvtier::bench::RunSim(argc, argv);
   if (cmd == "load") return RunLoad(argc, argv);
   if (cmd == "tp") return RunTp(argc, argv);
+  if (cmd == "engine") {
+#if KVTIER_BENCH_ENGINE
+    return kvtier::bench::RunEngineBench(argc - 1, argv + 1);
+#else
+    std::fprintf(stderr, "kvtier-bench engine: this build has no CUDA (the engine needs a GPU)\n");
+    return 1;
+#endif
+  }
   return Usage(("unknown command '" + cmd + "'").c_str());
 }

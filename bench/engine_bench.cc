@@ -1,0 +1,298 @@
+// kvtier-bench engine; see engine_bench.h.
+//
+// What it measures, in one run:
+//   1. device-to-device cudaMemcpy bandwidth (the weight-read roofline of a
+//      decode step: weight bytes / this bandwidth);
+//   2. the engine: prefill of one prompt per length (median of --reps after a
+//      warm-up), tokens/s and achieved TFLOP/s; decode steps at each batch
+//      size from a --decode-context prompt (CUDA graphs), median step time;
+//   3. the engine is freed, then the PyTorch reference runs the same lengths
+//      and batches on the same checkpoint; the table gives both and the ratio.
+//
+// FLOPs (the same formula as the reference): 2 * L * (linear weights of the
+// layers) + 2 * vocab * hidden (the last token's logits) + causal attention
+// 4 * layers * heads * head_dim * L * (L + 1) / 2.
+#include "bench/engine_bench.h"
+
+#include <CLI/CLI.hpp>
+#include <cuda_runtime.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine_adapter/engine/engine.h"
+
+namespace kvtier::bench {
+namespace {
+
+using engine::Checkpoint;
+using engine::Engine;
+using engine::EngineOptions;
+using engine::ModelConfig;
+using engine::Request;
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double PrefillFlops(const ModelConfig& c, double L) {
+  const double H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const double NH = c.num_attention_heads, KH = c.num_key_value_heads;
+  const double linear = c.num_hidden_layers * (H * (NH + 2 * KH) * D + NH * D * H + 3 * H * I);
+  return 2 * L * linear + 2.0 * c.vocab_size * H +
+         4.0 * c.num_hidden_layers * NH * D * L * (L + 1) / 2;
+}
+
+// Device-to-device copy bandwidth, bytes copied per second (median of 5).
+double D2dBandwidth(size_t bytes) {
+  void *a = nullptr, *b = nullptr;
+  if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) return 0;
+  cudaMemset(a, 1, bytes);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<double> bw;
+  for (int i = 0; i < 6; ++i) {
+    cudaEventRecord(e0);
+    cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (i > 0) bw.push_back(double(bytes) / (ms / 1e3));
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  return Median(bw);
+}
+
+std::vector<int32_t> RandomTokens(uint32_t n, uint32_t vocab, uint64_t seed) {
+  std::vector<int32_t> t(n);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 12345;
+  for (auto& v : t) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    v = int32_t(x % vocab);
+  }
+  return t;
+}
+
+struct Flags {
+  std::string model;
+  std::vector<uint32_t> prefill_lens = {1024, 4096, 16384, 32768};
+  std::vector<uint32_t> decode_batches = {1, 32};
+  uint32_t decode_context = 1024;
+  uint32_t decode_steps = 32;
+  uint32_t reps = 3;
+  std::string reference = KVTIER_ENGINE_REFERENCE;
+  std::string python = "python3";
+  std::string json_out;
+};
+
+}  // namespace
+
+int RunEngineBench(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"kvtier-bench engine: engine prefill/decode speed vs a PyTorch reference"};
+  app.name("kvtier-bench engine");
+  app.add_option("--model", f.model, "checkpoint directory (kvtier-engine make-random)")
+      ->required();
+  app.add_option("--prefill-lens", f.prefill_lens, "prompt lengths")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--decode-batches", f.decode_batches, "decode batch sizes")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1024u));
+  app.add_option("--decode-context", f.decode_context, "prompt tokens before decoding")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--decode-steps", f.decode_steps, "timed decode steps")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100000u));
+  app.add_option("--reps", f.reps, "timed prefill runs per length (after one warm-up)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000u));
+  app.add_option("--reference", f.reference, "PyTorch reference script; 'none' to skip")
+      ->capture_default_str();
+  app.add_option("--python", f.python, "interpreter for the reference")->capture_default_str();
+  app.add_option("--json-out", f.json_out, "also write every figure here as JSON");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  Result<Checkpoint> ck = Checkpoint::Open(f.model);
+  if (!ck.ok()) {
+    std::fprintf(stderr, "kvtier-bench engine: %s\n", ck.status().ToString().c_str());
+    return 1;
+  }
+  const ModelConfig& cfg = ck->config();
+  const uint32_t max_prefill = *std::max_element(f.prefill_lens.begin(), f.prefill_lens.end());
+  const uint32_t max_batch = *std::max_element(f.decode_batches.begin(), f.decode_batches.end());
+  const uint32_t warm = 2;
+  const uint32_t decode_len = f.decode_context + f.decode_steps + warm + 1;
+  EngineOptions eo;
+  eo.model.page_tokens = 16;
+  eo.model.max_tokens = std::max(max_prefill, std::min(f.decode_context * max_batch, 32768u));
+  eo.model.max_seqs = max_batch;
+  eo.model.max_seq_len = std::min(cfg.max_position_embeddings, std::max(max_prefill, decode_len) + 16);
+  const uint64_t pages = std::max<uint64_t>(engine::PagesFor(max_prefill, 16),
+                                            uint64_t(max_batch) * engine::PagesFor(decode_len, 16));
+  eo.model.num_pages = uint32_t(pages + 64);
+
+  nlohmann::json report;
+  const double d2d = D2dBandwidth(size_t{2} << 30);
+  std::printf("device-to-device cudaMemcpy: %.0f GB/s (bytes copied per second, 2 GiB)\n",
+              d2d / 1e9);
+  report["d2d_bytes_per_s"] = d2d;
+
+  std::map<uint32_t, double> eng_prefill_ms;
+  std::map<uint32_t, double> eng_step_ms;
+  double weight_bytes = 0;
+  {
+    auto t0 = Clock::now();
+    Result<std::unique_ptr<Engine>> made = Engine::Create(*ck, eo);
+    if (!made.ok()) {
+      std::fprintf(stderr, "kvtier-bench engine: %s\n", made.status().ToString().c_str());
+      return 1;
+    }
+    Engine& e = **made;
+    weight_bytes = double(e.model().weight_bytes());
+    std::fprintf(stderr, "engine loaded in %.0f ms (%s, %.2f GB of weights)\n", MsSince(t0),
+                 cfg.DebugString().c_str(), weight_bytes / 1e9);
+    for (uint32_t L : f.prefill_lens) {
+      std::vector<double> runs;
+      for (uint32_t r = 0; r <= f.reps; ++r) {
+        Request req;
+        req.prompt = RandomTokens(L, cfg.vocab_size, L + r);
+        req.max_new_tokens = 1;
+        Result<int> id = e.Add(req);
+        if (!id.ok()) {
+          std::fprintf(stderr, "%s\n", id.status().ToString().c_str());
+          return 1;
+        }
+        auto p0 = Clock::now();
+        Status st = e.Prefill({*id});
+        double ms = MsSince(p0);
+        if (!st.ok()) {
+          std::fprintf(stderr, "prefill %u: %s\n", L, st.ToString().c_str());
+          return 1;
+        }
+        (void)e.Release(*id);
+        if (r > 0) runs.push_back(ms);
+      }
+      eng_prefill_ms[L] = Median(runs);
+      std::fprintf(stderr, "engine prefill %u: %.2f ms\n", L, eng_prefill_ms[L]);
+    }
+    for (uint32_t B : f.decode_batches) {
+      std::vector<int> ids;
+      for (uint32_t b = 0; b < B; ++b) {
+        Request req;
+        req.prompt = RandomTokens(f.decode_context, cfg.vocab_size, 1000 + b);
+        req.max_new_tokens = f.decode_steps + warm + 1;
+        req.ignore_eos = true;
+        Result<int> id = e.Add(req);
+        if (!id.ok()) {
+          std::fprintf(stderr, "%s\n", id.status().ToString().c_str());
+          return 1;
+        }
+        ids.push_back(*id);
+      }
+      Status st = e.Prefill(ids);
+      std::vector<double> steps;
+      for (uint32_t s = 0; st.ok() && s < f.decode_steps + warm; ++s) {
+        auto s0 = Clock::now();
+        st = e.Decode(ids);
+        if (s >= warm) steps.push_back(MsSince(s0));
+      }
+      if (!st.ok()) {
+        std::fprintf(stderr, "decode batch %u: %s\n", B, st.ToString().c_str());
+        return 1;
+      }
+      for (int id : ids) (void)e.Release(id);
+      eng_step_ms[B] = Median(steps);
+      std::fprintf(stderr, "engine decode batch %u: %.3f ms/step\n", B, eng_step_ms[B]);
+    }
+  }  // the engine's memory is freed before the reference runs
+
+  std::map<uint32_t, double> ref_prefill_ms, ref_step_ms;
+  nlohmann::json ref_info;
+  if (f.reference != "none") {
+    auto join = [](const std::vector<uint32_t>& v) {
+      std::string s;
+      for (uint32_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+      return s;
+    };
+    std::string cmd = f.python + " '" + f.reference + "' --json --model '" + f.model +
+                      "' --prefill-lens " + join(f.prefill_lens) + " --decode-batches " +
+                      join(f.decode_batches) + " --decode-context " +
+                      std::to_string(f.decode_context) + " --decode-steps " +
+                      std::to_string(f.decode_steps) + " --reps " + std::to_string(f.reps);
+    std::fprintf(stderr, "reference: %s\n", cmd.c_str());
+    FILE* p = popen(cmd.c_str(), "r");
+    char line[8192];
+    while (p && std::fgets(line, sizeof line, p)) {
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) continue;
+      std::string kind = j.value("kind", "");
+      if (kind == "info") ref_info = j;
+      if (kind == "prefill" && j.contains("ms")) ref_prefill_ms[j["tokens"].get<uint32_t>()] = j["ms"];
+      if (kind == "decode" && j.contains("step_ms")) ref_step_ms[j["batch"].get<uint32_t>()] = j["step_ms"];
+    }
+    int rc = p ? pclose(p) : -1;
+    if (rc != 0) std::fprintf(stderr, "reference exited with status %d\n", rc);
+    report["reference_info"] = ref_info;
+  }
+
+  std::printf("\nprefill, %s, one sequence, bf16 (ratio = reference ms / engine ms)\n",
+              cfg.DebugString().c_str());
+  std::printf("%8s %11s %11s %9s %11s %9s %7s\n", "tokens", "engine ms", "tokens/s", "TFLOP/s",
+              "torch ms", "TFLOP/s", "ratio");
+  for (uint32_t L : f.prefill_lens) {
+    double ms = eng_prefill_ms[L], fl = PrefillFlops(cfg, L);
+    double rms = ref_prefill_ms.count(L) ? ref_prefill_ms[L] : 0;
+    std::printf("%8u %11.2f %11.0f %9.1f %11.2f %9.1f %7.3f\n", L, ms, L / (ms / 1e3),
+                fl / (ms / 1e3) / 1e12, rms, rms > 0 ? fl / (rms / 1e3) / 1e12 : 0,
+                rms > 0 ? rms / ms : 0);
+    report["prefill"].push_back({{"tokens", L}, {"engine_ms", ms}, {"reference_ms", rms},
+                                 {"flops", fl}});
+  }
+  const double limit_ms = d2d > 0 ? weight_bytes / d2d * 1e3 : 0;
+  std::printf("\ndecode at %u context, CUDA graphs; weight-read limit %.3f ms = %.2f GB / %.0f GB/s\n",
+              f.decode_context, limit_ms, weight_bytes / 1e9, d2d / 1e9);
+  std::printf("%6s %12s %11s %12s %12s %11s %7s\n", "batch", "engine ms", "tokens/s", "x limit",
+              "torch ms", "tokens/s", "ratio");
+  for (uint32_t B : f.decode_batches) {
+    double ms = eng_step_ms[B];
+    double rms = ref_step_ms.count(B) ? ref_step_ms[B] : 0;
+    std::printf("%6u %12.3f %11.0f %12.3f %12.3f %11.0f %7.3f\n", B, ms, B / (ms / 1e3),
+                limit_ms > 0 ? ms / limit_ms : 0, rms, rms > 0 ? B / (rms / 1e3) : 0,
+                rms > 0 ? rms / ms : 0);
+    report["decode"].push_back({{"batch", B}, {"engine_step_ms", ms}, {"reference_step_ms", rms},
+                                {"weight_read_limit_ms", limit_ms}});
+  }
+  if (!f.json_out.empty()) std::ofstream(f.json_out) << report.dump(1) << "\n";
+  return 0;
+}
+
+}  // namespace kvtier::bench
