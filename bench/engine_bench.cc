@@ -23,12 +23,17 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <cmath>
+#include <cstdlib>
 #include <map>
+#include <numeric>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "engine_adapter/engine/attention.h"
 #include "engine_adapter/engine/engine.h"
+#include "engine_adapter/engine/safetensors.h"
 
 namespace kvtier::bench {
 namespace {
@@ -94,6 +99,110 @@ std::vector<int32_t> RandomTokens(uint32_t n, uint32_t vocab, uint64_t seed) {
   return t;
 }
 
+// Prefill attention alone, every tile shape on the same data: one sequence of
+// L tokens, the model's heads, KV in pages of 16 tokens in a shuffled order.
+// Prints TFLOP/s (causal: 4 * heads * head_dim * L(L+1)/2) per shape, and
+// the largest difference of each shape's output from the first shape's.
+void AttentionShapes(const ModelConfig& c, const std::vector<uint32_t>& lens,
+                     nlohmann::json* report) {
+  using engine::bf16_t;
+  const int NH = int(c.num_attention_heads), KH = int(c.num_key_value_heads), D = int(c.head_dim);
+  const int P = 16;
+  std::printf("\nprefill attention alone (%d/%d heads x %d, pages of %d in shuffled order)\n", NH,
+              KH, D, P);
+  std::printf("%8s  %-40s %10s %9s %12s\n", "tokens", "tile shape", "ms", "TFLOP/s", "max|diff|");
+  for (uint32_t L : lens) {
+    const int pages = int((L + P - 1) / P);
+    std::vector<bf16_t> q(size_t(L) * NH * D), kv(size_t(2) * pages * P * KH * D);
+    uint64_t x = 88172645463325252ull;
+    auto rnd = [&] {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return engine::FloatToBf16(float(int64_t(x >> 40) - (1 << 23)) / float(1 << 23));
+    };
+    for (auto& v : q) v = rnd();
+    for (auto& v : kv) v = rnd();
+    std::vector<int32_t> table(pages);
+    std::iota(table.begin(), table.end(), 0);
+    for (int i = pages - 1; i > 0; --i) std::swap(table[i], table[int(x % uint64_t(i + 1))]), x ^= x << 7;
+    bf16_t *dq, *dkv, *dout;
+    int32_t *dtab, *dlen, *dstart;
+    int2* dtiles;
+    cudaMalloc(&dq, q.size() * 2);
+    cudaMalloc(&dkv, kv.size() * 2);
+    cudaMalloc(&dout, q.size() * 2);
+    cudaMalloc(&dtab, pages * 4);
+    cudaMalloc(&dlen, 8);
+    cudaMalloc(&dstart, 4);
+    cudaMalloc(&dtiles, (L / 16 + 2) * sizeof(int2));
+    cudaMemcpy(dq, q.data(), q.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(dkv, kv.data(), kv.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(dtab, table.data(), pages * 4, cudaMemcpyHostToDevice);
+    int32_t lens2[2] = {int32_t(L), int32_t(L)}, zero = 0;
+    cudaMemcpy(dlen, lens2, 8, cudaMemcpyHostToDevice);
+    cudaMemcpy(dstart, &zero, 4, cudaMemcpyHostToDevice);
+    engine::PrefillArgs pa;
+    pa.attn.q = dq;
+    pa.attn.q_stride = NH * D;
+    pa.attn.out = dout;
+    pa.attn.out_stride = NH * D;
+    pa.attn.k_cache = dkv;
+    pa.attn.v_cache = dkv + kv.size() / 2;
+    pa.attn.num_heads = NH;
+    pa.attn.kv_heads = KH;
+    pa.attn.head_dim = D;
+    pa.attn.page_tokens = P;
+    pa.attn.page_table = dtab;
+    pa.attn.page_table_stride = pages;
+    pa.attn.kv_len = dlen;  // kv_len = L
+    pa.attn.num_seqs = 1;
+    pa.attn.scale = 1.f / std::sqrt(float(D));
+    pa.q_start = dstart;
+    pa.q_len = dlen + 1;    // q_len = L
+    pa.tiles = dtiles;
+    const double flops = 4.0 * NH * D * double(L) * (double(L) + 1) / 2;
+    std::vector<bf16_t> first, out(q.size());
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    const int saved = engine::PrefillVariant();
+    for (int v = 0; v < engine::NumPrefillVariants(); ++v) {
+      engine::SetPrefillVariant(v);
+      std::vector<int2> tiles = engine::PrefillTiles({int32_t(L)}, {int32_t(L)});
+      cudaMemcpy(dtiles, tiles.data(), tiles.size() * sizeof(int2), cudaMemcpyHostToDevice);
+      pa.num_tiles = int(tiles.size());
+      std::vector<double> ms;
+      for (int r = 0; r < 4; ++r) {
+        cudaEventRecord(e0);
+        engine::LaunchPrefillAttention(pa, nullptr);
+        cudaEventRecord(e1);
+        cudaEventSynchronize(e1);
+        float t = 0;
+        cudaEventElapsedTime(&t, e0, e1);
+        if (r > 0) ms.push_back(t);
+      }
+      cudaMemcpy(out.data(), dout, out.size() * 2, cudaMemcpyDeviceToHost);
+      double diff = 0;
+      if (first.empty()) first = out;
+      for (size_t i = 0; i < out.size(); ++i)
+        diff = std::max(diff, double(std::fabs(engine::Bf16ToFloat(out[i]) - engine::Bf16ToFloat(first[i]))));
+      const double m = Median(ms);
+      std::printf("%8u  %-40s %10.3f %9.1f %12.3g%s\n", L, engine::PrefillVariantName(v).c_str(), m,
+                  flops / (m / 1e3) / 1e12, diff, v == saved ? "  (in use)" : "");
+      (*report)["attention"].push_back({{"tokens", L}, {"shape", engine::PrefillVariantName(v)},
+                                        {"ms", m}, {"tflops", flops / (m / 1e3) / 1e12},
+                                        {"max_diff_vs_first", diff}});
+    }
+    engine::SetPrefillVariant(saved);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    for (void* ptr : {(void*)dq, (void*)dkv, (void*)dout, (void*)dtab, (void*)dlen, (void*)dstart,
+                      (void*)dtiles})
+      cudaFree(ptr);
+  }
+}
+
 struct Flags {
   std::string model;
   std::vector<uint32_t> prefill_lens = {1024, 4096, 16384, 32768};
@@ -104,6 +213,7 @@ struct Flags {
   std::string reference = KVTIER_ENGINE_REFERENCE;
   std::string python = "python3";
   std::string json_out;
+  bool attention_only = false;
 };
 
 }  // namespace
@@ -112,7 +222,9 @@ int RunEngineBench(int argc, char** argv) {
   Flags f;
   CLI::App app{"kvtier-bench engine: engine prefill/decode speed vs a PyTorch reference"};
   app.name("kvtier-bench engine");
-  app.add_option("--model", f.model, "checkpoint directory (kvtier-engine make-random)")
+  app.add_option("--model", f.model,
+                 "checkpoint directory (kvtier-engine make-random); with --attention-only "
+                 "a preset name (tiny, llama-3-8b) also does")
       ->required();
   app.add_option("--prefill-lens", f.prefill_lens, "prompt lengths")
       ->delimiter(',')
@@ -135,12 +247,27 @@ int RunEngineBench(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--python", f.python, "interpreter for the reference")->capture_default_str();
   app.add_option("--json-out", f.json_out, "also write every figure here as JSON");
+  app.add_flag("--attention-only", f.attention_only,
+               "only the prefill attention kernels, every tile shape (no weights loaded)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
+  if (f.attention_only) {
+    // Only the shape matters: a preset name or a checkpoint's config.json.
+    Result<ModelConfig> c = engine::PresetConfig(f.model);
+    if (!c.ok()) c = engine::LoadModelConfig(f.model + "/config.json");
+    if (!c.ok()) {
+      std::fprintf(stderr, "kvtier-bench engine: %s\n", c.status().ToString().c_str());
+      return 1;
+    }
+    nlohmann::json report;
+    AttentionShapes(*c, f.prefill_lens, &report);
+    if (!f.json_out.empty()) std::ofstream(f.json_out) << report.dump(1) << "\n";
+    return 0;
+  }
   Result<Checkpoint> ck = Checkpoint::Open(f.model);
   if (!ck.ok()) {
     std::fprintf(stderr, "kvtier-bench engine: %s\n", ck.status().ToString().c_str());
@@ -161,6 +288,24 @@ int RunEngineBench(int argc, char** argv) {
   eo.model.num_pages = uint32_t(pages + 64);
 
   nlohmann::json report;
+  AttentionShapes(cfg, f.prefill_lens, &report);
+  {
+    // The engine runs below with the shape that was fastest at the longest
+    // prompt (KVTIER_PREFILL_ATTN set by the caller wins).
+    int best = engine::PrefillVariant();
+    double best_ms = 0;
+    for (const auto& row : report["attention"])
+      if (row["tokens"].get<uint32_t>() == max_prefill &&
+          (best_ms == 0 || row["ms"].get<double>() < best_ms)) {
+        best_ms = row["ms"].get<double>();
+        for (int v = 0; v < engine::NumPrefillVariants(); ++v)
+          if (engine::PrefillVariantName(v) == row["shape"].get<std::string>()) best = v;
+      }
+    if (!std::getenv("KVTIER_PREFILL_ATTN")) engine::SetPrefillVariant(best);
+    std::printf("engine prefill attention: %s\n",
+                engine::PrefillVariantName(engine::PrefillVariant()).c_str());
+    report["prefill_shape"] = engine::PrefillVariantName(engine::PrefillVariant());
+  }
   const double d2d = D2dBandwidth(size_t{2} << 30);
   std::printf("device-to-device cudaMemcpy: %.0f GB/s (bytes copied per second, 2 GiB)\n",
               d2d / 1e9);

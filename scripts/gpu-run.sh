@@ -7,7 +7,12 @@
 #   scripts/gpu-run.sh tp               # kvtier-bench tp on every GPU present
 #   scripts/gpu-run.sh loader           # kvtier-loader-bench (kernels alone)
 #   scripts/gpu-run.sh hbm              # kvtier-bench load, HBM tier only
+#   scripts/gpu-run.sh parity           # engine vs HF transformers: tiny (ctest) and 8B
+#   scripts/gpu-run.sh engine           # kvtier-bench engine on the 8B shape (vs PyTorch)
 #   scripts/gpu-run.sh tests load tp    # any combination, in order
+#
+# The 8B-shaped checkpoint (16 GB of seeded random weights) is written once to
+# ${KVTIER_ENGINE_MODEL:-/tmp/kvtier-llama-3-8b} and reused.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-.}"
@@ -16,6 +21,12 @@ nvidia-smi --query-gpu=index,name,pci.bus_id,memory.total --format=csv | tee "$o
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release > "$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 rc=0
+model="${KVTIER_ENGINE_MODEL:-/tmp/kvtier-llama-3-8b}"
+engine_bin="$build/engine_adapter/engine/kvtier-engine"
+make_model() {
+  [ -f "$model/config.json" ] || "$engine_bin" make-random --config llama-3-8b --seed 5 --out "$model" \
+    2>"$out/make-random.log" | tail -1
+}
 for what in "$@"; do
   case "$what" in
     tests) ctest --test-dir "$build" --output-on-failure -j 8 --timeout 600 > "$out/ctest.log" 2>&1 || rc=1
@@ -25,6 +36,16 @@ for what in "$@"; do
     tp)    "$build/bench/kvtier-bench" tp 2>&1 | tee "$out/tp.txt" | tail -20 || rc=1 ;;
     loader) "$build/bench/kvtier-loader-bench" "$out/loader.csv" 2>&1 | tee "$out/loader.txt" | tail -40 || rc=1 ;;
     hbm)   "$build/bench/kvtier-bench" load --tiers hbm 2>&1 | tee "$out/hbm.txt" | tail -20 || rc=1 ;;
+    parity) ctest --test-dir "$build" -R engine_hf_parity --output-on-failure > "$out/parity-tiny.txt" 2>&1 || rc=1
+            grep -E "PASS|FAIL|Skipped" "$out/parity-tiny.txt" | tail -3
+            make_model
+            python3 tests/engine/hf_parity.py --engine "$engine_bin" --model "$model" \
+              --prompt-lens 1,17,1000,4096 --decode-steps 32 --work /tmp/kvtier-parity-8b \
+              --report "$out/parity-8b.json" > "$out/parity-8b.txt" 2>&1 || rc=1
+            grep -E "^(PASS|FAIL)" "$out/parity-8b.txt" ;;
+    engine) make_model
+            "$build/bench/kvtier-bench" engine --model "$model" --json-out "$out/engine.json" 2>&1 |
+              tee "$out/engine.txt" | grep -v "Loading weights" | tail -40 || rc=1 ;;
     *)     echo "unknown step $what"; rc=2 ;;
   esac
 done

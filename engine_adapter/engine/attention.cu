@@ -13,11 +13,14 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <cstdlib>
+#include <string>
 
 namespace kvtier::engine {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kDefaultPrefillVariant = 1;
 
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -68,15 +71,20 @@ __device__ __forceinline__ uint32_t Swz(int r, int ch) {
   return uint32_t(r * CH + (ch ^ (r & 7))) * 16u;
 }
 
-template <int D, int kWarps>
+// kWarps warps, each owning MT m-tiles of 16 rows (rows mt * 16 * kWarps +
+// warp * 16 + 0..15, so that the warps of one m-tile cover contiguous rows);
+// BC keys per tile. With MT = 2 every K/V fragment read from shared memory
+// feeds two m-tiles (as FlashAttention-2's 4-warp, 128-row tiles); Q is then
+// read from shared memory at each k-step instead of kept in registers.
+template <int D, int kWarps, int MT, int BC>
 __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
-  constexpr int BR = 16 * kWarps;
-  constexpr int BC = 64;
+  constexpr int BR = 16 * kWarps * MT;
   constexpr int CH = D / 8;       // 16-byte chunks per row
   constexpr int KS = D / 16;      // k-steps of S = Q K^T
   constexpr int NT = BC / 8;      // n-tiles of S
   constexpr int DT = D / 8;       // n-tiles of O
   constexpr int NTH = kWarps * 32;
+  constexpr bool kQRegs = MT == 1;
   static_assert(NT % 2 == 0 && DT % 2 == 0, "tiles come in pairs");
 
   extern __shared__ __align__(128) unsigned char smem[];
@@ -102,7 +110,7 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
   const int ch = tid % CH, r0 = tid / CH;
   constexpr int RSTEP = NTH / CH;
   auto load_kv = [&](uint32_t dst, const bf16_t* base, int n0) {
-#pragma unroll
+#pragma unroll 2  // fully unrolled, the page lookups cost registers the tiles need
     for (int r = r0; r < BC; r += RSTEP) {
       int key = n0 + r;
       bool valid = key < kvlen;
@@ -126,78 +134,113 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
   CpAsyncWaitAll();
   __syncthreads();
 
-  const int wr0 = warp * 16;
-  uint32_t qf[KS][4];
+  const int g = lane / 4, t4 = lane % 4;
+  int wr[MT];  // first row of each m-tile of this warp
 #pragma unroll
-  for (int ks = 0; ks < KS; ++ks) Ldsm4(qf[ks], aQ + Swz<CH>(wr0 + lane % 16, ks * 2 + lane / 16));
+  for (int mt = 0; mt < MT; ++mt) wr[mt] = mt * 16 * kWarps + warp * 16;
+  uint32_t qf[kQRegs ? KS : 1][4];
+  if constexpr (kQRegs) {
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks)
+      Ldsm4(qf[ks], aQ + Swz<CH>(wr[0] + lane % 16, ks * 2 + lane / 16));
+  }
 
   const float sl2 = a.scale * kLog2e;
-  const int g = lane / 4, t4 = lane % 4;
-  // Last key each of this thread's two rows may see.
-  const int lim0 = min(pos0 + m0 + wr0 + g, kvlen - 1);
-  const int lim1 = min(pos0 + m0 + wr0 + g + 8, kvlen - 1);
-  const int warp_min_lim = min(pos0 + m0 + wr0, kvlen - 1);
-
-  float o[DT][4];
+  // Last key each of this thread's rows may see: [mt][0] row g, [mt][1] g + 8.
+  int lim[MT][2];
 #pragma unroll
-  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float mrow[2] = {-FLT_MAX, -FLT_MAX}, lrow[2] = {0.f, 0.f};
+  for (int mt = 0; mt < MT; ++mt) {
+    lim[mt][0] = min(pos0 + m0 + wr[mt] + g, kvlen - 1);
+    lim[mt][1] = min(pos0 + m0 + wr[mt] + g + 8, kvlen - 1);
+  }
+  const int warp_min_lim = min(pos0 + m0 + wr[0], kvlen - 1);
+
+  float o[MT][DT][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < DT; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
+  float mrow[MT][2], lrow[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    mrow[mt][0] = mrow[mt][1] = -FLT_MAX;
+    lrow[mt][0] = lrow[mt][1] = 0.f;
+  }
 
   for (int j = 0; j < ntiles; ++j) {
     const int n0 = j * BC;
     load_kv(aV, a.v_cache, n0);
     CpAsyncCommit();
 
-    float s[NT][4];
+    float s[MT][NT][4];
 #pragma unroll
-    for (int i = 0; i < NT; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < NT; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
+      uint32_t qa[MT][4];
+      if constexpr (kQRegs) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) qa[0][e] = qf[ks][e];
+      } else {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+          Ldsm4(qa[mt], aQ + Swz<CH>(wr[mt] + lane % 16, ks * 2 + lane / 16));
+      }
 #pragma unroll
       for (int jj = 0; jj < NT / 2; ++jj) {
         uint32_t b[4];
         Ldsm4(b, aK + Swz<CH>(jj * 16 + (lane / 16) * 8 + (lane % 8), ks * 2 + ((lane / 8) & 1)));
-        Mma(s[2 * jj], qf[ks], b[0], b[1]);
-        Mma(s[2 * jj + 1], qf[ks], b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          Mma(s[mt][2 * jj], qa[mt], b[0], b[1]);
+          Mma(s[mt][2 * jj + 1], qa[mt], b[2], b[3]);
+        }
       }
     }
     if (n0 + BC - 1 > warp_min_lim) {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        int key = n0 + nt * 8 + 2 * t4;
-        if (key > lim0) s[nt][0] = -INFINITY;
-        if (key + 1 > lim0) s[nt][1] = -INFINITY;
-        if (key > lim1) s[nt][2] = -INFINITY;
-        if (key + 1 > lim1) s[nt][3] = -INFINITY;
-      }
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          int key = n0 + nt * 8 + 2 * t4;
+          if (key > lim[mt][0]) s[mt][nt][0] = -INFINITY;
+          if (key + 1 > lim[mt][0]) s[mt][nt][1] = -INFINITY;
+          if (key > lim[mt][1]) s[mt][nt][2] = -INFINITY;
+          if (key + 1 > lim[mt][1]) s[mt][nt][3] = -INFINITY;
+        }
     }
-    // Online softmax, rows g (r = 0) and g + 8 (r = 1), base 2.
+    // Online softmax, rows g (r = 0) and g + 8 (r = 1) of each m-tile, base 2.
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(mrow[r], mx * sl2);  // finite: mrow starts at -FLT_MAX
-      const float corr = Exp2(mrow[r] - m_new);
-      mrow[r] = m_new;
-      float sum = 0.f;
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        float e0 = Exp2(s[nt][2 * r] * sl2 - m_new);
-        float e1 = Exp2(s[nt][2 * r + 1] * sl2 - m_new);
-        s[nt][2 * r] = e0;
-        s[nt][2 * r + 1] = e1;
-        sum += e0 + e1;
+        for (int nt = 0; nt < NT; ++nt)
+          mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(mrow[mt][r], mx * sl2);  // finite: starts at -FLT_MAX
+        const float corr = Exp2(mrow[mt][r] - m_new);
+        mrow[mt][r] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          float e0 = Exp2(s[mt][nt][2 * r] * sl2 - m_new);
+          float e1 = Exp2(s[mt][nt][2 * r + 1] * sl2 - m_new);
+          s[mt][nt][2 * r] = e0;
+          s[mt][nt][2 * r + 1] = e1;
+          sum += e0 + e1;
+        }
+        lrow[mt][r] = lrow[mt][r] * corr + sum;
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+          o[mt][dt][2 * r] *= corr;
+          o[mt][dt][2 * r + 1] *= corr;
+        }
       }
-      lrow[r] = lrow[r] * corr + sum;
-#pragma unroll
-      for (int dt = 0; dt < DT; ++dt) {
-        o[dt][2 * r] *= corr;
-        o[dt][2 * r + 1] *= corr;
-      }
-    }
 
     CpAsyncWaitAll();
     __syncthreads();  // V tile in place; every warp is done with K
@@ -207,15 +250,23 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
     }
 #pragma unroll
     for (int kk = 0; kk < BC / 16; ++kk) {
-      uint32_t pa[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]), PackBf16(s[2 * kk][2], s[2 * kk][3]),
-                        PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                        PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t pa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        pa[mt][0] = PackBf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][1] = PackBf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][2] = PackBf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][3] = PackBf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dd = 0; dd < DT / 2; ++dd) {
         uint32_t b[4];
         Ldsm4T(b, aV + Swz<CH>(kk * 16 + ((lane / 8) & 1) * 8 + lane % 8, dd * 2 + lane / 16));
-        Mma(o[2 * dd], pa, b[0], b[1]);
-        Mma(o[2 * dd + 1], pa, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          Mma(o[mt][2 * dd], pa[mt], b[0], b[1]);
+          Mma(o[mt][2 * dd + 1], pa[mt], b[2], b[3]);
+        }
       }
     }
     CpAsyncWaitAll();
@@ -223,37 +274,60 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-  }
-  const int row0 = m0 + wr0 + g, row1 = row0 + 8;
-  const float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
-  const float inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
-  bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * D + 2 * t4;
-  bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * D + 2 * t4;
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-  for (int dt = 0; dt < DT; ++dt) {
-    if (row0 < qlen)
-      *reinterpret_cast<uint32_t*>(out0 + dt * 8) = PackBf16(o[dt][0] * inv0, o[dt][1] * inv0);
-    if (row1 < qlen)
-      *reinterpret_cast<uint32_t*>(out1 + dt * 8) = PackBf16(o[dt][2] * inv1, o[dt][3] * inv1);
+    for (int r = 0; r < 2; ++r) {
+      lrow[mt][r] += __shfl_xor_sync(0xffffffffu, lrow[mt][r], 1);
+      lrow[mt][r] += __shfl_xor_sync(0xffffffffu, lrow[mt][r], 2);
+    }
+    const int row0 = m0 + wr[mt] + g, row1 = row0 + 8;
+    const float inv0 = lrow[mt][0] > 0.f ? 1.f / lrow[mt][0] : 0.f;
+    const float inv1 = lrow[mt][1] > 0.f ? 1.f / lrow[mt][1] : 0.f;
+    bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * D + 2 * t4;
+    bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * D + 2 * t4;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      if (row0 < qlen)
+        *reinterpret_cast<uint32_t*>(out0 + dt * 8) =
+            PackBf16(o[mt][dt][0] * inv0, o[mt][dt][1] * inv0);
+      if (row1 < qlen)
+        *reinterpret_cast<uint32_t*>(out1 + dt * 8) =
+            PackBf16(o[mt][dt][2] * inv1, o[mt][dt][3] * inv1);
+    }
   }
 }
 
-constexpr int kPrefillWarps = kPrefillRows / 16;
+// The tile shapes measured (docs/engine.md): warps, m-tiles per warp, keys
+// per tile.
+struct PrefillShape {
+  int warps, mt, bc;
+};
+constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64}, {4, 2, 64}, {4, 2, 32}, {8, 1, 64}};
+constexpr int kNumPrefillShapes = sizeof(kPrefillShapes) / sizeof(kPrefillShapes[0]);
 
-template <int D>
-void LaunchPrefillD(const PrefillArgs& p, cudaStream_t stream) {
-  constexpr int kSmem = (kPrefillRows + 2 * 64) * D * 2;
-  auto kernel = PrefillKernel<D, kPrefillWarps>;
+int g_prefill_variant = -1;  // -1: not chosen yet
+
+template <int D, int W, int MT, int BC>
+void LaunchPrefillShape(const PrefillArgs& p, cudaStream_t stream) {
+  constexpr int kSmem = (16 * W * MT + 2 * BC) * D * 2;
+  auto kernel = PrefillKernel<D, W, MT, BC>;
   static bool configured = [&] {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     return true;
   }();
   (void)configured;
   dim3 grid(p.attn.num_heads, p.num_tiles);
-  kernel<<<grid, kPrefillWarps * 32, kSmem, stream>>>(p);
+  kernel<<<grid, W * 32, kSmem, stream>>>(p);
+}
+
+template <int D>
+void LaunchPrefillD(const PrefillArgs& p, cudaStream_t stream) {
+  switch (PrefillVariant()) {
+    case 0: return LaunchPrefillShape<D, 4, 1, 64>(p, stream);
+    case 1: return LaunchPrefillShape<D, 4, 2, 64>(p, stream);
+    case 2: return LaunchPrefillShape<D, 4, 2, 32>(p, stream);
+    default: return LaunchPrefillShape<D, 8, 1, 64>(p, stream);
+  }
 }
 
 // ---- Decode: split-K over the keys, then a merge. ----
@@ -424,16 +498,43 @@ void LaunchDecodeD(const DecodeArgs& p, cudaStream_t stream) {
 
 }  // namespace
 
+int PrefillVariant() {
+  if (g_prefill_variant < 0) {
+    const char* env = std::getenv("KVTIER_PREFILL_ATTN");
+    int v = env ? std::atoi(env) : kDefaultPrefillVariant;
+    g_prefill_variant = (v >= 0 && v < kNumPrefillShapes) ? v : kDefaultPrefillVariant;
+  }
+  return g_prefill_variant;
+}
+
+void SetPrefillVariant(int variant) {
+  g_prefill_variant = (variant >= 0 && variant < kNumPrefillShapes) ? variant : kDefaultPrefillVariant;
+}
+
+int NumPrefillVariants() { return kNumPrefillShapes; }
+
+std::string PrefillVariantName(int variant) {
+  const PrefillShape& s = kPrefillShapes[std::clamp(variant, 0, kNumPrefillShapes - 1)];
+  return std::to_string(s.warps) + " warps x " + std::to_string(s.mt) + " m-tiles (" +
+         std::to_string(16 * s.warps * s.mt) + " rows), " + std::to_string(s.bc) + " keys";
+}
+
+int PrefillTileRows() {
+  const PrefillShape& s = kPrefillShapes[PrefillVariant()];
+  return 16 * s.warps * s.mt;
+}
+
 std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
                                const std::vector<int32_t>& kv_len) {
+  const int rows = PrefillTileRows();
   struct Tile {
     int64_t work;
     int2 t;
   };
   std::vector<Tile> tiles;
   for (size_t s = 0; s < q_len.size(); ++s) {
-    for (int m0 = 0; m0 < q_len[s]; m0 += kPrefillRows) {
-      int64_t keys = std::min<int64_t>(kv_len[s], int64_t(kv_len[s]) - q_len[s] + m0 + kPrefillRows);
+    for (int m0 = 0; m0 < q_len[s]; m0 += rows) {
+      int64_t keys = std::min<int64_t>(kv_len[s], int64_t(kv_len[s]) - q_len[s] + m0 + rows);
       tiles.push_back({keys, make_int2(int(s), m0)});
     }
   }

@@ -26,13 +26,14 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine_adapter/engine/kernels.h"
 
 namespace kvtier::engine {
 
-inline constexpr int kPrefillRows = 64;  // query rows per prefill tile
+inline constexpr int kPrefillRows = 64;  // fewest query rows of a prefill tile shape
 inline constexpr int kMaxDecodeSplits = 32;
 
 struct AttnArgs {
@@ -61,7 +62,17 @@ struct PrefillArgs {
   int num_tiles = 0;
 };
 
-// Tiles for sequences of these query and key counts, heaviest first.
+// The prefill tile shape in use (an index into the shapes attention.cu
+// measures; KVTIER_PREFILL_ATTN in the environment overrides the default),
+// its query rows per tile, and a description for benchmark tables.
+int PrefillVariant();
+void SetPrefillVariant(int variant);
+int NumPrefillVariants();
+std::string PrefillVariantName(int variant);
+int PrefillTileRows();
+
+// Tiles of PrefillTileRows() query rows for sequences of these query and key
+// counts, heaviest first.
 std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
                                const std::vector<int32_t>& kv_len);
 
