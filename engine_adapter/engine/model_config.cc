@@ -257,6 +257,12 @@ Status ModelConfig::Validate() const {
                                                  " does not divide num_attention_heads " +
                                                  std::to_string(num_attention_heads));
   }
+  if (num_attention_heads / num_key_value_heads > 8) {
+    return FieldError("num_key_value_heads",
+                      "more than 8 query heads per kv head (" + std::to_string(num_attention_heads) +
+                          " / " + std::to_string(num_key_value_heads) +
+                          ") is not supported by the decode kernel");
+  }
   if (head_dim != 64 && head_dim != 128) {
     return FieldError("head_dim", std::to_string(head_dim) + " is not supported (64, 128)");
   }
