@@ -8,6 +8,7 @@
 // pages with cp.async into XOR-swizzled shared memory (conflict-free
 // ldmatrix), the V load overlapping S and the next K load overlapping P V.
 #include "engine_adapter/engine/attention.h"
+#include "engine_adapter/engine/attention_sm90.h"
 
 #include <cuda_bf16.h>
 
@@ -302,7 +303,12 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
 struct PrefillShape {
   int warps, mt, bc;
 };
-constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64}, {4, 2, 64}, {4, 2, 32}, {8, 1, 64}};
+// Shapes 4 and 5 are the wgmma kernel (attention_sm90.cu: two warpgroups,
+// 128 rows, 64 keys), with the two orders of its V descriptor's strides;
+// where it is not available (head_dim 64, another GPU) they run shape 1.
+constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64}, {4, 2, 64}, {4, 2, 32},
+                                           {8, 1, 64}, {8, 1, 64}, {8, 1, 64}};
+constexpr int kFirstWgmmaShape = 4;
 constexpr int kNumPrefillShapes = sizeof(kPrefillShapes) / sizeof(kPrefillShapes[0]);
 
 int g_prefill_variant = -1;  // -1: not chosen yet
@@ -322,7 +328,12 @@ void LaunchPrefillShape(const PrefillArgs& p, cudaStream_t stream) {
 
 template <int D>
 void LaunchPrefillD(const PrefillArgs& p, cudaStream_t stream) {
-  switch (PrefillVariant()) {
+  const int v = PrefillVariant();
+  if (v >= kFirstWgmmaShape) {
+    if (WgmmaPrefillAvailable(D)) return LaunchPrefillWgmma(p, v - kFirstWgmmaShape, stream);
+    return LaunchPrefillShape<D, 4, 2, 64>(p, stream);
+  }
+  switch (v) {
     case 0: return LaunchPrefillShape<D, 4, 1, 64>(p, stream);
     case 1: return LaunchPrefillShape<D, 4, 2, 64>(p, stream);
     case 2: return LaunchPrefillShape<D, 4, 2, 32>(p, stream);
@@ -514,12 +525,17 @@ void SetPrefillVariant(int variant) {
 int NumPrefillVariants() { return kNumPrefillShapes; }
 
 std::string PrefillVariantName(int variant) {
-  const PrefillShape& s = kPrefillShapes[std::clamp(variant, 0, kNumPrefillShapes - 1)];
+  variant = std::clamp(variant, 0, kNumPrefillShapes - 1);
+  if (variant >= kFirstWgmmaShape)
+    return "wgmma, 2 warpgroups (128 rows), 64 keys, V strides " +
+           std::to_string(variant - kFirstWgmmaShape);
+  const PrefillShape& s = kPrefillShapes[variant];
   return std::to_string(s.warps) + " warps x " + std::to_string(s.mt) + " m-tiles (" +
          std::to_string(16 * s.warps * s.mt) + " rows), " + std::to_string(s.bc) + " keys";
 }
 
 int PrefillTileRows() {
+  if (PrefillVariant() >= kFirstWgmmaShape) return WgmmaPrefillRows();  // = shape 1's rows
   const PrefillShape& s = kPrefillShapes[PrefillVariant()];
   return 16 * s.warps * s.mt;
 }

@@ -1,0 +1,263 @@
+// Prefill attention with Hopper's warpgroup MMA (wgmma, sm_90a); see
+// attention.h for the contract and attention_sm90.h for when it is used.
+//
+// A CTA of two warpgroups owns 128 query rows of one head (64 per
+// warpgroup); it walks key tiles of 64 keys, double-buffered: while tile j
+// is computed, tile j + 1 is gathered from its pages with cp.async. Shared
+// memory holds Q, K and V in the 128-byte-swizzled layout wgmma reads
+// (rows of 64 elements = 128 bytes, 16-byte chunk c of row r at c ^ (r % 8),
+// head_dim split into two such 64-column sub-tiles). S = Q K^T is
+// wgmma.m64n64k16 with both operands in shared memory (K-major); P stays in
+// registers (the S accumulator layout is the A-operand layout) and
+// O += P V is wgmma.m64n128k16 with V read N-major (transposed) from shared
+// memory. Softmax is FlashAttention-2's online softmax in base 2.
+#include "engine_adapter/engine/attention_sm90.h"
+
+#include <cuda_bf16.h>
+
+#include <cfloat>
+
+namespace kvtier::engine {
+namespace {
+
+constexpr int kRows = 128;   // query rows per CTA
+constexpr int kKeys = 64;    // keys per tile
+constexpr int kD = 128;      // head_dim
+constexpr int kThreads = 256;
+constexpr int kQBytes = 2 * kRows * 128;
+constexpr int kKVBytes = 2 * kKeys * 128;
+constexpr int kSmem = kQBytes + 4 * kKVBytes + 1024;  // + alignment slack
+constexpr float kLog2e = 1.4426950408889634f;
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool valid) {
+  int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Byte offset of 16-byte chunk ch (0..15) of row r in a tile of `rows` rows
+// split into two 64-column sub-tiles.
+__device__ __forceinline__ uint32_t SubSwz(int rows, int r, int ch) {
+  return uint32_t((ch >> 3) * rows * 128 + r * 128 + (((ch & 7) ^ (r & 7)) << 4));
+}
+
+// wgmma shared-memory descriptor, 128-byte swizzle.
+__device__ __forceinline__ uint64_t Desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t((lbo & 0x3FFFF) >> 4) << 16) |
+         (uint64_t((sbo & 0x3FFFF) >> 4) << 32) | (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void WgFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void WgCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgWait0() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+
+// d[64 x 64] (+)= A[64 x 16] * B[16 x 64], both from shared memory, K-major.
+__device__ __forceinline__ void WgmmaSS(float (&d)[32], uint64_t da, uint64_t db, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
+// d[64 x 128] += A[64 x 16] (registers) * B[16 x 128] (shared memory, N-major).
+__device__ __forceinline__ void WgmmaRS(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+__global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p, int v_desc_order) {
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t base = (uint32_t(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
+  const uint32_t aQ = base;
+  // Stage s of K at aK0 + s * kKVBytes, of V at aV0 + s * kKVBytes.
+  const uint32_t aK0 = base + kQBytes, aV0 = base + kQBytes + 2 * kKVBytes;
+
+  const AttnArgs& a = p.attn;
+  const int h = blockIdx.x;
+  const int2 tile = p.tiles[blockIdx.y];
+  const int seq = tile.x, m0 = tile.y;
+  const int qlen = p.q_len[seq], kvlen = a.kv_len[seq], qs = p.q_start[seq];
+  const int pos0 = kvlen - qlen;
+  const int kvh = h / (a.num_heads / a.kv_heads);
+  const int32_t* pt = a.page_table + size_t(seq) * a.page_table_stride;
+  const int P = a.page_tokens;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wg = warp / 4, wwarp = warp % 4;
+  const int kend = min(kvlen, pos0 + m0 + kRows);
+  const int ntiles = (kend + kKeys - 1) / kKeys;
+
+  const int ch = tid % 16, r0 = tid / 16;  // 16 rows per pass
+  auto load_kv = [&](int stage, int n0) {
+#pragma unroll 2
+    for (int r = r0; r < kKeys; r += 16) {
+      int key = n0 + r;
+      bool valid = key < kvlen;
+      int kk = valid ? key : 0;
+      size_t off = ((size_t(pt[kk / P]) * P + kk % P) * a.kv_heads + kvh) * kD + ch * 8;
+      uint32_t o = SubSwz(kKeys, r, ch);
+      CpAsync16(aK0 + stage * kKVBytes + o, a.k_cache + off, valid);
+      CpAsync16(aV0 + stage * kKVBytes + o, a.v_cache + off, valid);
+    }
+  };
+#pragma unroll
+  for (int r = r0; r < kRows; r += 16) {
+    int row = m0 + r;
+    bool valid = row < qlen;
+    const bf16_t* src = a.q + size_t(qs + (valid ? row : 0)) * a.q_stride + h * kD + ch * 8;
+    CpAsync16(aQ + SubSwz(kRows, r, ch), src, valid);
+  }
+  load_kv(0, 0);
+  asm volatile("cp.async.commit_group;\n" ::);
+
+  const int g = lane / 4, t4 = lane % 4;
+  const int row_lo = wg * 64 + wwarp * 16 + g;  // this thread's rows: row_lo, row_lo + 8
+  const int lim0 = min(pos0 + m0 + row_lo, kvlen - 1);
+  const int lim1 = min(pos0 + m0 + row_lo + 8, kvlen - 1);
+  const int warp_min_lim = min(pos0 + m0 + wg * 64 + wwarp * 16, kvlen - 1);
+  const float sl2 = a.scale * kLog2e;
+  const uint32_t v_lbo = v_desc_order == 0 ? kKeys * 128 : 1024;
+  const uint32_t v_sbo = v_desc_order == 0 ? 1024 : kKeys * 128;
+
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.f;
+  float mrow[2] = {-FLT_MAX, -FLT_MAX}, lrow[2] = {0.f, 0.f};
+
+  for (int j = 0; j < ntiles; ++j) {
+    const int st = j & 1, n0 = j * kKeys;
+    if (j + 1 < ntiles) load_kv(st ^ 1, n0 + kKeys);
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group 1;\n" ::);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+
+    float s[32];
+    WgFence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      uint64_t dq = Desc(aQ + (ks >> 2) * kRows * 128 + wg * 64 * 128 + (ks & 3) * 32, 16, 1024);
+      uint64_t dk = Desc(aK0 + st * kKVBytes + (ks >> 2) * kKeys * 128 + (ks & 3) * 32, 16, 1024);
+      WgmmaSS(s, dq, dk, ks > 0);
+    }
+    WgCommit();
+    WgWait0();
+
+    if (n0 + kKeys - 1 > warp_min_lim) {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        int key = n0 + nt * 8 + 2 * t4;
+        if (key > lim0) s[nt * 4 + 0] = -INFINITY;
+        if (key + 1 > lim0) s[nt * 4 + 1] = -INFINITY;
+        if (key > lim1) s[nt * 4 + 2] = -INFINITY;
+        if (key + 1 > lim1) s[nt * 4 + 3] = -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(mrow[r], mx * sl2);
+      const float corr = Exp2(mrow[r] - m_new);
+      mrow[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        float e0 = Exp2(s[nt * 4 + 2 * r] * sl2 - m_new);
+        float e1 = Exp2(s[nt * 4 + 2 * r + 1] * sl2 - m_new);
+        s[nt * 4 + 2 * r] = e0;
+        s[nt * 4 + 2 * r + 1] = e1;
+        sum += e0 + e1;
+      }
+      lrow[r] = lrow[r] * corr + sum;
+#pragma unroll
+      for (int dt = 0; dt < 16; ++dt) {
+        o[dt * 4 + 2 * r] *= corr;
+        o[dt * 4 + 2 * r + 1] *= corr;
+      }
+    }
+
+    WgFence();
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      uint32_t pa[4] = {PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]),
+                        PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]),
+                        PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]),
+                        PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3])};
+      WgmmaRS(o, pa, Desc(aV0 + st * kKVBytes + kk * 16 * 128, v_lbo, v_sbo));
+    }
+    WgCommit();
+    WgWait0();
+    __syncthreads();  // every warp is done with stage st before it is refilled
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+  }
+  const int row0 = m0 + row_lo, row1 = row0 + 8;
+  const float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
+  const float inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
+  bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * kD + 2 * t4;
+  bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * kD + 2 * t4;
+#pragma unroll
+  for (int dt = 0; dt < 16; ++dt) {
+    if (row0 < qlen)
+      *reinterpret_cast<uint32_t*>(out0 + dt * 8) = PackBf16(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
+    if (row1 < qlen)
+      *reinterpret_cast<uint32_t*>(out1 + dt * 8) =
+          PackBf16(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
+  }
+}
+
+#else  // not sm_90a: never launched (WgmmaPrefillAvailable() is false)
+
+__global__ void PrefillWgmmaKernel(PrefillArgs, int) { __trap(); }
+
+#endif
+
+}  // namespace
+
+bool WgmmaPrefillAvailable(int head_dim) {
+  if (head_dim != kD) return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  return major == 9 && minor == 0;
+}
+
+int WgmmaPrefillRows() { return kRows; }
+
+void LaunchPrefillWgmma(const PrefillArgs& p, int v_desc_order, cudaStream_t stream) {
+  static bool configured = [] {
+    cudaFuncSetAttribute(PrefillWgmmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    return true;
+  }();
+  (void)configured;
+  dim3 grid(p.attn.num_heads, p.num_tiles);
+  PrefillWgmmaKernel<<<grid, kThreads, kSmem, stream>>>(p, v_desc_order);
+}
+
+}  // namespace kvtier::engine
