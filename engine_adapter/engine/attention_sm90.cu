@@ -21,12 +21,14 @@ namespace kvtier::engine {
 namespace {
 
 constexpr int kRows = 128;   // query rows per CTA
-constexpr int kKeys = 64;    // keys per tile
 constexpr int kD = 128;      // head_dim
 constexpr int kThreads = 256;
 constexpr int kQBytes = 2 * kRows * 128;
-constexpr int kKVBytes = 2 * kKeys * 128;
-constexpr int kSmem = kQBytes + 4 * kKVBytes + 1024;  // + alignment slack
+// Bytes of one stage of K (or V) for BC keys, and the whole buffer.
+template <int BC>
+__host__ __device__ constexpr int KVBytes() { return 2 * BC * 128; }
+template <int BC>
+constexpr int SmemBytes() { return kQBytes + 4 * KVBytes<BC>() + 1024; }  // + alignment slack
 constexpr float kLog2e = 1.4426950408889634f;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -74,6 +76,15 @@ __device__ __forceinline__ void WgmmaSS(float (&d)[32], uint64_t da, uint64_t db
       : "l"(da), "l"(db), "r"(accumulate));
 }
 
+// d[64 x 128] (+)= A[64 x 16] * B[16 x 128], both from shared memory, K-major.
+__device__ __forceinline__ void WgmmaSS(float (&d)[64], uint64_t da, uint64_t db, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
 // d[64 x 128] += A[64 x 16] (registers) * B[16 x 128] (shared memory, N-major).
 __device__ __forceinline__ void WgmmaRS(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
   asm volatile(
@@ -83,7 +94,12 @@ __device__ __forceinline__ void WgmmaRS(float (&d)[64], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
-__global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p, int v_desc_order) {
+// BC keys per tile; MINB CTAs per multiprocessor (the register budget).
+template <int BC, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs p) {
+  constexpr int kKeys = BC;
+  constexpr int kKVBytes = KVBytes<BC>();
+  constexpr int NT = BC / 8;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (uint32_t(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
   const uint32_t aQ = base;
@@ -133,8 +149,10 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p,
   const int lim1 = min(pos0 + m0 + row_lo + 8, kvlen - 1);
   const int warp_min_lim = min(pos0 + m0 + wg * 64 + wwarp * 16, kvlen - 1);
   const float sl2 = a.scale * kLog2e;
-  const uint32_t v_lbo = v_desc_order == 0 ? kKeys * 128 : 1024;
-  const uint32_t v_sbo = v_desc_order == 0 ? 1024 : kKeys * 128;
+  // V is read N-major: the leading byte offset steps between the two
+  // 64-column blocks of head_dim, the stride byte offset between groups of
+  // 8 keys (measured: the other order gives wrong output).
+  const uint32_t v_lbo = kKeys * 128, v_sbo = 1024;
 
   float o[64];
 #pragma unroll
@@ -149,7 +167,7 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p,
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
 
-    float s[32];
+    float s[BC / 2];
     WgFence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
@@ -162,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p,
 
     if (n0 + kKeys - 1 > warp_min_lim) {
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < NT; ++nt) {
         int key = n0 + nt * 8 + 2 * t4;
         if (key > lim0) s[nt * 4 + 0] = -INFINITY;
         if (key + 1 > lim0) s[nt * 4 + 1] = -INFINITY;
@@ -174,7 +192,7 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p,
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
+      for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float m_new = fmaxf(mrow[r], mx * sl2);
@@ -182,7 +200,7 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p,
       mrow[r] = m_new;
       float sum = 0.f;
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < NT; ++nt) {
         float e0 = Exp2(s[nt * 4 + 2 * r] * sl2 - m_new);
         float e1 = Exp2(s[nt * 4 + 2 * r + 1] * sl2 - m_new);
         s[nt * 4 + 2 * r] = e0;
@@ -233,7 +251,8 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(PrefillArgs p,
 
 #else  // not sm_90a: never launched (WgmmaPrefillAvailable() is false)
 
-__global__ void PrefillWgmmaKernel(PrefillArgs, int) { __trap(); }
+template <int BC, int MINB>
+__global__ void PrefillWgmmaKernel(PrefillArgs) { __trap(); }
 
 #endif
 
@@ -250,14 +269,26 @@ bool WgmmaPrefillAvailable(int head_dim) {
 
 int WgmmaPrefillRows() { return kRows; }
 
-void LaunchPrefillWgmma(const PrefillArgs& p, int v_desc_order, cudaStream_t stream) {
-  static bool configured = [] {
-    cudaFuncSetAttribute(PrefillWgmmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+namespace {
+template <int BC, int MINB>
+void LaunchWgmmaShape(const PrefillArgs& p, cudaStream_t stream) {
+  auto kernel = PrefillWgmmaKernel<BC, MINB>;
+  static bool configured = [&] {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SmemBytes<BC>());
     return true;
   }();
   (void)configured;
   dim3 grid(p.attn.num_heads, p.num_tiles);
-  PrefillWgmmaKernel<<<grid, kThreads, kSmem, stream>>>(p, v_desc_order);
+  kernel<<<grid, kThreads, SmemBytes<BC>(), stream>>>(p);
+}
+}  // namespace
+
+void LaunchPrefillWgmma(const PrefillArgs& p, int shape, cudaStream_t stream) {
+  switch (shape) {
+    case 0: return LaunchWgmmaShape<64, 1>(p, stream);
+    case 1: return LaunchWgmmaShape<64, 2>(p, stream);
+    default: return LaunchWgmmaShape<128, 1>(p, stream);
+  }
 }
 
 }  // namespace kvtier::engine

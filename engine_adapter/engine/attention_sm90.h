@@ -14,8 +14,9 @@ namespace kvtier::engine {
 bool WgmmaPrefillAvailable(int head_dim);
 // Query rows per tile (PrefillTiles must cut tiles of this size).
 int WgmmaPrefillRows();
-// v_desc_order: which of the V descriptor's two strides is the byte offset
-// between 64-column blocks of head_dim (0: the leading one).
-void LaunchPrefillWgmma(const PrefillArgs& args, int v_desc_order, cudaStream_t stream);
+// shape 0: 64 keys per tile, one CTA per multiprocessor; 1: 64 keys, two
+// CTAs (registers capped at 128); 2: 128 keys, one CTA.
+inline constexpr int kWgmmaShapes = 3;
+void LaunchPrefillWgmma(const PrefillArgs& args, int shape, cudaStream_t stream);
 
 }  // namespace kvtier::engine
