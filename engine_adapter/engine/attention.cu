@@ -303,12 +303,12 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
 struct PrefillShape {
   int warps, mt, bc;
 };
-// Shapes 4, 5 and 6 are the wgmma kernel (attention_sm90.cu: two
+// Shapes 4 to 7 are the wgmma kernels (attention_sm90.cu: two
 // warpgroups, 128 rows; 64 keys, 64 keys at two CTAs per multiprocessor,
-// 128 keys); where it is not available (head_dim 64, another GPU) they run
+// 128 keys, 64 keys pipelined); where it is not available (head_dim 64, another GPU) they run
 // shape 1, which has as many rows per tile.
 constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64}, {4, 2, 64}, {4, 2, 32}, {8, 1, 64},
-                                           {8, 1, 64}, {8, 1, 64}, {8, 1, 128}};
+                                           {8, 1, 64}, {8, 1, 64}, {8, 1, 128}, {8, 1, 64}};
 constexpr int kFirstWgmmaShape = 4;
 constexpr int kNumPrefillShapes = sizeof(kPrefillShapes) / sizeof(kPrefillShapes[0]);
 
@@ -530,7 +530,7 @@ std::string PrefillVariantName(int variant) {
   if (variant >= kFirstWgmmaShape) {
     const int w = variant - kFirstWgmmaShape;
     return std::string("wgmma, 2 warpgroups (128 rows), ") + (w == 2 ? "128" : "64") + " keys" +
-           (w == 1 ? ", 2 CTAs/SM" : "");
+           (w == 1 ? ", 2 CTAs/SM" : "") + (w == 3 ? ", QK^T of the next tile overlapped" : "");
   }
   const PrefillShape& s = kPrefillShapes[variant];
   return std::to_string(s.warps) + " warps x " + std::to_string(s.mt) + " m-tiles (" +

@@ -249,10 +249,179 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
   }
 }
 
+// The same tiles as PrefillWgmmaKernel<64, 1> with the next tile's
+// S = Q K^T issued before this tile's softmax, so that the tensor cores work
+// while the warpgroup computes exponentials (FlashAttention-3's
+// intra-warpgroup overlap), and three K/V stages so that each tile's gather
+// runs one whole iteration ahead with one barrier per iteration.
+constexpr int kPipeKeys = 64;
+constexpr int kPipeStages = 3;
+constexpr int kPipeSmem = kQBytes + 2 * kPipeStages * KVBytes<kPipeKeys>() + 1024;
+
+__global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaPipelinedKernel(PrefillArgs p) {
+  constexpr int kKeys = kPipeKeys;
+  constexpr int kKVBytes = KVBytes<kKeys>();
+  constexpr int NT = kKeys / 8;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t base = (uint32_t(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
+  const uint32_t aQ = base;
+  // Stage s of K at aK0 + s * kKVBytes, of V at aV0 + s * kKVBytes.
+  const uint32_t aK0 = base + kQBytes, aV0 = base + kQBytes + kPipeStages * kKVBytes;
+
+  const AttnArgs& a = p.attn;
+  const int h = blockIdx.x;
+  const int2 tile = p.tiles[blockIdx.y];
+  const int seq = tile.x, m0 = tile.y;
+  const int qlen = p.q_len[seq], kvlen = a.kv_len[seq], qs = p.q_start[seq];
+  const int pos0 = kvlen - qlen;
+  const int kvh = h / (a.num_heads / a.kv_heads);
+  const int32_t* pt = a.page_table + size_t(seq) * a.page_table_stride;
+  const int P = a.page_tokens;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wg = warp / 4, wwarp = warp % 4;
+  const int kend = min(kvlen, pos0 + m0 + kRows);
+  const int ntiles = (kend + kKeys - 1) / kKeys;
+
+  const int ch = tid % 16, r0 = tid / 16;
+  auto load_kv = [&](int stage, int n0) {
+#pragma unroll 2
+    for (int r = r0; r < kKeys; r += 16) {
+      int key = n0 + r;
+      bool valid = key < kvlen;
+      int kk = valid ? key : 0;
+      size_t off = ((size_t(pt[kk / P]) * P + kk % P) * a.kv_heads + kvh) * kD + ch * 8;
+      uint32_t o = SubSwz(kKeys, r, ch);
+      CpAsync16(aK0 + stage * kKVBytes + o, a.k_cache + off, valid);
+      CpAsync16(aV0 + stage * kKVBytes + o, a.v_cache + off, valid);
+    }
+  };
+  auto qk = [&](float (&s)[32], int stage) {
+    WgFence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      uint64_t dq = Desc(aQ + (ks >> 2) * kRows * 128 + wg * 64 * 128 + (ks & 3) * 32, 16, 1024);
+      uint64_t dk = Desc(aK0 + stage * kKVBytes + (ks >> 2) * kKeys * 128 + (ks & 3) * 32, 16, 1024);
+      WgmmaSS(s, dq, dk, ks > 0);
+    }
+    WgCommit();
+  };
+#pragma unroll
+  for (int r = r0; r < kRows; r += 16) {
+    int row = m0 + r;
+    bool valid = row < qlen;
+    const bf16_t* src = a.q + size_t(qs + (valid ? row : 0)) * a.q_stride + h * kD + ch * 8;
+    CpAsync16(aQ + SubSwz(kRows, r, ch), src, valid);
+  }
+  load_kv(0, 0);
+  asm volatile("cp.async.commit_group;\n" ::);
+  if (ntiles > 1) load_kv(1, kKeys);
+  asm volatile("cp.async.commit_group;\n" ::);
+  asm volatile("cp.async.wait_group 1;\n" ::);
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncthreads();
+
+  const int g = lane / 4, t4 = lane % 4;
+  const int row_lo = wg * 64 + wwarp * 16 + g;
+  const int lim0 = min(pos0 + m0 + row_lo, kvlen - 1);
+  const int lim1 = min(pos0 + m0 + row_lo + 8, kvlen - 1);
+  const int warp_min_lim = min(pos0 + m0 + wg * 64 + wwarp * 16, kvlen - 1);
+  const float sl2 = a.scale * kLog2e;
+  const uint32_t v_lbo = kKeys * 128, v_sbo = 1024;
+
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.f;
+  float mrow[2] = {-FLT_MAX, -FLT_MAX}, lrow[2] = {0.f, 0.f};
+  float s[32], s_next[32];
+  qk(s, 0);
+  WgWait0();
+
+  for (int j = 0; j < ntiles; ++j) {
+    const int st = j % kPipeStages, n0 = j * kKeys;
+    asm volatile("cp.async.wait_group 0;\n" ::);  // tile j + 1 has landed
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();  // ... for every warp; and tile j - 1's stage is free
+    if (j + 2 < ntiles) load_kv((j + 2) % kPipeStages, n0 + 2 * kKeys);
+    asm volatile("cp.async.commit_group;\n" ::);
+    if (j + 1 < ntiles) qk(s_next, (j + 1) % kPipeStages);
+
+    if (n0 + kKeys - 1 > warp_min_lim) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        int key = n0 + nt * 8 + 2 * t4;
+        if (key > lim0) s[nt * 4 + 0] = -INFINITY;
+        if (key + 1 > lim0) s[nt * 4 + 1] = -INFINITY;
+        if (key > lim1) s[nt * 4 + 2] = -INFINITY;
+        if (key + 1 > lim1) s[nt * 4 + 3] = -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(mrow[r], mx * sl2);
+      const float corr = Exp2(mrow[r] - m_new);
+      mrow[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        float e0 = Exp2(s[nt * 4 + 2 * r] * sl2 - m_new);
+        float e1 = Exp2(s[nt * 4 + 2 * r + 1] * sl2 - m_new);
+        s[nt * 4 + 2 * r] = e0;
+        s[nt * 4 + 2 * r + 1] = e1;
+        sum += e0 + e1;
+      }
+      lrow[r] = lrow[r] * corr + sum;
+#pragma unroll
+      for (int dt = 0; dt < 16; ++dt) {
+        o[dt * 4 + 2 * r] *= corr;
+        o[dt * 4 + 2 * r + 1] *= corr;
+      }
+    }
+    WgFence();
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      uint32_t pa[4] = {PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]),
+                        PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]),
+                        PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]),
+                        PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3])};
+      WgmmaRS(o, pa, Desc(aV0 + st * kKVBytes + kk * 16 * 128, v_lbo, v_sbo));
+    }
+    WgCommit();
+    WgWait0();  // this tile's P V and the next tile's Q K^T
+#pragma unroll
+    for (int i = 0; i < 32; ++i) s[i] = s_next[i];
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+  }
+  const int row0 = m0 + row_lo, row1 = row0 + 8;
+  const float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
+  const float inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
+  bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * kD + 2 * t4;
+  bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * kD + 2 * t4;
+#pragma unroll
+  for (int dt = 0; dt < 16; ++dt) {
+    if (row0 < qlen)
+      *reinterpret_cast<uint32_t*>(out0 + dt * 8) = PackBf16(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
+    if (row1 < qlen)
+      *reinterpret_cast<uint32_t*>(out1 + dt * 8) =
+          PackBf16(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
+  }
+}
+
 #else  // not sm_90a: never launched (WgmmaPrefillAvailable() is false)
 
 template <int BC, int MINB>
 __global__ void PrefillWgmmaKernel(PrefillArgs) { __trap(); }
+constexpr int kPipeSmem = 1024;
+__global__ void PrefillWgmmaPipelinedKernel(PrefillArgs) { __trap(); }
 
 #endif
 
@@ -287,7 +456,17 @@ void LaunchPrefillWgmma(const PrefillArgs& p, int shape, cudaStream_t stream) {
   switch (shape) {
     case 0: return LaunchWgmmaShape<64, 1>(p, stream);
     case 1: return LaunchWgmmaShape<64, 2>(p, stream);
-    default: return LaunchWgmmaShape<128, 1>(p, stream);
+    case 2: return LaunchWgmmaShape<128, 1>(p, stream);
+    default: {
+      static bool configured = [] {
+        cudaFuncSetAttribute(PrefillWgmmaPipelinedKernel,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, kPipeSmem);
+        return true;
+      }();
+      (void)configured;
+      dim3 grid(p.attn.num_heads, p.num_tiles);
+      PrefillWgmmaPipelinedKernel<<<grid, kThreads, kPipeSmem, stream>>>(p);
+    }
   }
 }
 
