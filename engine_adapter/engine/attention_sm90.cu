@@ -215,15 +215,20 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
       }
     }
 
-    WgFence();
+    // P in registers first: the four wgmmas then issue back to back (a
+    // register written between them would make the compiler serialise them).
+    uint32_t pa[kKeys / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk) {
-      uint32_t pa[4] = {PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]),
-                        PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]),
-                        PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]),
-                        PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3])};
-      WgmmaRS(o, pa, Desc(aV0 + st * kKVBytes + kk * 16 * 128, v_lbo, v_sbo));
+      pa[kk][0] = PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
+      pa[kk][1] = PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
+      pa[kk][2] = PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
+      pa[kk][3] = PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
     }
+    WgFence();
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk)
+      WgmmaRS(o, pa[kk], Desc(aV0 + st * kKVBytes + kk * 16 * 128, v_lbo, v_sbo));
     WgCommit();
     WgWait0();
     __syncthreads();  // every warp is done with stage st before it is refilled
@@ -381,15 +386,20 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaPipelinedKernel(Prefi
         o[dt * 4 + 2 * r + 1] *= corr;
       }
     }
-    WgFence();
+    // P in registers first: the four wgmmas then issue back to back (a
+    // register written between them would make the compiler serialise them).
+    uint32_t pa[kKeys / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk) {
-      uint32_t pa[4] = {PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]),
-                        PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]),
-                        PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]),
-                        PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3])};
-      WgmmaRS(o, pa, Desc(aV0 + st * kKVBytes + kk * 16 * 128, v_lbo, v_sbo));
+      pa[kk][0] = PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
+      pa[kk][1] = PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
+      pa[kk][2] = PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
+      pa[kk][3] = PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
     }
+    WgFence();
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk)
+      WgmmaRS(o, pa[kk], Desc(aV0 + st * kKVBytes + kk * 16 * 128, v_lbo, v_sbo));
     WgCommit();
     WgWait0();  // this tile's P V and the next tile's Q K^T
 #pragma unroll
