@@ -21,7 +21,7 @@ namespace kvtier::engine {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kDefaultPrefillVariant = 4;  // measured fastest on the H200 (docs/engine.md)
+constexpr int kDefaultPrefillVariant = 5;  // measured fastest on the H200 (docs/engine.md)
 
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -303,12 +303,11 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
 struct PrefillShape {
   int warps, mt, bc;
 };
-// Shapes 4 to 7 are the wgmma kernels (attention_sm90.cu: two
-// warpgroups, 128 rows; 64 keys, 64 keys at two CTAs per multiprocessor,
-// 128 keys, 64 keys pipelined); where it is not available (head_dim 64, another GPU) they run
+// Shapes 4 to 6 are the wgmma kernel (attention_sm90.cu: two warpgroups,
+// 128 rows; 64 keys, 64 keys at two CTAs per multiprocessor, 128 keys); where it is not available (head_dim 64, another GPU) they run
 // shape 1, which has as many rows per tile.
 constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64}, {4, 2, 64}, {4, 2, 32}, {8, 1, 64},
-                                           {8, 1, 64}, {8, 1, 64}, {8, 1, 128}, {8, 1, 64}};
+                                           {8, 1, 64}, {8, 1, 64}, {8, 1, 128}};
 constexpr int kFirstWgmmaShape = 4;
 constexpr int kNumPrefillShapes = sizeof(kPrefillShapes) / sizeof(kPrefillShapes[0]);
 
@@ -530,7 +529,7 @@ std::string PrefillVariantName(int variant) {
   if (variant >= kFirstWgmmaShape) {
     const int w = variant - kFirstWgmmaShape;
     return std::string("wgmma, 2 warpgroups (128 rows), ") + (w == 2 ? "128" : "64") + " keys" +
-           (w == 1 ? ", 2 CTAs/SM" : "") + (w == 3 ? ", QK^T of the next tile overlapped" : "");
+           (w == 1 ? ", 2 CTAs/SM" : "");
   }
   const PrefillShape& s = kPrefillShapes[variant];
   return std::to_string(s.warps) + " warps x " + std::to_string(s.mt) + " m-tiles (" +

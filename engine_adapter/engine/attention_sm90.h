@@ -15,9 +15,8 @@ bool WgmmaPrefillAvailable(int head_dim);
 // Query rows per tile (PrefillTiles must cut tiles of this size).
 int WgmmaPrefillRows();
 // shape 0: 64 keys per tile, one CTA per multiprocessor; 1: 64 keys, two
-// CTAs (registers capped at 128); 2: 128 keys, one CTA; 3: 64 keys, the
-// next tile's Q K^T overlapping this tile's softmax, three K/V stages.
-inline constexpr int kWgmmaShapes = 4;
+// CTAs (registers capped at 128); 2: 128 keys, one CTA.
+inline constexpr int kWgmmaShapes = 3;
 void LaunchPrefillWgmma(const PrefillArgs& args, int shape, cudaStream_t stream);
 
 }  // namespace kvtier::engine
