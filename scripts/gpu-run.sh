@@ -11,6 +11,9 @@
 #   scripts/gpu-run.sh engine           # kvtier-bench engine on the 8B shape (vs PyTorch)
 #   scripts/gpu-run.sh tests load tp    # any combination, in order
 #
+# The libraries it needs there come from ../shared/tools/device-deps, run here
+# once with the engine's extra packages: device-deps nlohmann-json3-dev libcli11-dev
+#
 # The 8B-shaped checkpoint (16 GB of seeded random weights) is written once to
 # ${KVTIER_ENGINE_MODEL:-/tmp/kvtier-llama-3-8b} and reused.
 set -uo pipefail
