@@ -10,6 +10,7 @@
 #include "engine_adapter/engine/attention.h"
 #include "engine_adapter/engine/page_allocator.h"
 #include "loader/cuda_status.h"
+#include "loader/gpu_runtime.h"
 
 namespace kvtier::engine {
 
@@ -115,6 +116,7 @@ Status LlamaModel::Init(const Checkpoint& ckpt, const ModelOptions& opt) {
   if (options_.max_logit_rows == 0) options_.max_logit_rows = opt.max_seqs;
   max_pages_per_seq_ = PagesFor(opt.max_seq_len, opt.page_tokens);
 
+  if (!GpuAvailable()) return Status::Unavailable("no CUDA GPU is available: the engine needs one");
   int dev = 0;
   KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev));
