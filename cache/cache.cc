@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 
@@ -347,32 +348,54 @@ Status Cache::PersistNamespace(NamespaceId id, const NamespaceSpec& s) {
   return Status::OK();
 }
 
+// A crash while appending leaves a torn last line (no newline, or cut
+// fields). It is dropped and cut off the file before anything new is
+// appended, so that the next line starts on a line of its own; a malformed
+// line anywhere else is damage and stops the start.
 Status Cache::LoadNamespaces() {
   if (options_.namespace_file.empty()) return Status::OK();
-  std::ifstream in(options_.namespace_file);
+  std::ifstream in(options_.namespace_file, std::ios::binary);
   if (!in) return Status::OK();  // first start
-  std::string line;
-  size_t n = 0;
-  while (std::getline(in, line)) {
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  size_t pos = 0, good_end = 0, n = 0;
+  while (pos < text.size()) {
+    const size_t nl = text.find('\n', pos);
+    const bool complete = nl != std::string::npos;
+    const std::string line = text.substr(pos, complete ? nl - pos : std::string::npos);
+    const size_t next = complete ? nl + 1 : text.size();
     ++n;
     std::istringstream ls(line);
-    std::string v, model, rev, salt;
+    std::string v, model, rev, salt, extra;
     int mode = 0, dtype = 0;
     NamespaceId id = 0;
-    NamespaceSpec s;
-    ls >> v >> id >> mode >> s.layout.num_layers >> s.layout.num_kv_heads >> s.layout.head_dim >>
-        s.layout.tokens_per_block >> dtype >> s.layout.planes >> s.tp_rank >> s.tp_size >> model >>
-        rev >> salt;
-    s.hash_mode = static_cast<HashMode>(mode);
-    s.layout.dtype = static_cast<DType>(dtype);
-    if (!ls || v != "v1" || id != namespaces_.size() || !Unhex(model, &s.model_id) ||
-        !Unhex(rev, &s.model_revision) || !Unhex(salt, &s.tenant_salt) || !s.Validate().ok()) {
-      // A torn last line (crash while appending) is dropped; anything else is damage.
-      if (in.peek() == EOF) break;
-      return Status::Corruption("namespace file '" + options_.namespace_file + "' line " +
-                                std::to_string(n) + " is malformed");
+    NamespaceSpec spec;
+    ls >> v >> id >> mode >> spec.layout.num_layers >> spec.layout.num_kv_heads >>
+        spec.layout.head_dim >> spec.layout.tokens_per_block >> dtype >> spec.layout.planes >>
+        spec.tp_rank >> spec.tp_size >> model >> rev >> salt;
+    const bool fields = static_cast<bool>(ls) && !(ls >> extra);
+    spec.hash_mode = static_cast<HashMode>(mode);
+    spec.layout.dtype = static_cast<DType>(dtype);
+    const bool valid = complete && fields && v == "v1" && id == namespaces_.size() &&
+                       Unhex(model, &spec.model_id) && Unhex(rev, &spec.model_revision) &&
+                       Unhex(salt, &spec.tenant_salt) && spec.Validate().ok();
+    if (!valid) {
+      if (next < text.size())
+        return Status::Corruption("namespace file '" + options_.namespace_file + "' line " +
+                                  std::to_string(n) + " is malformed");
+      break;  // the torn last line
     }
-    namespaces_.push_back(std::move(s));
+    namespaces_.push_back(std::move(spec));
+    good_end = next;
+    pos = next;
+  }
+  if (good_end < text.size()) {
+    if (::truncate(options_.namespace_file.c_str(), static_cast<off_t>(good_end)) != 0)
+      return Status::IOError("cannot cut the torn last line off namespace file '" +
+                             options_.namespace_file + "'");
+    if (options_.log_warning)
+      options_.log_warning("namespace file '" + options_.namespace_file + "': dropped a torn last line (" +
+                           std::to_string(text.size() - good_end) + " bytes) left by a crash");
   }
   return Status::OK();
 }
