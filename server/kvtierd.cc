@@ -125,6 +125,7 @@ int Run(const DaemonConfig& cfg) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);  // never fatal (see below)
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -164,7 +165,11 @@ int Run(const DaemonConfig& cfg) {
   if (admin) spdlog::info("admin endpoint http://{}:{}/", ParseHostPort(cfg.admin_address)->host, admin->port());
 
   int sig = 0;
-  sigwait(&sigs, &sig);
+  // SIGHUP, which init systems and terminals send to reload, kills a process
+  // by default: here it is logged and ignored (the logs go to stderr, which
+  // needs no re-opening, and no setting is reloadable yet).
+  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+    spdlog::info("received SIGHUP: nothing to reload, still serving");
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   if (admin) admin->Stop();
   (*rpc)->Stop();

@@ -108,6 +108,18 @@ class Daemon {
   }
 
   bool running() const { return pid_ > 0; }
+  // Sends `sig`; Exited() then says whether the process has ended since.
+  void Signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
+  bool Exited() {
+    int status = 0;
+    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    return pid_ <= 0;
+  }
   const std::string& socket() const { return socket_; }
   const std::string& dir() const { return dir_; }
   int admin_port() const { return admin_port_; }

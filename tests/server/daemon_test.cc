@@ -476,3 +476,28 @@ TEST(DaemonTest, RefusesToStealALiveSocketAndRejectsBadFlags) {
 
 }  // namespace
 }  // namespace kvtier
+
+namespace kvtier {
+namespace {
+
+// SIGHUP (a reload request from init systems and terminals) is never fatal:
+// the daemon keeps its state and serves; SIGTERM still stops it cleanly.
+TEST(DaemonSignalTest, SighupIsNotFatal) {
+  testing::Daemon d;
+  ASSERT_TRUE(d.running());
+  auto c = Client::Connect(d.socket());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto ns = (*c)->OpenNamespace(testing::DemoSpec());
+  ASSERT_TRUE(ns.ok()) << ns.status().ToString();
+  for (int i = 0; i < 3; ++i) d.Signal(SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(d.Exited()) << "kvtierd died of SIGHUP";
+  auto stats = (*c)->Stats();
+  EXPECT_TRUE(stats.ok()) << stats.status().ToString();
+  auto c2 = Client::Connect(d.socket());
+  EXPECT_TRUE(c2.ok()) << c2.status().ToString();
+  EXPECT_EQ(d.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace kvtier
