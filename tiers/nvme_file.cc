@@ -2,6 +2,7 @@
 #include "tiers/nvme_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -34,6 +35,7 @@ int OpenFd(const std::string& path, bool direct) {
 
 NvmeFile::~NvmeFile() {
   if (fd_ >= 0) ::close(fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the owner's lock
 }
 
 Result<std::unique_ptr<NvmeFile>> NvmeFile::Open(const NvmeFileOptions& options) {
@@ -54,6 +56,25 @@ Result<std::unique_ptr<NvmeFile>> NvmeFile::Open(const NvmeFileOptions& options)
     f->fd_ = OpenFd(options.path, false);
     if (f->fd_ < 0) return Status::IOError(ErrnoText("open " + options.path, errno));
     f->fallback_reason_ = "file system refused O_DIRECT at open (EINVAL); using buffered I/O";
+  }
+
+  // One owner per file or device: a second daemon (another data dir, the
+  // same --nvme-path) would reformat or overwrite the first one's extents.
+  // The lock is taken on a descriptor of its own, which nothing else
+  // references: the data descriptor is registered with io_uring, whose
+  // teardown after a kill -9 finishes later in the kernel and would keep a
+  // lock on it alive past the owner's death, refusing the restart.
+  do {
+    f->lock_fd_ = ::open(options.path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (f->lock_fd_ < 0 && errno == EINTR);
+  if (f->lock_fd_ < 0) return Status::IOError(ErrnoText("open " + options.path + " to lock it", errno));
+  if (::flock(f->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EWOULDBLOCK)
+      return Status::Unavailable("nvme file " + options.path +
+                                 " is locked by another process (another kvtierd using the same "
+                                 "--nvme-path?)");
+    return Status::IOError(ErrnoText("flock " + options.path, err));
   }
 
   struct stat st;

@@ -43,7 +43,9 @@ class NvmeFile {
   // Errors: InvalidArgument (no path, zero capacity for a regular file,
   // capacity above a block device's size, not a regular file or block
   // device), ResourceExhausted (fallocate: no space for the capacity),
-  // IOError (open/stat/ioctl failed, or O_DIRECT refused without fallback).
+  // IOError (open/stat/ioctl failed, or O_DIRECT refused without fallback),
+  // Unavailable (another process holds the file: one owner per file, by an
+  // exclusive flock released when the owner closes it or dies).
   static Result<std::unique_ptr<NvmeFile>> Open(const NvmeFileOptions& options);
 
   NvmeFile(const NvmeFile&) = delete;
@@ -69,6 +71,7 @@ class NvmeFile {
   NvmeFile() = default;
 
   int fd_ = -1;
+  int lock_fd_ = -1;  // holds the exclusive flock (see Open)
   std::string path_;
   uint64_t capacity_ = 0;
   bool block_device_ = false;

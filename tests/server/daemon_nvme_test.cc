@@ -253,3 +253,53 @@ TEST(DaemonNvmeTest, DroppedPendingLookupsLeaveNoPins) {
 
 }  // namespace
 }  // namespace kvtier
+
+namespace kvtier {
+namespace {
+
+// Two daemons with different data dirs and the same --nvme-path: the second
+// is refused with a clear error and the first keeps every block (before, the
+// second reformatted the file and destroyed the first's blocks).
+TEST(DaemonNvmeLockTest, SecondDaemonOnTheSameNvmePathIsRefused) {
+  char tmpl[] = "/tmp/kvtier-nvme-lock-XXXXXX";
+  const std::string shared = mkdtemp(tmpl);
+  const std::string nvme = shared + "/shared-nvme.dat";
+  std::vector<std::string> flags = NvmeFlags("write-through");
+  flags.insert(flags.end(), {"--nvme-path", nvme});
+  Daemon d(flags);
+  ASSERT_TRUE(d.running());
+  {
+    auto c = Client::Connect(d.socket());
+    auto ns = (*c)->OpenNamespace(DemoSpec());
+    auto keys = Keys(**ns, 0, 16);
+    std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>((*ns)->block_bytes()));
+    std::vector<const uint8_t*> ptrs;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
+      ptrs.push_back(bufs[i].data());
+    }
+    ASSERT_TRUE((*ns)->Store(keys, ptrs).ok());
+  }
+  const std::string second = shared + "/second";
+  // timeout: without the lock the second daemon would start and serve on.
+  std::string cmd = "timeout 10 " + std::string(KVTIERD_PATH) + " --socket " + second + ".sock --data-dir " +
+                    second + " --host-capacity 64M --host-region 4M --admin off --nvme-capacity 256M" +
+                    " --nvme-path " + nvme + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int status = pclose(p);
+  EXPECT_NE(WEXITSTATUS(status), 0) << out;
+  EXPECT_NE(out.find("is locked by another process"), std::string::npos) << out;
+  auto [found, wrong] = Audit(d.socket(), 1, 16);
+  EXPECT_EQ(found, 16u);
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(d.Stop(), 0);
+  std::error_code ec;
+  std::filesystem::remove_all(shared, ec);
+}
+
+}  // namespace
+}  // namespace kvtier
