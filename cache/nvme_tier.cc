@@ -299,7 +299,7 @@ bool NvmeTier::PrepareJob(Job& job) {
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
     if (set) e.flags.fetch_or(set);
   };
-  if (!store_->admitting()) {
+  if (!store_->AcceptsWrites()) {
     clear(0);
     return true;
   }
@@ -419,7 +419,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
 }
 
 void NvmeTier::Clean() {
-  if (options_.write_through || !store_->admitting()) return;
+  if (options_.write_through || !store_->AcceptsWrites()) return;
   Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
   BlockIndex& index = cache_->index_;
   std::vector<BlockId> picked;

@@ -2,6 +2,7 @@
 #include "tiers/nvme_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -64,6 +65,7 @@ Result<std::unique_ptr<NvmeStore>> NvmeStore::Open(const NvmeStoreOptions& optio
 }
 
 Status NvmeStore::Init(const NvmeStoreOptions& o, std::unique_ptr<IoQueue> queue) {
+  probe_ms_ = o.admission_probe_ms;
   if (o.max_ops == 0 || o.max_ops > kMaxOps) {
     return Status::InvalidArgument("nvme store: max_ops must be in 1..16384");
   }
@@ -222,7 +224,8 @@ Status NvmeStore::PrepareIo(uint32_t op, uint32_t part, IoOpcode code, void* buf
 }
 
 Status NvmeStore::PrepareWrite(const NvmeWriteRequest& w) {
-  if (!admitting()) {
+  const bool probe = !admitting();
+  if (probe && !AcceptsWrites()) {
     Bump(counters_.writes_refused);
     return admission_status();
   }
@@ -242,6 +245,10 @@ Status NvmeStore::PrepareWrite(const NvmeWriteRequest& w) {
   }
   const uint32_t i = TakeOp(NvmeOpKind::kWrite, /*recovery=*/false, w.user_data,
                             static_cast<uint8_t*>(const_cast<void*>(w.buf)));
+  if (probe) {
+    ops_[i].probe = true;
+    probe_in_flight_ = true;
+  }
   Op& op = ops_[i];
   op.extent.offset = *offset;
   op.extent.payload_bytes = w.payload_bytes;
@@ -331,8 +338,14 @@ void NvmeStore::HandleIo(const IoCompletion& c) {
 void NvmeStore::FinishWrite(uint32_t i) {
   Op& op = ops_[i];
   const uint64_t padded = RoundUpToBlock(op.extent.payload_bytes);
+  const bool probe = op.probe;
+  if (probe) {
+    op.probe = false;
+    probe_in_flight_ = false;
+  }
   if (op.header_result == static_cast<int32_t>(kExtentHeaderBytes) &&
       op.payload_result == static_cast<int32_t>(padded)) {
+    if (probe) ResumeAdmission();  // the device takes writes again
     Bump(counters_.writes_completed);
     Bump(counters_.bytes_written, op.extent.payload_bytes);
     op.status = Status::OK();
@@ -344,7 +357,7 @@ void NvmeStore::FinishWrite(uint32_t i) {
   std::string what = err ? ErrnoName(err) : "short write";
   std::string msg = "nvme write of " + std::to_string(padded) + " bytes at offset " +
                     std::to_string(op.extent.offset) + " failed: " + what;
-  if (err == 0 || !TransientErrno(err)) StopAdmitting(msg);
+  if (err == 0 || !TransientErrno(err) || probe) StopAdmitting(msg);
   Bump(counters_.write_errors);
   // Never durable: the space goes back at once.
   (void)allocator_->Free(op.extent.offset, ExtentBytesNeeded(op.extent.payload_bytes));
@@ -522,10 +535,24 @@ Status NvmeStore::RecoverExtents(std::span<const NvmeExtent> records, std::span<
 
 Status NvmeStore::Sync() { return file_->Sync(); }
 
+namespace {
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 void NvmeStore::StopAdmitting(const std::string& reason) {
   std::lock_guard<std::mutex> lock(reason_mu_);
   if (admitting_.load(std::memory_order_relaxed)) stop_reason_ = reason;
+  stopped_at_ms_ = SteadyMs();  // also after a failed probe: wait again
   admitting_.store(false, std::memory_order_release);
+}
+
+bool NvmeStore::AcceptsWrites() const {
+  if (admitting()) return true;
+  return probe_ms_ > 0 && !probe_in_flight_ && SteadyMs() - stopped_at_ms_ >= probe_ms_;
 }
 
 Status NvmeStore::admission_status() const {

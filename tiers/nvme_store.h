@@ -20,9 +20,11 @@
 // the buffer's contents are then undefined and must not be used.
 //
 // Errors stop admission: a write that fails with ENOSPC or EIO (or any
-// errno) makes the store refuse further writes (Rejected) until
-// ResumeAdmission(); admission_status() says why. Reads, frees and recovery
-// go on.
+// errno) makes the store refuse further writes (Rejected); admission_status()
+// says why. Reads, frees and recovery go on. Every admission_probe_ms one
+// write is let through as a probe (AcceptsWrites() says when): if it
+// succeeds admission resumes by itself, else the wait starts again.
+// ResumeAdmission() resumes at once (an operator who freed space).
 //
 // Alignment (O_DIRECT): buffers passed to PrepareWrite/PrepareRead must start
 // on a 4 KiB boundary and have RoundUpToBlock(payload_bytes) bytes (a read
@@ -93,6 +95,10 @@ struct NvmeStoreOptions {
   bool direct_io = true;
   // io_uring when the kernel has it; false: pread/pwrite (SyncIoQueue).
   bool use_io_uring = true;
+  // After admission stopped: milliseconds until one write is let through as
+  // a probe of the device (and between failed probes). 0: never (admission
+  // then resumes only through ResumeAdmission()).
+  uint32_t admission_probe_ms = 5000;
 };
 
 // One write: the payload at `buf` becomes a new extent named `tag`.
@@ -205,6 +211,10 @@ class NvmeStore {
   Status Sync();
 
   bool admitting() const { return admitting_.load(std::memory_order_acquire); }
+  // Whether PrepareWrite() would take a write now: admitting, or stopped for
+  // admission_probe_ms with no probe in flight (the write is then the probe).
+  // Driving thread only.
+  bool AcceptsWrites() const;
   // OK while admitting, else Rejected with the reason (errno, offset).
   Status admission_status() const;
   // Admits writes again (after an operator freed space or replaced the disk).
@@ -232,6 +242,7 @@ class NvmeStore {
     uint8_t* payload_buf = nullptr;
     NvmeExtent extent;
     Status status;             // set when finished, moved out on delivery
+    bool probe = false;        // a write let through while admission is stopped
   };
 
   NvmeStore() = default;
@@ -278,6 +289,9 @@ class NvmeStore {
   bool fixed_file_ = false;  // the file is registered with the queue as index 0
 
   std::atomic<bool> admitting_{true};
+  uint32_t probe_ms_ = 0;
+  int64_t stopped_at_ms_ = 0;    // steady clock, when admission last stopped or a probe failed
+  bool probe_in_flight_ = false; // driving thread
   mutable std::mutex reason_mu_;
   std::string stop_reason_;  // guarded by reason_mu_
 

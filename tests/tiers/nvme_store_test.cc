@@ -14,6 +14,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "tests/tiers/nvme_test_util.h"
 #include "tiers/checksum.h"
 #include "tiers/fault_io_queue.h"
@@ -455,6 +458,48 @@ TEST_P(NvmeStoreTest, EioOnWriteStopsAdmission) {
   EXPECT_EQ(c.status.code(), StatusCode::kIOError);
   EXPECT_NE(s->admission_status().message().find("EIO"), std::string::npos);
   EXPECT_EQ(s->stats().extents, 0u);
+}
+
+// After ENOSPC/EIO no write is taken until a probe is due; a failed probe
+// waits again; once the device takes a probe write, admission resumes by
+// itself (before, only ResumeAdmission(), which nothing called, did).
+TEST_P(NvmeStoreTest, AdmissionResumesByItselfOnceAProbeWriteSucceeds) {
+  auto fq = FaultQueue();
+  FaultIoQueue* fault = fq.get();
+  auto o = Options();
+  o.admission_probe_ms = 100;
+  auto s = Open(o, std::move(fq));
+  ASSERT_NE(s, nullptr);
+  AlignedBuffer b = RandomBuffer(64 << 10, 8);
+  FaultRule full;
+  full.kind = FaultKind::kWriteError;
+  full.error = ENOSPC;
+  fault->AddRule(full);
+  EXPECT_EQ(WriteOne(*s, Tag(1), b, 64 << 10).status.code(), StatusCode::kIOError);
+  EXPECT_FALSE(s->admitting());
+  EXPECT_FALSE(s->AcceptsWrites());
+  EXPECT_EQ(WriteOne(*s, Tag(2), b, 64 << 10).status.code(), StatusCode::kRejected);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_TRUE(s->AcceptsWrites()) << "a probe is due";
+  // The disk is still full: the probe fails and the wait starts again.
+  EXPECT_EQ(WriteOne(*s, Tag(3), b, 64 << 10).status.code(), StatusCode::kIOError);
+  EXPECT_FALSE(s->admitting());
+  EXPECT_FALSE(s->AcceptsWrites());
+  EXPECT_EQ(WriteOne(*s, Tag(4), b, 64 << 10).status.code(), StatusCode::kRejected);
+
+  fault->ClearRules();  // space freed
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  NvmeCompletion probe = WriteOne(*s, Tag(5), b, 64 << 10);
+  ASSERT_TRUE(probe.status.ok()) << probe.status.ToString();
+  EXPECT_TRUE(s->admitting());
+  EXPECT_TRUE(s->admission_status().ok());
+  NvmeCompletion next = WriteOne(*s, Tag(6), b, 64 << 10);
+  ASSERT_TRUE(next.status.ok()) << next.status.ToString();
+  AlignedBuffer out = ZeroBuffer(64 << 10);
+  ASSERT_TRUE(ReadOne(*s, probe.extent, out).ok());
+  EXPECT_EQ(std::memcmp(out.data(), b.data(), 64 << 10), 0);
+  EXPECT_EQ(s->stats().writes_refused, 2u);
 }
 
 TEST_P(NvmeStoreTest, ReadFaultsAreIOErrorOrCorruption) {
