@@ -193,11 +193,7 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
   if (!slot.ok()) {
     // No room in the host tier (or no extent): the block stays on NVMe and
     // the prefix ends here.
-    {
-      std::lock_guard<std::mutex> l(cache_->index_.MutexFor(e.key));
-      e.state.store(kReady, std::memory_order_release);
-    }
-    CompleteLeaseBlock(st, i, false, kNvmeTier, 0);
+    KeepOnNvme(st, i, id);
     return;
   }
   {
@@ -205,6 +201,19 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
     jobs_.push_back(Job{Job::kRead, id, st, i, *slot, extent});
   }
   jobs_cv_.notify_one();
+}
+
+void NvmeTier::KeepOnNvme(const std::shared_ptr<Lease::State>& st, size_t i, BlockId id) {
+  BlockEntry& e = cache_->index_.entry(id);
+  {
+    std::lock_guard<std::mutex> l(cache_->index_.MutexFor(e.key));
+    e.state.store(kReady, std::memory_order_release);
+  }
+  // The lease drops the block (its prefix ends before it), so the pin it
+  // took is released here; left, it would pin the block for good.
+  const BlockId ids[1] = {id};
+  cache_->ReleaseIds(ids);
+  CompleteLeaseBlock(st, i, false, kNvmeTier, 0);
 }
 
 void NvmeTier::CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_t i, bool ok,
@@ -395,12 +404,22 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
     CompleteLeaseBlock(job.lease, job.lease_index, true, e.tier, e.offset);
     return;
   }
-  // Corruption, short read, I/O error: a miss, counted and quarantined.
-  if (st.IsCorruption()) {
-    ++checksum_failures_;
-  } else {
+  if (!st.IsCorruption()) {
+    // An I/O error proves nothing about the block's bytes (a transient EIO
+    // would otherwise cost the record of an intact block): a miss now, the
+    // block stays on NVMe for the next lookup.
     ++io_errors_;
+    NoteError(Status(st.code(), "block " + e.key.ToHex() + " not promoted: " + st.message()));
+    {
+      std::lock_guard<std::mutex> l(ts.mu);
+      ts.tier->Free(job.slot);
+    }
+    KeepOnNvme(job.lease, job.lease_index, job.id);
+    return;
   }
+  // Corruption (checksum or header mismatch, short read): a miss, counted
+  // and quarantined.
+  ++checksum_failures_;
   NoteError(Status(st.code(), "block " + e.key.ToHex() + " dropped: " + st.message()));
   {
     std::lock_guard<std::mutex> l(mu_);

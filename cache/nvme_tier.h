@@ -82,6 +82,9 @@ class NvmeTier {
   bool PrepareJob(Job& job);  // false: retry later
   void HandleCompletion(const NvmeCompletion& c);
   void FinishRead(Job& job, const Status& st);
+  // Lease block i (block `id`) is not promoted but stays on NVMe: back to
+  // READY there, its pin released, the lease told.
+  void KeepOnNvme(const std::shared_ptr<Lease::State>& st, size_t i, BlockId id);
   void CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_t i, bool ok,
                           TierId tier, uint64_t offset);
   bool EvictOneLocked();  // REQUIRES: mu_; frees one NVMe extent

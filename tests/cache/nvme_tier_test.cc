@@ -200,6 +200,57 @@ TEST_F(NvmeCacheTest, EnospcStopsAdmissionAndNothingHalfWrittenIsVisible) {
   EXPECT_EQ(Nvme().recovered, 0u);
 }
 
+// A promotion that finds no host slot (every slot pinned) is a miss and
+// leaves no pin behind (before, each such miss pinned its block for good).
+TEST_F(NvmeCacheTest, PromotionWithoutAHostSlotLeavesNoPin) {
+  Open(/*write_through=*/true, 64);
+  Store(0, 40);
+  cache_->DrainNvme();
+  Store(40, 64);  // host holds 40..103; 0..39 live on NVMe only
+  cache_->DrainNvme();
+  {
+    auto hold = cache_->Acquire(ns_, std::span(keys_).subspan(40, 64));
+    ASSERT_TRUE(hold.ok());
+    hold->Wait();
+    ASSERT_EQ(hold->size(), 64u);  // every host slot pinned
+    EXPECT_EQ(AcquireVerified(0, 10), 0u) << "no slot to promote into: a miss";
+    EXPECT_EQ(AcquireVerified(0, 10), 0u);
+  }
+  EXPECT_EQ(cache_->Stats().pinned_blocks, 0u) << "the failed promotions pinned their blocks";
+  EXPECT_EQ(AcquireVerified(0, 10), 10u) << "the blocks are still on NVMe and now promote";
+  EXPECT_EQ(cache_->Stats().pinned_blocks, 0u);
+}
+
+// A transient read error is a miss, not proof of damage: the block keeps its
+// record and is served by the next lookup (before, its record was deleted).
+TEST_F(NvmeCacheTest, TransientReadErrorKeepsTheBlock) {
+  auto uring = NewUringIoQueue(IoQueueOptions{256});
+  ASSERT_TRUE(uring.ok()) << uring.status().ToString();
+  auto fault = std::make_unique<FaultIoQueue>(std::move(uring).value());
+  FaultIoQueue* f = fault.get();
+  Open(/*write_through=*/true, 64, std::move(fault));
+  Store(0, 40);
+  cache_->DrainNvme();
+  Store(40, 64);  // 0..39 on NVMe only
+  cache_->DrainNvme();
+  FaultRule eio;
+  eio.kind = FaultKind::kReadError;
+  eio.error = EIO;
+  eio.max_fires = 1;
+  size_t rule = f->AddRule(eio);
+  EXPECT_EQ(AcquireVerified(0, 5), 0u) << "the first block's read failed: a miss";
+  EXPECT_EQ(f->fired(rule), 1u);
+  TierStats n = Nvme();
+  EXPECT_EQ(n.io_errors, 1u);
+  EXPECT_EQ(n.checksum_failures, 0u);
+  EXPECT_EQ(AcquireVerified(0, 5), 5u) << "the block kept its record and is served";
+  EXPECT_EQ(cache_->Stats().pinned_blocks, 0u);
+  // Still recorded across a restart too.
+  cache_->DrainNvme();
+  Open(/*write_through=*/true, 64);
+  EXPECT_GE(Nvme().recovered, 40u);
+}
+
 TEST_F(NvmeCacheTest, SecondSightingAdmitsOnlyReusedBlocks) {
   Open(/*write_through=*/false, 64, nullptr, "second-sighting");
   Store(0, 40);           // above the 50% watermark: cold blocks are considered
