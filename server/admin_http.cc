@@ -189,10 +189,19 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
   srv.Get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
     Status st = self->sources_.health ? self->sources_.health() : Status::OK();
     if (st.ok()) {
-      res.set_content("ok\n", "text/plain; charset=utf-8");
+      res.set_content("ok" + self->DegradedNote() + "\n", "text/plain; charset=utf-8");
     } else {
       res.status = 503;
       res.set_content("unhealthy: " + st.ToString() + "\n", "text/plain; charset=utf-8");
+    }
+  });
+  srv.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
+    Status st = self->sources_.readiness ? self->sources_.readiness() : Status::OK();
+    if (st.ok()) {
+      res.set_content("ready" + self->DegradedNote() + "\n", "text/plain; charset=utf-8");
+    } else {
+      res.status = 503;
+      res.set_content("not ready: " + st.ToString() + "\n", "text/plain; charset=utf-8");
     }
   });
   srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
@@ -252,6 +261,11 @@ void AdminServer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+std::string AdminServer::DegradedNote() const {
+  std::string d = sources_.degraded ? sources_.degraded() : std::string();
+  return d.empty() ? std::string() : ", degraded: " + d;
+}
+
 std::string AdminServer::MetricsText() const {
   CacheStats stats;
   MetricsInput in;
@@ -262,6 +276,8 @@ std::string AdminServer::MetricsText() const {
   in.rpc = sources_.rpc;
   in.version = sources_.version;
   in.uptime_seconds = UptimeSeconds();
+  in.ready = !sources_.readiness || sources_.readiness().ok();
+  in.degraded = sources_.degraded && !sources_.degraded().empty();
   return RenderPrometheus(in);
 }
 

@@ -1,6 +1,9 @@
 // AdminServer: the daemon's HTTP admin endpoint (cpp-httplib).
 //
-//   GET /healthz   200 "ok\n", or 503 "unhealthy: <reason>\n"
+//   GET /healthz   liveness: 200 "ok\n" (or "ok, degraded: <reasons>\n" while
+//                  a part is down and the rest serves), 503 "unhealthy: <reason>\n"
+//   GET /readyz    readiness: 200 "ready\n" (with the same degraded note), or
+//                  503 "not ready: <reason>\n" (starting, draining)
 //   GET /metrics   Prometheus text format 0.0.4 (server/metrics.h)
 //   GET /v1/stats  the same data as JSON (shape in docs/operations.md)
 //   GET /          a small HTML status page, refreshing every 5 s
@@ -36,7 +39,11 @@ namespace kvtier {
 struct AdminSources {
   std::function<CacheStats()> cache_stats;  // empty: no cache metrics
   const RpcMetrics* rpc = nullptr;          // null: no RPC metrics
-  std::function<Status()> health;           // empty: always healthy
+  std::function<Status()> health;           // empty: always healthy (liveness)
+  std::function<Status()> readiness;        // empty: always ready
+  // What is down while the daemon still serves ("nvme tier: writes
+  // stopped"); empty string: nothing. Shown by /healthz, /readyz, /metrics.
+  std::function<std::string()> degraded;
   std::string version;                      // e.g. KvtierVersion()
   std::string socket_path;                  // shown on the status page
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -67,6 +74,7 @@ class AdminServer {
   // The bodies the endpoints serve, exposed for tests and for the RPC
   // service's stats call. Each reads the sources once.
   std::string MetricsText() const;
+  std::string DegradedNote() const;  // ", degraded: ..." or empty
   std::string StatsJson() const;
   std::string StatusPage() const;
 

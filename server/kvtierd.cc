@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <algorithm>
@@ -29,6 +30,8 @@
 
 namespace kvtier {
 namespace {
+
+std::atomic<bool> g_draining{false};  // set on SIGTERM/SIGINT
 
 // Where the host segment goes (empty: the kernel's default).
 std::vector<int> HostNumaNodes(const DaemonConfig& cfg) {
@@ -154,6 +157,17 @@ int Run(const DaemonConfig& cfg) {
     src.version = std::string(KvtierVersion());
     src.socket_path = cfg.socket_path;
     src.started = std::chrono::steady_clock::now();
+    src.readiness = [] {
+      return g_draining.load() ? Status::Unavailable("draining (SIGTERM received)") : Status::OK();
+    };
+    src.degraded = [c] {
+      std::string d;
+      for (const TierStats& t : c->Stats().tiers)
+        if (!t.admitting)
+          d += (d.empty() ? "" : "; ") + t.name +
+               " tier: writes stopped after a device error, probing to resume";
+      return d;
+    };
     auto a = AdminServer::Start(cfg.admin_address, std::move(src));
     if (!a.ok()) {
       spdlog::error("admin endpoint: {}", a.status().ToString());
@@ -171,9 +185,10 @@ int Run(const DaemonConfig& cfg) {
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
     spdlog::info("received SIGHUP: nothing to reload, still serving");
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  if (admin) admin->Stop();
+  g_draining = true;  // /readyz answers 503 while the RPC server stops
   (*rpc)->Stop();
   (*cache)->DrainNvme();  // in-flight NVMe writes complete and are indexed
+  if (admin) admin->Stop();
   CacheStats s = (*cache)->Stats();
   spdlog::info("stopped: {} blocks ready, {} acquires, {} blocks hit", s.blocks_ready, s.acquires,
                s.blocks_hit);

@@ -267,6 +267,11 @@ std::string RenderPrometheus(const MetricsInput& in) {
   if (in.rpc != nullptr) RenderRpc(*in.rpc, w);
   w.Family("kvtier_uptime_seconds", "gauge", "Seconds since the daemon started.");
   w.Sample("kvtier_uptime_seconds", "", in.uptime_seconds);
+  w.Family("kvtier_ready", "gauge", "1 while /readyz answers 200 (0: starting or draining).");
+  w.Sample("kvtier_ready", "", uint64_t{in.ready ? 1u : 0u});
+  w.Family("kvtier_degraded", "gauge",
+           "1 while the daemon serves with a part down (the reason is in /healthz and /readyz).");
+  w.Sample("kvtier_degraded", "", uint64_t{in.degraded ? 1u : 0u});
   w.Family("kvtier_build_info", "gauge", "Always 1; the label carries the kvtier version.");
   w.Sample("kvtier_build_info", "version=\"" + LabelValue(in.version) + "\"", uint64_t{1});
   return w.Take();

@@ -149,6 +149,8 @@ struct MetricsInput {
   const RpcMetrics* rpc = nullptr;
   std::string_view version;
   double uptime_seconds = 0;
+  bool ready = true;     // kvtier_ready: /readyz answers 200
+  bool degraded = false; // kvtier_degraded: serving with a part down (reason in /healthz)
 };
 
 // Prometheus text format 0.0.4: "# HELP" and "# TYPE" before each family's

@@ -496,6 +496,11 @@ TEST(DaemonSignalTest, SighupIsNotFatal) {
   EXPECT_TRUE(stats.ok()) << stats.status().ToString();
   auto c2 = Client::Connect(d.socket());
   EXPECT_TRUE(c2.ok()) << c2.status().ToString();
+  httplib::Client http("127.0.0.1", d.admin_port());
+  auto ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(ready->body, "ready\n");
   EXPECT_EQ(d.Stop(), 0);
 }
 

@@ -136,6 +136,8 @@ class AdminHttpTest : public ::testing::Test {
     s.cache_stats = [c] { return c->Stats(); };
     s.rpc = &rpc_;
     s.health = [this] { return healthy_ ? Status::OK() : Status::Unavailable("nvme tier offline"); };
+    s.readiness = [this] { return ready_ ? Status::OK() : Status::Unavailable("draining"); };
+    s.degraded = [this] { return degraded_ ? std::string("nvme tier: writes stopped") : std::string(); };
     s.version = "9.8.7-test";
     s.socket_path = "/run/kvtier/<test>.sock";
     s.started = std::chrono::steady_clock::now() - std::chrono::seconds(90);
@@ -156,6 +158,8 @@ class AdminHttpTest : public ::testing::Test {
   Lease lease_;
   RpcMetrics rpc_;
   std::atomic<bool> healthy_{true};
+  std::atomic<bool> ready_{true};
+  std::atomic<bool> degraded_{false};
 };
 
 TEST_F(AdminHttpTest, Healthz) {
@@ -172,6 +176,47 @@ TEST_F(AdminHttpTest, Healthz) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 503);
   EXPECT_NE(res->body.find("nvme tier offline"), std::string::npos) << res->body;
+}
+
+// Liveness and readiness are separate, and a part that is down while the
+// rest serves is reported (body and /metrics) without failing either probe.
+TEST_F(AdminHttpTest, ReadyzAndDegradedState) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  httplib::Client cli("127.0.0.1", server->port());
+  auto res = cli.Get("/readyz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->body, "ready\n");
+  auto m = cli.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("\nkvtier_ready 1\n"), std::string::npos);
+  EXPECT_NE(m->body.find("\nkvtier_degraded 0\n"), std::string::npos);
+
+  degraded_ = true;
+  res = cli.Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->body, "ok, degraded: nvme tier: writes stopped\n");
+  res = cli.Get("/readyz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->body, "ready, degraded: nvme tier: writes stopped\n");
+  m = cli.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("\nkvtier_degraded 1\n"), std::string::npos);
+
+  ready_ = false;
+  res = cli.Get("/readyz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  EXPECT_NE(res->body.find("not ready: Unavailable: draining"), std::string::npos) << res->body;
+  res = cli.Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << "draining is alive";
+  m = cli.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("\nkvtier_ready 0\n"), std::string::npos);
 }
 
 TEST_F(AdminHttpTest, MetricsMatchTheCacheStats) {
