@@ -53,13 +53,14 @@ std::vector<int> HostNumaNodes(const DaemonConfig& cfg) {
   return nodes.empty() ? online : nodes;
 }
 
-int Run(const DaemonConfig& cfg) {
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.data_dir, ec);
-  if (ec) {
-    spdlog::error("cannot create data dir '{}': {}", cfg.data_dir, ec.message());
-    return 1;
-  }
+// The daemon's tiers and cache, with or without the NVMe tier.
+struct Tiers {
+  std::unique_ptr<Cache> cache;
+  const HostShmTier* host_tier = nullptr;
+  std::vector<HbmTierRef> hbm_tiers;
+};
+
+Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_failed) {
   HostShmOptions ho;
   ho.capacity_bytes = cfg.host_capacity_bytes;
   ho.region_bytes = cfg.host_region_bytes;
@@ -67,13 +68,11 @@ int Run(const DaemonConfig& cfg) {
   if (!ho.numa_nodes.empty())
     spdlog::info("host tier placed on NUMA node(s) {}", fmt::join(ho.numa_nodes, ","));
   auto host = HostShmTier::Create(ho);
-  if (!host.ok()) {
-    spdlog::error("host tier: {}", host.status().ToString());
-    return 1;
-  }
-  const HostShmTier* host_tier = host->get();
+  if (!host.ok()) return Status(host.status().code(), "host tier: " + host.status().message());
+  Tiers t;
+  t.host_tier = host->get();
   CacheOptions co;
-  std::vector<HbmTierRef> hbm_tiers;
+  std::vector<HbmTierRef>& hbm_tiers = t.hbm_tiers;
   if (cfg.hbm_capacity_bytes > 0) {
     auto gpus = ParseGpuList(cfg.gpus);  // validated with the config
     for (int gpu : *gpus) {
@@ -87,10 +86,9 @@ int Run(const DaemonConfig& cfg) {
         go.host_bytes = (*host)->segment_bytes();
       }
       auto hbm = GpuHbmTier::Create(go);
-      if (!hbm.ok()) {
-        spdlog::error("HBM tier on GPU {}: {}", gpu, hbm.status().ToString());
-        return 1;
-      }
+      if (!hbm.ok())
+        return Status(hbm.status().code(),
+                      "HBM tier on GPU " + std::to_string(gpu) + ": " + hbm.status().message());
       hbm_tiers.push_back(HbmTierRef{hbm->get(), static_cast<TierId>(co.tiers.size())});
       co.tiers.push_back(TierSetup{std::move(hbm).value(), cfg.host_policy});
     }
@@ -105,7 +103,7 @@ int Run(const DaemonConfig& cfg) {
   co.namespace_file = (std::filesystem::path(cfg.data_dir) / "namespaces").string();
   co.log_warning = [](const std::string& m) { spdlog::warn("{}", m); };
   co.log_info = [](const std::string& m) { spdlog::info("{}", m); };
-  if (cfg.nvme_capacity_bytes > 0) {
+  if (with_nvme && cfg.nvme_capacity_bytes > 0) {
     NvmeTierOptions no;
     no.store.path = cfg.nvme_path;
     no.store.capacity_bytes = cfg.nvme_capacity_bytes;
@@ -118,9 +116,41 @@ int Run(const DaemonConfig& cfg) {
   }
   auto cache = Cache::Create(std::move(co));
   if (!cache.ok()) {
-    spdlog::error("cache: {}", cache.status().ToString());
+    *cache_failed = true;  // the tiers were built; the cache (or its NVMe tier) was not
+    return cache.status();
+  }
+  t.cache = std::move(cache).value();
+  return t;
+}
+
+int Run(const DaemonConfig& cfg) {
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec);
+  if (ec) {
+    spdlog::error("cannot create data dir '{}': {}", cfg.data_dir, ec.message());
     return 1;
   }
+  // The host tier serves whatever state the NVMe side is in: a device or
+  // index error at start-up leaves the daemon up without its NVMe tier,
+  // degraded (shown by /healthz, /readyz and kvtier_degraded). Two refusals
+  // stay fatal: a bad setting (InvalidArgument) and an NVMe file another
+  // daemon holds (Unavailable), which are operators' mistakes to fix.
+  std::string nvme_down;
+  bool cache_failed = false;
+  auto built = BuildCache(cfg, /*with_nvme=*/true, &cache_failed);
+  if (!built.ok() && cache_failed && cfg.nvme_capacity_bytes > 0 &&
+      !built.status().IsInvalidArgument() && built.status().code() != StatusCode::kUnavailable) {
+    nvme_down = "nvme tier: not started: " + built.status().ToString();
+    spdlog::error("{}; serving without it", nvme_down);
+    built = BuildCache(cfg, /*with_nvme=*/false, &cache_failed);
+  }
+  if (!built.ok()) {
+    spdlog::error("cache: {}", built.status().ToString());
+    return 1;
+  }
+  auto cache = std::move(built->cache);
+  const HostShmTier* host_tier = built->host_tier;
+  std::vector<HbmTierRef> hbm_tiers = built->hbm_tiers;
 
   // Signals are taken by sigwait() below; every thread started from here on
   // inherits the mask.
@@ -136,7 +166,7 @@ int Run(const DaemonConfig& cfg) {
   RpcServiceOptions so;
   so.max_keys_per_call = cfg.max_keys_per_call;
   so.store_in_hbm = !hbm_tiers.empty() && cfg.store_tier == "hbm";
-  RpcService service(cache->get(), host_tier, &metrics, so, hbm_tiers);
+  RpcService service(cache.get(), host_tier, &metrics, so, hbm_tiers);
   RpcServerOptions ro;
   ro.socket_path = cfg.socket_path;
   ro.threads = static_cast<int>(cfg.rpc_threads);
@@ -151,7 +181,7 @@ int Run(const DaemonConfig& cfg) {
   std::unique_ptr<AdminServer> admin;
   if (cfg.admin_address != "off") {
     AdminSources src;
-    Cache* c = cache->get();
+    Cache* c = cache.get();
     src.cache_stats = [c] { return c->Stats(); };
     src.rpc = &metrics;
     src.version = std::string(KvtierVersion());
@@ -160,8 +190,8 @@ int Run(const DaemonConfig& cfg) {
     src.readiness = [] {
       return g_draining.load() ? Status::Unavailable("draining (SIGTERM received)") : Status::OK();
     };
-    src.degraded = [c] {
-      std::string d;
+    src.degraded = [c, nvme_down] {
+      std::string d = nvme_down;
       for (const TierStats& t : c->Stats().tiers)
         if (!t.admitting)
           d += (d.empty() ? "" : "; ") + t.name +
@@ -187,9 +217,9 @@ int Run(const DaemonConfig& cfg) {
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   g_draining = true;  // /readyz answers 503 while the RPC server stops
   (*rpc)->Stop();
-  (*cache)->DrainNvme();  // in-flight NVMe writes complete and are indexed
+  cache->DrainNvme();  // in-flight NVMe writes complete and are indexed
   if (admin) admin->Stop();
-  CacheStats s = (*cache)->Stats();
+  CacheStats s = cache->Stats();
   spdlog::info("stopped: {} blocks ready, {} acquires, {} blocks hit", s.blocks_ready, s.acquires,
                s.blocks_hit);
   return 0;

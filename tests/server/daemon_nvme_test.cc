@@ -303,3 +303,77 @@ TEST(DaemonNvmeLockTest, SecondDaemonOnTheSameNvmePathIsRefused) {
 
 }  // namespace
 }  // namespace kvtier
+
+namespace kvtier {
+namespace {
+
+// The host tier serves whatever state the NVMe side is in: a device that
+// cannot be opened, or a damaged index, leaves the daemon up without its NVMe
+// tier and says so (before, the daemon refused to start).
+std::pair<bool, std::string> StoresAndLoadsFromHost(const Daemon& d) {
+  auto c = Client::Connect(d.socket());
+  if (!c.ok()) return {false, c.status().ToString()};
+  auto ns = (*c)->OpenNamespace(DemoSpec());
+  if (!ns.ok()) return {false, ns.status().ToString()};
+  auto keys = Keys(**ns, 9, 4);
+  std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>((*ns)->block_bytes()));
+  std::vector<const uint8_t*> ptrs;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
+    ptrs.push_back(bufs[i].data());
+  }
+  auto stored = (*ns)->Store(keys, ptrs);
+  if (!stored.ok()) return {false, stored.status().ToString()};
+  auto stats = (*c)->Stats();
+  if (!stats.ok()) return {false, stats.status().ToString()};
+  auto [found, wrong] = Audit(d.socket(), 10, 4);
+  return {found == 4 && wrong == 0 && stats->tiers.size() == 1,
+          "found " + std::to_string(found) + ", wrong " + std::to_string(wrong) + ", tiers " +
+              std::to_string(stats->tiers.size())};
+}
+
+void ExpectDegraded(const Daemon& d, const std::string& why) {
+  httplib::Client http("127.0.0.1", d.admin_port());
+  auto h = http.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_NE(h->body.find("degraded: nvme tier: not started"), std::string::npos) << h->body;
+  EXPECT_NE(h->body.find(why), std::string::npos) << h->body;
+  auto m = http.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("\nkvtier_degraded 1\n"), std::string::npos);
+  EXPECT_NE(m->body.find("\nkvtier_ready 1\n"), std::string::npos);
+}
+
+TEST(DaemonNvmeFaultTest, DeviceErrorAtStartLeavesTheHostTierServing) {
+  std::vector<std::string> flags = NvmeFlags("write-through");
+  flags.insert(flags.end(), {"--nvme-path", "/proc/kvtier-no-such-dir/nvme.dat"});
+  Daemon d(flags);
+  ASSERT_TRUE(d.running());
+  auto [ok, what] = StoresAndLoadsFromHost(d);
+  EXPECT_TRUE(ok) << what;
+  ExpectDegraded(d, "IOError");
+  EXPECT_EQ(d.Stop(), 0);
+}
+
+TEST(DaemonNvmeFaultTest, DamagedIndexAtStartLeavesTheHostTierServing) {
+  std::string dir;
+  {
+    Daemon d(NvmeFlags("write-through"));
+    ASSERT_TRUE(d.running());
+    auto [found, wrong] = Audit(d.socket(), 1, 1);  // opens the namespace
+    (void)found;
+    (void)wrong;
+    EXPECT_EQ(d.Stop(), 0);
+    std::filesystem::remove(d.dir() + "/data/nvme-index/CURRENT");
+    Daemon d2(NvmeFlags("write-through"), d.dir());
+    ASSERT_TRUE(d2.running());
+    auto [ok, what] = StoresAndLoadsFromHost(d2);
+    EXPECT_TRUE(ok) << what;
+    ExpectDegraded(d2, "nvme");
+    EXPECT_EQ(d2.Stop(), 0);
+  }
+}
+
+}  // namespace
+}  // namespace kvtier
