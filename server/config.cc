@@ -157,6 +157,10 @@ const std::vector<FlagSpec>& Flags() {
       {.name = "max-connections", .metavar = "N", .type = FlagType::kU32,
        .u32 = &C::max_connections, .min = 1, .max = 1u << 20, .default_text = "1024",
        .help = "Most client connections at once, 1..1048576; more are refused."},
+      {.name = "drain-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::drain_timeout_seconds, .min = 0, .max = 3600, .default_text = "10",
+       .help = "On SIGTERM, refuse new leases and stores and wait up to this long, 0..3600, "
+               "for clients to release their leases and commit their stores before exiting."},
       {.name = "hbm-capacity", .metavar = "SIZE", .type = FlagType::kSize,
        .u64 = &C::hbm_capacity_bytes, .min = 0, .max = 1024 * kGiB, .default_text = "0 (off)",
        .help = "GPU memory for the HBM tier on each of --gpus, shared with engines by CUDA "
@@ -623,7 +627,8 @@ std::string DaemonConfig::ToString() const {
     << " admin=" << admin_address << " log_level=" << log_level
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
-    << " max_connections=" << max_connections << " hbm_capacity=" << ExactSize(hbm_capacity_bytes)
+    << " max_connections=" << max_connections << " drain_timeout=" << drain_timeout_seconds
+    << "s hbm_capacity=" << ExactSize(hbm_capacity_bytes)
     << " gpus=" << gpus << " store_tier=" << store_tier
     << " promote_to_hbm_hits=" << promote_to_hbm_hits;
   if (nvme_capacity_bytes == 0) {

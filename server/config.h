@@ -64,6 +64,9 @@ struct DaemonConfig {
   uint64_t max_message_bytes = 64 * kMiB;
   // Most client connections at once; more are refused.
   uint32_t max_connections = 1024;
+  // SIGTERM: seconds to wait for open leases and stores to finish (no new
+  // ones are taken meanwhile) before the daemon exits.
+  uint32_t drain_timeout_seconds = 10;
   // HBM tier: bytes of GPU memory the daemon takes on each of --gpus; 0 = no HBM
   // tier. Off by default: GPU memory belongs to the engines unless an
   // operator gives some to kvtier.

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <algorithm>
@@ -215,7 +216,22 @@ int Run(const DaemonConfig& cfg) {
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
     spdlog::info("received SIGHUP: nothing to reload, still serving");
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  g_draining = true;  // /readyz answers 503 while the RPC server stops
+  // Drain: /readyz answers 503, new leases and stores are refused, and the
+  // clients' open leases and stores get up to --drain-timeout to finish.
+  g_draining = true;
+  service.StartDraining();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(cfg.drain_timeout_seconds);
+  // Open work: leases (a client may be loading their blocks) and reserved
+  // slots not yet committed. A committed store whose handle a client has
+  // not dropped yet holds nothing.
+  auto leases = [&] { return metrics.leases_open.load(std::memory_order_relaxed); };
+  auto writing = [&] { return cache->Stats().blocks_writing; };
+  while ((leases() > 0 || writing() > 0) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (leases() > 0 || writing() > 0)
+    spdlog::warn("drain timeout ({} s): {} leases and {} uncommitted blocks still open, closing them",
+                 cfg.drain_timeout_seconds, leases(), writing());
   (*rpc)->Stop();
   cache->DrainNvme();  // in-flight NVMe writes complete and are indexed
   if (admin) admin->Stop();

@@ -154,6 +154,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
  protected:
   kj::Promise<void> acquire(AcquireContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kAcquire);
+    svc_->RefuseIfDraining("acquire");
     auto keys_in = ctx.getParams().getKeys();
     CheckKeyCount(keys_in.size(), "acquire");
     auto keys = KeysFromRpc(keys_in);
@@ -173,6 +174,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
 
   kj::Promise<void> reserve(ReserveContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kReserve);
+    svc_->RefuseIfDraining("reserve");
     auto p = ctx.getParams();
     auto keys_in = p.getKeys();
     auto sizes_in = p.getSizes();
@@ -329,6 +331,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
 
   kj::Promise<void> acquireTp(AcquireTpContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kAcquire);
+    svc_->RefuseIfDraining("acquireTp");
     auto ranks = ctx.getParams().getRanks();
     if (ranks.size() == 0 || ranks.size() > svc_->options().max_tp_ranks)
       Throw(Status::InvalidArgument("acquireTp needs 1.." +
@@ -393,6 +396,12 @@ class KvTierImpl final : public rpc::KvTier::Server {
 };
 
 }  // namespace
+
+void RpcService::RefuseIfDraining(const char* method) const {
+  if (draining())
+    Throw(Status::Unavailable(std::string(method) +
+                              ": kvtierd is draining (shutting down): no new leases or stores"));
+}
 
 capnp::Capability::Client RpcService::NewBootstrap() { return kj::heap<KvTierImpl>(this); }
 

@@ -12,6 +12,8 @@
 // The Cache, HostShmTier and RpcMetrics must outlive every capability.
 #pragma once
 
+#include <atomic>
+
 #include <capnp/capability.h>
 
 #include <cstdint>
@@ -62,12 +64,20 @@ class RpcService {
   RpcMetrics* metrics() const { return metrics_; }
   const RpcServiceOptions& options() const { return options_; }
 
+  // Draining (SIGTERM): acquire, acquireTp and reserve answer Unavailable;
+  // release, commit and abort of what clients already hold go on.
+  void StartDraining() { draining_.store(true, std::memory_order_release); }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  // Throws Unavailable while draining (for the methods that start work).
+  void RefuseIfDraining(const char* method) const;
+
  private:
   Cache* cache_;
   const HostShmTier* host_;
   std::vector<HbmTierRef> hbm_;
   RpcMetrics* metrics_;
   RpcServiceOptions options_;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace kvtier
