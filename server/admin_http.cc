@@ -186,24 +186,23 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
   });
 
   AdminServer* self = s.get();
-  srv.Get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
-    Status st = self->sources_.health ? self->sources_.health() : Status::OK();
-    if (st.ok()) {
-      res.set_content("ok" + self->DegradedNote() + "\n", "text/plain; charset=utf-8");
-    } else {
-      res.status = 503;
-      res.set_content("unhealthy: " + st.ToString() + "\n", "text/plain; charset=utf-8");
-    }
-  });
-  srv.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
-    Status st = self->sources_.readiness ? self->sources_.readiness() : Status::OK();
-    if (st.ok()) {
-      res.set_content("ready" + self->DegradedNote() + "\n", "text/plain; charset=utf-8");
-    } else {
-      res.status = 503;
-      res.set_content("not ready: " + st.ToString() + "\n", "text/plain; charset=utf-8");
-    }
-  });
+  // A probe answers 200 "<ok_word>[, degraded: ...]" or 503 "<bad_word>: <reason>".
+  auto probe = [self](std::function<Status()> AdminSources::*source, const char* ok_word,
+                      const char* bad_word) {
+    return [self, source, ok_word, bad_word](const httplib::Request&, httplib::Response& res) {
+      const auto& fn = self->sources_.*source;
+      Status st = fn ? fn() : Status::OK();
+      if (st.ok()) {
+        res.set_content(ok_word + self->DegradedNote() + "\n", "text/plain; charset=utf-8");
+      } else {
+        res.status = 503;
+        res.set_content(std::string(bad_word) + ": " + st.ToString() + "\n",
+                        "text/plain; charset=utf-8");
+      }
+    };
+  };
+  srv.Get("/healthz", probe(&AdminSources::health, "ok", "unhealthy"));
+  srv.Get("/readyz", probe(&AdminSources::readiness, "ready", "not ready"));
   srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
     res.set_content(self->MetricsText(), "text/plain; version=0.0.4; charset=utf-8");
   });

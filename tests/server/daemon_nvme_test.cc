@@ -49,6 +49,18 @@ std::pair<size_t, size_t> Audit(const std::string& socket, uint32_t prompts, siz
   return {found, wrong};
 }
 
+// Stores keys[i] with the bytes FillFromKey gives it.
+Status StoreKeys(ClientNamespace& ns, std::span<const BlockKey> keys) {
+  std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>(ns.block_bytes()));
+  std::vector<const uint8_t*> ptrs;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
+    ptrs.push_back(bufs[i].data());
+  }
+  auto r = ns.Store(keys, ptrs);
+  return r.ok() ? Status::OK() : r.status();
+}
+
 TEST(DaemonNvmeTest, StoppedAndStartedAgainServesTheSameBlocks) {
   std::string dir;
   {
@@ -271,14 +283,7 @@ TEST(DaemonNvmeLockTest, SecondDaemonOnTheSameNvmePathIsRefused) {
   {
     auto c = Client::Connect(d.socket());
     auto ns = (*c)->OpenNamespace(DemoSpec());
-    auto keys = Keys(**ns, 0, 16);
-    std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>((*ns)->block_bytes()));
-    std::vector<const uint8_t*> ptrs;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
-      ptrs.push_back(bufs[i].data());
-    }
-    ASSERT_TRUE((*ns)->Store(keys, ptrs).ok());
+    ASSERT_TRUE(StoreKeys(**ns, Keys(**ns, 0, 16)).ok());
   }
   const std::string second = shared + "/second";
   // timeout: without the lock the second daemon would start and serve on.
@@ -315,15 +320,8 @@ std::pair<bool, std::string> StoresAndLoadsFromHost(const Daemon& d) {
   if (!c.ok()) return {false, c.status().ToString()};
   auto ns = (*c)->OpenNamespace(DemoSpec());
   if (!ns.ok()) return {false, ns.status().ToString()};
-  auto keys = Keys(**ns, 9, 4);
-  std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>((*ns)->block_bytes()));
-  std::vector<const uint8_t*> ptrs;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
-    ptrs.push_back(bufs[i].data());
-  }
-  auto stored = (*ns)->Store(keys, ptrs);
-  if (!stored.ok()) return {false, stored.status().ToString()};
+  Status stored = StoreKeys(**ns, Keys(**ns, 9, 4));
+  if (!stored.ok()) return {false, stored.ToString()};
   auto stats = (*c)->Stats();
   if (!stats.ok()) return {false, stats.status().ToString()};
   auto [found, wrong] = Audit(d.socket(), 10, 4);
