@@ -236,9 +236,13 @@ int Run(const RunFlags& f) {
     std::printf("prefill: %llu tokens in %.2f ms (%.0f tokens/s)\n",
                 static_cast<unsigned long long>(total_prompt), ms(t0, t1),
                 double(total_prompt) / (ms(t0, t1) / 1e3));
-    if (!step_ms.empty())
+    if (!step_ms.empty()) {
       std::printf("decode: %zu steps, median %.3f ms, mean %.3f ms per step (batch %zu)\n",
                   step_ms.size(), median, mean, ids.size());
+      std::printf("decode step ms:");
+      for (double t : step_ms) std::printf(" %.3f", t);
+      std::printf("\n");
+    }
   }
   if (dump) {
     std::error_code ec;
@@ -304,7 +308,7 @@ int main(int argc, char** argv) {
   run->add_option("--model", rf.model, "checkpoint directory")->required();
   auto* pt = run->add_option("--prompt-tokens", rf.prompt_tokens, "one prompt's token ids")
                  ->delimiter(',');
-  auto* pl = run->add_option("--prompt-lens", rf.prompt_lens,
+  auto* pl = run->add_option("--prompt-lens,--prompt-len", rf.prompt_lens,
                              "seeded random prompts of these lengths, one sequence each")
                  ->delimiter(',')
                  ->check(CLI::Range(1u, 1u << 20));
