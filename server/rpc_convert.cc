@@ -29,8 +29,11 @@ Status StatusFromException(const kj::Exception& e) {
 
 Status SpecFromRpc(rpc::NamespaceSpec::Reader r, NamespaceSpec* out) {
   NamespaceSpec s;
-  s.model_id = r.getModelId();
-  s.model_revision = r.getModelRevision();
+  // Every byte of the Text, an embedded NUL included, so that Validate()
+  // refuses it instead of the string ending there.
+  auto bytes = [](capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); };
+  s.model_id = bytes(r.getModelId());
+  s.model_revision = bytes(r.getModelRevision());
   s.layout.num_layers = r.getNumLayers();
   s.layout.num_kv_heads = r.getNumKvHeads();
   s.layout.head_dim = r.getHeadDim();
@@ -44,7 +47,7 @@ Status SpecFromRpc(rpc::NamespaceSpec::Reader r, NamespaceSpec* out) {
   s.layout.planes = r.getPlanes();
   s.tp_rank = r.getTpRank();
   s.tp_size = r.getTpSize();
-  s.tenant_salt = r.getTenantSalt();
+  s.tenant_salt = bytes(r.getTenantSalt());
   switch (r.getHashMode()) {
     case rpc::HashMode::XXH3128: s.hash_mode = HashMode::kXxh3_128; break;
     case rpc::HashMode::SHA256: s.hash_mode = HashMode::kSha256; break;

@@ -139,6 +139,27 @@ TEST(KeysTest, LargeBlocksUseTheSameSpec) {
   EXPECT_NE(ChainKey(HashMode::kXxh3_128, BlockKey{1, 2}, t), k1);
 }
 
+// Namespace strings are bytes without NUL: each field refuses one (a NUL
+// would end the string in Cap'n Proto's Text and in most clients' strings).
+TEST(KeysTest, NamespaceStringsRefuseNul) {
+  NamespaceSpec s;
+  s.model_id = "m";
+  s.layout = KvLayout{2, 2, 64, 16, DType::kBF16, 2};
+  ASSERT_TRUE(s.Validate().ok());
+  const std::string nul("abc\0xyz", 7);
+  for (std::string NamespaceSpec::*field :
+       {&NamespaceSpec::model_id, &NamespaceSpec::model_revision, &NamespaceSpec::tenant_salt}) {
+    NamespaceSpec bad = s;
+    bad.*field = nul;
+    Status st = bad.Validate();
+    EXPECT_TRUE(st.IsInvalidArgument()) << st.ToString();
+    EXPECT_NE(st.message().find("contains a NUL byte"), std::string::npos) << st.message();
+  }
+  NamespaceSpec utf8 = s;
+  utf8.model_id = "модель/\xe2\x9c\x93";  // multibyte UTF-8 is fine
+  EXPECT_TRUE(utf8.Validate().ok());
+}
+
 TEST(KeysTest, HexRoundTripAndErrors) {
   BlockKey k{0x0123456789abcdefull, 0xfedcba9876543210ull};
   EXPECT_EQ(k.ToHex(), "fedcba98765432100123456789abcdef");

@@ -292,6 +292,12 @@ TEST(DaemonTest, InvalidRequestsGetErrorsAndTheDaemonKeepsServing) {
     expect_error(bad([](auto s) { s.setTpRank(2); s.setTpSize(2); }), "InvalidArgument: namespace.tp_rank");
     expect_error(bad([](auto s) { s.setDtype(rpc::DType::UNKNOWN); }), "InvalidArgument: namespace.dtype");
     expect_error(bad([](auto s) { s.setHeadDim(0); }), "InvalidArgument: layout.head_dim");
+    // A NUL inside a string is refused, not cut ("abc\0xyz" would be "abc").
+    const char nul_id[] = {'a', 'b', 'c', '\0', 'x', 'y', 'z'};
+    expect_error(bad([&](auto s) { s.setModelId(capnp::Text::Reader(nul_id, sizeof nul_id)); }),
+                 "InvalidArgument: namespace.model_id contains a NUL byte");
+    expect_error(bad([&](auto s) { s.setTenantSalt(capnp::Text::Reader(nul_id, sizeof nul_id)); }),
+                 "InvalidArgument: namespace.tenant_salt contains a NUL byte");
 
     auto ns = raw.Open();
     // Sizes that do not match the layout, counts that disagree.
@@ -398,7 +404,7 @@ TEST(DaemonTest, InvalidRequestsGetErrorsAndTheDaemonKeepsServing) {
   httplib::Client http("127.0.0.1", d.admin_port());
   auto m = http.Get("/metrics");
   ASSERT_TRUE(m);
-  EXPECT_NE(m->body.find("kvtier_rpc_errors_total{method=\"open_namespace\"} 4"), std::string::npos);
+  EXPECT_NE(m->body.find("kvtier_rpc_errors_total{method=\"open_namespace\"} 6"), std::string::npos);
   EXPECT_NE(m->body.find("kvtier_rpc_errors_total{method=\"reserve\"} 4"), std::string::npos);
   EXPECT_NE(m->body.find("kvtier_rpc_errors_total{method=\"commit\"} 2"), std::string::npos);
 }
