@@ -310,8 +310,17 @@ Status ApplyConfigFile(const std::string& path, DaemonConfig* c) {
     std::string key(Trim(s.substr(0, eq)));
     std::replace(key.begin(), key.end(), '_', '-');
     std::string_view value = Trim(s.substr(eq + 1));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-      value = value.substr(1, value.size() - 2);  // quoted: taken as is
+    if (!value.empty() && value.front() == '"') {
+      // Quoted: the text up to the closing quote, taken as is; after it only
+      // a comment may follow (so `"/srv/kv" # data` is /srv/kv, not a path
+      // that keeps its quotes).
+      const size_t close = value.find('"', 1);
+      if (close == std::string_view::npos)
+        return Status::InvalidArgument(where + "unterminated quote in " + Quote(value));
+      std::string_view rest = Trim(value.substr(close + 1));
+      if (!rest.empty() && rest.front() != '#')
+        return Status::InvalidArgument(where + "text after the closing quote: " + Quote(rest));
+      value = value.substr(1, close - 1);
     } else {
       // A '#' after whitespace starts a comment.
       for (size_t i = 1; i < value.size(); ++i) {
@@ -758,8 +767,9 @@ std::string DaemonHelpText() {
        "Config file (--config FILE): one setting per line as `key = value`, where key is\n"
        "a flag name without the dashes (\"_\" may stand for \"-\"). Blank lines and lines\n"
        "starting with '#' are ignored; \" #\" after a value starts a comment; a value in\n"
-       "double quotes is taken as is. log-json takes true/false (also 1/0, yes/no,\n"
-       "on/off). config, help and version are not keys. Example:\n"
+       "double quotes is taken as is, and a comment may follow its closing quote.\n"
+       "log-json takes true/false (also 1/0, yes/no, on/off). config, help and version\n"
+       "are not keys. Example:\n"
        "\n"
        "  # /etc/kvtier/kvtierd.conf\n"
        "  socket = /run/kvtier/kvtier.sock\n"

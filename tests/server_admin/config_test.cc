@@ -205,6 +205,29 @@ TEST(ConfigTest, FileThenFlagsOverrideWhateverTheOrder) {
   EXPECT_NE(c->ToString().find("config="), std::string::npos);
 }
 
+// A quoted value followed by a comment is the quoted text (before, the
+// quotes were kept and the daemon made a directory named "/srv/... in the
+// working directory); anything else after the closing quote is an error.
+TEST(ConfigTest, QuotedValueThenComment) {
+  TempFile f("data-dir = \"/srv/kv data\"   # where the index lives\n"
+             "socket = \"/run/kv.sock\"#no space before the comment\n");
+  auto c = Parse({"--config", f.path()});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->data_dir, "/srv/kv data");
+  EXPECT_EQ(c->socket_path, "/run/kv.sock");
+  for (const char* bad : {"data-dir = \"/srv/kv\" extra\n", "data-dir = \"/srv/kv\n"}) {
+    TempFile g(bad);
+    auto r = Parse({"--config", g.path()});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_TRUE(r.status().IsInvalidArgument());
+    EXPECT_NE(r.status().message().find(std::string(g.path()) + ":1:"), std::string::npos)
+        << r.status().message();
+    EXPECT_TRUE(r.status().message().find("after the closing quote") != std::string::npos ||
+                r.status().message().find("unterminated quote") != std::string::npos)
+        << r.status().message();
+  }
+}
+
 TEST(ConfigTest, FileErrorsNameFileAndLine) {
   {
     TempFile f("host-capacity = 8G\n# fine\nhost-capacity = lots\n");
