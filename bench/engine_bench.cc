@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "engine_adapter/engine/attention.h"
 #include "engine_adapter/engine/engine.h"
 #include "engine_adapter/engine/safetensors.h"
@@ -43,16 +44,6 @@ using engine::Engine;
 using engine::EngineOptions;
 using engine::ModelConfig;
 using engine::Request;
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 double PrefillFlops(const ModelConfig& c, double L) {
   const double H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;

@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include <atomic>
 #include <thread>
 #include <cstdio>
 #include <filesystem>
@@ -31,8 +30,6 @@
 
 namespace kvtier {
 namespace {
-
-std::atomic<bool> g_draining{false};  // set on SIGTERM/SIGINT
 
 // Where the host segment goes (empty: the kernel's default).
 std::vector<int> HostNumaNodes(const DaemonConfig& cfg) {
@@ -188,8 +185,9 @@ int Run(const DaemonConfig& cfg) {
     src.version = std::string(KvtierVersion());
     src.socket_path = cfg.socket_path;
     src.started = std::chrono::steady_clock::now();
-    src.readiness = [] {
-      return g_draining.load() ? Status::Unavailable("draining (SIGTERM received)") : Status::OK();
+    src.readiness = [&service] {
+      return service.draining() ? Status::Unavailable("draining (SIGTERM received)")
+                                : Status::OK();
     };
     src.degraded = [c, nvme_down] {
       std::string d = nvme_down;
@@ -218,7 +216,6 @@ int Run(const DaemonConfig& cfg) {
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   // Drain: /readyz answers 503, new leases and stores are refused, and the
   // clients' open leases and stores get up to --drain-timeout to finish.
-  g_draining = true;
   service.StartDraining();
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(cfg.drain_timeout_seconds);

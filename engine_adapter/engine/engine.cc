@@ -103,13 +103,14 @@ void Engine::Accept(Seq& s, int32_t token) {
 }
 
 Status Engine::Run(StepInput& in, bool decode_graph, size_t rows, const LogitCapture& capture,
-                   std::vector<int32_t>* sampled, std::vector<float>* logits) {
+                   std::vector<int32_t>* sampled, std::vector<float>* logits,
+                   const LlamaModel::LayerHook& hook) {
   KVTIER_RETURN_IF_ERROR(model_->Stage(in));
   if (decode_graph) {
     Status st = model_->ForwardDecodeGraph(int(rows));
     (void)st;  // a failed capture falls back to Forward() inside
   } else {
-    model_->Forward(current_hook_ ? *current_hook_ : LlamaModel::LayerHook());
+    model_->Forward(hook);
   }
   cudaStream_t stream = model_->stream();
   const size_t R = in.logit_rows.size();
@@ -138,7 +139,6 @@ Status Engine::Prefill(const std::vector<int>& ids, const LogitCapture& capture,
   }
   const ModelOptions& mo = model_->options();
   const uint32_t P = mo.page_tokens;
-  current_hook_ = hook ? &hook : nullptr;
   size_t next = 0;  // first sequence with prompt tokens left
   Status result;
   while (next < ids.size() && result.ok()) {
@@ -191,7 +191,7 @@ Status Engine::Prefill(const std::vector<int>& ids, const LogitCapture& capture,
     std::vector<int32_t> sampled;
     std::vector<float> chunk_logits;
     const bool want = logits && (capture.last || capture.all_positions);
-    result = Run(in, false, 0, capture, &sampled, want ? &chunk_logits : nullptr);
+    result = Run(in, false, 0, capture, &sampled, want ? &chunk_logits : nullptr, hook);
     if (!result.ok()) break;
     const size_t V = config().vocab_size;
     if (want && capture.all_positions) {
@@ -210,7 +210,6 @@ Status Engine::Prefill(const std::vector<int>& ids, const LogitCapture& capture,
     while (next < ids.size() && seqs_[ids[next]].computed == seqs_[ids[next]].req.prompt.size())
       ++next;
   }
-  current_hook_ = nullptr;
   return result;
 }
 

@@ -103,14 +103,14 @@ class Engine {
   void Accept(Seq& s, int32_t token);
   void FillPageRow(const Seq& s, std::vector<int32_t>* table) const;
   Status Run(StepInput& in, bool decode_graph, size_t rows, const LogitCapture& capture,
-             std::vector<int32_t>* sampled, std::vector<float>* logits);
+             std::vector<int32_t>* sampled, std::vector<float>* logits,
+             const LlamaModel::LayerHook& hook = nullptr);
 
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<PageAllocator> pages_;
   EngineOptions options_;
   std::vector<Seq> seqs_;
   std::vector<int> free_ids_;
-  const LlamaModel::LayerHook* current_hook_ = nullptr;  // during Prefill()
 };
 
 }  // namespace kvtier::engine

@@ -17,36 +17,11 @@
 
 #include "engine_adapter/engine/model_config.h"
 #include "engine_adapter/engine/safetensors.h"
+#include "tests/tiers/nvme_test_util.h"
 
 namespace kvtier::engine::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/kvtier-engine-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  bool ok() const { return !path_.empty(); }
-  const std::string& path() const { return path_; }
-  // path/name, and Dir() makes it a directory.
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-  std::string Dir(const std::string& name) const {
-    std::filesystem::create_directories(File(name));
-    return File(name);
-  }
-
- private:
-  std::string path_;
-};
+using kvtier::testing::ScratchDir;  // tests/tiers/nvme_test_util.h
 
 inline void WriteFile(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -25,6 +25,7 @@ inline bool IsTmpfs(const std::string& dir) {
 // A fresh directory, removed with its contents on destruction. Prefers a
 // real file system (O_DIRECT works there): $KVTIER_TEST_DIR, $TMPDIR, /tmp,
 // then the working directory (ctest runs tests in the build directory).
+// Shared by the NVMe and the engine's checkpoint tests.
 class ScratchDir {
  public:
   ScratchDir() {
@@ -43,7 +44,7 @@ class ScratchDir {
         break;
       }
     }
-    std::string tmpl = chosen + "/kvtier-nvme-test-XXXXXX";
+    std::string tmpl = chosen + "/kvtier-test-XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     if (mkdtemp(buf.data()) != nullptr) path_ = buf.data();
@@ -58,6 +59,11 @@ class ScratchDir {
   bool ok() const { return !path_.empty(); }
   const std::string& path() const { return path_; }
   std::string File(const std::string& name) const { return path_ + "/" + name; }
+  // path/name made a directory.
+  std::string Dir(const std::string& name) const {
+    std::filesystem::create_directories(File(name));
+    return File(name);
+  }
 
  private:
   std::string path_;
