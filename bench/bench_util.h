@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -33,6 +34,19 @@ inline std::vector<std::string> SplitList(const std::string& s) {
   while (std::getline(ss, item, ','))
     if (!item.empty()) out.push_back(item);
   return out;
+}
+
+// n token ids below `vocab`, a function of `seed` (xorshift).
+inline std::vector<int32_t> RandomTokens(uint32_t n, uint32_t vocab, uint64_t seed) {
+  std::vector<int32_t> t(n);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 12345;
+  for (auto& v : t) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    v = int32_t(x % vocab);
+  }
+  return t;
 }
 
 }  // namespace kvtier::bench

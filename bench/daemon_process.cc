@@ -21,32 +21,46 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string& b
   if (mkdtemp(tmpl.data()) == nullptr) return Status::IOError("mkdtemp failed");
   d->dir_ = tmpl;
   d->socket_ = d->dir_ + "/kvtier.sock";
-  std::vector<std::string> args = {binary, "--socket", d->socket_, "--data-dir", d->dir_ + "/data"};
-  args.insert(args.end(), flags.begin(), flags.end());
-  d->pid_ = fork();
-  if (d->pid_ == 0) {
+  d->args_ = {binary, "--socket", d->socket_, "--data-dir", d->dir_ + "/data"};
+  d->args_.insert(d->args_.end(), flags.begin(), flags.end());
+  KVTIER_RETURN_IF_ERROR(d->Launch());
+  return d;
+}
+
+Status DaemonProcess::Launch() {
+  pid_ = fork();
+  if (pid_ == 0) {
     std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
+    for (auto& a : args_) argv.push_back(a.data());
     argv.push_back(nullptr);
     execv(argv[0], argv.data());
     _exit(127);
   }
   // Poll from a separate thread so that this thread keeps no event loop.
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 600; ++i) {
     bool up = false;
     std::thread([&] {
-      auto c = Client::Connect(d->socket_);
+      auto c = Client::Connect(socket_);
       up = c.ok() && (*c)->Ping().ok();
     }).join();
-    if (up) return d;
+    if (up) return Status::OK();
     int status;
-    if (waitpid(d->pid_, &status, WNOHANG) == d->pid_) {
-      d->pid_ = -1;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
       return Status::Unavailable("kvtierd exited during start-up");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return Status::Unavailable("kvtierd did not start within 10 s");
+  return Status::Unavailable("kvtierd did not start within 30 s");
+}
+
+Status DaemonProcess::Restart() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  return Launch();
 }
 
 DaemonProcess::~DaemonProcess() {

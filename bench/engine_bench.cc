@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/gpu_bandwidth.h"
 #include "engine_adapter/engine/attention.h"
 #include "engine_adapter/engine/engine.h"
 #include "engine_adapter/engine/safetensors.h"
@@ -51,43 +52,6 @@ double PrefillFlops(const ModelConfig& c, double L) {
   const double linear = c.num_hidden_layers * (H * (NH + 2 * KH) * D + NH * D * H + 3 * H * I);
   return 2 * L * linear + 2.0 * c.vocab_size * H +
          4.0 * c.num_hidden_layers * NH * D * L * (L + 1) / 2;
-}
-
-// Device-to-device copy bandwidth, bytes copied per second (median of 5).
-double D2dBandwidth(size_t bytes) {
-  void *a = nullptr, *b = nullptr;
-  if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) return 0;
-  cudaMemset(a, 1, bytes);
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  std::vector<double> bw;
-  for (int i = 0; i < 6; ++i) {
-    cudaEventRecord(e0);
-    cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    if (i > 0) bw.push_back(double(bytes) / (ms / 1e3));
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaFree(a);
-  cudaFree(b);
-  return Median(bw);
-}
-
-std::vector<int32_t> RandomTokens(uint32_t n, uint32_t vocab, uint64_t seed) {
-  std::vector<int32_t> t(n);
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 12345;
-  for (auto& v : t) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    v = int32_t(x % vocab);
-  }
-  return t;
 }
 
 // Prefill attention alone, every tile shape on the same data: one sequence of
@@ -315,7 +279,7 @@ int RunEngineBench(int argc, char** argv) {
     report["prefill_shape_index"] = engine::PrefillVariant();
     if (!f.shape_out.empty()) std::ofstream(f.shape_out) << engine::PrefillVariant() << "\n";
   }
-  const double d2d = D2dBandwidth(size_t{2} << 30);
+  const double d2d = CopyBandwidth(cudaMemcpyDeviceToDevice, size_t{2} << 30);
   std::printf("device-to-device cudaMemcpy: %.0f GB/s (bytes copied per second, 2 GiB)\n",
               d2d / 1e9);
   report["d2d_bytes_per_s"] = d2d;

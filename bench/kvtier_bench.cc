@@ -23,6 +23,7 @@
 #include "bench/sim_command.h"
 #if KVTIER_BENCH_ENGINE
 #include "bench/engine_bench.h"
+#include "bench/ttft_bench.h"
 #endif
 
 namespace {
@@ -45,6 +46,9 @@ const char* kUsage =
     "  engine  the integrated engine's prefill and decode speed on a checkpoint,\n"
     "          beside a PyTorch reference of the same weights in the same run\n"
     "          (flags: kvtier-bench engine --help)\n"
+    "  ttft    time to first token of the engine with and without kvtier: full\n"
+    "          hits from each tier, half hits, recompute, a load test\n"
+    "          (flags: kvtier-bench ttft --help)\n"
     "\n"
     "rpc flags:\n"
     "  --socket PATH       measure this running daemon (default: spawn one)\n"
@@ -194,6 +198,14 @@ int main(int argc, char** argv) {
     return kvtier::bench::RunEngineBench(argc - 1, argv + 1);
 #else
     std::fprintf(stderr, "kvtier-bench engine: this build has no CUDA (the engine needs a GPU)\n");
+    return 1;
+#endif
+  }
+  if (cmd == "ttft") {
+#if KVTIER_BENCH_ENGINE
+    return kvtier::bench::RunTtftBench(argc - 1, argv + 1);
+#else
+    std::fprintf(stderr, "kvtier-bench ttft: this build has no CUDA (the engine needs a GPU)\n");
     return 1;
 #endif
   }

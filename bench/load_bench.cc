@@ -54,6 +54,49 @@ const char* LoadBenchUsage() {
          "  --nvme-chunk N      blocks per Lookup + Load from NVMe (default 128)\n";
 }
 
+Result<double> UringReads(const std::string& path, const std::vector<uint64_t>& offsets,
+                          uint32_t len, uint32_t qd) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("open " + path + " O_DIRECT: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  IoQueueOptions qo;
+  qo.queue_depth = qd;
+  KVTIER_ASSIGN_OR_RETURN(auto q, NewUringIoQueue(qo));
+  KVTIER_ASSIGN_OR_RETURN(AlignedBuffer buf, AlignedBuffer::Allocate(uint64_t{len} * qd));
+  iovec region{buf.data(), buf.size()};
+  KVTIER_RETURN_IF_ERROR(q->RegisterBuffers(std::span(&region, 1)));
+  std::vector<uint32_t> free_slots;
+  for (uint32_t i = 0; i < qd; ++i) free_slots.push_back(i);
+  std::vector<IoCompletion> done(qd);
+  size_t next = 0, completed = 0;
+  auto t0 = Clock::now();
+  while (completed < offsets.size()) {
+    while (next < offsets.size() && !free_slots.empty()) {
+      const uint32_t s = free_slots.back();
+      free_slots.pop_back();
+      IoRequest r;
+      r.op = IoOpcode::kRead;
+      r.fd = fd;
+      r.buf = buf.data() + uint64_t{s} * len;
+      r.len = len;
+      r.offset = offsets[next++];
+      r.user_data = s;
+      KVTIER_RETURN_IF_ERROR(q->Prepare(r));
+    }
+    KVTIER_ASSIGN_OR_RETURN(size_t n, q->Wait(done, 1));
+    for (size_t i = 0; i < n; ++i) {
+      if (done[i].result != static_cast<int32_t>(len))
+        return Status::IOError("plain read returned " + std::to_string(done[i].result));
+      free_slots.push_back(static_cast<uint32_t>(done[i].user_data));
+      ++completed;
+    }
+  }
+  return MsSince(t0);
+}
+
 namespace {
 
 double GBps(uint64_t bytes, double ms) { return ms > 0 ? bytes / (ms * 1e6) : 0; }
@@ -511,50 +554,6 @@ uint64_t NvmeSlotBytes(uint64_t payload, uint64_t region) {
   return best + kExtentHeaderBytes;
 }
 
-// Plain io_uring O_DIRECT reads of `len` bytes at `offsets`, `qd` in flight,
-// into a registered buffer; wall ms.
-Result<double> UringReads(const std::string& path, const std::vector<uint64_t>& offsets,
-                          uint32_t len, uint32_t qd) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("open " + path + " O_DIRECT: " + std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
-  IoQueueOptions qo;
-  qo.queue_depth = qd;
-  KVTIER_ASSIGN_OR_RETURN(auto q, NewUringIoQueue(qo));
-  KVTIER_ASSIGN_OR_RETURN(AlignedBuffer buf, AlignedBuffer::Allocate(uint64_t{len} * qd));
-  iovec region{buf.data(), buf.size()};
-  KVTIER_RETURN_IF_ERROR(q->RegisterBuffers(std::span(&region, 1)));
-  std::vector<uint32_t> free_slots;
-  for (uint32_t i = 0; i < qd; ++i) free_slots.push_back(i);
-  std::vector<IoCompletion> done(qd);
-  size_t next = 0, completed = 0;
-  auto t0 = Clock::now();
-  while (completed < offsets.size()) {
-    while (next < offsets.size() && !free_slots.empty()) {
-      const uint32_t s = free_slots.back();
-      free_slots.pop_back();
-      IoRequest r;
-      r.op = IoOpcode::kRead;
-      r.fd = fd;
-      r.buf = buf.data() + uint64_t{s} * len;
-      r.len = len;
-      r.offset = offsets[next++];
-      r.user_data = s;
-      KVTIER_RETURN_IF_ERROR(q->Prepare(r));
-    }
-    KVTIER_ASSIGN_OR_RETURN(size_t n, q->Wait(done, 1));
-    for (size_t i = 0; i < n; ++i) {
-      if (done[i].result != static_cast<int32_t>(len))
-        return Status::IOError("plain read returned " + std::to_string(done[i].result));
-      free_slots.push_back(static_cast<uint32_t>(done[i].user_data));
-      ++completed;
-    }
-  }
-  return MsSince(t0);
-}
 
 // One pass over all blocks from NVMe: per chunk, Lookup (the daemon promotes
 // the chunk NVMe -> host; the answer comes when its reads are done) and Load.

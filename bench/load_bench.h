@@ -18,7 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "tiers/status.h"
+
 namespace kvtier::bench {
+
+// Plain io_uring O_DIRECT reads of `len` bytes at each of `offsets` from
+// `path`, `qd` in flight, into a registered buffer: the disk's own speed, the
+// roofline of reads through the NVMe tier. Returns wall milliseconds.
+Result<double> UringReads(const std::string& path, const std::vector<uint64_t>& offsets,
+                          uint32_t len, uint32_t qd);
 
 struct LoadBenchOptions {
   std::string kvtierd_path;

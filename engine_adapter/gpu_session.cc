@@ -62,6 +62,7 @@ GpuLoad::GpuLoad(GpuLoad&& o) noexcept
     : session_(std::exchange(o.session_, nullptr)),
       scratch_(std::move(o.scratch_)),
       blocks_(o.blocks_),
+      verified_(o.verified_),
       waited_(o.waited_),
       result_(std::move(o.result_)) {}
 
@@ -71,6 +72,7 @@ GpuLoad& GpuLoad::operator=(GpuLoad&& o) noexcept {
     session_ = std::exchange(o.session_, nullptr);
     scratch_ = std::move(o.scratch_);
     blocks_ = o.blocks_;
+    verified_ = o.verified_;
     waited_ = o.waited_;
     result_ = std::move(o.result_);
   }
@@ -89,14 +91,19 @@ Result<bool> GpuLoad::Ready() const {
 Status GpuLoad::Wait() {
   if (waited_) return result_;
   waited_ = true;
-  if (!scratch_) return result_;  // nothing was queued
+  if (!scratch_) {  // nothing was queued
+    verified_ = blocks_;
+    return result_;
+  }
   GpuTransferScratch& s = *scratch_;
   result_ = s.done.Synchronize();
+  if (result_.ok()) verified_ = blocks_;
   if (result_.ok() && s.verify) {
     const uint64_t* sums = s.sums();
     for (size_t i = 0; i < blocks_; ++i) {
       const uint64_t got = checksum::Finalize(sums[i], s.block_bytes);
       if (got != s.lease[i].checksum) {
+        verified_ = i;
         result_ = Status::Corruption("block " + std::to_string(i) + " (" + s.lease[i].key.ToHex() +
                                      ") failed its checksum: the GPU computed " +
                                      std::to_string(got) + ", the block was committed with " +

@@ -121,12 +121,17 @@ class GpuLoad {
   // OK; Corruption naming the first block (index and key) whose bytes differ
   // from what was committed; IOError (CUDA). Later calls return the same.
   Status Wait();
+  // After Wait(): how many leading blocks arrived intact (all of them when
+  // Wait() returned OK; the index of the first bad block on Corruption; 0 on
+  // IOError or before Wait()). An engine keeps these and recomputes the rest.
+  size_t verified_blocks() const { return verified_; }
 
  private:
   friend class GpuSession;
   GpuSession* session_ = nullptr;
   std::unique_ptr<GpuTransferScratch> scratch_;
   size_t blocks_ = 0;
+  size_t verified_ = 0;
   bool waited_ = false;
   Status result_;
 };

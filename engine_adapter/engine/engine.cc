@@ -60,6 +60,7 @@ Status Engine::Release(int id) {
   return Status::OK();
 }
 
+const std::vector<int32_t>& Engine::Prompt(int id) const { return seqs_.at(id).req.prompt; }
 const std::vector<int32_t>& Engine::Pages(int id) const { return seqs_.at(id).pages; }
 const std::vector<int32_t>& Engine::Generated(int id) const { return seqs_.at(id).generated; }
 bool Engine::Finished(int id) const { return seqs_.at(id).finished; }
@@ -88,6 +89,23 @@ Status Engine::SetComputed(int id, uint32_t n) {
   return Status::OK();
 }
 
+Status Engine::Rewind(int id, uint32_t n) {
+  KVTIER_RETURN_IF_ERROR(CheckId(id));
+  Seq& s = seqs_[id];
+  if (n >= s.req.prompt.size() || n > s.computed)
+    return Status::InvalidArgument("Rewind: " + std::to_string(n) +
+                                   " must be below the prompt length and what is computed");
+  s.generated.clear();
+  s.finished = false;
+  s.first_token = {};
+  s.computed = n;
+  return Status::OK();
+}
+
+std::chrono::steady_clock::time_point Engine::FirstTokenTime(int id) const {
+  return seqs_.at(id).first_token;
+}
+
 void Engine::FillPageRow(const Seq& s, std::vector<int32_t>* table) const {
   size_t base = table->size();
   table->resize(base + model_->max_pages_per_seq(), 0);
@@ -95,6 +113,7 @@ void Engine::FillPageRow(const Seq& s, std::vector<int32_t>* table) const {
 }
 
 void Engine::Accept(Seq& s, int32_t token) {
+  if (s.generated.empty()) s.first_token = std::chrono::steady_clock::now();
   s.generated.push_back(token);
   const auto& eos = config().eos_token_ids;
   bool is_eos = std::find(eos.begin(), eos.end(), token) != eos.end();

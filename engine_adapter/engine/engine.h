@@ -16,6 +16,7 @@
 // Thread safety: one thread at a time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -60,6 +61,7 @@ class Engine {
   // Frees the sequence's pages and forgets it.
   Status Release(int id);
 
+  const std::vector<int32_t>& Prompt(int id) const;
   // Pages of sequence `id` (first page holds tokens 0 .. page_tokens - 1).
   const std::vector<int32_t>& Pages(int id) const;
   // Allocates pages until `tokens` tokens fit. ResourceExhausted when the
@@ -70,6 +72,12 @@ class Engine {
   // its logits exist).
   Status SetComputed(int id, uint32_t n);
   uint32_t Computed(int id) const;
+  // Takes back a prefill: forgets the generated tokens and declares only the
+  // first n prompt tokens' KV present (n < prompt length), so that the next
+  // Prefill() recomputes from there. For KV found bad after it was used
+  // (kvtier's loop verifies a load's checksums once the prefill that read it
+  // is done). The pages stay allocated.
+  Status Rewind(int id, uint32_t n);
 
   // Prefills the listed sequences (every one must still have prompt tokens
   // to compute) and samples their first tokens. `hook` runs before each
@@ -88,6 +96,9 @@ class Engine {
   // Generated tokens so far, and whether the sequence is done (EOS or budget).
   const std::vector<int32_t>& Generated(int id) const;
   bool Finished(int id) const;
+  // When the sequence's first token was known on the host (the end of the
+  // prefill chunk that finished its prompt); the epoch before that.
+  std::chrono::steady_clock::time_point FirstTokenTime(int id) const;
 
  private:
   struct Seq {
@@ -95,6 +106,7 @@ class Engine {
     std::vector<int32_t> pages;
     std::vector<int32_t> generated;
     uint32_t computed = 0;
+    std::chrono::steady_clock::time_point first_token;
     bool finished = false;
     bool live = false;
   };

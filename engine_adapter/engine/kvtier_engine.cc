@@ -3,6 +3,7 @@
 //   kvtier-engine make-random --config tiny|llama-3-8b|FILE --seed N --out DIR
 //   kvtier-engine run --model DIR (--prompt-tokens 1,2,3 | --prompt-lens N,...)
 //       --max-new-tokens M [--temperature T --seed S] [--dump DIR]
+//       [--kvtier-socket PATH [--kvtier-hbm] ...] [--rounds N]
 //   kvtier-engine info --model DIR
 //
 // Flags are parsed with CLI11; every subcommand has its own --help.
@@ -23,6 +24,7 @@
 #include "engine_adapter/engine/safetensors.h"
 #if KVTIER_HAVE_CUDA
 #include "engine_adapter/engine/engine.h"
+#include "engine_adapter/engine/kvtier_connector.h"
 #endif
 
 namespace kvtier::engine {
@@ -111,6 +113,15 @@ struct RunFlags {
   std::string dump;
   bool dump_all = false;
   bool json = false;
+  uint32_t rounds = 1;
+  std::string kvtier_socket;
+  std::string kvtier_model_id;
+  std::string kvtier_revision;
+  std::string kvtier_salt;
+  bool kvtier_no_load = false;
+  bool kvtier_no_store = false;
+  bool kvtier_hbm = false;
+  uint32_t kvtier_layers_per_group = 1;
 };
 
 #if KVTIER_HAVE_CUDA
@@ -143,6 +154,10 @@ int Run(const RunFlags& f) {
     longest = std::max<uint32_t>(longest, uint32_t(p.size()));
     total_prompt += p.size();
   }
+  const bool cached = !f.kvtier_socket.empty();
+  if (cached && f.dump_all)
+    return Fail(Status::InvalidArgument(
+        "--dump-all-positions needs every position computed: not with --kvtier-socket"));
   EngineOptions eo;
   eo.cuda_graphs = !f.no_graphs;
   eo.model.page_tokens = f.page_tokens;
@@ -162,86 +177,172 @@ int Run(const RunFlags& f) {
   std::fprintf(stderr, "loaded %s (%s) in %.0f ms: %.2f GB weights, %u KV pages of %u tokens\n",
                f.model.c_str(), cfg.DebugString().c_str(), ms(t_load, Clock::now()),
                double(e.model().weight_bytes()) / 1e9, e.model().num_pages(), f.page_tokens);
-  std::vector<int> ids;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    Request r;
-    r.prompt = prompts[i];
-    r.max_new_tokens = f.max_new_tokens;
-    r.ignore_eos = f.ignore_eos;
-    r.temperature = f.temperature;
-    r.seed = f.seed + i;
-    Result<int> id = e.Add(r);
-    if (!id.ok()) return Fail(id.status());
-    ids.push_back(*id);
+  std::unique_ptr<KvtierConnector> conn;
+  if (cached) {
+    ConnectorOptions co;
+    co.socket = f.kvtier_socket;
+    co.model_id = f.kvtier_model_id;
+    co.model_revision = f.kvtier_revision;
+    co.tenant_salt = f.kvtier_salt;
+    co.load = !f.kvtier_no_load;
+    co.store = !f.kvtier_no_store;
+    co.bind_gpu = f.kvtier_hbm;
+    co.layers_per_group = f.kvtier_layers_per_group;
+    Result<std::unique_ptr<KvtierConnector>> c = KvtierConnector::Create(&e, *ck, co);
+    if (!c.ok()) return Fail(c.status());
+    conn = std::move(c.value());
+    std::fprintf(stderr, "kvtier: %s, namespace %s @ %s\n",
+                 conn->connected() ? "connected" : "not connected (running without the cache)",
+                 conn->spec().model_id.c_str(), conn->spec().model_revision.c_str());
   }
   const bool dump = !f.dump.empty();
   LogitCapture cap;
   cap.last = dump;
   cap.all_positions = dump && f.dump_all;
   std::vector<float> prefill_logits, all_logits, decode_logits;
-  auto t0 = Clock::now();
-  Status st = e.Prefill(ids, cap, cap.all_positions ? &all_logits : &prefill_logits);
-  if (!st.ok()) return Fail(st);
-  auto t1 = Clock::now();
-  if (cap.all_positions) {
-    // The sampled rows are each prompt's last position.
-    const size_t V = cfg.vocab_size;
-    size_t off = 0;
-    for (const auto& p : prompts) {
-      off += p.size();
-      prefill_logits.insert(prefill_logits.end(), all_logits.begin() + (off - 1) * V,
-                            all_logits.begin() + off * V);
-    }
-  }
+  std::vector<int> ids;
+  std::vector<CacheRequestStats> cstats;
   std::vector<double> step_ms;
-  LogitCapture dcap;
-  dcap.last = dump;
-  while (true) {
-    std::vector<int> live;
-    for (int id : ids)
-      if (!e.Finished(id)) live.push_back(id);
-    if (live.empty()) break;
-    if (dump && live.size() != ids.size()) {
-      // Dumps are [steps, batch, vocab]: keep every sequence to the budget.
-      return Fail(Status::Internal("a sequence stopped early in a dump run; pass --ignore-eos"));
+  double prefill_ms = 0;
+  nlohmann::json rounds = nlohmann::json::array();
+  for (uint32_t round = 0; round < f.rounds; ++round) {
+    prefill_logits.clear();
+    all_logits.clear();
+    decode_logits.clear();
+    step_ms.clear();
+    ids.clear();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      Request r;
+      r.prompt = prompts[i];
+      r.max_new_tokens = f.max_new_tokens;
+      r.ignore_eos = f.ignore_eos;
+      r.temperature = f.temperature;
+      r.seed = f.seed + i;
+      Result<int> id = e.Add(r);
+      if (!id.ok()) return Fail(id.status());
+      ids.push_back(*id);
     }
-    auto s0 = Clock::now();
-    st = e.Decode(live, dcap, &decode_logits);
+    auto t0 = Clock::now();
+    Status st = conn ? conn->Prefill(ids, &cstats, cap, &prefill_logits)
+                     : e.Prefill(ids, cap, cap.all_positions ? &all_logits : &prefill_logits);
     if (!st.ok()) return Fail(st);
-    step_ms.push_back(ms(s0, Clock::now()));
+    auto t1 = Clock::now();
+    prefill_ms = ms(t0, t1);
+    if (conn) conn->StartStores(ids);
+    if (cap.all_positions) {
+      // The sampled rows are each prompt's last position.
+      const size_t V = cfg.vocab_size;
+      size_t off = 0;
+      for (const auto& p : prompts) {
+        off += p.size();
+        prefill_logits.insert(prefill_logits.end(), all_logits.begin() + (off - 1) * V,
+                              all_logits.begin() + off * V);
+      }
+    }
+    LogitCapture dcap;
+    dcap.last = dump;
+    while (true) {
+      std::vector<int> live;
+      for (int id : ids)
+        if (!e.Finished(id)) live.push_back(id);
+      if (live.empty()) break;
+      if (dump && live.size() != ids.size()) {
+        // Dumps are [steps, batch, vocab]: keep every sequence to the budget.
+        return Fail(Status::Internal("a sequence stopped early in a dump run; pass --ignore-eos"));
+      }
+      auto s0 = Clock::now();
+      st = e.Decode(live, dcap, &decode_logits);
+      if (!st.ok()) return Fail(st);
+      step_ms.push_back(ms(s0, Clock::now()));
+      if (conn) conn->PollStores();
+    }
+    nlohmann::json seqs = nlohmann::json::array();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      nlohmann::json s = {{"prompt_len", prompts[i].size()},
+                          {"tokens", e.Generated(ids[i])},
+                          {"ttft_ms", ms(t0, e.FirstTokenTime(ids[i]))}};
+      if (conn) {
+        const CacheRequestStats& c = cstats[i];
+        s["hit_tokens"] = c.hit_tokens;
+        s["lookup_tokens"] = c.lookup_tokens;
+        s["recomputed_tokens"] = c.recomputed_tokens;
+        s["lookup_ms"] = c.lookup_ms;
+        s["load_ms"] = c.load_ms;
+        if (!c.failure.empty()) s["cache_failure"] = c.failure;
+      }
+      seqs.push_back(s);
+    }
+    rounds.push_back({{"prefill_ms", prefill_ms}, {"sequences", seqs}});
+    if (!f.json) {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        std::printf("round %u sequence %zu (prompt %zu tokens", round, i, prompts[i].size());
+        if (conn)
+          std::printf(", kvtier hit %u tokens, load %.2f ms%s%s", cstats[i].hit_tokens,
+                      cstats[i].load_ms, cstats[i].failure.empty() ? "" : ", ",
+                      cstats[i].failure.c_str());
+        std::printf(", first token %.2f ms):", ms(t0, e.FirstTokenTime(ids[i])));
+        for (int32_t t : e.Generated(ids[i])) std::printf(" %d", t);
+        std::printf("\n");
+      }
+    }
+    if (round + 1 < f.rounds)
+      for (int id : ids) {
+        st = conn ? conn->Release(id) : e.Release(id);
+        if (!st.ok()) return Fail(st);
+      }
   }
   std::vector<double> sorted = step_ms;
   std::sort(sorted.begin(), sorted.end());
   double median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
   double mean = sorted.empty() ? 0 : std::accumulate(sorted.begin(), sorted.end(), 0.0) / sorted.size();
   nlohmann::json out;
-  out["prefill_ms"] = ms(t0, t1);
+  out["prefill_ms"] = prefill_ms;
   out["prefill_tokens"] = total_prompt;
   out["decode_steps"] = step_ms.size();
   out["decode_step_ms_median"] = median;
   out["decode_step_ms_mean"] = mean;
   out["decode_step_ms"] = step_ms;
-  nlohmann::json seqs = nlohmann::json::array();
-  for (size_t i = 0; i < ids.size(); ++i)
-    seqs.push_back({{"prompt_len", prompts[i].size()}, {"tokens", e.Generated(ids[i])}});
-  out["sequences"] = seqs;
+  out["sequences"] = rounds.back()["sequences"];
+  out["rounds"] = rounds;
+  if (conn) {
+    conn->PollStores(/*wait=*/true);
+    const ConnectorCounters& c = conn->counters();
+    out["kvtier"] = {{"connected", conn->connected()},
+                     {"hit_tokens", c.hit_tokens},
+                     {"computed_tokens", c.computed_tokens},
+                     {"blocks_loaded", c.blocks_loaded},
+                     {"blocks_stored", c.blocks_stored},
+                     {"blocks_present", c.blocks_present},
+                     {"connects", c.connects},
+                     {"connect_failures", c.connect_failures},
+                     {"lookup_failures", c.lookup_failures},
+                     {"load_failures", c.load_failures},
+                     {"corrupt_loads", c.corrupt_loads},
+                     {"recomputed_blocks", c.recomputed_blocks},
+                     {"store_failures", c.store_failures}};
+  }
   if (f.json) {
     std::printf("%s\n", out.dump().c_str());
   } else {
-    for (size_t i = 0; i < ids.size(); ++i) {
-      std::printf("sequence %zu (prompt %zu tokens):", i, prompts[i].size());
-      for (int32_t t : e.Generated(ids[i])) std::printf(" %d", t);
-      std::printf("\n");
-    }
     std::printf("prefill: %llu tokens in %.2f ms (%.0f tokens/s)\n",
-                static_cast<unsigned long long>(total_prompt), ms(t0, t1),
-                double(total_prompt) / (ms(t0, t1) / 1e3));
+                static_cast<unsigned long long>(total_prompt), prefill_ms,
+                double(total_prompt) / (prefill_ms / 1e3));
     if (!step_ms.empty()) {
       std::printf("decode: %zu steps, median %.3f ms, mean %.3f ms per step (batch %zu)\n",
                   step_ms.size(), median, mean, ids.size());
       std::printf("decode step ms:");
       for (double t : step_ms) std::printf(" %.3f", t);
       std::printf("\n");
+    }
+    if (conn) {
+      const ConnectorCounters& c = conn->counters();
+      std::printf("kvtier: %llu tokens loaded, %llu computed, %llu blocks stored (%llu present), "
+                  "failures: connect %llu, lookup %llu, load %llu, checksum %llu, store %llu\n",
+                  (unsigned long long)c.hit_tokens, (unsigned long long)c.computed_tokens,
+                  (unsigned long long)c.blocks_stored, (unsigned long long)c.blocks_present,
+                  (unsigned long long)c.connect_failures, (unsigned long long)c.lookup_failures,
+                  (unsigned long long)c.load_failures, (unsigned long long)c.corrupt_loads,
+                  (unsigned long long)c.store_failures);
     }
   }
   if (dump) {
@@ -263,15 +364,15 @@ int Run(const RunFlags& f) {
     std::ofstream(f.dump + "/meta.json") << meta.dump() << "\n";
     for (auto& [name, v] : {std::pair<const char*, std::vector<float>*>{"prefill_logits.f32", &prefill_logits},
                             {"decode_logits.f32", &decode_logits}}) {
-      st = WriteFloats(f.dump + "/" + name, *v);
+      Status st = WriteFloats(f.dump + "/" + name, *v);
       if (!st.ok()) return Fail(st);
     }
     if (f.dump_all) {
-      st = WriteFloats(f.dump + "/all_logits.f32", all_logits);
+      Status st = WriteFloats(f.dump + "/all_logits.f32", all_logits);
       if (!st.ok()) return Fail(st);
     }
   }
-  for (int id : ids) (void)e.Release(id);
+  for (int id : ids) (void)(conn ? conn->Release(id) : e.Release(id));
   return 0;
 }
 #else
@@ -341,6 +442,33 @@ int main(int argc, char** argv) {
   run->add_flag("--dump-all-positions", rf.dump_all,
                 "also dump every prompt position's logits (all_logits.f32)");
   run->add_flag("--json", rf.json, "print the result as one JSON object");
+  run->add_option("--rounds", rf.rounds,
+                  "run the same prompts this many times, one after another (with "
+                  "--kvtier-socket the first round stores, the later ones hit)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000u));
+  auto* ks = run->add_option("--kvtier-socket", rf.kvtier_socket,
+                             "use the kvtierd on this socket: look up each prompt's cached "
+                             "prefix, load it, prefill only the rest, store new blocks");
+  run->add_option("--kvtier-model-id", rf.kvtier_model_id,
+                  "namespace model id (default: checkpoint:<directory name>)")
+      ->needs(ks);
+  run->add_option("--kvtier-revision", rf.kvtier_revision,
+                  "namespace revision (default: a fingerprint of the checkpoint's tensors)")
+      ->needs(ks);
+  run->add_option("--kvtier-salt", rf.kvtier_salt, "tenant salt of the namespace")->needs(ks);
+  run->add_flag("--kvtier-no-load", rf.kvtier_no_load, "store only, never look up")->needs(ks);
+  run->add_flag("--kvtier-no-store", rf.kvtier_no_store, "look up only, never store")->needs(ks);
+  run->add_flag("--kvtier-hbm", rf.kvtier_hbm,
+                "bind the namespace to this GPU: the daemon promotes hits into its HBM tier "
+                "there (and stores there with --store-tier hbm)")
+      ->needs(ks);
+  run->add_option("--kvtier-layers-per-group", rf.kvtier_layers_per_group,
+                  "layers per load launch; layer l computes once its group is in (0: whole "
+                  "load first)")
+      ->capture_default_str()
+      ->needs(ks)
+      ->check(CLI::Range(0u, 1024u));
 
   std::string info_dir;
   CLI::App* info = app.add_subcommand("info", "validate a checkpoint and print its shape");
