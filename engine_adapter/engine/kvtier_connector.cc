@@ -301,7 +301,9 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
   for (Item& it : items) {
     if (it.loading == nullptr) continue;
     Status v = it.load.Wait();
-    Result<float> ms = GpuEvent::ElapsedMs(it.loading->start, it.loading->end);
+    Result<float> ms = it.loading->end.Synchronize().ok()
+                           ? GpuEvent::ElapsedMs(it.loading->start, it.loading->end)
+                           : Result<float>(Status::IOError("load events"));
     if (ms.ok()) it.st.load_ms = *ms;
     const uint32_t good = uint32_t(it.load.verified_blocks());
     if (!v.ok()) {

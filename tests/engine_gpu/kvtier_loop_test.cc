@@ -197,7 +197,7 @@ TEST_P(KvtierLoopTest, SecondProcessHitsGiveTheNoCacheOutput) {
     RunResult store = RunEngine(model_, Dump(half ? "store-half" : "store"), half ? halves : lens, kv);
     ASSERT_EQ(store.rc, 0) << store.stderr_text;
     ASSERT_GT(store.out["kvtier"]["blocks_stored"].get<uint64_t>(), 0u) << store.stderr_text;
-    if (!half) EXPECT_GT(ExpectSameOutput(ref, store, vocab_, "storing run"), 0u);
+    if (!half) EXPECT_GE(ExpectSameOutput(ref, store, vocab_, "storing run"), lens.size());
     if (tier == Tier::kNvme) {
       MoveEverythingToNvme(d, flags);
       ASSERT_TRUE(d->running());
@@ -211,7 +211,7 @@ TEST_P(KvtierLoopTest, SecondProcessHitsGiveTheNoCacheOutput) {
       EXPECT_EQ(seqs[i]["hit_tokens"].get<uint32_t>(), expect) << "sequence " << i;
     }
     EXPECT_EQ(hit.out["kvtier"]["corrupt_loads"].get<uint64_t>(), 0u);
-    EXPECT_GT(ExpectSameOutput(ref, hit, vocab_, "hitting run"), 3u * 2);
+    EXPECT_GE(ExpectSameOutput(ref, hit, vocab_, "hitting run"), lens.size());
     d.reset();
     stopped_.reset();
   }
