@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "cache/keys.h"
+#include "engine_adapter/engine/checkpoint_identity.h"
 #include "engine_adapter/engine/engine.h"
 #include "engine_adapter/engine/safetensors.h"
 #include "loader/gpu_runtime.h"
@@ -106,17 +107,6 @@ struct ConnectorCounters {
   uint64_t recomputed_blocks = 0; // blocks a lease covered but the engine recomputed
   uint64_t store_failures = 0;
 };
-
-// "checkpoint:<dir name>" and a 128-bit fingerprint of the checkpoint: its
-// config, every tensor's name, dtype and shape, and samples of every
-// tensor's bytes (its first and last 256 bytes and 64 bytes every 16 MiB),
-// so that checkpoints that differ in any tensor get different namespaces
-// while reading a few MB of a 16 GB checkpoint.
-struct CheckpointIdentity {
-  std::string model_id;
-  std::string revision;  // 32 hex digits
-};
-CheckpointIdentity IdentifyCheckpoint(const Checkpoint& ckpt);
 
 class KvtierConnector {
  public:

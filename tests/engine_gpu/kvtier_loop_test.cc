@@ -383,22 +383,5 @@ TEST_F(KvtierFaultTest, DaemonKilledMidLoadAbsentAndRestartedNeverChangesTheOutp
   EXPECT_EQ(conn->counters().corrupt_loads, 0u);
 }
 
-TEST_F(KvtierFaultTest, CheckpointsWithOtherWeightsGetOtherNamespaces) {
-  Result<ModelConfig> cfg = PresetConfig("tiny");
-  ASSERT_TRUE(cfg.ok());
-  RandomCheckpointOptions opt;
-  opt.seed = 30;  // same shapes, other weights
-  const std::string other = dir_.Dir("tiny-other");
-  ASSERT_TRUE(WriteRandomCheckpoint(*cfg, other, opt).ok());
-  Result<Checkpoint> ck = Checkpoint::Open(other);
-  ASSERT_TRUE(ck.ok());
-  CheckpointIdentity a = IdentifyCheckpoint(*ckpt_), b = IdentifyCheckpoint(*ck);
-  EXPECT_NE(a.revision, b.revision);
-  Result<Checkpoint> same = Checkpoint::Open(model_);
-  ASSERT_TRUE(same.ok());
-  EXPECT_EQ(IdentifyCheckpoint(*same).revision, a.revision);
-  EXPECT_EQ(a.revision.size(), 32u);
-}
-
 }  // namespace
 }  // namespace kvtier::engine
