@@ -222,7 +222,7 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
     }
     if (next_loading == loading_pool_.size()) {
       auto l = std::make_unique<Loading>();
-      Result<OwnedGpuStream> s = OwnedGpuStream::Create();
+      Result<OwnedGpuStream> s = OwnedGpuStream::Create(StreamPriority::kLow);
       Result<LayerEvents> ev = LayerEvents::Create(layers);
       Result<GpuEvent> a = GpuEvent::Create(true), b = GpuEvent::Create(true);
       if (!s.ok() || !ev.ok() || !a.ok() || !b.ok()) {
@@ -333,7 +333,7 @@ void KvtierConnector::StartStores(const std::vector<int>& ids) {
   if (!options_.store) return;
   if (!EnsureConnected()) return;
   if (store_stream_.get() == nullptr) {
-    Result<OwnedGpuStream> s = OwnedGpuStream::Create();
+    Result<OwnedGpuStream> s = OwnedGpuStream::Create(StreamPriority::kLow);
     if (!s.ok()) {
       Failed("store", &counters_.store_failures, s.status());
       return;
