@@ -778,6 +778,28 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
   return lease;
 }
 
+Result<std::vector<TierKind>> Cache::Probe(NamespaceId ns, std::span<const BlockKey> keys) const {
+  {
+    std::lock_guard<std::mutex> l(ns_mu_);
+    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  }
+  if (keys.size() > options_.max_keys_per_call)
+    return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
+                                   std::to_string(options_.max_keys_per_call) + " per call");
+  std::vector<TierKind> tiers;
+  tiers.reserve(keys.size());
+  for (const BlockKey& key : keys) {
+    std::lock_guard<std::mutex> l(index_.MutexFor(key));
+    BlockId id = index_.FindLocked(key);
+    if (id == kNoBlock) break;
+    const BlockEntry& e = index_.entry(id);
+    if (e.state.load(std::memory_order_relaxed) != kReady || e.ns != ns) break;
+    if (e.tier == kNvmeTier && !nvme_) break;
+    tiers.push_back(tier_kind(e.tier));
+  }
+  return tiers;
+}
+
 void Cache::OnReady(Lease& lease, std::function<void()> fn) {
   if (lease.state_) {
     std::unique_lock<std::mutex> l(lease.state_->mu);

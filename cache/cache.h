@@ -279,6 +279,13 @@ class Cache {
   // Errors: NotFound (namespace), InvalidArgument (too many keys).
   Result<Lease> Acquire(NamespaceId ns, std::span<const BlockKey> keys,
                         TierId promote_to = kNoTier);
+  // Where the longest READY prefix of `keys` in namespace `ns` lives, one
+  // tier per block, without pinning, touching, counting or promoting
+  // anything: what an engine asks before deciding how much of a hit is
+  // worth loading (a block on NVMe may take longer to read than to
+  // recompute). The answer may be stale by the time the engine acquires.
+  // Errors: NotFound (namespace), InvalidArgument (too many keys).
+  Result<std::vector<TierKind>> Probe(NamespaceId ns, std::span<const BlockKey> keys) const;
   // Calls `fn` once `lease` is ready: at once (on this thread) if it is,
   // else on the NVMe I/O thread when the last promotion completed.
   void OnReady(Lease& lease, std::function<void()> fn);

@@ -54,6 +54,7 @@ const char* RpcMethodName(RpcMethod m) {
     case RpcMethod::kHashTokens: return "hash_tokens";
     case RpcMethod::kStats: return "stats";
     case RpcMethod::kHostSegment: return "host_segment";
+    case RpcMethod::kProbe: return "probe";
   }
   return "unknown";
 }

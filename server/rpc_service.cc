@@ -250,6 +250,18 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> probe(ProbeContext ctx) override {
+    RpcTimer timer(svc_->metrics(), RpcMethod::kProbe);
+    auto keys_in = ctx.getParams().getKeys();
+    CheckKeyCount(keys_in.size(), "probe");
+    auto tiers = svc_->cache()->Probe(id_, KeysFromRpc(keys_in));
+    if (!tiers.ok()) Throw(tiers.status());
+    auto out = ctx.getResults().initTiers(static_cast<unsigned>(tiers->size()));
+    for (size_t i = 0; i < tiers->size(); ++i)
+      out.set(static_cast<unsigned>(i), rpcconv::TierToRpc((*tiers)[i]));
+    return kj::READY_NOW;
+  }
+
  private:
   void FillAcquire(AcquireContext& ctx, Lease lease) {
     auto res = ctx.getResults();
