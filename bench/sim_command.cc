@@ -20,6 +20,7 @@
 #include "bench/sim_belady.h"
 #include "bench/sim_replay.h"
 #include "bench/trace_reader.h"
+#include "tiers/json_string.h"
 
 namespace kvtier::bench {
 
@@ -119,22 +120,7 @@ std::string Fmt(double v, int digits = 4) {
   return buf;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string o = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      o += '\\';
-      o += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
-      o += buf;
-    } else {
-      o += ch;
-    }
-  }
-  return o + "\"";
-}
+std::string JsonString(const std::string& s) { return JsonQuoted(s); }
 
 std::string HumanCount(double v) {
   char buf[32];

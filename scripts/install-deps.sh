@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       liburing-dev librocksdb-dev libcapnp-dev capnproto libcpp-httplib-dev
       libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev
-      nlohmann-json3-dev libcli11-dev libssl-dev
+      nlohmann-json3-dev libcli11-dev libssl-dev libarchive-dev
       python3 python3-xxhash python3-matplotlib curl)
 missing=()
 for p in "${pkgs[@]}"; do

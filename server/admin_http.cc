@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "server/config.h"
-#include "server/logging.h"
+#include "tiers/json_string.h"
 
 namespace kvtier {
 namespace {
