@@ -7,6 +7,21 @@
 //   kvtier demo [--prompts N] [--blocks N]
 //                                       store prompts' KV blocks, load them
 //                                       back byte-exact, print the stats
+//   kvtier hash --model M ... --tokens 1,2,3 [--json]
+//                                       the block keys of a token sequence
+//                                       (docs/hashing.md; no daemon needed)
+//   kvtier namespaces [--admin HOST:PORT] [--json]
+//                                       the daemon's namespaces: blocks,
+//                                       bytes and hits per tier
+//   kvtier evict --namespace ID [--admin HOST:PORT] [--json]
+//                                       drop a namespace's blocks from the
+//                                       memory tiers (privileged: see below)
+//
+// namespaces and evict talk to the daemon's admin endpoint (default
+// 127.0.0.1:9477), not its socket: the daemon serves evict only to a peer on
+// the loopback interface (POST /v1/namespaces/ID/evict), so it may be called
+// by whoever can log in to the host (or exec into the daemon's pod), never
+// from another host even when --admin listens on 0.0.0.0 for scrapers.
 //
 // Flags follow server/cli.h (CLI11): --flag VALUE or --flag=VALUE, booleans
 // bare or --json=false, `kvtier COMMAND --help` per command. Common flag:
@@ -24,6 +39,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <httplib.h>
 
 #include "engine_adapter/client.h"
 #include "server/cli.h"
@@ -229,6 +246,90 @@ int Demo(Client& client, const NamespaceFlags& flags, uint32_t prompts, uint32_t
   return 0;
 }
 
+Result<std::string> ReadTokensText(const std::string& text, const std::string& file) {
+  if (file.empty()) return text;
+  std::ifstream in(file);
+  if (!in) return Status::InvalidArgument("cannot read --tokens-file '" + file + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// kvtier hash: what an engine's own implementation of docs/hashing.md must
+// print for the same namespace and tokens.
+int Hash(const NamespaceSpec& spec, const std::string& tokens_text, const std::string& tokens_file,
+         bool json) {
+  auto text = ReadTokensText(tokens_text, tokens_file);
+  if (!text.ok()) return Fail(text.status());
+  auto tokens = ParseTokens(*text);
+  if (!tokens.ok()) return Fail(tokens.status());
+  KeyHasher h(spec);
+  std::vector<BlockKey> keys;
+  h.Hash(*tokens, &keys);
+  const size_t tpb = spec.layout.tokens_per_block;
+  if (json) {
+    std::string out = "{\"hash\":\"" + std::string(HashModeName(spec.hash_mode)) + "\",\"seed\":\"" +
+                      h.seed().ToHex() + "\",\"tokens\":" + std::to_string(tokens->size()) +
+                      ",\"tokens_per_block\":" + std::to_string(tpb) + ",\"keys\":[";
+    for (size_t i = 0; i < keys.size(); ++i) out += std::string(i ? "," : "") + "\"" + keys[i].ToHex() + "\"";
+    std::printf("%s]}\n", out.c_str());
+    return 0;
+  }
+  std::printf("%s seed %s\n", HashModeName(spec.hash_mode), h.seed().ToHex().c_str());
+  std::printf("%zu tokens, %zu full blocks of %zu (a partial last block has no key)\n", tokens->size(),
+              keys.size(), tpb);
+  for (size_t i = 0; i < keys.size(); ++i)
+    std::printf("  %4zu tokens %zu..%zu %s\n", i, i * tpb, (i + 1) * tpb - 1, keys[i].ToHex().c_str());
+  return 0;
+}
+
+// GET or POST on the admin endpoint; the body of a 200 answer.
+Result<std::string> AdminCall(const std::string& admin, const std::string& method, const std::string& path) {
+  std::string host = admin;
+  int port = 9477;
+  if (const size_t colon = admin.rfind(':'); colon != std::string::npos) {
+    host = admin.substr(0, colon);
+    port = std::atoi(admin.c_str() + colon + 1);
+  }
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  httplib::Client cli(host, port);
+  cli.set_connection_timeout(5);
+  cli.set_read_timeout(60);
+  auto res = method == "POST" ? cli.Post(path.c_str()) : cli.Get(path.c_str());
+  if (!res)
+    return Status::Unavailable("no admin endpoint at " + admin + " (" + httplib::to_string(res.error()) +
+                               "); is kvtierd running with --admin " + admin + "?");
+  if (res->status != 200) {
+    std::string body = res->body;
+    while (!body.empty() && body.back() == '\n') body.pop_back();
+    return res->status == 403 ? Status::Rejected(body) : res->status == 404 ? Status::NotFound(body)
+                                                                             : Status::Internal(body);
+  }
+  return res->body;
+}
+
+int Namespaces(const std::string& admin, bool json) {
+  auto body = AdminCall(admin, "GET", "/v1/namespaces");
+  if (!body.ok()) return Fail(body.status());
+  if (json) {
+    std::fputs(body->c_str(), stdout);
+    return 0;
+  }
+  // The text form is the daemon's own table (GET /v1/namespaces?format=text).
+  auto text = AdminCall(admin, "GET", "/v1/namespaces?format=text");
+  if (!text.ok()) return Fail(text.status());
+  std::fputs(text->c_str(), stdout);
+  return 0;
+}
+
+int Evict(const std::string& admin, uint32_t ns, bool json) {
+  auto body = AdminCall(admin, "POST", "/v1/namespaces/" + std::to_string(ns) + "/evict" +
+                                           (json ? "" : "?format=text"));
+  if (!body.ok()) return Fail(body.status());
+  std::fputs(body->c_str(), stdout);
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app("kvtier: command-line client of a running kvtierd", "kvtier");
   app.require_subcommand(1);
@@ -263,18 +364,46 @@ int Main(int argc, char** argv) {
   demo->add_option("--prompts", prompts, "prompts to store")->capture_default_str()->check(CLI::Range(1u, 100000u));
   demo->add_option("--blocks", blocks, "blocks per prompt")->capture_default_str()->check(CLI::Range(1u, 100000u));
 
+  CLI::App* hash = app.add_subcommand("hash", "the block keys of a token sequence (no daemon needed)");
+  hash->add_flag("--json", json, "print one JSON object instead of text");
+  ns_flags.AddTo(hash);
+  hash->add_option("--tokens", tokens_text, "comma-separated token ids");
+  hash->add_option("--tokens-file", tokens_file, "token ids separated by whitespace or commas")
+      ->check(CLI::ExistingFile);
+
+  std::string admin = "127.0.0.1:9477";
+  auto admin_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--admin", admin, "the daemon's admin endpoint")->capture_default_str();
+    cmd->add_flag("--json", json, "print one JSON object instead of text");
+  };
+  CLI::App* namespaces = app.add_subcommand("namespaces", "the daemon's namespaces: blocks, bytes, hits");
+  admin_flags(namespaces);
+  CLI::App* evict = app.add_subcommand(
+      "evict", "drop a namespace's blocks from the memory tiers (from the daemon's host only)");
+  admin_flags(evict);
+  uint32_t evict_ns = 0;
+  evict->add_option("--namespace", evict_ns, "namespace id (kvtier namespaces)")->required();
+
   if (int rc = cli::Parse(app, argc, argv); rc >= 0) return rc;
-  if (lookup->parsed() && tokens_text.empty() && tokens_file.empty()) {
-    std::fprintf(stderr, "kvtier lookup: give --tokens or --tokens-file (see kvtier lookup --help)\n");
+  const CLI::App* cmd = cli::Selected(&app);
+  if ((lookup->parsed() || hash->parsed()) && tokens_text.empty() && tokens_file.empty()) {
+    std::fprintf(stderr, "kvtier %s: give --tokens or --tokens-file (see kvtier %s --help)\n",
+                 cmd->get_name().c_str(), cmd->get_name().c_str());
+    return cli::kUsageError;
+  }
+  if (hash->parsed() && !tokens_text.empty() && !tokens_file.empty()) {
+    std::fprintf(stderr, "kvtier hash: give --tokens or --tokens-file, not both\n");
     return cli::kUsageError;
   }
   // Namespace flags are checked as a whole before connecting.
   Result<NamespaceSpec> spec = ns_flags.Spec();
-  if ((lookup->parsed() || demo->parsed()) && !spec.ok()) {
-    std::fprintf(stderr, "kvtier %s: %s\n", lookup->parsed() ? "lookup" : "demo",
-                 spec.status().ToString().c_str());
+  if ((lookup->parsed() || demo->parsed() || hash->parsed()) && !spec.ok()) {
+    std::fprintf(stderr, "kvtier %s: %s\n", cmd->get_name().c_str(), spec.status().ToString().c_str());
     return cli::kUsageError;
   }
+  if (hash->parsed()) return Hash(*spec, tokens_text, tokens_file, json);
+  if (namespaces->parsed()) return Namespaces(admin, json);
+  if (evict->parsed()) return Evict(admin, evict_ns, json);
 
   auto client = Client::Connect(socket);
   if (!client.ok()) return Fail(client.status());
@@ -296,15 +425,9 @@ int Main(int argc, char** argv) {
   }
   if (demo->parsed()) return Demo(**client, ns_flags, prompts, blocks, json);
   // lookup
-  std::string text = tokens_text;
-  if (!tokens_file.empty()) {
-    std::ifstream in(tokens_file);
-    if (!in) return Fail(Status::InvalidArgument("cannot read --tokens-file '" + tokens_file + "'"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
-  auto tokens = ParseTokens(text);
+  auto text = ReadTokensText(tokens_text, tokens_file);
+  if (!text.ok()) return Fail(text.status());
+  auto tokens = ParseTokens(*text);
   if (!tokens.ok()) return Fail(tokens.status());
   auto ns = (*client)->OpenNamespace(*spec);
   if (!ns.ok()) return Fail(ns.status());

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <charconv>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "server/admin_namespaces.h"
 #include "server/config.h"
 #include "tiers/json_string.h"
 
@@ -176,7 +178,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
   srv.set_keep_alive_timeout(2);
   srv.set_read_timeout(5);
   srv.set_write_timeout(5);
-  srv.set_payload_max_length(64 * 1024);  // GETs only: bodies are not expected
+  srv.set_payload_max_length(64 * 1024);  // no request carries a body
   // SO_REUSEADDR (a restart may bind while old connections sit in TIME_WAIT)
   // but not httplib's default SO_REUSEPORT, with which a second daemon would
   // silently share the port instead of failing to bind.
@@ -208,6 +210,46 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
   });
   srv.Get("/v1/stats", [self](const httplib::Request&, httplib::Response& res) {
     res.set_content(self->StatsJson(), "application/json");
+  });
+  srv.Get("/v1/namespaces", [self](const httplib::Request& req, httplib::Response& res) {
+    const auto list = self->sources_.namespaces ? self->sources_.namespaces()
+                                                : std::vector<NamespaceUsage>{};
+    if (req.get_param_value("format") == "text") {
+      res.set_content(NamespacesText(list), "text/plain; charset=utf-8");
+    } else {
+      res.set_content(NamespacesJson(list), "application/json");
+    }
+  });
+  // Evicting a namespace is privileged: only a peer on the loopback
+  // interface may (someone on the daemon's host or in its pod), whatever
+  // address the endpoint listens on; scrapers elsewhere only read.
+  srv.Post(R"(/v1/namespaces/(\d{1,9})/evict)", [self](const httplib::Request& req,
+                                                        httplib::Response& res) {
+    if (!IsLoopbackPeer(req.remote_addr)) {
+      res.status = 403;
+      res.set_content("forbidden: evict is served to loopback peers only (run kvtier evict on the "
+                      "daemon's host)\n", "text/plain; charset=utf-8");
+      return;
+    }
+    if (!self->sources_.evict_namespace) {
+      res.status = 404;
+      res.set_content("not found: this daemon has no cache to evict from\n", "text/plain; charset=utf-8");
+      return;
+    }
+    const auto ns = static_cast<NamespaceId>(std::stoul(req.matches[1]));
+    auto r = self->sources_.evict_namespace(ns);
+    if (!r.ok()) {
+      res.status = r.status().IsNotFound() ? 404 : 500;
+      res.set_content(r.status().ToString() + "\n", "text/plain; charset=utf-8");
+      return;
+    }
+    spdlog::info("admin: namespace {} evicted by {}: {} blocks, {} bytes (kept {} in use, {} on NVMe)", ns,
+                 req.remote_addr, r->blocks, r->bytes, r->kept_pinned, r->kept_nvme);
+    if (req.get_param_value("format") == "text") {
+      res.set_content(EvictionText(ns, *r), "text/plain; charset=utf-8");
+    } else {
+      res.set_content(EvictionJson(ns, *r), "application/json");
+    }
   });
   srv.Get("/", [self](const httplib::Request&, httplib::Response& res) {
     res.set_content(self->StatusPage(), "text/html; charset=utf-8");
@@ -421,6 +463,8 @@ std::string AdminServer::StatusPage() const {
     row("index memory", FormatSize(s.index_memory));
     h += "</table>\n";
   }
+
+  if (sources_.namespaces) h += "<h2>Namespaces</h2>\n" + NamespacesHtml(sources_.namespaces());
 
   if (sources_.rpc != nullptr) {
     const RpcMetrics& m = *sources_.rpc;

@@ -6,6 +6,10 @@
 //                  503 "not ready: <reason>\n" (starting, draining)
 //   GET /metrics   Prometheus text format 0.0.4 (server/metrics.h)
 //   GET /v1/stats  the same data as JSON (shape in docs/operations.md)
+//   GET /v1/namespaces  every namespace with its blocks, bytes and hits
+//                  (JSON; ?format=text: a table), server/admin_namespaces.h
+//   POST /v1/namespaces/ID/evict  drops namespace ID's blocks from the memory
+//                  tiers; served to loopback peers only (403 otherwise)
 //   GET /          a small HTML status page, refreshing every 5 s
 //   anything else  404
 //
@@ -44,6 +48,10 @@ struct AdminSources {
   // What is down while the daemon still serves ("nvme tier: writes
   // stopped"); empty string: nothing. Shown by /healthz, /readyz, /metrics.
   std::function<std::string()> degraded;
+  // Namespaces and their usage (Cache::Namespaces); empty: none listed.
+  std::function<std::vector<NamespaceUsage>()> namespaces;
+  // Cache::EvictNamespace; empty: POST .../evict answers 404.
+  std::function<Result<NamespaceEviction>(NamespaceId)> evict_namespace;
   std::string version;                      // e.g. KvtierVersion()
   std::string socket_path;                  // shown on the status page
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();

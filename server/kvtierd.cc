@@ -181,6 +181,8 @@ int Run(const DaemonConfig& cfg) {
     AdminSources src;
     Cache* c = cache.get();
     src.cache_stats = [c] { return c->Stats(); };
+    src.namespaces = [c] { return c->Namespaces(); };
+    src.evict_namespace = [c](NamespaceId ns) { return c->EvictNamespace(ns); };
     src.rpc = &metrics;
     src.version = std::string(KvtierVersion());
     src.socket_path = cfg.socket_path;

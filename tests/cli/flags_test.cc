@@ -85,6 +85,16 @@ const Case kCases[] = {
     {"KVTIER", "lookup --tokens 1,2 --tp-rank 2 --tp-size 2", 2, "", "tp_rank"},
     {"KVTIER", "lookup", 2, "", "give --tokens or --tokens-file"},
     {"KVTIER", "demo --prompts 0", 2, "", "--prompts"},
+    // kvtier hash prints docs/hashing.md's vectors (tokens 0..31: k0, k1).
+    {"KVTIER", "hash --model meta-llama/Llama-3.1-8B --revision main --tokens 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31", 0,
+     "d671f98fdc675aa890b9077b863da0e8", ""},
+    {"KVTIER", "hash --model=meta-llama/Llama-3.1-8B --revision=main --hash sha256 --salt tenant-a --json --tokens 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+     0, "\"keys\":[\"aefa248b79e953e7576bcbaba638fda2\",\"7722b120631d5d5a1217942c91624197\"]", ""},
+    {"KVTIER", "hash --model meta-llama/Llama-3.1-8B --revision main --tp-rank 1 --tp-size 2 --tokens 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31", 0,
+     "5a128d093f4b1f3910b986db81c1ed90", ""},
+    {"KVTIER", "hash --tokens 1,2 --tokens-file /nonexistent", 2, "", "--tokens-file"},
+    {"KVTIER", "evict --admin 127.0.0.1:1", 2, "", "--namespace is required"},
+    {"KVTIER", "evict --namespace x", 2, "", "--namespace"},
     // --flag=value and --flag value are the same; a valid trace-less sim
     // error comes from reading (exit 1), after all flags passed.
     {"BENCH", "sim --trace=/nonexistent/t.jsonl --policy=lru,s3fifo --jobs=1", 1, "", "no trace at"},
