@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       liburing-dev librocksdb-dev libcapnp-dev capnproto libcpp-httplib-dev
       libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev
+      libsystemd-dev prometheus systemd  # prometheus: promtool, systemd: systemd-analyze (deploy checks)
       nlohmann-json3-dev libcli11-dev libssl-dev libarchive-dev
       python3 python3-xxhash python3-matplotlib curl)
 missing=()

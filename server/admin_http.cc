@@ -294,12 +294,29 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  if (s->sources_.cache_stats) s->sampler_ = std::thread([p = s.get()] { p->SamplerMain(); });
   return s;
+}
+
+void AdminServer::SamplerMain() {
+  std::unique_lock<std::mutex> l(sampler_mu_);
+  while (!sampler_stop_) {
+    l.unlock();
+    rates_.Add(SampleOf(sources_.cache_stats(), sources_.rpc, std::chrono::steady_clock::now()));
+    l.lock();
+    sampler_cv_.wait_for(l, sources_.rate_sample_interval, [this] { return sampler_stop_; });
+  }
 }
 
 void AdminServer::Stop() {
   if (server_ != nullptr) server_->stop();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> l(sampler_mu_);
+    sampler_stop_ = true;
+  }
+  sampler_cv_.notify_all();
+  if (sampler_.joinable()) sampler_.join();
 }
 
 std::string AdminServer::DegradedNote() const {
@@ -430,17 +447,44 @@ std::string AdminServer::StatusPage() const {
 
   if (sources_.cache_stats) {
     const CacheStats s = sources_.cache_stats();
-    h += "<h2>Tiers</h2>\n<table><tr><th>tier</th><th>occupancy</th><th>used</th>"
+    const auto rates = rates_.Compute(SampleOf(s, sources_.rpc, std::chrono::steady_clock::now()));
+    h += "<h2>Tiers</h2>\n<table><tr><th>tier</th><th>health</th><th>occupancy</th><th>used</th>"
          "<th>capacity</th><th>blocks</th><th>hits</th><th>evictions</th></tr>\n";
     for (const auto& t : s.tiers) {
       const double pct = 100.0 * Ratio(t.used_bytes, t.capacity_bytes);
-      h += "<tr><td>" + HtmlEscape(t.name) + "</td><td><span class=\"bar\"><span style=\"width:" +
+      // Health: writes stopped after a device error, and errors seen.
+      std::string health = t.admitting ? "<span class=\"ok\">ok</span>"
+                                       : "<span class=\"bad\">writes stopped (device error; probing)</span>";
+      if (t.io_errors != 0 || t.checksum_failures != 0)
+        health += " &middot; " + std::to_string(t.io_errors) + " I/O errors, " +
+                  std::to_string(t.checksum_failures) + " checksum failures";
+      h += "<tr><td>" + HtmlEscape(t.name) + "</td><td>" + health +
+           "</td><td><span class=\"bar\"><span style=\"width:" +
            Fixed1(pct) + "%\"></span></span> " + Fixed1(pct) + "%</td><td>" +
            FormatSize(t.used_bytes) + "</td><td>" + FormatSize(t.capacity_bytes) + "</td><td>" +
            std::to_string(t.blocks) + "</td><td>" + std::to_string(t.hits) + "</td><td>" +
            std::to_string(t.evictions) + "</td></tr>\n";
     }
-    h += "</table>\n<h2>Cache</h2>\n<table>\n";
+    h += "</table>\n<h2>Last minute</h2>\n";
+    if (!rates) {
+      h += "<p>Collecting (rates appear once the counters have been sampled for a second).</p>\n";
+    } else {
+      h += "<p>Over the last " + Fixed1(rates->seconds) + " s: " + Fixed1(rates->acquires_per_s) +
+           " acquires/s, " + Fixed1(rates->keys_per_s) + " keys requested/s, hit rate " +
+           Fixed1(100.0 * rates->hit_rate) + "%, " + Fixed1(rates->commits_per_s) + " commits/s, " +
+           Fixed1(rates->no_space_per_s) + " blocks refused for space/s, " +
+           Fixed1(rates->rpc_calls_per_s) + " RPCs/s (" + Fixed1(rates->rpc_errors_per_s) +
+           " errors/s).</p>\n<table><tr><th>tier</th><th>hits/s</th><th>in</th><th>out</th>"
+           "<th>evictions/s</th><th>new I/O errors</th></tr>\n";
+      for (const auto& t : rates->tiers) {
+        h += "<tr><td>" + HtmlEscape(t.name) + "</td><td>" + Fixed1(t.hits_per_s) + "</td><td>" +
+             FormatSize(static_cast<uint64_t>(t.bytes_in_per_s)) + "/s</td><td>" +
+             FormatSize(static_cast<uint64_t>(t.bytes_out_per_s)) + "/s</td><td>" +
+             Fixed1(t.evictions_per_s) + "</td><td>" + std::to_string(t.io_errors) + "</td></tr>\n";
+      }
+      h += "</table>\n";
+    }
+    h += "<h2>Totals since start</h2>\n<table>\n";
     auto row = [&h](std::string_view name, const std::string& value) {
       h += "<tr><td>";
       h += name;

@@ -95,6 +95,8 @@ const Case kCases[] = {
     {"KVTIER", "hash --tokens 1,2 --tokens-file /nonexistent", 2, "", "--tokens-file"},
     {"KVTIER", "evict --admin 127.0.0.1:1", 2, "", "--namespace is required"},
     {"KVTIER", "evict --namespace x", 2, "", "--namespace"},
+    // The shipped config file parses (its errors would come before the flag's).
+    {"KVTIERD", "--config @SRC@/deploy/kvtierd.conf --rpc-threads 0", 2, "", "--rpc-threads '0'"},
     // --flag=value and --flag value are the same; a valid trace-less sim
     // error comes from reading (exit 1), after all flags passed.
     {"BENCH", "sim --trace=/nonexistent/t.jsonl --policy=lru,s3fifo --jobs=1", 1, "", "no trace at"},
@@ -117,10 +119,12 @@ TEST(CliFlagsTest, EveryBinaryTheSameWay) {
   ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
   const std::string dir = tmpl;
   for (const Case& c : kCases) {
-    const std::string line = std::string(c.binary) + " " + c.args;
+    std::string args = c.args;  // @SRC@: the source tree
+    if (const size_t at = args.find("@SRC@"); at != std::string::npos) args.replace(at, 5, KVTIER_SOURCE_DIR);
+    const std::string line = std::string(c.binary) + " " + args;
     SCOPED_TRACE(line);
     // Run inside the scratch dir: nothing a case might create lands elsewhere.
-    const std::string cmd = "cd '" + dir + "' && '" + Binary(c.binary) + "' " + c.args + " >'" + dir +
+    const std::string cmd = "cd '" + dir + "' && '" + Binary(c.binary) + "' " + args + " >'" + dir +
                             "/out' 2>'" + dir + "/err' </dev/null";
     const int status = std::system(cmd.c_str());
     ASSERT_TRUE(WIFEXITED(status));

@@ -396,6 +396,39 @@ TEST_F(AdminHttpTest, StatusPage) {
     EXPECT_NE(b.find(want), std::string::npos) << want << "\n" << b;
   }
   EXPECT_EQ(b.find("<test>"), std::string::npos);  // never unescaped
+  // Tier health, and the last minute: collecting right after the start.
+  EXPECT_NE(b.find("<th>health</th>"), std::string::npos) << b;
+  EXPECT_NE(b.find("<span class=\"ok\">ok</span></td>"), std::string::npos) << b;
+  EXPECT_NE(b.find("<h2>Last minute</h2>\n<p>Collecting"), std::string::npos) << b;
+}
+
+// Rates over the last minute from the server's own sampler: acquires made
+// after the start show up as a rate, totals since the start do not.
+TEST_F(AdminHttpTest, StatusPageShowsRatesOverTheLastMinute) {
+  AdminSources src = Sources();
+  src.rate_sample_interval = std::chrono::milliseconds(100);
+  auto s = AdminServer::Start("127.0.0.1:0", std::move(src));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 30; ++i) {
+    auto lease = cache_->Acquire(ns_, std::span(keys_).subspan(0, 4));  // 4 of 4 hit
+    ASSERT_TRUE(lease.ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  const std::string b = (*s)->StatusPage();
+  const std::string head = "<h2>Last minute</h2>\n<p>Over the last ";
+  const size_t at = b.find(head);
+  ASSERT_NE(at, std::string::npos) << b;
+  // 30 acquires in ~1.5 s: between 10 and 30 per second; every key of them hit.
+  const double secs = std::stod(b.substr(at + head.size()));
+  EXPECT_GT(secs, 1.0);
+  EXPECT_LT(secs, 10.0);
+  const size_t per = b.find(" acquires/s", at);
+  const size_t from = b.rfind(' ', per - 1) + 1;
+  const double rate = std::stod(b.substr(from, per - from));
+  EXPECT_NEAR(rate, 30.0 / secs, 0.15 * 30.0 / secs) << b.substr(at, 200);
+  EXPECT_NE(b.find("hit rate 100.0%", at), std::string::npos) << b.substr(at, 300);
+  EXPECT_NE(b.find("<th>hits/s</th>", at), std::string::npos);
 }
 
 TEST_F(AdminHttpTest, UnknownPathsAre404) {
