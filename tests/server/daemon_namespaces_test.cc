@@ -122,6 +122,9 @@ TEST(DaemonNamespacesTest, ListAndEvictThroughTheCli) {
   std::tie(rc, out) = Kvtier("namespaces --admin 127.0.0.1:1");
   EXPECT_EQ(rc, 1) << out;
   EXPECT_NE(out.find("no admin endpoint at 127.0.0.1:1"), std::string::npos) << out;
+  auto st = (*c)->Stats();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->leases_open, 0u);
   EXPECT_EQ(d.Stop(), 0);
 }
 
