@@ -197,13 +197,19 @@ struct StoreResult {
   std::string queue;
 };
 
+// The store's region for extents of `e` bytes: 64 MiB, or more to hold 8.
+uint64_t StoreRegionBytes(uint64_t e) {
+  uint64_t region = 64ull << 20;
+  while (region < 8 * (e + kExtentHeaderBytes)) region *= 2;
+  return region;
+}
+
 StoreResult RunStore(const Flags& f, uint64_t e, uint32_t qd, uint8_t* mem,
                      const std::vector<uint64_t>& sums) {
   NvmeStoreOptions o;
   o.path = f.path;
   o.capacity_bytes = f.size;
-  o.region_bytes = 64ull << 20;
-  while (o.region_bytes < 8 * (e + kExtentHeaderBytes)) o.region_bytes *= 2;
+  o.region_bytes = StoreRegionBytes(e);
   o.max_ops = qd;
   o.verify_payload_on_read = f.verify;
   auto opened = NvmeStore::Open(o);
@@ -348,7 +354,16 @@ int Main(int argc, char** argv) {
   f.qds = ParseList(qds);
   f.extents = ParseList(extents);
   f.verify = !no_verify;
-  for (uint64_t e : f.extents)
+  // The file must hold the store's superblock area and one region, and the
+  // plain phases' qd extents in flight.
+  for (uint64_t e : f.extents) {
+    if (f.size < kDataOffset + StoreRegionBytes(e)) {
+      std::fprintf(stderr, "kvtier-nvme-bench: --size %s is too small for --extent %s: the store needs "
+                   "%s (1 MiB superblock area and one %s region) (see kvtier-nvme-bench --help)\n",
+                   size.c_str(), SizeName(e).c_str(), SizeName(kDataOffset + StoreRegionBytes(e)).c_str(),
+                   SizeName(StoreRegionBytes(e)).c_str());
+      return cli::kUsageError;
+    }
     for (uint64_t q : f.qds)
       if (f.size < kDataOffset + q * e) {
         std::fprintf(stderr, "kvtier-nvme-bench: --size %s is too small for --qd %llu x --extent %s "
@@ -356,6 +371,7 @@ int Main(int argc, char** argv) {
                      SizeName(e).c_str());
         return cli::kUsageError;
       }
+  }
   bool fio = f.fio && FioOnPath();
   if (f.fio && !fio) std::printf("note: --fio given but fio is not on PATH; skipped\n");
 

@@ -68,6 +68,8 @@ const Case kCases[] = {
     {"NVME", "--path x --size lots", 2, "", "'lots' is not a size"},
     {"NVME", "--path x --seconds 0", 2, "", "--seconds"},
     {"NVME", "", 2, "", "--path is required"},
+    {"NVME", "--path x --size 64M", 2, "", "--size 64M is too small for --extent 256K: the store needs 65M"},
+    {"NVME", "--path x --size 1G --extent 128M", 2, "", "is too small for --extent 128M"},
     {"BENCH", "sim --trace /nonexistent/t.jsonl --policy foo", 2, "", "foo"},
     {"BENCH", "sim --trace /nonexistent/t.jsonl --tier2-policy foo", 2, "", "foo"},
     {"BENCH", "sim --trace /nonexistent/t.jsonl --admission maybe", 2, "", "maybe"},
