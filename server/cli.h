@@ -90,7 +90,7 @@ inline int Parse(CLI::App& app, int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    std::fputs(Selected(&app)->help().c_str(), stdout);
+    std::fputs(app.help().c_str(), stdout);  // the selected subcommand's, named "kvtier stats"
     return 0;
   } catch (const CLI::CallForAllHelp&) {
     std::fputs(app.help("", CLI::AppFormatMode::All).c_str(), stdout);
