@@ -173,7 +173,7 @@ int RunSim(int argc, char** argv) {
   app.add_flag("--no-belady", no_belady, "skip Belady's MIN");
   app.add_option("--jobs", jobs_n, "replays run in parallel (default: hardware threads)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{256}));
-  app.add_option("--json", json_path, "write results as JSON to PATH");
+  app.add_option("--json-out", json_path, "write results as JSON to PATH (as kvtier-bench engine --json-out)");
   app.add_option("--csv", csv_path, "write results as CSV (one row per run) to PATH");
   app.add_option("--progress", progress_s, "progress on stderr every S seconds (0: off)")
       ->capture_default_str()->check(CLI::Range(0.0, 1e6));

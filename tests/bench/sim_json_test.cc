@@ -1,4 +1,4 @@
-// `kvtier-bench sim --json` writes valid JSON whatever the trace's file name:
+// `kvtier-bench sim --json-out` writes valid JSON whatever the trace's file name:
 // runs the real binary on a trace named with Latin-1 bytes and parses its
 // report with nlohmann-json's strict parser.
 #include <gtest/gtest.h>
@@ -29,7 +29,7 @@ TEST(SimJsonTest, NonUtf8TraceNameGivesValidJson) {
   }
   const std::string report = dir + "/report.json";
   const std::string cmd = std::string("'") + KVTIER_BENCH_PATH + "' sim --trace '" + trace +
-                          "' --policy lru --tier1-capacity 2 --no-belady --jobs 1 --progress 0 --json '" + report +
+                          "' --policy lru --tier1-capacity 2 --no-belady --jobs 1 --progress 0 --json-out '" + report +
                           "' > '" + dir + "/stdout' 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream in(report);

@@ -78,6 +78,8 @@ const Case kCases[] = {
     {"BENCH", "sim --trace /nonexistent/t.jsonl --format csv", 2, "", "--format"},
     {"BENCH", "sim --trace /nonexistent/t.jsonl --jobs 0", 2, "", "--jobs"},
     {"BENCH", "sim --policy lru", 2, "", "--trace is required"},
+    // --json is a boolean everywhere; the sim's report file is --json-out PATH.
+    {"BENCH", "sim --trace /nonexistent/t.jsonl --json r.json", 2, "", "--json"},
     {"BENCH", "rpc --clients 1,0", 2, "", "--clients"},
     {"BENCH", "rpc --rpc-threads=0", 2, "", "--rpc-threads"},
     {"BENCH", "load --tiers host,disk", 2, "", "unknown tier 'disk'"},
