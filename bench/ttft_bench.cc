@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "server/cli.h"
 #include "bench/daemon_process.h"
 #include "bench/gpu_bandwidth.h"
 #include "bench/load_bench.h"
@@ -423,7 +424,7 @@ int RunTtftBench(int argc, char** argv) {
 #ifdef KVTIER_ENGINE_REFERENCE
   f.reference = KVTIER_ENGINE_REFERENCE;
 #endif
-  CLI::App app{"kvtier-bench ttft: time to first token with and without kvtier (engine + daemon)"};
+  CLI::App app{"time to first token with and without kvtier (engine + daemon)", "kvtier-bench ttft"};
   app.add_option("--model", f.model, "checkpoint directory (kvtier-engine make-random)")->required();
   app.add_option("--kvtierd", f.kvtierd, "daemon binary")->capture_default_str();
   app.add_option("--lens", f.lens, "prompt lengths")->delimiter(',')->capture_default_str()
@@ -445,11 +446,7 @@ int RunTtftBench(int argc, char** argv) {
   app.add_option("--decode-steps", f.decode_steps, "tokens per request in the load test")
       ->capture_default_str()->check(CLI::Range(1u, 4096u));
   app.add_option("--json-out", f.json_out, "write every figure here as JSON");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int rc = cli::Parse(app, argc, argv); rc >= 0) return rc;
   Result<Checkpoint> ck = Checkpoint::Open(f.model);
   if (!ck.ok()) return Fail("checkpoint", ck.status());
   b.ckpt = std::make_unique<Checkpoint>(std::move(ck.value()));

@@ -27,6 +27,15 @@ BlockId BlockIndex::FindLocked(const BlockKey& key) const {
   }
 }
 
+void BlockIndex::ForEach(const std::function<void(BlockId)>& fn) const {
+  for (uint32_t i = 0; i < num_shards_; ++i) {
+    const Shard& s = shards_[i];
+    std::lock_guard<std::mutex> l(s.mu);
+    for (uint32_t v : s.slots)
+      if (v != 0) fn(v - 1);
+  }
+}
+
 void BlockIndex::Grow(Shard& s) {
   std::vector<uint32_t> old = std::move(s.slots);
   s.slots.assign(old.size() * 2, 0);

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -90,6 +91,11 @@ class BlockIndex {
   BlockEntry& entry(BlockId id) const {
     return chunks_[id >> kChunkShift][id & (kChunkSize - 1)];
   }
+
+  // Calls fn(id) for every id in the map, one shard at a time with that
+  // shard's mutex held (fn may read the entry's fields but must not take a
+  // shard mutex). A cold-path walk (admin listings), O(entries).
+  void ForEach(const std::function<void(BlockId)>& fn) const;
 
   // Number of keys in the map.
   size_t size() const { return live_.load(std::memory_order_relaxed); }

@@ -248,6 +248,30 @@ struct CacheStats {
   std::vector<TierStats> tiers;
 };
 
+// One namespace's share of the cache (Cache::Namespaces).
+struct NamespaceUsage {
+  NamespaceId id = 0;
+  NamespaceSpec spec;
+  uint64_t blocks = 0;          // readable blocks, all tiers
+  uint64_t bytes = 0;           // their payload bytes
+  uint64_t hits = 0;            // acquires that returned one of these blocks
+  uint64_t pinned = 0;          // of them, held by a lease now
+  struct Tier {
+    std::string name;           // as in CacheStats::tiers ("host", "hbm0", "nvme")
+    uint64_t blocks = 0;
+    uint64_t bytes = 0;
+  };
+  std::vector<Tier> tiers;      // CacheStats::tiers' order
+};
+
+// What Cache::EvictNamespace did.
+struct NamespaceEviction {
+  uint64_t blocks = 0;       // dropped from the memory tiers
+  uint64_t bytes = 0;
+  uint64_t kept_pinned = 0;  // held by a lease or being written or moved: kept
+  uint64_t kept_nvme = 0;    // NVMe copies (resident, or of dropped blocks): kept
+};
+
 class Cache {
  public:
   // InvalidArgument: no tiers, bad store tier, unknown policy name.
@@ -304,6 +328,17 @@ class Cache {
 
   CacheStats Stats() const;
   const BlockIndex& index() const { return index_; }
+
+  // Every registered namespace with its readable blocks, bytes and hits
+  // (hits of the blocks still cached), by id. A walk of the whole index:
+  // cold path (admin endpoint), never on an RPC.
+  std::vector<NamespaceUsage> Namespaces() const;
+  // Drops namespace `ns`'s readable, unpinned blocks from the memory tiers
+  // (HBM, host), as eviction would: a block with an NVMe copy lives on
+  // there, NVMe-resident blocks stay (they age out under the NVMe policy).
+  // Blocks pinned, being written or moving are kept and counted. Errors:
+  // NotFound (unknown namespace).
+  Result<NamespaceEviction> EvictNamespace(NamespaceId ns);
   // Waits until queued host → HBM promotions are done (tests).
   void DrainPromotions();
 

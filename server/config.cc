@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -283,13 +285,6 @@ Status ApplyValue(const FlagSpec& f, std::string_view value, DaemonConfig* c) {
 }
 
 std::string Quote(std::string_view v) { return "'" + std::string(v) + "'"; }
-
-// A flag as found on the command line.
-struct FlagUse {
-  const FlagSpec* spec;
-  std::string value;
-  bool has_value;
-};
 
 Status ApplyConfigFile(const std::string& path, DaemonConfig* c) {
   std::ifstream in(path);
@@ -657,76 +652,75 @@ Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv) {
 
 Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv, const SystemInfo& sys) {
   DaemonConfig c;
-  std::vector<FlagUse> uses;
-  Status first_error;
-  auto fail = [&](std::string msg) {
-    if (first_error.ok()) first_error = Status::InvalidArgument(msg + " (see --help)");
-  };
+  auto fail = [](std::string msg) { return Status::InvalidArgument(msg + " (see --help)"); };
+  // --help and --version win wherever they are, whatever else is wrong.
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i] != nullptr ? argv[i] : "";
-    if (arg == "-h") {
-      c.show_help = true;
-      continue;
-    }
-    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
-      fail("unexpected argument " + Quote(arg) + ": flags start with --");
-      continue;
-    }
-    std::string_view name = arg.substr(2);
-    std::string_view value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string_view::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    const FlagSpec* f = FindFlag(name);
-    if (f == nullptr) {
-      fail("unknown flag --" + std::string(name));
-      continue;
-    }
-    if (f->type == FlagType::kHelp || f->type == FlagType::kVersion) {
-      if (has_value) {
-        fail("--" + std::string(name) + " takes no value");
-        continue;
-      }
-      (f->type == FlagType::kHelp ? c.show_help : c.show_version) = true;
-      continue;
-    }
-    if (f->metavar.empty()) {  // boolean: bare, or --flag=BOOL
-      uses.push_back({f, has_value ? std::string(value) : "true", true});
-      continue;
-    }
-    if (!has_value) {
-      // The next argument is the value, unless it is itself a flag: write
-      // --flag=--value for a value that starts with "--".
-      if (i + 1 < argc && argv[i + 1] != nullptr &&
-          std::string_view(argv[i + 1]).substr(0, 2) != "--") {
-        value = argv[++i];
-        has_value = true;
-      } else {
-        fail("--" + std::string(name) + ": missing value (" + std::string(f->metavar) + ")");
-        continue;
-      }
-    }
-    uses.push_back({f, std::string(value), true});
+    if (arg == "-h" || arg == "--help") c.show_help = true;
+    if (arg == "--version") c.show_version = true;
   }
   if (c.show_help || c.show_version) return c;
-  if (!first_error.ok()) return first_error;
+
+  // CLI11 splits the command line (--flag VALUE, --flag=VALUE, bare
+  // booleans); every value is kept as text and set through ApplyValue, the
+  // same code the config file goes through, so both report the same errors.
+  CLI::App app("kvtierd", "kvtierd");
+  app.set_help_flag();
+  app.allow_extras();
+  std::vector<std::pair<const FlagSpec*, CLI::Option*>> options;
+  for (const FlagSpec& f : Flags()) {
+    const std::string name = "--" + std::string(f.name);
+    // Every occurrence is kept (a flag given twice keeps its last value).
+    CLI::Option* o = f.type == FlagType::kBool ? app.add_flag(name) : app.add_option(name)->expected(1);
+    // --help / --version only get here as --help=X (the bare forms returned above).
+    options.emplace_back(&f, o->multi_option_policy(CLI::MultiOptionPolicy::TakeAll));
+  }
+  // A value-taking flag followed by nothing or by another flag: CLI11 would
+  // take the next flag as the value; a value starting with "--" needs `=`.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i] != nullptr ? argv[i] : "";
+    if (arg.substr(0, 2) != "--" || arg.find('=') != std::string_view::npos) continue;
+    const FlagSpec* f = FindFlag(arg.substr(2));
+    if (f == nullptr || f->metavar.empty()) continue;
+    if (i + 1 >= argc || std::string_view(argv[i + 1]).substr(0, 2) == "--")
+      return fail(std::string(arg) + ": missing value (" + std::string(f->metavar) + ")");
+    ++i;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what());
+  }
+  for (const std::string& extra : app.remaining()) {
+    std::string_view x = extra;
+    if (x.substr(0, 2) != "--" || x.size() < 3)
+      return fail("unexpected argument " + Quote(x) + ": flags start with --");
+    const FlagSpec* f = FindFlag(x.substr(2, x.find('=') - 2));
+    if (f != nullptr && (f->type == FlagType::kHelp || f->type == FlagType::kVersion))
+      return fail("--" + std::string(f->name) + " takes no value");
+    return fail("unknown flag " + std::string(x.substr(0, x.find('='))));
+  }
+  for (const auto& [f, o] : options) {
+    if ((f->type == FlagType::kHelp || f->type == FlagType::kVersion) && o->count() > 0)
+      return fail("--" + std::string(f->name) + " takes no value");
+  }
 
   // The config file first, whatever its position; the last --config counts.
-  for (const auto& u : uses) {
-    if (u.spec->type == FlagType::kConfig) c.config_file = u.value;
+  for (const auto& [f, o] : options) {
+    if (f->type == FlagType::kConfig && o->count() > 0) c.config_file = o->results().back();
   }
   if (!c.config_file.empty()) {
     KVTIER_RETURN_IF_ERROR(ApplyConfigFile(c.config_file, &c));
   }
-  for (const auto& u : uses) {
-    if (u.spec->type == FlagType::kConfig) continue;
-    Status st = ApplyValue(*u.spec, u.value, &c);
-    if (!st.ok())
-      return Status::InvalidArgument("--" + std::string(u.spec->name) + " " + Quote(u.value) +
-                                     ": " + st.message());
+  // Then the flags; a flag given twice keeps its last value.
+  for (const auto& [f, o] : options) {
+    if (f->type == FlagType::kConfig || o->count() == 0) continue;
+    for (const std::string& value : o->results()) {
+      Status st = ApplyValue(*f, value, &c);
+      if (!st.ok())
+        return Status::InvalidArgument("--" + std::string(f->name) + " " + Quote(value) + ": " +
+                                       st.message());
+    }
   }
   ResolveDefaults(sys, &c);
   KVTIER_RETURN_IF_ERROR(c.Validate());

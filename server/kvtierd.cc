@@ -24,6 +24,7 @@
 #include "server/metrics.h"
 #include "server/rpc_server.h"
 #include "server/rpc_service.h"
+#include "server/systemd_notify.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
 #include "tiers/numa.h"
@@ -181,6 +182,8 @@ int Run(const DaemonConfig& cfg) {
     AdminSources src;
     Cache* c = cache.get();
     src.cache_stats = [c] { return c->Stats(); };
+    src.namespaces = [c] { return c->Namespaces(); };
+    src.evict_namespace = [c](NamespaceId ns) { return c->EvictNamespace(ns); };
     src.rpc = &metrics;
     src.version = std::string(KvtierVersion());
     src.socket_path = cfg.socket_path;
@@ -205,6 +208,12 @@ int Run(const DaemonConfig& cfg) {
     admin = std::move(a).value();
   }
   spdlog::info("kvtierd {} serving: {}", KvtierVersion(), cfg.ToString());
+  // systemd (Type=notify): ready now; the watchdog is petted while the cache answers.
+  SystemdNotifier systemd([c = cache.get()] {
+    (void)c->Stats();  // blocks, and so stops the watchdog, if a tier is wedged
+    return Status::OK();
+  });
+  systemd.Ready("serving on " + cfg.socket_path);
   if (admin) spdlog::info("admin endpoint http://{}:{}/", ParseHostPort(cfg.admin_address)->host, admin->port());
 
   int sig = 0;
@@ -214,6 +223,7 @@ int Run(const DaemonConfig& cfg) {
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
     spdlog::info("received SIGHUP: nothing to reload, still serving");
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  systemd.Stopping("draining (up to " + std::to_string(cfg.drain_timeout_seconds) + " s)");
   // Drain: /readyz answers 503, new leases and stores are refused, and the
   // clients' open leases and stores get up to --drain-timeout to finish.
   service.StartDraining();

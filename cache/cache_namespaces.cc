@@ -1,0 +1,102 @@
+// Cache::Namespaces and Cache::EvictNamespace: the operator's view of
+// namespaces (kvtier namespaces, kvtier evict, the admin endpoint).
+#include <algorithm>
+
+#include "cache/cache.h"
+#include "cache/nvme_tier.h"
+
+namespace kvtier {
+
+namespace {
+constexpr uint8_t kReadyState = static_cast<uint8_t>(BlockState::kReady);
+}  // namespace
+
+std::vector<NamespaceUsage> Cache::Namespaces() const {
+  std::vector<NamespaceUsage::Tier> tiers;
+  for (const auto& tp : tiers_) tiers.push_back({std::string(tp->tier->name()), 0, 0});
+  if (nvme_) tiers.push_back({"nvme", 0, 0});
+  std::vector<NamespaceUsage> out;
+  {
+    std::lock_guard<std::mutex> l(ns_mu_);
+    out.resize(namespaces_.size());
+    for (size_t i = 0; i < namespaces_.size(); ++i) {
+      out[i].id = static_cast<NamespaceId>(i);
+      out[i].spec = namespaces_[i];
+      out[i].tiers = tiers;
+    }
+  }
+  index_.ForEach([&](BlockId id) {
+    const BlockEntry& e = index_.entry(id);
+    if (e.state.load(std::memory_order_acquire) != kReadyState || e.ns >= out.size()) return;
+    NamespaceUsage& u = out[e.ns];
+    ++u.blocks;
+    u.bytes += e.size;
+    u.hits += e.hits;
+    if (e.pins.load(std::memory_order_relaxed) != 0) ++u.pinned;
+    const size_t t = e.tier == kNvmeTier ? u.tiers.size() - 1 : e.tier;
+    if (t >= u.tiers.size()) return;
+    ++u.tiers[t].blocks;
+    u.tiers[t].bytes += e.size;
+  });
+  return out;
+}
+
+Result<NamespaceEviction> Cache::EvictNamespace(NamespaceId ns) {
+  {
+    std::lock_guard<std::mutex> l(ns_mu_);
+    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  }
+  NamespaceEviction r;
+  // The namespace's blocks by tier; each is re-checked under its tier's
+  // mutex and shard mutex, since it may have moved or been pinned since.
+  std::vector<std::vector<BlockId>> by_tier(tiers_.size());
+  index_.ForEach([&](BlockId id) {
+    const BlockEntry& e = index_.entry(id);
+    if (e.ns != ns) return;
+    if (e.tier == kNvmeTier) {
+      ++r.kept_nvme;
+    } else if (e.tier < tiers_.size()) {
+      by_tier[e.tier].push_back(id);
+    }
+  });
+  for (TierId t = 0; t < by_tier.size(); ++t) {
+    TierState& ts = *tiers_[t];
+    std::lock_guard<std::mutex> tl(ts.mu);
+    for (BlockId id : by_tier[t]) {
+      BlockEntry& e = index_.entry(id);
+      const Slot slot = e.slot();  // as EvictOneLocked: read before the block may become NVMe-resident
+      const uint32_t size = e.size;
+      bool erased = false;
+      {
+        std::lock_guard<std::mutex> l(index_.MutexFor(e.key));
+        // The same conditions as EvictOneLocked's victim: readable, unpinned,
+        // not being demoted, still in this tier and namespace.
+        if (e.ns != ns || e.tier != t) continue;
+        if (e.state.load(std::memory_order_relaxed) != kReadyState ||
+            e.pins.load(std::memory_order_relaxed) != 0 ||
+            (e.flags.load(std::memory_order_relaxed) & kFlagDemoting) != 0) {
+          ++r.kept_pinned;
+          continue;
+        }
+        if (nvme_ && (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme) != 0) {
+          nvme_->BecomeResidentLocked(e);  // its NVMe copy stays
+          ++r.kept_nvme;
+        } else {
+          index_.EraseLocked(id);
+          erased = true;
+        }
+      }
+      ts.policy->Remove(id);
+      ts.tier->Free(slot);
+      ++ts.evictions;
+      ts.evicted_bytes += size;
+      --ts.blocks;
+      ++r.blocks;
+      r.bytes += size;
+      if (erased) index_.FreeId(id);
+    }
+  }
+  return r;
+}
+
+}  // namespace kvtier
