@@ -183,7 +183,9 @@ const std::vector<FlagSpec>& Flags() {
        .help = "File or block device of the NVMe tier."},
       {.name = "nvme-capacity", .metavar = "SIZE", .type = FlagType::kSize,
        .u64 = &C::nvme_capacity_bytes, .min = 0, .max = 1024 * kTiB, .default_text = "0 (off)",
-       .help = "Size of the NVMe tier; 0 turns the tier off, otherwise at least 1MiB."},
+       .help = "Size of the NVMe tier; 0 turns the tier off, otherwise at least 65MiB (a 1MiB "
+               "header and one 64MiB region). The tier uses whole 64MiB regions after the "
+               "header; the rest of a larger size is unused, and the start-up log says how much."},
       {.name = "nvme-queue-depth", .metavar = "N", .type = FlagType::kU32,
        .u32 = &C::nvme_queue_depth, .min = 1, .max = 4096, .default_text = "256",
        .help = "io_uring queue depth of the NVMe tier, 1..4096."},
@@ -614,9 +616,9 @@ Status DaemonConfig::Validate() const {
                "needs an HBM tier (--hbm-capacity)");
   if (store_tier == "hbm" && hbm_capacity_bytes == 0)
     return bad("store-tier", store_tier, "needs an HBM tier (--hbm-capacity)");
-  if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < kMiB)
+  if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < kNvmeMinCapacity)
     return bad("nvme-capacity", ExactSize(nvme_capacity_bytes),
-               "must be 0 (off) or at least 1MiB");
+               "must be 0 (off) or at least 65MiB (a 1MiB header and one 64MiB region)");
   if (nvme_capacity_bytes != 0 && nvme_path.empty())
     return bad("nvme-path", nvme_path, "must not be empty when the NVMe tier is on");
   return Status::OK();

@@ -25,6 +25,16 @@ inline constexpr uint64_t kKiB = 1ull << 10;
 inline constexpr uint64_t kMiB = 1ull << 20;
 inline constexpr uint64_t kGiB = 1ull << 30;
 inline constexpr uint64_t kTiB = 1ull << 40;
+// The NVMe tier's geometry as the daemon sets it up: a 1MiB header, then whole
+// regions of kNvmeRegionBytes (tiers/nvme_format.h, NvmeStoreOptions).
+inline constexpr uint64_t kNvmeRegionBytes = 64 * kMiB;
+inline constexpr uint64_t kNvmeMinCapacity = kMiB + kNvmeRegionBytes;
+// Bytes of an NVMe capacity the tier uses: the header and whole regions.
+inline uint64_t NvmeUsableBytes(uint64_t capacity) {
+  return capacity < kNvmeMinCapacity
+             ? 0
+             : kMiB + (capacity - kMiB) / kNvmeRegionBytes * kNvmeRegionBytes;
+}
 
 struct DaemonConfig {
   // Unix socket the RPC service listens on. Empty until resolved; the default

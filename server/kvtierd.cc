@@ -106,6 +106,12 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
     NvmeTierOptions no;
     no.store.path = cfg.nvme_path;
     no.store.capacity_bytes = cfg.nvme_capacity_bytes;
+    no.store.region_bytes = kNvmeRegionBytes;
+    if (const uint64_t used = NvmeUsableBytes(cfg.nvme_capacity_bytes); used != cfg.nvme_capacity_bytes)
+      spdlog::warn("nvme tier: {} of --nvme-capacity {} used (a 1MiB header and whole {}MiB "
+                   "regions); the last {} bytes stay unused",
+                   used, cfg.nvme_capacity_bytes, kNvmeRegionBytes / kMiB,
+                   cfg.nvme_capacity_bytes - used);
     no.store.max_ops = std::max<uint32_t>(cfg.nvme_queue_depth / 2, 8);
     no.index_path = (std::filesystem::path(cfg.data_dir) / "nvme-index").string();
     no.write_through = cfg.nvme_write_policy == "write-through";

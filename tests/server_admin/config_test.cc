@@ -292,7 +292,8 @@ TEST(ConfigTest, ErrorsNameTheFlagAndValue) {
       {{"--log-level", "verbose"}, "--log-level 'verbose'", "unknown log level"},
       {{"--nvme-write-policy", "sometimes"}, "--nvme-write-policy 'sometimes'",
        "unknown write policy"},
-      {{"--nvme-capacity", "4K"}, "--nvme-capacity", "at least 1MiB"},
+      {{"--nvme-capacity", "4K"}, "--nvme-capacity", "at least 65MiB"},
+      {{"--nvme-capacity", "64M"}, "--nvme-capacity", "a 1MiB header and one 64MiB region"},
       {{"--nvme-queue-depth", "0"}, "--nvme-queue-depth '0'", "out of range"},
       {{"--admin", "localhost"}, "--admin 'localhost'", "HOST:PORT"},
       {{"--admin", "127.0.0.1:70000"}, "--admin", "0..65535"},
@@ -449,6 +450,14 @@ TEST(ConfigTest, ValidateCatchesProgrammaticMistakes) {
   bad = c;
   bad.host_capacity_bytes = kMiB;
   EXPECT_NE(bad.Validate().message().find("--host-capacity"), std::string::npos);
+}
+
+TEST(ConfigTest, NvmeCapacityIsUsedInWholeRegionsAfterTheHeader) {
+  EXPECT_EQ(NvmeUsableBytes(kNvmeMinCapacity - 1), 0u);
+  EXPECT_EQ(NvmeUsableBytes(kNvmeMinCapacity), kNvmeMinCapacity);
+  EXPECT_EQ(NvmeUsableBytes(kMiB + 3 * kNvmeRegionBytes), kMiB + 3 * kNvmeRegionBytes);
+  EXPECT_EQ(NvmeUsableBytes(kMiB + 3 * kNvmeRegionBytes + 5), kMiB + 3 * kNvmeRegionBytes);
+  EXPECT_EQ(NvmeUsableBytes(kTiB), kMiB + (kTiB - kMiB) / kNvmeRegionBytes * kNvmeRegionBytes);
 }
 
 }  // namespace
