@@ -226,6 +226,10 @@ struct TierStats {
   uint64_t recovered = 0;       // NVMe: blocks recovered at start
   uint64_t recovery_dropped = 0;  // NVMe: index entries dropped at start
   bool admitting = true;        // NVMe: accepts writes
+  bool index_ok = true;         // NVMe: the durable index takes writes
+  bool index_rebuilding = false;  // NVMe: the index is being rebuilt from the extents
+  // NVMe: what is down, for people (/healthz); empty while all is well.
+  std::string degraded;
 };
 
 struct CacheStats {

@@ -48,6 +48,10 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
   NvmeIndexOptions io;
   io.path = o.index_path;
   io.sync = o.sync_index;
+  // A full data-dir file system must not keep the tier (or the daemon) from
+  // starting: the index then comes up read-only, the tier degraded.
+  io.read_only_fallback = true;
+  io.log = cache->options_.log_warning;
   auto index = NvmeIndex::Open(io);
   if (!index.ok()) return index.status();
   t->index_ = std::move(index).value();
@@ -58,6 +62,9 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
     Status st = t->store_->RegisterBuffers(std::span(&seg, 1));
     if (!st.ok()) t->NoteError(Status(st.code(), "host segment not registered with io_uring (plain I/O used): " + st.message()));
   }
+  if (t->index_->failed())
+    t->NoteError(Status::IOError("index not writable, NVMe writes stopped until it is: " +
+                                 t->index_->failure()));
   KVTIER_RETURN_IF_ERROR(t->Recover());
   t->thread_ = std::thread([p = t.get()] { p->Run(); });
   return t;
@@ -114,8 +121,8 @@ Status NvmeTier::Recover() {
       }
     }
     if (!ok) {
-      if (results[i].ok()) (void)store_->Free(x);
-      (void)index_->Delete(x.tag);
+      std::lock_guard<std::mutex> l(mu_);
+      ForgetExtentLocked(x, /*free_after=*/results[i].ok());
       ++dropped;
       continue;
     }
@@ -158,6 +165,54 @@ void NvmeTier::NoteError(const Status& st) {
   } else {
     std::fprintf(stderr, "kvtier: %s\n", msg.c_str());
   }
+}
+
+namespace {
+int64_t SteadyMs() { return static_cast<int64_t>(SteadyNowNs() / 1000000); }
+}  // namespace
+
+void NvmeTier::ForgetExtentLocked(const NvmeExtent& x, bool free_after) {
+  Status st = index_->Delete(x.tag);
+  if (!st.ok()) {
+    pending_.push_back(Unindexed{x, free_after});
+    return;
+  }
+  if (free_after) (void)store_->Free(x);
+}
+
+void NvmeTier::ProbeIndex() {
+  if (!index_->failed()) {
+    last_index_probe_ms_ = 0;
+    return;
+  }
+  const int64_t now = SteadyMs();
+  if (last_index_probe_ms_ == 0) last_index_probe_ms_ = now;  // the failure was just seen
+  const uint32_t every = options_.store.admission_probe_ms;
+  if (every == 0 || now - last_index_probe_ms_ < static_cast<int64_t>(every)) return;
+  last_index_probe_ms_ = now;
+  Status st = index_->Reopen();
+  std::vector<Unindexed> pend;
+  if (st.ok()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      pend.swap(pending_);
+    }
+    std::vector<NvmeIndexUpdate> deletes;
+    deletes.reserve(pend.size());
+    for (const Unindexed& u : pend) deletes.push_back(NvmeIndexUpdate{u.extent.tag, std::nullopt});
+    if (!deletes.empty()) st = index_->Apply(deletes);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (!st.ok()) {
+    pending_.insert(pending_.end(), pend.begin(), pend.end());
+    NoteError(Status(st.code(), "index probe failed, NVMe writes stay stopped: " + st.message()));
+    return;
+  }
+  for (const Unindexed& u : pend)
+    if (u.free_after) (void)store_->Free(u.extent);
+  if (cache_->options_.log_warning)
+    cache_->options_.log_warning("NVMe tier: index writable again (" + std::to_string(pend.size()) +
+                                 " pending deletes applied), NVMe writes resume");
 }
 
 void NvmeTier::EnqueueWrite(BlockId id) {
@@ -279,11 +334,11 @@ bool NvmeTier::EvictOneLocked() {
 void NvmeTier::DropExtentLocked(BlockId id) {
   auto it = extents_.find(id);
   if (it == extents_.end()) return;
-  (void)store_->Free(it->second);
-  (void)index_->Delete(it->second.tag);
-  used_payload_bytes_ -= it->second.payload_bytes;
+  const NvmeExtent x = it->second;
+  used_payload_bytes_ -= x.payload_bytes;
   extents_.erase(it);
   policy_->Remove(id);
+  ForgetExtentLocked(x, /*free_after=*/true);
 }
 
 bool NvmeTier::PrepareJob(Job& job) {
@@ -308,7 +363,7 @@ bool NvmeTier::PrepareJob(Job& job) {
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
     if (set) e.flags.fetch_or(set);
   };
-  if (!store_->AcceptsWrites()) {
+  if (!WritesAllowed()) {
     clear(0);
     return true;
   }
@@ -362,9 +417,12 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   Status st = index_->Put(c.extent.tag, ToRecord(c.extent, e.priority));
   std::lock_guard<std::mutex> l(mu_);
   if (!st.ok()) {
+    // The index failed (a full data dir): writes stop until ProbeIndex()
+    // reopens it. The failed Put may still be in the index's log, so the
+    // extent keeps its space until a delete of its record lands.
     ++io_errors_;
-    NoteError(st);
-    (void)store_->Free(c.extent);
+    NoteError(Status(st.code(), "index write failed, NVMe writes stopped: " + st.message()));
+    pending_.push_back(Unindexed{c.extent, true});
     std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
     return;
@@ -438,7 +496,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
 }
 
 void NvmeTier::Clean() {
-  if (options_.write_through || !store_->AcceptsWrites()) return;
+  if (options_.write_through || !WritesAllowed()) return;
   Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
   BlockIndex& index = cache_->index_;
   std::vector<BlockId> picked;
@@ -527,7 +585,10 @@ void NvmeTier::Run() {
         NoteError(n.status());
       }
     }
-    if (!stopping) Clean();
+    if (!stopping) {
+      ProbeIndex();
+      Clean();
+    }
     clean_seen = pass_for;
   }
 }
@@ -561,7 +622,13 @@ TierStats NvmeTier::Stats() const {
   t.checksum_failures = checksum_failures_.load();
   t.recovered = recovered_.load();
   t.recovery_dropped = recovery_dropped_.load();
-  t.admitting = store_->admitting();
+  t.index_ok = !index_->failed();
+  t.admitting = store_->admitting() && t.index_ok;
+  if (!t.index_ok)
+    t.degraded = "index not writable (" + index_->failure() +
+                 "): writes stopped, reads go on, probing to resume";
+  else if (!store_->admitting())
+    t.degraded = "writes stopped after a device error, probing to resume";
   return t;
 }
 

@@ -13,6 +13,13 @@
 // quarantined (extent freed, record deleted), never data.
 // Errors: a failed write (ENOSPC, EIO) stops admission (NvmeStore), is
 // counted and logged once per burst; reads and the other tiers go on.
+// A failed index write (a full data-dir file system) makes the tier
+// degraded the same way: writes stop (a failed RocksDB is never written
+// again), reads of recovered and written blocks go on, and every
+// admission_probe_ms the I/O thread reopens the index; the first reopen
+// that takes the deletes left pending resumes writes. An extent whose
+// record could not be deleted keeps its space until the delete lands, so it
+// is never reused under a record that still names it.
 // Restart: Open() recovers every index record whose extent header agrees;
 // the rest are dropped and counted.
 //
@@ -91,6 +98,14 @@ class NvmeTier {
   void DropExtentLocked(BlockId id);  // REQUIRES: mu_
   void Clean();           // write-back: demote cold host blocks
   void NoteError(const Status& st);
+  // Deletes `x`'s record, then frees it (when `free_after`); when the index
+  // cannot take the delete, both wait in pending_ for ProbeIndex().
+  // REQUIRES: mu_.
+  void ForgetExtentLocked(const NvmeExtent& x, bool free_after);
+  // I/O thread: while the index is failed, every admission_probe_ms reopens
+  // it and applies the pending deletes; on success writes resume.
+  void ProbeIndex();
+  bool WritesAllowed() const { return store_->AcceptsWrites() && !index_->failed(); }
 
   Cache* cache_;
   NvmeTierOptions options_;
@@ -103,6 +118,16 @@ class NvmeTier {
   std::unique_ptr<AdmissionPolicy> admission_;
   std::unordered_map<BlockId, NvmeExtent> extents_;
   uint64_t used_payload_bytes_ = 0;
+  // Records the index could not delete (it had failed), and whether their
+  // extents are to be freed once it can.
+  struct Unindexed {
+    NvmeExtent extent;
+    bool free_after;
+  };
+  std::vector<Unindexed> pending_;
+  // I/O thread: when the index was last probed (or its failure first
+  // seen); 0 while it is healthy.
+  int64_t last_index_probe_ms_ = 0;
 
   // The I/O thread's inbox.
   std::mutex jobs_mu_;

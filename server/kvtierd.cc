@@ -192,9 +192,7 @@ int Run(const DaemonConfig& cfg) {
     src.degraded = [c, nvme_down] {
       std::string d = nvme_down;
       for (const TierStats& t : c->Stats().tiers)
-        if (!t.admitting)
-          d += (d.empty() ? "" : "; ") + t.name +
-               " tier: writes stopped after a device error, probing to resume";
+        if (!t.degraded.empty()) d += (d.empty() ? "" : "; ") + t.name + " tier: " + t.degraded;
       return d;
     };
     auto a = AdminServer::Start(cfg.admin_address, std::move(src));
