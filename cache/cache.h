@@ -63,6 +63,9 @@ struct NvmeTierOptions {
   std::string policy = "lru";            // NVMe tier eviction policy
   std::string admission = "always";      // eviction/admission.h name
   uint32_t max_writes_in_flight = 32;
+  // Read bandwidth of an index rebuild (a damaged index set aside), bytes
+  // per second; 0: as fast as the device reads.
+  uint64_t rebuild_bytes_per_second = 0;
   // The I/O queue to drive (tests wrap the real one to inject faults);
   // null: io_uring, else pread/pwrite.
   std::unique_ptr<IoQueue> queue;

@@ -2,8 +2,11 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
 
 #include "cache/lease_state.h"
 
@@ -52,9 +55,22 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
   // starting: the index then comes up read-only, the tier degraded.
   io.read_only_fallback = true;
   io.log = cache->options_.log_warning;
-  auto index = NvmeIndex::Open(io);
-  if (!index.ok()) return index.status();
-  t->index_ = std::move(index).value();
+  // A damaged index (RocksDB reports Corruption at open or while it is
+  // read) is set aside and rebuilt from the extents' headers; so is one
+  // whose rebuild an earlier run did not finish (its marker is still there).
+  std::string damage;
+  if (std::filesystem::exists(t->RebuildMarker()))
+    damage = "an earlier rebuild of the index did not finish";
+  if (damage.empty()) {
+    auto index = NvmeIndex::Open(io);
+    if (index.ok()) {
+      t->index_ = std::move(index).value();
+    } else if (index.status().IsCorruption()) {
+      damage = index.status().ToString();
+    } else {
+      return index.status();
+    }
+  }
   // Reads land in, and writes leave from, the host segment: register it.
   Tier& host = cache->tier(cache->host_tier_);
   if (uint8_t* base = host.Address(Slot{}); base != nullptr) {
@@ -62,10 +78,19 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
     Status st = t->store_->RegisterBuffers(std::span(&seg, 1));
     if (!st.ok()) t->NoteError(Status(st.code(), "host segment not registered with io_uring (plain I/O used): " + st.message()));
   }
-  if (t->index_->failed())
-    t->NoteError(Status::IOError("index not writable, NVMe writes stopped until it is: " +
-                                 t->index_->failure()));
-  KVTIER_RETURN_IF_ERROR(t->Recover());
+  if (damage.empty()) {
+    if (t->index_->failed())
+      t->NoteError(Status::IOError("index not writable, NVMe writes stopped until it is: " +
+                                   t->index_->failure()));
+    Status st = t->Recover();
+    if (st.IsCorruption()) {
+      damage = st.ToString();
+      t->index_.reset();
+    } else if (!st.ok()) {
+      return st;
+    }
+  }
+  if (!damage.empty()) KVTIER_RETURN_IF_ERROR(t->StartRebuild(io, damage));
   t->thread_ = std::thread([p = t.get()] { p->Run(); });
   return t;
 }
@@ -92,45 +117,14 @@ Status NvmeTier::Recover() {
   for (size_t i = 0; i < tags.size(); ++i) extents.push_back(ToExtent(tags[i], records[i]));
   std::vector<Status> results(extents.size());
   KVTIER_RETURN_IF_ERROR(store_->RecoverExtents(extents, results));
-  BlockIndex& index = cache_->index_;
   uint64_t dropped = scan->malformed;
   for (size_t i = 0; i < extents.size(); ++i) {
     const NvmeExtent& x = extents[i];
-    bool ok = results[i].ok() && x.payload_bytes <= 0xFFFFFFFFull;
-    BlockId id = kNoBlock;
-    if (ok) {
-      BlockKey key = KeyOf(x.tag);
-      std::lock_guard<std::mutex> l(index.MutexFor(key));
-      if (index.FindLocked(key) != kNoBlock) {
-        ok = false;  // duplicate record
-      } else {
-        auto ins = index.InsertLocked(key);
-        if (!ins.ok()) {
-          ok = false;
-        } else {
-          id = *ins;
-          BlockEntry& e = index.entry(id);
-          e.ns = x.ns;
-          e.size = static_cast<uint32_t>(x.payload_bytes);
-          e.checksum = x.checksum;
-          e.priority = records[i].priority;
-          e.tier = kNvmeTier;
-          e.flags.store(kFlagOnNvme, std::memory_order_relaxed);
-          e.state.store(kReady, std::memory_order_release);
-        }
-      }
-    }
-    if (!ok) {
+    if (!results[i].ok() || !AdoptExtent(x, records[i].priority)) {
       std::lock_guard<std::mutex> l(mu_);
       ForgetExtentLocked(x, /*free_after=*/results[i].ok());
       ++dropped;
-      continue;
     }
-    std::lock_guard<std::mutex> l(mu_);
-    extents_[id] = x;
-    used_payload_bytes_ += x.payload_bytes;
-    policy_->Track(id, cache_->MetaOf(index.entry(id)));
-    ++recovered_;
   }
   recovery_dropped_ = dropped;
   if (dropped > 0 || recovered_ > 0) {
@@ -144,6 +138,157 @@ Status NvmeTier::Recover() {
     }
   }
   return Status::OK();
+}
+
+bool NvmeTier::AdoptExtent(const NvmeExtent& x, uint8_t priority) {
+  if (x.payload_bytes > 0xFFFFFFFFull) return false;
+  BlockIndex& index = cache_->index_;
+  const BlockKey key = KeyOf(x.tag);
+  // Lock order: nvme mutex, then the shard: nobody sees the block READY on
+  // NVMe before its extent is known here.
+  std::lock_guard<std::mutex> ml(mu_);
+  BlockId id;
+  {
+    std::lock_guard<std::mutex> l(index.MutexFor(key));
+    if (index.FindLocked(key) != kNoBlock) return false;  // duplicate, or stored meanwhile
+    auto ins = index.InsertLocked(key);
+    if (!ins.ok()) return false;
+    id = *ins;
+    BlockEntry& e = index.entry(id);
+    e.ns = x.ns;
+    e.size = static_cast<uint32_t>(x.payload_bytes);
+    e.checksum = x.checksum;
+    e.priority = priority;
+    e.tier = kNvmeTier;
+    e.flags.store(kFlagOnNvme, std::memory_order_relaxed);
+    e.state.store(kReady, std::memory_order_release);
+  }
+  extents_[id] = x;
+  used_payload_bytes_ += x.payload_bytes;
+  policy_->Track(id, cache_->MetaOf(index.entry(id)));
+  ++recovered_;
+  return true;
+}
+
+std::string NvmeTier::RebuildMarker() const { return options_.index_path + ".rebuilding"; }
+
+Status NvmeTier::StartRebuild(const NvmeIndexOptions& io, const std::string& damage) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string aside;
+  if (fs::exists(options_.index_path, ec)) {
+    char stamp[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    aside = options_.index_path + ".damaged-" + stamp;
+    for (int n = 1; fs::exists(aside, ec); ++n)
+      aside = options_.index_path + ".damaged-" + stamp + "-" + std::to_string(n);
+    fs::rename(options_.index_path, aside, ec);
+    if (ec)
+      return Status::IOError("cannot set the damaged NVMe index " + options_.index_path +
+                             " aside: " + ec.message());
+  }
+  // The marker says "this index is being rebuilt": a start that finds it
+  // (this run crashed or was stopped mid-rebuild) rebuilds again.
+  if (FILE* f = std::fopen(RebuildMarker().c_str(), "w"); f != nullptr) {
+    (void)fsync(fileno(f));
+    std::fclose(f);
+  }
+  auto index = NvmeIndex::Open(io);
+  if (!index.ok()) return index.status();
+  index_ = std::move(index).value();
+  rebuild_cursor_ = store_->data_begin();
+  rebuild_started_ns_ = SteadyNowNs();
+  rebuilding_.store(true, std::memory_order_release);
+  if (cache_->options_.log_warning)
+    cache_->options_.log_warning(
+        "NVMe index damaged (" + damage + ")" +
+        (aside.empty() ? std::string() : "; set aside as " + aside) +
+        "; rebuilding it from the extents' headers, NVMe writes stopped until it is done");
+  return Status::OK();
+}
+
+bool NvmeTier::RebuildStep() {
+  const uint64_t end = store_->data_end();
+  if (rebuild_cursor_ < end) {
+    uint64_t step = 16ull << 20;
+    if (options_.rebuild_bytes_per_second > 0) {
+      const double secs = static_cast<double>(SteadyNowNs() - rebuild_started_ns_) / 1e9;
+      const double allowed = secs * static_cast<double>(options_.rebuild_bytes_per_second) -
+                             static_cast<double>(rebuild_cursor_ - store_->data_begin());
+      if (allowed < static_cast<double>(1ull << 20)) return false;  // over budget: later
+      step = std::min<uint64_t>(step, static_cast<uint64_t>(allowed));
+    }
+    std::vector<NvmeExtent> found;
+    Status st = store_->ScanHeaders(&rebuild_cursor_, step, &found);
+    if (!st.ok()) {
+      ++io_errors_;
+      NoteError(Status(st.code(), "index rebuild: " + st.message() + " (that part skipped)"));
+    }
+    for (const NvmeExtent& x : found) {
+      auto [it, fresh] = rebuild_found_.try_emplace(x.tag, x);
+      if (!fresh && x.generation > it->second.generation) it->second = x;  // the later write
+    }
+    rebuild_scanned_.store(rebuild_cursor_ - store_->data_begin(), std::memory_order_relaxed);
+    return true;
+  }
+  FinishRebuild();
+  return true;
+}
+
+void NvmeTier::FinishRebuild() {
+  std::vector<NvmeExtent> xs;
+  xs.reserve(rebuild_found_.size());
+  for (const auto& [tag, x] : rebuild_found_) xs.push_back(x);
+  rebuild_found_.clear();
+  // In file order, so that of two overlapping candidates the first (the
+  // one whose header the scan met outside any other extent) wins.
+  std::sort(xs.begin(), xs.end(),
+            [](const NvmeExtent& a, const NvmeExtent& b) { return a.offset < b.offset; });
+  std::vector<Status> results(xs.size());
+  Status st = store_->RecoverExtents(xs, results);
+  if (!st.ok()) NoteError(Status(st.code(), "index rebuild: " + st.message()));
+  uint64_t dropped = 0;
+  bool indexed = true;
+  std::vector<NvmeIndexUpdate> batch;
+  auto flush = [&] {
+    if (!batch.empty() && !index_->Apply(batch).ok()) indexed = false;
+    batch.clear();
+  };
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (!results[i].ok()) {
+      ++dropped;
+      continue;
+    }
+    // Headers carry no priority: rebuilt blocks get the default.
+    if (!AdoptExtent(xs[i], kDefaultPriority)) {
+      (void)store_->Free(xs[i]);
+      ++dropped;
+      continue;
+    }
+    batch.push_back(NvmeIndexUpdate{xs[i].tag, ToRecord(xs[i], kDefaultPriority)});
+    if (batch.size() >= 4096) flush();
+  }
+  flush();
+  if (indexed && index_->Sync().ok()) {
+    std::error_code ec;
+    std::filesystem::remove(RebuildMarker(), ec);
+  } else {
+    // The blocks serve now; without their records a restart rebuilds again.
+    NoteError(Status::IOError("index rebuild: records not all written (" + index_->failure() +
+                              "); the next start rebuilds again"));
+  }
+  recovery_dropped_ += dropped;
+  rebuilding_.store(false, std::memory_order_release);
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "NVMe index rebuilt from the extents' headers in %.1f s: %lu blocks recovered, "
+                "%lu candidates dropped; NVMe writes resume",
+                static_cast<double>(SteadyNowNs() - rebuild_started_ns_) / 1e9,
+                static_cast<unsigned long>(recovered_.load()), static_cast<unsigned long>(dropped));
+  if (cache_->options_.log_warning) cache_->options_.log_warning(buf);
 }
 
 void NvmeTier::NoteError(const Status& st) {
@@ -548,6 +693,7 @@ void NvmeTier::Run() {
   std::deque<Job> local;
   std::vector<NvmeCompletion> done(64);
   uint64_t clean_seen = 0;
+  bool rebuild_waiting = false;  // the rebuild is over its read budget for now
   for (;;) {
     bool stopping;
     uint64_t pass_for = 0;
@@ -560,14 +706,18 @@ void NvmeTier::Run() {
         busy_ = false;
         idle_cv_.notify_all();
         // Wake for jobs, drains, shutdown, and periodically for write-back.
-        jobs_cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
-          return stop_ || !jobs_.empty() || clean_requests_ > clean_done_;
-        });
+        // While the index is rebuilt, the loop runs on (rate-limited steps).
+        if (!rebuilding_.load(std::memory_order_relaxed) || rebuild_waiting)
+          jobs_cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
+            return stop_ || !jobs_.empty() || clean_requests_ > clean_done_;
+          });
       }
       pass_for = clean_requests_;
       stopping = stop_;
       if (stopping && jobs_.empty() && local.empty() && in_flight_.empty()) break;
-      busy_ = true;
+      // Still idle (a rebuild step or a probe is all there is to do): a
+      // Drain() may return meanwhile.
+      if (!idle || !jobs_.empty() || pass_for > clean_done_) busy_ = true;
       while (!jobs_.empty()) {
         local.push_back(std::move(jobs_.front()));
         jobs_.pop_front();
@@ -588,6 +738,9 @@ void NvmeTier::Run() {
     if (!stopping) {
       ProbeIndex();
       Clean();
+      rebuild_waiting = false;
+      if (rebuilding_.load(std::memory_order_relaxed) && in_flight_.empty())
+        rebuild_waiting = !RebuildStep();
     }
     clean_seen = pass_for;
   }
@@ -623,8 +776,14 @@ TierStats NvmeTier::Stats() const {
   t.recovered = recovered_.load();
   t.recovery_dropped = recovery_dropped_.load();
   t.index_ok = !index_->failed();
-  t.admitting = store_->admitting() && t.index_ok;
-  if (!t.index_ok)
+  t.index_rebuilding = rebuilding_.load(std::memory_order_acquire);
+  t.admitting = store_->admitting() && t.index_ok && !t.index_rebuilding;
+  if (t.index_rebuilding)
+    t.degraded = "index rebuilding from the extents' headers (" +
+                 std::to_string(rebuild_scanned_.load(std::memory_order_relaxed) >> 20) + " of " +
+                 std::to_string((store_->data_end() - store_->data_begin()) >> 20) +
+                 " MiB scanned): writes stopped until it is done";
+  else if (!t.index_ok)
     t.degraded = "index not writable (" + index_->failure() +
                  "): writes stopped, reads go on, probing to resume";
   else if (!store_->admitting())

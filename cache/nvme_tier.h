@@ -21,7 +21,12 @@
 // record could not be deleted keeps its space until the delete lands, so it
 // is never reused under a record that still names it.
 // Restart: Open() recovers every index record whose extent header agrees;
-// the rest are dropped and counted.
+// the rest are dropped and counted. A damaged index (RocksDB reports
+// Corruption: a deleted CURRENT, a bit-flipped .sst, an empty MANIFEST) is
+// renamed aside (<index>.damaged-<UTC time>, never deleted) and rebuilt in
+// the background from the extents' self-describing headers
+// (NvmeStore::ScanHeaders): writes stop meanwhile, Stats() says
+// index_rebuilding, and the blocks found become NVMe-resident at the end.
 //
 // Thread safety: the public methods may be called from any thread; the
 // NvmeStore is driven only by the I/O thread. Lock order: host tier mutex →
@@ -29,6 +34,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -105,7 +111,21 @@ class NvmeTier {
   // I/O thread: while the index is failed, every admission_probe_ms reopens
   // it and applies the pending deletes; on success writes resume.
   void ProbeIndex();
-  bool WritesAllowed() const { return store_->AcceptsWrites() && !index_->failed(); }
+  bool WritesAllowed() const {
+    return store_->AcceptsWrites() && !index_->failed() &&
+           !rebuilding_.load(std::memory_order_relaxed);
+  }
+  // Makes `x` (verified by RecoverExtents) an NVMe-resident block of the
+  // cache; false when the key is present already or the index is full.
+  bool AdoptExtent(const NvmeExtent& x, uint8_t priority);
+  // Index rebuild: sets the damaged index aside (renamed, never deleted),
+  // opens a fresh one and lets the I/O thread scan the file. Open() only.
+  Status StartRebuild(const NvmeIndexOptions& io, const std::string& damage);
+  std::string RebuildMarker() const;
+  // I/O thread: scans the next part of the file (false: over the read
+  // budget, nothing done); at the end adopts what was found.
+  bool RebuildStep();
+  void FinishRebuild();
 
   Cache* cache_;
   NvmeTierOptions options_;
@@ -128,6 +148,21 @@ class NvmeTier {
   // I/O thread: when the index was last probed (or its failure first
   // seen); 0 while it is healthy.
   int64_t last_index_probe_ms_ = 0;
+
+  // Index rebuild (I/O thread, but rebuilding_ and rebuild_scanned_ are read
+  // by Stats()): the scan's position, and per tag the newest extent found.
+  std::atomic<bool> rebuilding_{false};
+  std::atomic<uint64_t> rebuild_scanned_{0};
+  uint64_t rebuild_cursor_ = 0;
+  uint64_t rebuild_started_ns_ = 0;
+  struct TagHash {
+    size_t operator()(const ExtentTag& t) const {
+      uint64_t v;
+      std::memcpy(&v, t.data(), 8);
+      return static_cast<size_t>(v);
+    }
+  };
+  std::unordered_map<ExtentTag, NvmeExtent, TagHash> rebuild_found_;
 
   // The I/O thread's inbox.
   std::mutex jobs_mu_;

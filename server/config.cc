@@ -198,6 +198,12 @@ const std::vector<FlagSpec>& Flags() {
        .str = &C::nvme_admission, .check = CheckAdmission, .default_text = "always",
        .help = "Which blocks may be written to NVMe: always, or second-sighting (only "
                "blocks considered a second time, after a hit)."},
+      {.name = "nvme-rebuild-rate", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::nvme_rebuild_rate_bytes, .min = 0, .max = 1024 * kGiB,
+       .default_text = "0 (unlimited)",
+       .help = "Read bandwidth per second of an NVMe index rebuild (a damaged index is set "
+               "aside and rebuilt from the extents' headers at start); 0: as fast as the "
+               "device reads."},
       {.name = "config", .metavar = "FILE", .type = FlagType::kConfig, .default_text = "none",
        .help = "Read settings from FILE first; flags override them (see below)."},
       {.name = "help", .metavar = "", .type = FlagType::kHelp, .default_text = "",
@@ -645,7 +651,8 @@ std::string DaemonConfig::ToString() const {
   } else {
     o << " nvme_path=" << nvme_path << " nvme_capacity=" << ExactSize(nvme_capacity_bytes)
       << " nvme_queue_depth=" << nvme_queue_depth << " nvme_write_policy=" << nvme_write_policy
-      << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission;
+      << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission
+      << " nvme_rebuild_rate=" << ExactSize(nvme_rebuild_rate_bytes);
   }
   if (!config_file.empty()) o << " config=" << config_file;
   return o.str();

@@ -90,6 +90,9 @@ struct DaemonConfig {
   std::string nvme_policy = "lru";
   // NVMe admission: "always" or "second-sighting".
   std::string nvme_admission = "always";
+  // Read bandwidth of an NVMe index rebuild (after a damaged index was set
+  // aside), bytes per second; 0 = unlimited.
+  uint64_t nvme_rebuild_rate_bytes = 0;
 
   // Not settings: what the command line asked for.
   std::string config_file;    // the --config file that was read, if any

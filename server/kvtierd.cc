@@ -110,6 +110,7 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
     no.write_through = cfg.nvme_write_policy == "write-through";
     no.policy = cfg.nvme_policy;
     no.admission = cfg.nvme_admission;
+    no.rebuild_bytes_per_second = cfg.nvme_rebuild_rate_bytes;
     co.nvme = std::move(no);
   }
   auto cache = Cache::Create(std::move(co));
@@ -122,6 +123,17 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
 }
 
 int Run(const DaemonConfig& cfg) {
+  // Signals are taken by sigwait() below. They are blocked before any
+  // thread starts (the NVMe tier's I/O thread, RocksDB's): a thread that
+  // left SIGTERM unblocked would take it with its default action and kill
+  // the daemon without a shutdown. Every thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);  // never fatal (see below)
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
   std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec);
   if (ec) {
@@ -150,15 +162,6 @@ int Run(const DaemonConfig& cfg) {
   const HostShmTier* host_tier = built->host_tier;
   std::vector<HbmTierRef> hbm_tiers = built->hbm_tiers;
 
-  // Signals are taken by sigwait() below; every thread started from here on
-  // inherits the mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);  // never fatal (see below)
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   RpcMetrics metrics;
   RpcServiceOptions so;

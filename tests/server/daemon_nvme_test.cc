@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <numeric>
 #include <set>
 
@@ -297,23 +298,24 @@ TEST(DaemonNvmeFaultTest, DeviceErrorAtStartLeavesTheHostTierServing) {
   EXPECT_EQ(d.Stop(), 0);
 }
 
-TEST(DaemonNvmeFaultTest, DamagedIndexAtStartLeavesTheHostTierServing) {
-  std::string dir;
-  {
-    Daemon d(NvmeFlags("write-through"));
-    ASSERT_TRUE(d.running());
-    auto [found, wrong] = Audit(d.socket(), 1, 1);  // opens the namespace
-    (void)found;
-    (void)wrong;
-    EXPECT_EQ(d.Stop(), 0);
-    std::filesystem::remove(d.dir() + "/data/nvme-index/CURRENT");
-    Daemon d2(NvmeFlags("write-through"), d.dir());
-    ASSERT_TRUE(d2.running());
-    auto [ok, what] = StoresAndLoadsFromHost(d2);
-    EXPECT_TRUE(ok) << what;
-    ExpectDegraded(d2, "nvme");
-    EXPECT_EQ(d2.Stop(), 0);
-  }
+// An index that cannot even be opened (its directory replaced by a file; a
+// damaged one is rebuilt instead: DaemonIndexDamageTest).
+TEST(DaemonNvmeFaultTest, UnopenableIndexAtStartLeavesTheHostTierServing) {
+  Daemon d(NvmeFlags("write-through"));
+  ASSERT_TRUE(d.running());
+  auto [found, wrong] = Audit(d.socket(), 1, 1);  // opens the namespace
+  (void)found;
+  (void)wrong;
+  EXPECT_EQ(d.Stop(), 0);
+  const std::string index = d.dir() + "/data/nvme-index";
+  std::filesystem::remove_all(index);
+  std::ofstream(index) << "not a database";
+  Daemon d2(NvmeFlags("write-through"), d.dir());
+  ASSERT_TRUE(d2.running());
+  auto [ok, what] = StoresAndLoadsFromHost(d2);
+  EXPECT_TRUE(ok) << what;
+  ExpectDegraded(d2, "nvme");
+  EXPECT_EQ(d2.Stop(), 0);
 }
 
 }  // namespace
