@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <sstream>
 #include <string>
@@ -647,7 +648,8 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
   return res;
 }
 
-Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
+Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
+                     std::function<void(Status)> on_durable) {
   if (r.cache_ != this || r.pending_ == 0)
     return Status::InvalidArgument("reservation is already committed or aborted");
   if (checksums.size() != r.blocks_.size())
@@ -655,6 +657,23 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
                                    std::to_string(r.blocks_.size()) + " reserved keys");
   const uint32_t now_s = NowSeconds();
   const bool write_through = nvme_ && nvme_->write_through();
+  // write-through: the commit is durable once every block written at it is.
+  std::shared_ptr<NvmeDurableWait> wait;
+  std::promise<Status> waited;  // Commit's own wait when there is no callback
+  const bool caller_waits = on_durable == nullptr;
+  if (write_through && nvme_->durable_commit()) {
+    size_t n = 0;
+    for (const auto& b : r.blocks_) n += b.outcome == ReserveOutcome::kReserved && b.tier == host_tier_;
+    if (n > 0) {
+      wait = std::make_shared<NvmeDurableWait>();
+      wait->remaining = n;
+      if (on_durable) {
+        wait->done = std::move(on_durable);
+      } else {
+        wait->done = [&waited](Status s) { waited.set_value(std::move(s)); };
+      }
+    }
+  }
   uint64_t bytes = 0;
   for (size_t i = 0; i < r.blocks_.size(); ++i) {
     const auto& b = r.blocks_[i];
@@ -670,7 +689,7 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
       if (write) e.flags.fetch_or(kFlagDemoting);
       e.state.store(kReady, std::memory_order_release);
     }
-    if (write) nvme_->EnqueueWrite(b.id);
+    if (write) nvme_->EnqueueWrite(b.id, wait);
     bytes += b.size;
   }
   if (!r.blocks_.empty()) {
@@ -681,7 +700,20 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
   c_.writing.fetch_sub(r.pending_, std::memory_order_relaxed);
   c_.commits.fetch_add(1, std::memory_order_relaxed);
   r.pending_ = 0;
+  if (!wait) {
+    if (on_durable) on_durable(Status::OK());
+    return Status::OK();
+  }
+  if (caller_waits) return waited.get_future().get();
   return Status::OK();
+}
+
+bool Cache::durable_commits() const {
+  return nvme_ && nvme_->write_through() && nvme_->durable_commit();
+}
+
+uint64_t Cache::FlushHostToNvme(uint64_t timeout_ms) {
+  return nvme_ ? nvme_->FlushHost(SteadyNowNs() + timeout_ms * 1000000ull) : 0;
 }
 
 void Cache::Abort(Reservation& r) {

@@ -56,9 +56,14 @@ struct NvmeTierOptions {
   std::string index_path;  // RocksDB directory of the durable index
   bool sync_index = false;  // fsync the index's WAL on every write
   // false (write-back): a block is written to NVMe when it grows cold in the
-  // host tier (usage above high_watermark); true (write-through): as soon as
-  // it is committed.
+  // host tier (usage above high_watermark); true (write-through or
+  // write-async): as soon as it is committed.
   bool write_through = false;
+  // With write_through: a commit is durable only once the NVMe write and its
+  // index record are (the file fdatasync'ed and the index log fsync'ed, once
+  // per batch of completions): Cache::Commit reports it (write-through).
+  // false: the write is queued at commit and nobody waits (write-async).
+  bool durable_commit = false;
   double high_watermark = 0.85;  // of host capacity: start writing cold blocks
   std::string policy = "lru";            // NVMe tier eviction policy
   std::string admission = "always";      // eviction/admission.h name
@@ -277,7 +282,28 @@ class Cache {
   // Makes the reserved blocks READY with their checksums. `checksums` has one
   // value per key of the reservation (values of non-reserved keys ignored).
   // InvalidArgument when the count differs or the reservation is done.
-  Status Commit(Reservation& r, std::span<const uint64_t> checksums);
+  //
+  // Durability (an NVMe tier with write_through and durable_commit): the
+  // blocks committed into the host tier are written to NVMe at once, and
+  // `on_durable` is called when every one of them is durable (OK) or one
+  // could not be made so (its error: the tier refused writes, a write or
+  // index error). The blocks are READY either way. It runs on this thread
+  // before Commit returns when there is nothing to wait for (no such tier,
+  // HBM-stored blocks), else on the NVMe I/O thread. Without `on_durable`
+  // Commit itself waits and returns that status.
+  Status Commit(Reservation& r, std::span<const uint64_t> checksums,
+                std::function<void(Status)> on_durable = nullptr);
+  // Whether commits wait for NVMe durability (see Commit).
+  bool durable_commits() const;
+
+  // On an error return on_durable is never called.
+  //
+  // Graceful shutdown of write-back: writes every READY host block that has
+  // no NVMe copy yet to NVMe (admission not asked), coldest or hottest in no
+  // particular order, until done, the tier refuses writes, or `timeout_ms`
+  // passed; then syncs the NVMe file and index. Returns the blocks written.
+  // No-op (0) without an NVMe tier. REQUIRES: no client stores meanwhile.
+  uint64_t FlushHostToNvme(uint64_t timeout_ms);
   void Abort(Reservation& r);
 
   // The longest prefix of `keys` that is READY in namespace `ns`, pinned.

@@ -360,12 +360,74 @@ void NvmeTier::ProbeIndex() {
                                  " pending deletes applied), NVMe writes resume");
 }
 
-void NvmeTier::EnqueueWrite(BlockId id) {
+void NvmeTier::EnqueueWrite(BlockId id, std::shared_ptr<NvmeDurableWait> wait) {
   {
     std::lock_guard<std::mutex> l(jobs_mu_);
-    jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}});
+    jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}, std::move(wait)});
   }
   jobs_cv_.notify_one();
+}
+
+void NvmeTier::Settle(const std::shared_ptr<NvmeDurableWait>& wait, const Status& st) {
+  if (!wait) return;
+  std::function<void(Status)> done;
+  Status result;
+  {
+    std::lock_guard<std::mutex> l(wait->mu);
+    if (!st.ok() && wait->first_error.ok()) wait->first_error = st;
+    if (--wait->remaining > 0) return;
+    done = std::move(wait->done);
+    result = wait->first_error;
+  }
+  if (!result.ok())
+    result = Status(result.code(), "committed to the host tier but not durable on NVMe: " +
+                                       result.message());
+  if (done) done(std::move(result));
+}
+
+uint64_t NvmeTier::FlushHost(uint64_t deadline_ns) {
+  BlockIndex& index = cache_->index_;
+  const TierId host = cache_->host_tier_;
+  // Every READY host block without an NVMe copy, marked as being written
+  // (so nothing evicts or rewrites it meanwhile).
+  std::vector<BlockId> dirty;
+  index.ForEachLocked([&](BlockId id) {
+    BlockEntry& e = index.entry(id);
+    if (e.tier != host || e.state.load(std::memory_order_acquire) != kReady ||
+        (e.flags.load(std::memory_order_acquire) & (kFlagOnNvme | kFlagDemoting)) != 0)
+      return;
+    e.flags.fetch_or(kFlagDemoting);
+    dirty.push_back(id);
+  });
+  const uint64_t before = demotions_.load();
+  size_t next = 0;
+  constexpr size_t kBatch = 1024;
+  while (next < dirty.size() && SteadyNowNs() < deadline_ns &&
+         store_->admitting() && !index_->failed() && !rebuilding_.load()) {
+    const size_t end = std::min(dirty.size(), next + kBatch);
+    {
+      std::lock_guard<std::mutex> l(jobs_mu_);
+      for (; next < end; ++next)
+        jobs_.push_back(Job{Job::kWrite, dirty[next], nullptr, 0, Slot{}, NvmeExtent{}, nullptr});
+    }
+    jobs_cv_.notify_one();
+    Drain();
+  }
+  // What was not queued keeps its host copy only.
+  for (; next < dirty.size(); ++next) {
+    BlockEntry& e = index.entry(dirty[next]);
+    std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+  }
+  Drain();
+  const uint64_t written = demotions_.load() - before;
+  // Sync: the flushed blocks must survive what follows (a reboot too).
+  (void)store_->Sync();
+  (void)index_->Sync();
+  if (cache_->options_.log_info)
+    cache_->options_.log_info("NVMe flush: " + std::to_string(written) + " of " +
+                              std::to_string(dirty.size()) + " host-only blocks written to NVMe");
+  return written;
 }
 
 void NvmeTier::BecomeResidentLocked(BlockEntry& e) {
@@ -398,7 +460,7 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
   }
   {
     std::lock_guard<std::mutex> l(jobs_mu_);
-    jobs_.push_back(Job{Job::kRead, id, st, i, *slot, extent});
+    jobs_.push_back(Job{Job::kRead, id, st, i, *slot, extent, nullptr});
   }
   jobs_cv_.notify_one();
 }
@@ -510,6 +572,8 @@ bool NvmeTier::PrepareJob(Job& job) {
   };
   if (!WritesAllowed()) {
     clear(0);
+    Settle(job.wait, Status::Unavailable(Stats().degraded.empty() ? "NVMe writes stopped"
+                                                                  : Stats().degraded));
     return true;
   }
   NvmeWriteRequest req;
@@ -529,6 +593,7 @@ bool NvmeTier::PrepareJob(Job& job) {
     }
     if (!st.IsResourceExhausted()) NoteError(st);
     clear(0);
+    Settle(job.wait, st);
     return true;
   }
   ++writes_in_flight_;
@@ -554,8 +619,11 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   if (!c.status.ok()) {
     ++io_errors_;
     NoteError(c.status);
-    std::lock_guard<std::mutex> l(index.MutexFor(e.key));
-    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    {
+      std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    }
+    Settle(job.wait, c.status);
     return;
   }
   // Data is durable: now the index record, then the block may rely on it.
@@ -568,8 +636,11 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
     ++io_errors_;
     NoteError(Status(st.code(), "index write failed, NVMe writes stopped: " + st.message()));
     pending_.push_back(Unindexed{c.extent, true});
-    std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
-    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    {
+      std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    }
+    Settle(job.wait, st);
     return;
   }
   extents_[job.id] = c.extent;
@@ -582,6 +653,7 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   }
   host_clean_bytes_ += e.size;
   ++demotions_;
+  if (job.wait) durable_pending_.push_back(std::move(job.wait));
 }
 
 void NvmeTier::FinishRead(Job& job, const Status& st) {
@@ -686,7 +758,7 @@ void NvmeTier::Clean() {
   }
   if (picked.empty()) return;
   std::lock_guard<std::mutex> l(jobs_mu_);
-  for (BlockId id : picked) jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}});
+  for (BlockId id : picked) jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}, nullptr});
 }
 
 void NvmeTier::Run() {
@@ -734,6 +806,15 @@ void NvmeTier::Run() {
       } else {
         NoteError(n.status());
       }
+    }
+    if (!durable_pending_.empty()) {
+      // One flush of the device's cache and one fsync of the index log for
+      // every write-through commit whose writes completed in this round.
+      Status st = store_->Sync();
+      if (st.ok()) st = index_->Sync();
+      if (!st.ok()) NoteError(st);
+      for (const auto& w : durable_pending_) Settle(w, st);
+      durable_pending_.clear();
     }
     if (!stopping) {
       ProbeIndex();

@@ -50,6 +50,15 @@
 
 namespace kvtier {
 
+// A write-through commit waiting for its blocks' NVMe writes: `done` is
+// called once, with OK or the first error, when `remaining` reaches 0.
+struct NvmeDurableWait {
+  std::mutex mu;
+  size_t remaining = 0;
+  Status first_error;
+  std::function<void(Status)> done;
+};
+
 class NvmeTier {
  public:
   // Opens store and index, recovers the blocks the index names into the
@@ -57,9 +66,13 @@ class NvmeTier {
   static Result<std::unique_ptr<NvmeTier>> Open(Cache* cache, NvmeTierOptions options);
   ~NvmeTier();  // stops the I/O thread after in-flight I/O completed
 
-  // Queues the NVMe write of a committed host block. REQUIRES: the block is
-  // READY in the host tier and its kFlagDemoting is set by the caller.
-  void EnqueueWrite(BlockId id);
+  // Queues the NVMe write of a committed host block; `wait` (if any) is
+  // settled when the write and its index record are durable or failed.
+  // REQUIRES: the block is READY in the host tier and its kFlagDemoting is
+  // set by the caller.
+  void EnqueueWrite(BlockId id, std::shared_ptr<NvmeDurableWait> wait = nullptr);
+  // See Cache::FlushHostToNvme; `deadline_ns` on the SteadyNowNs clock.
+  uint64_t FlushHost(uint64_t deadline_ns);
   // Starts promotion of lease block `i` (state LOADING, pinned): allocates a
   // host slot and queues the read. On failure, completes it as failed.
   void StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i);
@@ -77,6 +90,7 @@ class NvmeTier {
   void Drain();
   TierStats Stats() const;
   bool write_through() const { return options_.write_through; }
+  bool durable_commit() const { return options_.durable_commit; }
 
  private:
   struct Job {
@@ -87,7 +101,10 @@ class NvmeTier {
     size_t lease_index = 0;
     Slot slot;
     NvmeExtent extent;
+    // Writes of a write-through commit: settled when durable or failed.
+    std::shared_ptr<NvmeDurableWait> wait;
   };
+  static void Settle(const std::shared_ptr<NvmeDurableWait>& wait, const Status& st);
 
   NvmeTier(Cache* cache, NvmeTierOptions options) : cache_(cache), options_(std::move(options)) {}
   Status Recover();
@@ -177,6 +194,9 @@ class NvmeTier {
 
   // I/O thread only.
   std::unordered_map<uint64_t, Job> in_flight_;
+  // Commits whose writes completed and were indexed in this round: settled
+  // after one fdatasync of the file and one fsync of the index log.
+  std::vector<std::shared_ptr<NvmeDurableWait>> durable_pending_;
   uint64_t next_user_data_ = 1;
   uint32_t writes_in_flight_ = 0;
 

@@ -73,8 +73,8 @@ Status CheckLogLevel(std::string_view v) {
 }
 
 Status CheckWritePolicy(std::string_view v) {
-  if (v == "write-back" || v == "write-through") return Status::OK();
-  return Status::InvalidArgument("unknown write policy (write-back, write-through)");
+  if (v == "write-back" || v == "write-through" || v == "write-async") return Status::OK();
+  return Status::InvalidArgument("unknown write policy (write-back, write-through, write-async)");
 }
 
 Status CheckNuma(std::string_view v) {
@@ -188,8 +188,14 @@ const std::vector<FlagSpec>& Flags() {
       {.name = "nvme-write-policy", .metavar = "POLICY", .type = FlagType::kString,
        .str = &C::nvme_write_policy, .check = CheckWritePolicy, .default_text = "write-back",
        .help = "write-back (cold host blocks are written to NVMe in the background, so "
-               "they live on there when the host tier evicts them) or write-through (every "
-               "block is written to NVMe at commit)."},
+               "they live on there when the host tier evicts them; a graceful stop flushes "
+               "host-only blocks), write-through (every block is written to NVMe at commit, "
+               "and a commit answers once its blocks and their index records are durable) "
+               "or write-async (written at commit, the commit answers at once)."},
+      {.name = "nvme-flush-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::nvme_flush_timeout_seconds, .min = 0, .max = 3600, .default_text = "30",
+       .help = "write-back: on SIGTERM, after the drain, write host blocks that have no NVMe "
+               "copy to NVMe for up to this long, 0..3600 (0: no flush)."},
       {.name = "nvme-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::nvme_policy, .check = CheckPolicy, .default_text = "lru",
        .help = "Eviction policy of the NVMe tier: lru, priority-lru, prefix-lru, s3fifo, "
@@ -652,7 +658,8 @@ std::string DaemonConfig::ToString() const {
     o << " nvme_path=" << nvme_path << " nvme_capacity=" << ExactSize(nvme_capacity_bytes)
       << " nvme_queue_depth=" << nvme_queue_depth << " nvme_write_policy=" << nvme_write_policy
       << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission
-      << " nvme_rebuild_rate=" << ExactSize(nvme_rebuild_rate_bytes);
+      << " nvme_rebuild_rate=" << ExactSize(nvme_rebuild_rate_bytes)
+      << " nvme_flush_timeout=" << nvme_flush_timeout_seconds;
   }
   if (!config_file.empty()) o << " config=" << config_file;
   return o.str();

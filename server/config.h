@@ -83,9 +83,13 @@ struct DaemonConfig {
   uint64_t nvme_capacity_bytes = 0;
   // io_uring submission queue depth of the NVMe tier. Valid: 1..4096.
   uint32_t nvme_queue_depth = 256;
-  // "write-back" (demote to NVMe on eviction) or "write-through" (also write
-  // to NVMe at commit).
+  // "write-back" (cold host blocks written to NVMe in the background),
+  // "write-through" (written at commit; the commit answers once durable) or
+  // "write-async" (written at commit; the commit answers at once).
   std::string nvme_write_policy = "write-back";
+  // write-back: seconds a SIGTERM may spend writing host-only blocks to NVMe
+  // after the drain; 0 = no flush.
+  uint32_t nvme_flush_timeout_seconds = 30;
   // Eviction policy of the NVMe tier.
   std::string nvme_policy = "lru";
   // NVMe admission: "always" or "second-sighting".

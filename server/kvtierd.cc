@@ -107,7 +107,8 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
     no.store.capacity_bytes = cfg.nvme_capacity_bytes;
     no.store.max_ops = std::max<uint32_t>(cfg.nvme_queue_depth / 2, 8);
     no.index_path = (std::filesystem::path(cfg.data_dir) / "nvme-index").string();
-    no.write_through = cfg.nvme_write_policy == "write-through";
+    no.write_through = cfg.nvme_write_policy != "write-back";
+    no.durable_commit = cfg.nvme_write_policy == "write-through";
     no.policy = cfg.nvme_policy;
     no.admission = cfg.nvme_admission;
     no.rebuild_bytes_per_second = cfg.nvme_rebuild_rate_bytes;
@@ -232,6 +233,12 @@ int Run(const DaemonConfig& cfg) {
                  cfg.drain_timeout_seconds, leases(), writing());
   (*rpc)->Stop();
   cache->DrainNvme();  // in-flight NVMe writes complete and are indexed
+  // write-back: host blocks without an NVMe copy would be lost with the
+  // process; write them down, for a bounded time.
+  if (cfg.nvme_write_policy == "write-back" && cfg.nvme_flush_timeout_seconds > 0 &&
+      cache->nvme() != nullptr) {
+    (void)cache->FlushHostToNvme(cfg.nvme_flush_timeout_seconds * 1000ull);  // logs what it did
+  }
   if (admin) admin->Stop();
   CacheStats s = cache->Stats();
   spdlog::info("stopped: {} blocks ready, {} acquires, {} blocks hit", s.blocks_ready, s.acquires,

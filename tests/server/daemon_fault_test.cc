@@ -1,8 +1,11 @@
 // kvtierd through disk faults, against a real daemon: a full data-dir file
 // system (a real small tmpfs), a damaged NVMe index, and write-policy
 // durability across kill -9 and SIGTERM.
+#include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -65,7 +68,10 @@ TEST(DaemonDiskFaultTest, FullDataDirDegradesTheNvmeTierAndWritesResumeOnceSpace
   if (!data.ok()) GTEST_SKIP() << data.why();
   char tmpl[] = "/tmp/kvtier-full-disk-XXXXXX";
   const std::string base = mkdtemp(tmpl);
-  std::vector<std::string> flags = NvmeFlags("write-through");
+  // write-async: every store is written at once (so the index is written
+  // soon after the disk fills) and commits do not wait for it (a
+  // write-through commit would answer "not durable" while degraded).
+  std::vector<std::string> flags = NvmeFlags("write-async");
   // The index (and namespaces file) on the small file system, the NVMe file
   // elsewhere: only the data dir fills.
   flags.insert(flags.end(), {"--data-dir", data.path(), "--nvme-path", base + "/nvme.dat"});
@@ -77,7 +83,7 @@ TEST(DaemonDiskFaultTest, FullDataDirDegradesTheNvmeTierAndWritesResumeOnceSpace
     ASSERT_TRUE(ns.ok());
     ASSERT_TRUE(StoreKeys(**ns, Keys(**ns, 0, 16)).ok());
   }
-  ASSERT_TRUE(WaitFor(10, [&] { return NvmeBlocks(d) >= 16; })) << "write-through did not write";
+  ASSERT_TRUE(WaitFor(10, [&] { return NvmeBlocks(d) >= 16; })) << "write-async did not write";
 
   ASSERT_GT(data.Fill(), 0u);
   // Stores go on into the host tier; the first index write that fails turns
@@ -151,6 +157,83 @@ TEST(DaemonDiskFaultTest, FullDataDirDegradesTheNvmeTierAndWritesResumeOnceSpace
 // and rebuilt from the headers while the daemon serves; /readyz and
 // /metrics say so meanwhile; then every block is served byte-exact, and
 // again after a restart from the rebuilt index.
+// Defect 9: write-through returned before the write, so blocks committed in
+// the last ~100 ms before a kill were lost. Now a commit answers once its
+// blocks and their index records are durable: every commit that returned is
+// served after kill -9. A writer process records each prompt whose store
+// returned (write(2) to a file survives its own kill).
+TEST(DaemonDurabilityTest, WriteThroughCommitsThatReturnedSurviveKill9) {
+  Daemon d(NvmeFlags("write-through"));
+  ASSERT_TRUE(d.running());
+  const std::string log = d.dir() + "/committed";
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  pid_t writer = fork();
+  if (writer == 0) {
+    std::thread([&] {
+      auto c = Client::Connect(d.socket());
+      if (!c.ok()) return;
+      auto ns = (*c)->OpenNamespace(DemoSpec());
+      if (!ns.ok()) return;
+      for (uint32_t p = 0; p < 100000; ++p)
+        if (StoreKeys(**ns, Keys(**ns, p, 16)).ok()) (void)!::write(fd, &p, sizeof p);
+    }).join();
+    _exit(0);
+  }
+  // Kill while commits return back to back, once a good number did.
+  ASSERT_TRUE(WaitFor(30, [&] { return std::filesystem::file_size(log) >= 60 * sizeof(uint32_t); }));
+  d.Kill();
+  kill(writer, SIGKILL);
+  waitpid(writer, nullptr, 0);
+  ::close(fd);
+  std::vector<uint32_t> committed(std::filesystem::file_size(log) / sizeof(uint32_t));
+  {
+    std::ifstream in(log, std::ios::binary);
+    in.read(reinterpret_cast<char*>(committed.data()),
+            static_cast<std::streamsize>(committed.size() * sizeof(uint32_t)));
+  }
+  ASSERT_GE(committed.size(), 60u);
+  Daemon d2(NvmeFlags("write-through"), d.dir());
+  ASSERT_TRUE(d2.running());
+  size_t lost = 0, wrong = 0;
+  for (uint32_t p : committed) {
+    auto [f, w] = Audit(d2.socket(), 1, 16, p);
+    lost += 16 - f;
+    wrong += w;
+  }
+  EXPECT_EQ(lost, 0u) << "blocks of " << committed.size() << " committed prompts lost";
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(d2.Stop(), 0);
+}
+
+// Write-back loses every host-only block on a graceful restart unless the
+// SIGTERM flushes them: with the flush (default) all are served after the
+// restart; with --nvme-flush-timeout 0 none is (what the flush is for).
+TEST(DaemonDurabilityTest, SigtermWithWriteBackFlushesHostOnlyBlocks) {
+  for (bool flush : {true, false}) {
+    std::vector<std::string> flags = NvmeFlags("write-back");
+    if (!flush) flags.insert(flags.end(), {"--nvme-flush-timeout", "0"});
+    Daemon d(flags);
+    ASSERT_TRUE(d.running());
+    {
+      auto c = Client::Connect(d.socket());
+      auto ns = (*c)->OpenNamespace(DemoSpec());
+      ASSERT_TRUE(ns.ok());
+      for (uint32_t p = 0; p < 20; ++p) ASSERT_TRUE(StoreKeys(**ns, Keys(**ns, p, 16)).ok());
+    }
+    // 10 MiB in a 64 MiB host tier: below the write-back watermark, so
+    // nothing was written down yet.
+    ASSERT_EQ(NvmeBlocks(d), 0u);
+    EXPECT_EQ(d.Stop(), 0);
+    Daemon d2(flags, d.dir());
+    ASSERT_TRUE(d2.running());
+    auto [found, wrong] = Audit(d2.socket(), 20, 16);
+    EXPECT_EQ(found, flush ? 320u : 0u) << (flush ? "with" : "without") << " the flush";
+    EXPECT_EQ(wrong, 0u);
+    EXPECT_EQ(d2.Stop(), 0);
+  }
+}
+
 enum class Damage { kCurrentDeleted, kSstBitFlipped, kManifestEmptied };
 
 class DaemonIndexDamageTest : public ::testing::TestWithParam<Damage> {};
