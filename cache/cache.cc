@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <iterator>
@@ -13,6 +14,7 @@
 #include "cache/lease_state.h"
 #include "cache/nvme_tier.h"
 #include "tiers/gpu_hbm_tier.h"
+#include "tiers/host_shm_tier.h"
 
 namespace kvtier {
 
@@ -159,12 +161,77 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
     c->promoter_ = std::thread([p = c.get()] { p->PromoterMain(); });
   }
   KVTIER_RETURN_IF_ERROR(c->LoadNamespaces());
+  if (have_host && c->tiers_[c->host_tier_]->tier->kind() == TierKind::kHost) {
+    auto* h = dynamic_cast<HostShmTier*>(c->tiers_[c->host_tier_]->tier.get());
+    if (h != nullptr && h->persistent()) c->persistent_host_ = h;
+  }
+  KVTIER_RETURN_IF_ERROR(c->AdoptHostBlocks());
   if (nvme) {
     auto t = NvmeTier::Open(c.get(), std::move(*nvme));
     if (!t.ok()) return t.status();
     c->nvme_ = std::move(t).value();
   }
   return c;
+}
+
+void Cache::RecordInHost(const BlockEntry& e) {
+  if (persistent_host_ == nullptr) return;
+  HostSlotRecord r;
+  r.slot = e.slot();
+  std::memcpy(r.tag.data(), &e.key.lo, 8);
+  std::memcpy(r.tag.data() + 8, &e.key.hi, 8);
+  r.ns = e.ns;
+  r.checksum = e.checksum;
+  r.priority = e.priority;
+  persistent_host_->Record(r);
+}
+
+// A persistent host segment's blocks from the last run (verified by the
+// tier): READY in the host tier again. Slots the cache cannot use (unknown
+// namespace, duplicate key, full index) are freed.
+Status Cache::AdoptHostBlocks() {
+  if (persistent_host_ == nullptr) return Status::OK();
+  TierState& ts = *tiers_[host_tier_];
+  uint64_t adopted = 0, dropped = 0;
+  for (const HostSlotRecord& r : persistent_host_->Reopened()) {
+    BlockKey key;
+    std::memcpy(&key.lo, r.tag.data(), 8);
+    std::memcpy(&key.hi, r.tag.data() + 8, 8);
+    bool ok = r.ns < namespaces_.size() && r.slot.bytes <= 0xFFFFFFFFull;
+    BlockId id = kNoBlock;
+    if (ok) {
+      std::lock_guard<std::mutex> l(index_.MutexFor(key));
+      auto ins = index_.FindLocked(key) == kNoBlock ? index_.InsertLocked(key)
+                                                    : Result<BlockId>(Status::Rejected("dup"));
+      ok = ins.ok();
+      if (ok) {
+        id = *ins;
+        BlockEntry& e = index_.entry(id);
+        e.ns = r.ns;
+        e.size = static_cast<uint32_t>(r.slot.bytes);
+        e.checksum = r.checksum;
+        e.priority = r.priority;
+        e.tier = host_tier_;
+        e.offset = r.slot.offset;
+        e.size_class = static_cast<uint16_t>(r.slot.size_class);
+        e.state.store(kReady, std::memory_order_release);
+      }
+    }
+    std::lock_guard<std::mutex> l(ts.mu);
+    if (!ok) {
+      ts.tier->Free(r.slot);
+      ++dropped;
+      continue;
+    }
+    ts.policy->Track(id, MetaOf(index_.entry(id)));
+    ++ts.blocks;
+    ++adopted;
+  }
+  if ((adopted > 0 || dropped > 0) && options_.log_info)
+    options_.log_info("host tier: re-adopted " + std::to_string(adopted) +
+                      " verified blocks from the persistent segment, dropped " +
+                      std::to_string(dropped));
+  return Status::OK();
 }
 
 Cache::Cache(CacheOptions options, uint32_t max_blocks)
@@ -477,6 +544,7 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
           e.offset = slot->offset;
           e.size_class = static_cast<uint16_t>(slot->size_class);
           if (nvme_) nvme_->HostCopyMoved(e, +1);
+          RecordInHost(e);
           e.state.store(kReady, std::memory_order_release);
         }
         host.policy->Track(victim, MetaOf(e));
@@ -687,6 +755,7 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
       e.checksum = checksums[i];
       e.last_access_s = now_s;
       if (write) e.flags.fetch_or(kFlagDemoting);
+      if (b.tier == host_tier_) RecordInHost(e);
       e.state.store(kReady, std::memory_order_release);
     }
     if (write) nvme_->EnqueueWrite(b.id, wait);

@@ -49,6 +49,7 @@ using NamespaceId = uint32_t;
 inline constexpr TierId kNvmeTier = 7;
 
 class NvmeTier;
+class HostShmTier;
 
 // The NVMe tier below the store tier (cache/nvme_tier.h).
 struct NvmeTierOptions {
@@ -364,6 +365,13 @@ class Cache {
   void PromoterMain();
   bool PromoteToHbm(BlockId id, TierId to);  // false: not now (pinned), try later
   TierId first_hbm_tier_ = kNoTier;
+  // The host tier when its segment is persistent (else null): blocks that
+  // become READY in it are recorded there, and a restart re-adopts them.
+  HostShmTier* persistent_host_ = nullptr;
+  // REQUIRES: e is READY in the host tier, its shard lock held or the block
+  // otherwise owned by the caller.
+  void RecordInHost(const BlockEntry& e);
+  Status AdoptHostBlocks();
   void ReleaseIds(std::span<const BlockId> ids);
   void AbortBlocks(Reservation& r);
 

@@ -150,7 +150,23 @@ bool NvmeTier::AdoptExtent(const NvmeExtent& x, uint8_t priority) {
   BlockId id;
   {
     std::lock_guard<std::mutex> l(index.MutexFor(key));
-    if (index.FindLocked(key) != kNoBlock) return false;  // duplicate, or stored meanwhile
+    if (BlockId found = index.FindLocked(key); found != kNoBlock) {
+      // Re-adopted from a persistent host segment: the NVMe copy is its
+      // clean copy. Anything else (a duplicate, a block stored meanwhile)
+      // keeps no second copy.
+      BlockEntry& e = index.entry(found);
+      if (e.tier != cache_->host_tier_ || e.state.load() != kReady ||
+          (e.flags.load() & (kFlagOnNvme | kFlagDemoting)) != 0 || e.size != x.payload_bytes ||
+          e.checksum != x.checksum || extents_.count(found) != 0)
+        return false;
+      e.flags.fetch_or(kFlagOnNvme);
+      extents_[found] = x;
+      used_payload_bytes_ += x.payload_bytes;
+      policy_->Track(found, cache_->MetaOf(e));
+      host_clean_bytes_ += e.size;
+      ++recovered_;
+      return true;
+    }
     auto ins = index.InsertLocked(key);
     if (!ins.ok()) return false;
     id = *ins;
@@ -666,6 +682,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
       e.tier = cache_->host_tier_;
       e.offset = job.slot.offset;
       e.size_class = static_cast<uint16_t>(job.slot.size_class);
+      cache_->RecordInHost(e);
       e.state.store(kReady, std::memory_order_release);
     }
     {

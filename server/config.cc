@@ -130,6 +130,11 @@ const std::vector<FlagSpec>& Flags() {
        .str = &C::host_numa, .check = CheckNuma, .default_text = "auto",
        .help = "NUMA placement of the host tier: auto (multi-node hosts: the nodes of "
                "--gpus, else interleaved over all), off, or nodes like 0 or 0-1."},
+      {.name = "host-shm-path", .metavar = "PATH", .type = FlagType::kString,
+       .str = &C::host_shm_path, .default_text = "none (anonymous memory)",
+       .help = "Keep the host tier in this file (on a tmpfs such as /dev/shm, mode 0600) "
+               "with checksummed slot records beside it (PATH.meta): a restarted daemon "
+               "(kill -9 or upgrade) serves the blocks it verifies again."},
       {.name = "host-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::host_policy, .check = CheckPolicy, .default_text = "adaptive-2q",
        .help = "Eviction policy of the host (and HBM) tier: adaptive-2q (priorities and "
@@ -645,6 +650,7 @@ std::string DaemonConfig::ToString() const {
     << " host_capacity=" << ExactSize(host_capacity_bytes)
     << " host_region=" << ExactSize(host_region_bytes) << " host_numa=" << host_numa
     << " host_policy=" << host_policy
+    << " host_shm_path=" << (host_shm_path.empty() ? "(anonymous)" : host_shm_path)
     << " admin=" << admin_address << " log_level=" << log_level
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)

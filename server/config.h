@@ -46,6 +46,10 @@ struct DaemonConfig {
   // nodes of --gpus, else interleaved over all nodes), "off", or a node
   // list ("0", "0-1") to bind (one node) or interleave (several).
   std::string host_numa = "auto";
+  // Persistent host segment: a file (on a tmpfs such as /dev/shm) whose
+  // committed blocks a restarted daemon re-adopts after verifying them;
+  // empty = an anonymous memfd, lost with the process.
+  std::string host_shm_path;
   // Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo.
   std::string host_policy = "adaptive-2q";
   // Admin HTTP endpoint, "HOST:PORT" ("[v6addr]:PORT" for IPv6). "off"

@@ -63,6 +63,7 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
   ho.capacity_bytes = cfg.host_capacity_bytes;
   ho.region_bytes = cfg.host_region_bytes;
   ho.numa_nodes = HostNumaNodes(cfg);
+  ho.path = cfg.host_shm_path;
   if (!ho.numa_nodes.empty())
     spdlog::info("host tier placed on NUMA node(s) {}", fmt::join(ho.numa_nodes, ","));
   auto host = HostShmTier::Create(ho);

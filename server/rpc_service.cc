@@ -138,14 +138,16 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
     // not), without holding this worker's event loop meanwhile.
     struct Waker {
       std::mutex mu;
-      kj::Own<kj::CrossThreadPromiseFulfiller<Status>> fulfiller;
+      kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+      Status durable;  // set before the fulfiller fires
     };
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<Status>();
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
     auto waker = std::make_shared<Waker>();
     waker->fulfiller = kj::mv(paf.fulfiller);
     Status st = cache_->Commit(res_, v, [waker](Status s) {
       std::lock_guard<std::mutex> l(waker->mu);
-      if (waker->fulfiller) waker->fulfiller->fulfill(std::move(s));
+      waker->durable = std::move(s);
+      if (waker->fulfiller) waker->fulfiller->fulfill();
     });
     if (!st.ok()) Throw(st);
     // If the call is cancelled (client gone), forget the fulfiller first.
@@ -153,7 +155,12 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
       std::lock_guard<std::mutex> l(waker->mu);
       waker->fulfiller = nullptr;
     });
-    return paf.promise.attach(kj::mv(guard)).then([](Status durable) {
+    return paf.promise.attach(kj::mv(guard)).then([waker] {
+      Status durable;
+      {
+        std::lock_guard<std::mutex> l(waker->mu);
+        durable = waker->durable;
+      }
       if (!durable.ok()) Throw(durable);
     });
   }

@@ -9,6 +9,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "tiers/checksum.h"
@@ -129,6 +130,12 @@ Status NvmeIndex::OpenDb(bool read_only) {
   ro.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // Small values, point lookups and one full scan at startup.
   ro.OptimizeForPointLookup(8);
+  if (!read_only && options_.create_if_missing) {
+    // Made here, so that RocksDB does not log an error about a missing
+    // directory on every first start.
+    std::error_code ec;
+    std::filesystem::create_directories(options_.path, ec);
+  }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = read_only ? rocksdb::DB::OpenForReadOnly(ro, options_.path, &raw)
                                 : rocksdb::DB::Open(ro, options_.path, &raw);
