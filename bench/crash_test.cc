@@ -60,6 +60,8 @@ struct Options {
   std::vector<std::string> policies = {"write-through", "write-async", "write-back"};
   // > 0: no crash cycles; measure store rate and latency per policy instead.
   double store_rate_seconds = 0;
+  // Keep the host tier in <dir>/host.seg (--host-shm-path).
+  bool host_shm = false;
 };
 
 // Two namespaces of different block sizes; a fixed pool of prompts each, so
@@ -120,6 +122,7 @@ class DaemonRun {
                                      "--nvme-queue-depth", "64",
                                      "--nvme-write-policy", policy};
     if (!plain) args.insert(args.end(), {"--drain-timeout", "2", "--nvme-flush-timeout", "5"});
+    if (o.host_shm) args.insert(args.end(), {"--host-shm-path", o.dir + "/host.seg"});
     pid_ = fork();
     if (pid_ == 0) {
       std::vector<char*> argv;
@@ -281,6 +284,8 @@ int StoreRate(const Options& o) {
   for (const std::string& policy : o.policies) {
     std::error_code ec;
     std::filesystem::remove_all(o.dir + "/data", ec);
+    std::filesystem::remove(o.dir + "/host.seg", ec);
+    std::filesystem::remove(o.dir + "/host.seg.meta", ec);
     DaemonRun d(o, policy);
     if (!d.up()) {
       std::fprintf(stderr, "%s: kvtierd did not start\n", policy.c_str());
@@ -322,6 +327,7 @@ int Usage(const char* why) {
                "usage: kvtier-crash-test --kvtierd PATH --dir DIR [--cycles 50] [--min-ms 40]\n"
                "         [--max-ms 250] [--clients 2] [--sigterm-every 5] [--corrupt 0]\n"
                "         [--policies write-through,write-async,write-back] [--seed 1]\n"
+               "         [--host-shm 0|1]   (host tier in DIR/host.seg: --host-shm-path)\n"
                "       kvtier-crash-test --kvtierd PATH --dir DIR --store-rate SECONDS\n"
                "         [--policies ...]   (store rate and latency per policy, no crashes)\n",
                why);
@@ -344,6 +350,7 @@ int Main(int argc, char** argv) {
     else if (a == "--corrupt") o.corrupt = std::atoi(v.c_str());
     else if (a == "--seed") o.seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (a == "--store-rate") o.store_rate_seconds = std::atof(v.c_str());
+    else if (a == "--host-shm") o.host_shm = v == "1" || v == "true";
     else if (a == "--policies") {
       o.policies.clear();
       for (size_t s = 0; s <= v.size();) {
