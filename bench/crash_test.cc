@@ -15,6 +15,8 @@
 // failed). A block's bytes are a function of its key, so a wrong byte is
 // caught whoever wrote the block and whenever.
 //
+// --host-shm 1 keeps the host tier in a persistent segment (DIR/host.seg),
+// so blocks also come back from host memory after each restart.
 // --store-rate S measures instead: stores/s and per-store latency of one
 // client under each policy, no crashes (docs/performance.md).
 //
