@@ -15,6 +15,9 @@
 // failed). A block's bytes are a function of its key, so a wrong byte is
 // caught whoever wrote the block and whenever.
 //
+// --small-fs MIB puts the data dir (NVMe index, namespaces file) on a tmpfs
+// of that size and fills it up before a third of the starts: the daemon
+// must start and serve through a full disk (root only; exit 77 otherwise).
 // --host-shm 1 keeps the host tier in a persistent segment (DIR/host.seg),
 // so blocks also come back from host memory after each restart.
 // --store-rate S measures instead: stores/s and per-store latency of one
@@ -25,6 +28,7 @@
 // otherwise; 2 on a bad command line. The short form runs in the test suite
 // (crash_test_short); the long form is in docs/reliability.md.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +36,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +69,10 @@ struct Options {
   double store_rate_seconds = 0;
   // Keep the host tier in <dir>/host.seg (--host-shm-path).
   bool host_shm = false;
+  // > 0: the data dir (NVMe index, namespaces) is a tmpfs of this many MiB
+  // (root only), filled up before a third of the starts; the NVMe file is
+  // outside it.
+  int small_fs_mib = 0;
 };
 
 // Two namespaces of different block sizes; a fixed pool of prompts each, so
@@ -125,6 +134,7 @@ class DaemonRun {
                                      "--nvme-write-policy", policy};
     if (!plain) args.insert(args.end(), {"--drain-timeout", "2", "--nvme-flush-timeout", "5"});
     if (o.host_shm) args.insert(args.end(), {"--host-shm-path", o.dir + "/host.seg"});
+    if (o.small_fs_mib > 0) args.insert(args.end(), {"--nvme-path", o.dir + "/nvme.dat"});
     pid_ = fork();
     if (pid_ == 0) {
       std::vector<char*> argv;
@@ -227,6 +237,8 @@ void ClientLoop(const std::string& socket, uint64_t seed, bool durable_commits, 
       auto r = ns.Store(keys, ptrs);
       if (!r.ok()) {
         ++t.store_errors;
+        // write-through on a degraded NVMe tier: committed to host only.
+        if (r.status().message().find("not durable") != std::string::npos) continue;
         if (r.status().code() == StatusCode::kUnavailable ||
             r.status().code() == StatusCode::kIOError)
           return;  // the daemon is gone or draining
@@ -330,6 +342,8 @@ int Usage(const char* why) {
                "         [--max-ms 250] [--clients 2] [--sigterm-every 5] [--corrupt 0]\n"
                "         [--policies write-through,write-async,write-back] [--seed 1]\n"
                "         [--host-shm 0|1]   (host tier in DIR/host.seg: --host-shm-path)\n"
+               "         [--small-fs MIB]   (data dir on a tmpfs of MIB, full at 1/3 of the\n"
+               "                             starts; root only, else exit 77)\n"
                "       kvtier-crash-test --kvtierd PATH --dir DIR --store-rate SECONDS\n"
                "         [--policies ...]   (store rate and latency per policy, no crashes)\n",
                why);
@@ -353,6 +367,7 @@ int Main(int argc, char** argv) {
     else if (a == "--seed") o.seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (a == "--store-rate") o.store_rate_seconds = std::atof(v.c_str());
     else if (a == "--host-shm") o.host_shm = v == "1" || v == "true";
+    else if (a == "--small-fs") o.small_fs_mib = std::atoi(v.c_str());
     else if (a == "--policies") {
       o.policies.clear();
       for (size_t s = 0; s <= v.size();) {
@@ -370,9 +385,22 @@ int Main(int argc, char** argv) {
     return Usage("bad numbers");
   signal(SIGPIPE, SIG_IGN);
   std::error_code ec;
+  const std::string data = o.dir + "/data";
+  (void)::umount2(data.c_str(), MNT_DETACH);  // left by an interrupted run
   std::filesystem::remove_all(o.dir, ec);
   std::filesystem::create_directories(o.dir, ec);
   if (o.store_rate_seconds > 0) return StoreRate(o);
+  if (o.small_fs_mib > 0) {
+    std::filesystem::create_directories(data, ec);
+    const std::string opts = "size=" + std::to_string(o.small_fs_mib) + "m,mode=0700";
+    if (::mount("tmpfs", data.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
+      std::fprintf(stderr, "kvtier-crash-test: cannot mount a tmpfs on %s (needs root): %s\n",
+                   data.c_str(), std::strerror(errno));
+      return 77;
+    }
+  }
+  const std::string filler = data + "/filler";
+  uint64_t full_starts = 0;
 
   std::mt19937_64 rng(o.seed);
   Totals t;
@@ -383,6 +411,21 @@ int Main(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   for (int cycle = 0; cycle <= o.cycles; ++cycle) {
     const std::string& policy = o.policies[static_cast<size_t>(cycle) % o.policies.size()];
+    if (o.small_fs_mib > 0) {
+      std::remove(filler.c_str());
+      // A full data dir at a third of the starts (never the first: the
+      // namespaces are registered then).
+      if (cycle > 0 && rng() % 3 == 0) {
+        FILE* f = std::fopen(filler.c_str(), "w");
+        if (f != nullptr) {
+          std::vector<char> chunk(1 << 16, 'x');
+          while (std::fwrite(chunk.data(), 1, chunk.size(), f) == chunk.size() && std::fflush(f) == 0) {
+          }
+          std::fclose(f);
+          ++full_starts;
+        }
+      }
+    }
     DaemonRun d(o, policy);
     if (!d.up()) {
       ++failed_starts;
@@ -447,6 +490,11 @@ int Main(int argc, char** argv) {
       static_cast<unsigned long>(t.wrong_blocks.load()), static_cast<unsigned long>(durable_blocks),
       static_cast<unsigned long>(checks), static_cast<unsigned long>(missing_total),
       static_cast<unsigned long>(wrong_durable), static_cast<unsigned long>(flips));
+  if (o.small_fs_mib > 0) {
+    std::printf("  full data dir at %lu of %d starts\n", static_cast<unsigned long>(full_starts),
+                o.cycles + 1);
+    (void)::umount2(data.c_str(), MNT_DETACH);
+  }
   const bool ok = t.wrong_blocks == 0 && wrong_durable == 0 && failed_starts == 0 &&
                   bad_exits == 0 && (o.corrupt > 0 || missing_total == 0);
   std::printf("%s\n", ok ? "PASS" : "FAIL");
