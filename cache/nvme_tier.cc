@@ -378,9 +378,16 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
   }
   if (!st.IsCorruption()) {
     // An I/O error proves nothing about the block's bytes (a transient EIO
-    // would otherwise cost the record of an intact block): a miss now, the
-    // block stays on NVMe for the next lookup.
+    // would otherwise cost the record of an intact block): read it again, a
+    // few times, into the same slot; then a miss now, and the block stays on
+    // NVMe for the next lookup.
     ++io_errors_;
+    if (job.attempts < kReadRetries) {
+      ++job.attempts;
+      std::lock_guard<std::mutex> l(jobs_mu_);
+      jobs_.push_front(std::move(job));
+      return;
+    }
     NoteError(Status(st.code(), "block " + e.key.ToHex() + " not promoted: " + st.message()));
     {
       std::lock_guard<std::mutex> l(ts.mu);

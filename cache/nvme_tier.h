@@ -103,7 +103,11 @@ class NvmeTier {
     NvmeExtent extent;
     // Writes of a write-through commit: settled when durable or failed.
     std::shared_ptr<NvmeDurableWait> wait;
+    // Reads: failed attempts so far (an I/O error is retried kReadRetries
+    // times before the lookup is answered with a miss).
+    uint8_t attempts = 0;
   };
+  static constexpr uint8_t kReadRetries = 2;
   static void Settle(const std::shared_ptr<NvmeDurableWait>& wait, const Status& st);
 
   NvmeTier(Cache* cache, NvmeTierOptions options) : cache_(cache), options_(std::move(options)) {}

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <numeric>
 
 #include "tests/cache/cache_test_util.h"
@@ -278,12 +279,22 @@ TEST_F(NvmeCacheTest, TransientReadErrorKeepsTheBlock) {
   eio.error = EIO;
   eio.max_fires = 1;
   size_t rule = f->AddRule(eio);
-  EXPECT_EQ(AcquireVerified(0, 5), 0u) << "the first block's read failed: a miss";
+  EXPECT_EQ(AcquireVerified(0, 5), 5u) << "one failed read is retried and served";
   EXPECT_EQ(f->fired(rule), 1u);
+  EXPECT_EQ(Nvme().io_errors, 1u);
+  f->ClearRules();
+  cache_->DrainNvme();
+  Store(200, 64);  // 0..4 pushed out to NVMe only again
+  cache_->DrainNvme();
+  // Every attempt fails (each read and its two retries): a miss, nothing lost.
+  eio.max_fires = std::numeric_limits<uint64_t>::max();
+  rule = f->AddRule(eio);
+  EXPECT_EQ(AcquireVerified(0, 5), 0u) << "the blocks' reads all failed: a miss";
   TierStats n = Nvme();
-  EXPECT_EQ(n.io_errors, 1u);
+  EXPECT_EQ(n.io_errors, 1u + 5 * 3) << "5 blocks, each read 3 times";
   EXPECT_EQ(n.checksum_failures, 0u);
-  EXPECT_EQ(AcquireVerified(0, 5), 5u) << "the block kept its record and is served";
+  f->ClearRules();
+  EXPECT_EQ(AcquireVerified(0, 5), 5u) << "the blocks kept their records and are served";
   EXPECT_EQ(cache_->Stats().pinned_blocks, 0u);
   // Still recorded across a restart too.
   cache_->DrainNvme();
