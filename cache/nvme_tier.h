@@ -4,13 +4,16 @@
 // Demotion: write-back (default) writes cold host blocks (host usage above
 // the high watermark, coldest first by the host policy, through the
 // admission policy) to NVMe in the background, so that when the host tier
-// evicts them they live on as NVMe-resident blocks; write-through writes
-// every block at commit. The RocksDB record is written only after the data
-// write completed; only then is the block marked as having an NVMe copy.
+// evicts them they live on as NVMe-resident blocks, and FlushHost() writes
+// the rest at a graceful stop; write-through and write-async write every
+// block at commit (write-through's commits are told when their blocks are
+// durable: NvmeDurableWait). The RocksDB record is written only after the
+// data write completed; only then is the block marked as having an NVMe copy.
 // Promotion: Cache::Acquire marks NVMe-resident blocks LOADING (pinned by the
 // lease), allocates host slots and queues reads; each read is verified
-// (header and payload checksum) and a failure is a miss, counted and
-// quarantined (extent freed, record deleted), never data.
+// (header and payload checksum). A verification failure is a miss, counted
+// and quarantined (extent freed, record deleted), never data; an I/O error
+// is retried twice, then a miss that keeps the block and its record.
 // Errors: a failed write (ENOSPC, EIO) stops admission (NvmeStore), is
 // counted and logged once per burst; reads and the other tiers go on.
 // A failed index write (a full data-dir file system) makes the tier
