@@ -727,7 +727,9 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
   const bool write_through = nvme_ && nvme_->write_through();
   // write-through: the commit is durable once every block written at it is.
   std::shared_ptr<NvmeDurableWait> wait;
-  std::promise<Status> waited;  // Commit's own wait when there is no callback
+  // Commit's own wait when there is no callback (made only then: a promise
+  // allocates, and the other policies' commits must not pay for it).
+  std::optional<std::promise<Status>> waited;
   const bool caller_waits = on_durable == nullptr;
   if (write_through && nvme_->durable_commit()) {
     size_t n = 0;
@@ -738,7 +740,8 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
       if (on_durable) {
         wait->done = std::move(on_durable);
       } else {
-        wait->done = [&waited](Status s) { waited.set_value(std::move(s)); };
+        waited.emplace();
+        wait->done = [&waited](Status s) { waited->set_value(std::move(s)); };
       }
     }
   }
@@ -773,7 +776,7 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
     if (on_durable) on_durable(Status::OK());
     return Status::OK();
   }
-  if (caller_waits) return waited.get_future().get();
+  if (caller_waits) return waited->get_future().get();
   return Status::OK();
 }
 
