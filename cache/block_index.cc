@@ -27,15 +27,6 @@ BlockId BlockIndex::FindLocked(const BlockKey& key) const {
   }
 }
 
-void BlockIndex::ForEach(const std::function<void(BlockId)>& fn) const {
-  for (uint32_t i = 0; i < num_shards_; ++i) {
-    const Shard& s = shards_[i];
-    std::lock_guard<std::mutex> l(s.mu);
-    for (uint32_t v : s.slots)
-      if (v != 0) fn(v - 1);
-  }
-}
-
 void BlockIndex::Grow(Shard& s) {
   std::vector<uint32_t> old = std::move(s.slots);
   s.slots.assign(old.size() * 2, 0);
@@ -114,6 +105,14 @@ void BlockIndex::EraseLocked(BlockId id) {
   s.slots[hole] = 0;
   --s.count;
   live_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void BlockIndex::ForEachLocked(const std::function<void(BlockId)>& fn) const {
+  for (uint32_t i = 0; i < num_shards_; ++i) {
+    std::lock_guard<std::mutex> l(shards_[i].mu);
+    for (uint32_t slot : shards_[i].slots)
+      if (slot != 0) fn(slot - 1);
+  }
 }
 
 void BlockIndex::FreeId(BlockId id) {

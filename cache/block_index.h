@@ -92,10 +92,11 @@ class BlockIndex {
     return chunks_[id >> kChunkShift][id & (kChunkSize - 1)];
   }
 
-  // Calls fn(id) for every id in the map, one shard at a time with that
-  // shard's mutex held (fn may read the entry's fields but must not take a
-  // shard mutex). A cold-path walk (admin listings), O(entries).
-  void ForEach(const std::function<void(BlockId)>& fn) const;
+  // Calls fn(id) for every key in the map, one shard at a time, with that
+  // shard's mutex held (fn may read and change the entry's fields as a
+  // *Locked caller may). REQUIRES: fn takes no shard mutex and inserts or
+  // erases nothing. Cold path (admin listings, shutdown flush), O(entries).
+  void ForEachLocked(const std::function<void(BlockId)>& fn) const;
 
   // Number of keys in the map.
   size_t size() const { return live_.load(std::memory_order_relaxed); }

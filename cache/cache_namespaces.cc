@@ -25,7 +25,7 @@ std::vector<NamespaceUsage> Cache::Namespaces() const {
       out[i].tiers = tiers;
     }
   }
-  index_.ForEach([&](BlockId id) {
+  index_.ForEachLocked([&](BlockId id) {
     const BlockEntry& e = index_.entry(id);
     if (e.state.load(std::memory_order_acquire) != kReadyState || e.ns >= out.size()) return;
     NamespaceUsage& u = out[e.ns];
@@ -50,7 +50,7 @@ Result<NamespaceEviction> Cache::EvictNamespace(NamespaceId ns) {
   // The namespace's blocks by tier; each is re-checked under its tier's
   // mutex and shard mutex, since it may have moved or been pinned since.
   std::vector<std::vector<BlockId>> by_tier(tiers_.size());
-  index_.ForEach([&](BlockId id) {
+  index_.ForEachLocked([&](BlockId id) {
     const BlockEntry& e = index_.entry(id);
     if (e.ns != ns) return;
     if (e.tier == kNvmeTier) {

@@ -391,6 +391,8 @@ std::string AdminServer::StatsJson() const {
       w.Key("recovered").Uint(t.recovered);
       w.Key("recovery_dropped").Uint(t.recovery_dropped);
       w.Key("admitting").Bool(t.admitting);
+      w.Key("index_ok").Bool(t.index_ok);
+      w.Key("index_rebuilding").Bool(t.index_rebuilding);
       w.EndObject();
     }
     w.EndArray();

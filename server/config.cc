@@ -75,8 +75,8 @@ Status CheckLogLevel(std::string_view v) {
 }
 
 Status CheckWritePolicy(std::string_view v) {
-  if (v == "write-back" || v == "write-through") return Status::OK();
-  return Status::InvalidArgument("unknown write policy (write-back, write-through)");
+  if (v == "write-back" || v == "write-through" || v == "write-async") return Status::OK();
+  return Status::InvalidArgument("unknown write policy (write-back, write-through, write-async)");
 }
 
 Status CheckNuma(std::string_view v) {
@@ -132,6 +132,11 @@ const std::vector<FlagSpec>& Flags() {
        .str = &C::host_numa, .check = CheckNuma, .default_text = "auto",
        .help = "NUMA placement of the host tier: auto (multi-node hosts: the nodes of "
                "--gpus, else interleaved over all), off, or nodes like 0 or 0-1."},
+      {.name = "host-shm-path", .metavar = "PATH", .type = FlagType::kString,
+       .str = &C::host_shm_path, .default_text = "none (anonymous memory)",
+       .help = "Keep the host tier in this file (on a tmpfs such as /dev/shm, mode 0600) "
+               "with checksummed slot records beside it (PATH.meta): a restarted daemon "
+               "(kill -9 or upgrade) serves the blocks it verifies again."},
       {.name = "host-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::host_policy, .check = CheckPolicy, .default_text = "adaptive-2q",
        .help = "Eviction policy of the host (and HBM) tier: adaptive-2q (priorities and "
@@ -192,8 +197,14 @@ const std::vector<FlagSpec>& Flags() {
       {.name = "nvme-write-policy", .metavar = "POLICY", .type = FlagType::kString,
        .str = &C::nvme_write_policy, .check = CheckWritePolicy, .default_text = "write-back",
        .help = "write-back (cold host blocks are written to NVMe in the background, so "
-               "they live on there when the host tier evicts them) or write-through (every "
-               "block is written to NVMe at commit)."},
+               "they live on there when the host tier evicts them; a graceful stop flushes "
+               "host-only blocks), write-through (every block is written to NVMe at commit, "
+               "and a commit answers once its blocks and their index records are durable) "
+               "or write-async (written at commit, the commit answers at once)."},
+      {.name = "nvme-flush-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::nvme_flush_timeout_seconds, .min = 0, .max = 3600, .default_text = "30",
+       .help = "write-back: on SIGTERM, after the drain, write host blocks that have no NVMe "
+               "copy to NVMe for up to this long, 0..3600 (0: no flush)."},
       {.name = "nvme-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::nvme_policy, .check = CheckPolicy, .default_text = "lru",
        .help = "Eviction policy of the NVMe tier: lru, priority-lru, prefix-lru, s3fifo, "
@@ -202,6 +213,12 @@ const std::vector<FlagSpec>& Flags() {
        .str = &C::nvme_admission, .check = CheckAdmission, .default_text = "always",
        .help = "Which blocks may be written to NVMe: always, or second-sighting (only "
                "blocks considered a second time, after a hit)."},
+      {.name = "nvme-rebuild-rate", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::nvme_rebuild_rate_bytes, .min = 0, .max = 1024 * kGiB,
+       .default_text = "0 (unlimited)",
+       .help = "Read bandwidth per second of an NVMe index rebuild (a damaged index is set "
+               "aside and rebuilt from the extents' headers at start); 0: as fast as the "
+               "device reads."},
       {.name = "config", .metavar = "FILE", .type = FlagType::kConfig, .default_text = "none",
        .help = "Read settings from FILE first; flags override them (see below)."},
       {.name = "help", .metavar = "", .type = FlagType::kHelp, .default_text = "",
@@ -630,6 +647,7 @@ std::string DaemonConfig::ToString() const {
     << " host_capacity=" << ExactSize(host_capacity_bytes)
     << " host_region=" << ExactSize(host_region_bytes) << " host_numa=" << host_numa
     << " host_policy=" << host_policy
+    << " host_shm_path=" << (host_shm_path.empty() ? "(anonymous)" : host_shm_path)
     << " admin=" << admin_address << " log_level=" << log_level
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
@@ -642,7 +660,9 @@ std::string DaemonConfig::ToString() const {
   } else {
     o << " nvme_path=" << nvme_path << " nvme_capacity=" << ExactSize(nvme_capacity_bytes)
       << " nvme_queue_depth=" << nvme_queue_depth << " nvme_write_policy=" << nvme_write_policy
-      << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission;
+      << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission
+      << " nvme_rebuild_rate=" << ExactSize(nvme_rebuild_rate_bytes)
+      << " nvme_flush_timeout=" << nvme_flush_timeout_seconds;
   }
   if (!config_file.empty()) o << " config=" << config_file;
   return o.str();

@@ -64,6 +64,7 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
   ho.capacity_bytes = cfg.host_capacity_bytes;
   ho.region_bytes = cfg.host_region_bytes;
   ho.numa_nodes = HostNumaNodes(cfg);
+  ho.path = cfg.host_shm_path;
   if (!ho.numa_nodes.empty())
     spdlog::info("host tier placed on NUMA node(s) {}", fmt::join(ho.numa_nodes, ","));
   auto host = HostShmTier::Create(ho);
@@ -114,9 +115,11 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
                    cfg.nvme_capacity_bytes - used);
     no.store.max_ops = std::max<uint32_t>(cfg.nvme_queue_depth / 2, 8);
     no.index_path = (std::filesystem::path(cfg.data_dir) / "nvme-index").string();
-    no.write_through = cfg.nvme_write_policy == "write-through";
+    no.write_through = cfg.nvme_write_policy != "write-back";
+    no.durable_commit = cfg.nvme_write_policy == "write-through";
     no.policy = cfg.nvme_policy;
     no.admission = cfg.nvme_admission;
+    no.rebuild_bytes_per_second = cfg.nvme_rebuild_rate_bytes;
     co.nvme = std::move(no);
   }
   auto cache = Cache::Create(std::move(co));
@@ -129,6 +132,17 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
 }
 
 int Run(const DaemonConfig& cfg) {
+  // Signals are taken by sigwait() below. They are blocked before any
+  // thread starts (the NVMe tier's I/O thread, RocksDB's): a thread that
+  // left SIGTERM unblocked would take it with its default action and kill
+  // the daemon without a shutdown. Every thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);  // never fatal (see below)
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
   std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec);
   if (ec) {
@@ -157,15 +171,6 @@ int Run(const DaemonConfig& cfg) {
   const HostShmTier* host_tier = built->host_tier;
   std::vector<HbmTierRef> hbm_tiers = built->hbm_tiers;
 
-  // Signals are taken by sigwait() below; every thread started from here on
-  // inherits the mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);  // never fatal (see below)
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   RpcMetrics metrics;
   RpcServiceOptions so;
@@ -201,9 +206,7 @@ int Run(const DaemonConfig& cfg) {
     src.degraded = [c, nvme_down] {
       std::string d = nvme_down;
       for (const TierStats& t : c->Stats().tiers)
-        if (!t.admitting)
-          d += (d.empty() ? "" : "; ") + t.name +
-               " tier: writes stopped after a device error, probing to resume";
+        if (!t.degraded.empty()) d += (d.empty() ? "" : "; ") + t.name + " tier: " + t.degraded;
       return d;
     };
     auto a = AdminServer::Start(cfg.admin_address, std::move(src));
@@ -247,6 +250,12 @@ int Run(const DaemonConfig& cfg) {
                  cfg.drain_timeout_seconds, leases(), writing());
   (*rpc)->Stop();
   cache->DrainNvme();  // in-flight NVMe writes complete and are indexed
+  // write-back: host blocks without an NVMe copy would be lost with the
+  // process; write them down, for a bounded time.
+  if (cfg.nvme_write_policy == "write-back" && cfg.nvme_flush_timeout_seconds > 0 &&
+      cache->nvme() != nullptr) {
+    (void)cache->FlushHostToNvme(cfg.nvme_flush_timeout_seconds * 1000ull);  // logs what it did
+  }
   if (admin) admin->Stop();
   CacheStats s = cache->Stats();
   spdlog::info("stopped: {} blocks ready, {} acquires, {} blocks hit", s.blocks_ready, s.acquires,

@@ -129,9 +129,40 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
       Throw(Status::InvalidArgument(std::to_string(sums.size()) + " checksums for " +
                                     std::to_string(res_.blocks().size()) + " reserved keys"));
     std::vector<uint64_t> v = ToVector<uint64_t>(sums);
-    Status st = cache_->Commit(res_, v);
+    if (!cache_->durable_commits()) {
+      Status st = cache_->Commit(res_, v);
+      if (!st.ok()) Throw(st);
+      return kj::READY_NOW;
+    }
+    // write-through: answer once the blocks are durable on NVMe (or say why
+    // not), without holding this worker's event loop meanwhile.
+    struct Waker {
+      std::mutex mu;
+      kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+      Status durable;  // set before the fulfiller fires
+    };
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    auto waker = std::make_shared<Waker>();
+    waker->fulfiller = kj::mv(paf.fulfiller);
+    Status st = cache_->Commit(res_, v, [waker](Status s) {
+      std::lock_guard<std::mutex> l(waker->mu);
+      waker->durable = std::move(s);
+      if (waker->fulfiller) waker->fulfiller->fulfill();
+    });
     if (!st.ok()) Throw(st);
-    return kj::READY_NOW;
+    // If the call is cancelled (client gone), forget the fulfiller first.
+    auto guard = kj::defer([waker] {
+      std::lock_guard<std::mutex> l(waker->mu);
+      waker->fulfiller = nullptr;
+    });
+    return paf.promise.attach(kj::mv(guard)).then([waker] {
+      Status durable;
+      {
+        std::lock_guard<std::mutex> l(waker->mu);
+        durable = waker->durable;
+      }
+      if (!durable.ok()) Throw(durable);
+    });
   }
 
   kj::Promise<void> abort(AbortContext) override {

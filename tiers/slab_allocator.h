@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "tiers/status.h"
@@ -41,6 +42,13 @@ class SlabAllocator {
   Result<Slot> Allocate(uint64_t bytes);
   void Free(const Slot& slot);
   bool FreeingHelps(const Slot& victim, uint64_t bytes) const;
+
+  // Restart of a persistent segment: marks `slots` (offset, bytes and
+  // size_class as Allocate() gave them under this geometry) allocated.
+  // ok[i] says whether slots[i] was taken; a slot is refused when it is not
+  // what Allocate() would have made of its bytes (class, alignment, inside
+  // the capacity) or overlaps one taken before. REQUIRES: nothing allocated.
+  void Adopt(std::span<const Slot> slots, std::vector<bool>* ok);
 
   // Size class that serves `bytes`, or kLargeClass for multi-region items.
   uint32_t ClassFor(uint64_t bytes) const;
