@@ -52,8 +52,17 @@ Result<std::unique_ptr<HostShmTier>> HostShmTier::Create(const HostShmOptions& o
     fd = memfd_create(o.name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return Errno("memfd_create");
   } else {
-    fd = open(o.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    // No symlinks, and only a file of our own (a shared /dev/shm lets
+    // anyone create a file of that name first, to read or feed the cache).
+    fd = open(o.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return Errno("open of the host segment file '" + o.path + "'");
+    struct stat own {};
+    if (fstat(fd, &own) != 0 || own.st_uid != geteuid() || (own.st_mode & 077) != 0 ||
+        !S_ISREG(own.st_mode)) {
+      close(fd);
+      return Status::InvalidArgument("host segment file '" + o.path +
+                                     "' must be a regular file owned by this user, mode 0600");
+    }
     // One daemon per segment file: a second one would hand out the same
     // slots. The lock dies with its holder (kill -9 included).
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -98,8 +107,15 @@ Result<std::unique_ptr<HostShmTier>> HostShmTier::Create(const HostShmOptions& o
 Status HostShmTier::OpenMeta(const HostShmOptions& o) {
   const std::string path = o.path + ".meta";
   const uint64_t bytes = kMetaHeader + (size_ >> 12) * 64;
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Errno("open of the host segment's metadata '" + path + "'");
+  struct stat own {};
+  if (fstat(fd, &own) != 0 || own.st_uid != geteuid() || (own.st_mode & 077) != 0 ||
+      !S_ISREG(own.st_mode)) {
+    close(fd);
+    return Status::InvalidArgument("host segment metadata '" + path +
+                                   "' must be a regular file owned by this user, mode 0600");
+  }
   struct stat st {};
   if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != bytes) {
     if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -184,6 +185,20 @@ TEST(HostShmTierTest, PersistentSegmentReadoptsVerifiedRecordedBlocks) {
   }
   std::sort(got.begin(), got.end());
   EXPECT_EQ(got, (std::vector<size_t>{0, 3}));
+  // A file others may read, or a symlink, is refused (a shared /dev/shm lets
+  // anyone create the name first).
+  HostShmOptions other = o;
+  other.path = dir.File("open.seg");
+  {
+    FILE* f = std::fopen(other.path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+    ASSERT_EQ(::chmod(other.path.c_str(), 0644), 0);
+  }
+  EXPECT_TRUE(HostShmTier::Create(other).status().IsInvalidArgument());
+  other.path = dir.File("link.seg");
+  ASSERT_EQ(::symlink(o.path.c_str(), other.path.c_str()), 0);
+  EXPECT_FALSE(HostShmTier::Create(other).ok());
   EXPECT_TRUE((*t)->Reopened().empty()) << "handed out once";
   // The re-adopted slots are allocated: nothing new lands on them.
   for (int i = 0; i < 64; ++i) {
