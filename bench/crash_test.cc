@@ -12,8 +12,12 @@
 // flush). With --corrupt N, N random bytes of the NVMe file's data area are
 // flipped while the daemon is down: no flipped block may ever be served
 // (the byte check), though durable blocks may then be missing (reported, not
-// failed). A block's bytes are a function of its key, so a wrong byte is
-// caught whoever wrote the block and whenever.
+// failed). With --corrupt-extents N, one payload byte of each of N random
+// extents (found by their self-describing headers) is flipped while the
+// daemon is down, and each damaged block is looked up at the next start:
+// it must be refused (a miss) or served intact from another copy, never
+// served with the flipped byte. A block's bytes are a function of its key,
+// so a wrong byte is caught whoever wrote the block and whenever.
 //
 // --small-fs MIB puts the data dir (NVMe index, namespaces file) on a tmpfs
 // of that size and fills it up before a third of the starts: the daemon
@@ -50,6 +54,7 @@
 #include <vector>
 
 #include "engine_adapter/client.h"
+#include "tiers/nvme_format.h"
 
 namespace kvtier {
 namespace {
@@ -63,6 +68,7 @@ struct Options {
   int clients = 2;
   int sigterm_every = 5;
   int corrupt = 0;
+  int corrupt_extents = 0;
   uint64_t seed = 1;
   std::vector<std::string> policies = {"write-through", "write-async", "write-back"};
   // > 0: no crash cycles; measure store rate and latency per policy instead.
@@ -292,6 +298,88 @@ int Corrupt(const std::string& path, int n, std::mt19937_64& rng) {
   return done;
 }
 
+// Flips one payload byte in each of `n` random extents of the NVMe file,
+// found by walking the data area's self-describing headers; adds their keys
+// to *damaged. Returns the number flipped.
+int CorruptExtents(const std::string& path, int n, std::mt19937_64& rng,
+                   std::set<std::pair<uint64_t, uint64_t>>* damaged) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct stat st{};
+  fstat(fd, &st);
+  struct Found {
+    uint64_t offset, payload;
+    ExtentTag tag;
+  };
+  std::vector<Found> found;
+  std::vector<uint8_t> header(kExtentHeaderBytes);
+  for (uint64_t at = kDataOffset; at + kExtentHeaderBytes <= static_cast<uint64_t>(st.st_size);) {
+    if (::pread(fd, header.data(), header.size(), static_cast<off_t>(at)) !=
+        static_cast<ssize_t>(header.size()))
+      break;
+    Result<ExtentHeader> h = DecodeExtentHeader(header.data());
+    if (h.ok() && h->extent_offset == at && h->payload_bytes > 0 &&
+        at + ExtentBytesNeeded(h->payload_bytes) <= static_cast<uint64_t>(st.st_size)) {
+      found.push_back({at, h->payload_bytes, h->tag});
+      at += ExtentBytesNeeded(h->payload_bytes);
+    } else {
+      at += kNvmeBlockBytes;
+    }
+  }
+  int done = 0;
+  for (int i = 0; i < n && !found.empty(); ++i) {
+    const Found& x = found[rng() % found.size()];
+    const off_t at = static_cast<off_t>(x.offset + kExtentHeaderBytes + rng() % x.payload);
+    uint8_t b;
+    if (::pread(fd, &b, 1, at) != 1) continue;
+    b ^= static_cast<uint8_t>(1u << (rng() % 8));
+    if (::pwrite(fd, &b, 1, at) != 1) continue;
+    uint64_t lo, hi;
+    std::memcpy(&lo, x.tag.data(), 8);
+    std::memcpy(&hi, x.tag.data() + 8, 8);
+    damaged->insert({lo, hi});
+    ++done;
+  }
+  ::close(fd);
+  return done;
+}
+
+// Looks each damaged block up (in both namespaces; a key belongs to one):
+// refused (a miss, or the client's checksum refused it), served intact
+// (another copy), or served wrong.
+struct DamageCheck {
+  uint64_t refused = 0, intact = 0, wrong = 0;
+};
+DamageCheck CheckDamaged(const std::string& socket,
+                         const std::set<std::pair<uint64_t, uint64_t>>& damaged) {
+  DamageCheck r;
+  auto c = Client::Connect(socket);
+  if (!c.ok()) return r;
+  std::vector<std::unique_ptr<ClientNamespace>> nss;
+  for (const Pool& p : Pools()) {
+    auto ns = (*c)->OpenNamespace(p.spec);
+    if (!ns.ok()) return r;
+    nss.push_back(std::move(ns).value());
+  }
+  for (const auto& [lo, hi] : damaged) {
+    const BlockKey k{lo, hi};
+    bool served = false;
+    for (auto& ns : nss) {
+      auto lease = ns->Lookup(std::span(&k, 1));
+      if (!lease.ok() || lease->empty()) continue;
+      std::vector<uint8_t> got(ns->block_bytes()), want(got.size());
+      uint8_t* dst = got.data();
+      if (!ns->Load(*lease, std::span(&dst, 1)).ok()) continue;  // refused by the client
+      FillFromKey(k, want.data(), want.size());
+      served = true;
+      got == want ? ++r.intact : ++r.wrong;
+      break;
+    }
+    if (!served) ++r.refused;
+  }
+  return r;
+}
+
 // Store rate: one client stores fresh 8-block prompts (32 KiB blocks) for
 // `seconds` under each policy; prints stores/s and per-store latency.
 int StoreRate(const Options& o) {
@@ -340,6 +428,8 @@ int Usage(const char* why) {
                "kvtier-crash-test: %s\n"
                "usage: kvtier-crash-test --kvtierd PATH --dir DIR [--cycles 50] [--min-ms 40]\n"
                "         [--max-ms 250] [--clients 2] [--sigterm-every 5] [--corrupt 0]\n"
+               "         [--corrupt-extents 0]   (N extents' payloads damaged per stop; their\n"
+               "                                  blocks checked at the next start)\n"
                "         [--policies write-through,write-async,write-back] [--seed 1]\n"
                "         [--host-shm 0|1]   (host tier in DIR/host.seg: --host-shm-path)\n"
                "         [--small-fs MIB]   (data dir on a tmpfs of MIB, full at 1/3 of the\n"
@@ -364,6 +454,7 @@ int Main(int argc, char** argv) {
     else if (a == "--clients") o.clients = std::atoi(v.c_str());
     else if (a == "--sigterm-every") o.sigterm_every = std::atoi(v.c_str());
     else if (a == "--corrupt") o.corrupt = std::atoi(v.c_str());
+    else if (a == "--corrupt-extents") o.corrupt_extents = std::atoi(v.c_str());
     else if (a == "--seed") o.seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (a == "--store-rate") o.store_rate_seconds = std::atof(v.c_str());
     else if (a == "--host-shm") o.host_shm = v == "1" || v == "true";
@@ -407,7 +498,10 @@ int Main(int argc, char** argv) {
   std::mutex mu;
   std::vector<std::set<uint32_t>> durable(Pools().size());
   uint64_t kills = 0, terms = 0, failed_starts = 0, bad_exits = 0, flips = 0;
-  uint64_t missing_total = 0, wrong_durable = 0, checks = 0;
+  uint64_t missing_total = 0, wrong_durable = 0, checks = 0, damaged_extents = 0,
+           damaged_blocks = 0;
+  std::set<std::pair<uint64_t, uint64_t>> damaged;
+  DamageCheck damage;
   const auto started = std::chrono::steady_clock::now();
   for (int cycle = 0; cycle <= o.cycles; ++cycle) {
     const std::string& policy = o.policies[static_cast<size_t>(cycle) % o.policies.size()];
@@ -445,6 +539,17 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "cycle %d (%s): %lu durable blocks missing, %lu wrong\n", cycle,
                    policy.c_str(), static_cast<unsigned long>(missing),
                    static_cast<unsigned long>(wrong));
+    if (!damaged.empty()) {
+      const DamageCheck dc = CheckDamaged(d.socket(), damaged);
+      damaged_blocks += damaged.size();
+      damage.refused += dc.refused;
+      damage.intact += dc.intact;
+      damage.wrong += dc.wrong;
+      if (dc.wrong > 0)
+        std::fprintf(stderr, "cycle %d: %lu damaged blocks served wrong\n", cycle,
+                     static_cast<unsigned long>(dc.wrong));
+      damaged.clear();
+    }
     if (cycle == o.cycles) {
       d.Stop(SIGTERM);
       break;  // the last start only checks
@@ -466,7 +571,10 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "cycle %d: SIGTERM exit status %d\n", cycle, status);
     }
     for (auto& th : clients) th.join();
-    if (o.corrupt > 0) flips += static_cast<uint64_t>(Corrupt(o.dir + "/data/nvme.dat", o.corrupt, rng));
+    const std::string nvme_file = o.small_fs_mib > 0 ? o.dir + "/nvme.dat" : o.dir + "/data/nvme.dat";
+    if (o.corrupt > 0) flips += static_cast<uint64_t>(Corrupt(nvme_file, o.corrupt, rng));
+    if (o.corrupt_extents > 0)
+      damaged_extents += static_cast<uint64_t>(CorruptExtents(nvme_file, o.corrupt_extents, rng, &damaged));
     if ((cycle + 1) % 100 == 0)
       std::fprintf(stderr, "cycle %d: %lu loads, %lu wrong blocks, %lu durable blocks missing so far\n",
                    cycle + 1, static_cast<unsigned long>(t.loads.load()),
@@ -482,21 +590,26 @@ int Main(int argc, char** argv) {
       "%lu bad SIGTERM exits)\n"
       "  stores ok %lu, store errors %lu, loads %lu, blocks verified %lu, wrong blocks %lu\n"
       "  durable (write-through) blocks %lu, checked at %lu starts: missing %lu, wrong %lu\n"
-      "  corruption: %lu bytes flipped\n",
+      "  corruption: %lu bytes flipped; %lu extent payloads damaged (%lu blocks), those blocks "
+      "then refused %lu, served intact from another copy %lu, served wrong %lu\n",
       o.cycles, secs, static_cast<unsigned long>(kills), static_cast<unsigned long>(terms),
       static_cast<unsigned long>(failed_starts), static_cast<unsigned long>(bad_exits),
       static_cast<unsigned long>(t.stores_ok.load()), static_cast<unsigned long>(t.store_errors.load()),
       static_cast<unsigned long>(t.loads.load()), static_cast<unsigned long>(t.blocks_verified.load()),
       static_cast<unsigned long>(t.wrong_blocks.load()), static_cast<unsigned long>(durable_blocks),
       static_cast<unsigned long>(checks), static_cast<unsigned long>(missing_total),
-      static_cast<unsigned long>(wrong_durable), static_cast<unsigned long>(flips));
+      static_cast<unsigned long>(wrong_durable), static_cast<unsigned long>(flips),
+      static_cast<unsigned long>(damaged_extents), static_cast<unsigned long>(damaged_blocks),
+      static_cast<unsigned long>(damage.refused),
+      static_cast<unsigned long>(damage.intact), static_cast<unsigned long>(damage.wrong));
   if (o.small_fs_mib > 0) {
     std::printf("  full data dir at %lu of %d starts\n", static_cast<unsigned long>(full_starts),
                 o.cycles + 1);
     (void)::umount2(data.c_str(), MNT_DETACH);
   }
   const bool ok = t.wrong_blocks == 0 && wrong_durable == 0 && failed_starts == 0 &&
-                  bad_exits == 0 && (o.corrupt > 0 || missing_total == 0);
+                  bad_exits == 0 && damage.wrong == 0 &&
+                  (o.corrupt > 0 || o.corrupt_extents > 0 || missing_total == 0);
   std::printf("%s\n", ok ? "PASS" : "FAIL");
   if (ok) std::filesystem::remove_all(o.dir, ec);
   return ok ? 0 : 1;
