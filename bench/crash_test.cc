@@ -17,7 +17,11 @@
 // daemon is down, and each damaged block is looked up at the next start:
 // it must be refused (a miss) or served intact from another copy, never
 // served with the flipped byte. A block's bytes are a function of its key,
-// so a wrong byte is caught whoever wrote the block and whenever.
+// so a wrong byte is caught whoever wrote the block and whenever. With
+// --inject-faults SPEC the daemon's NVMe I/O queue fails operations at random
+// under load (kvtierd --nvme-fault-inject): EIO, ENOSPC, short reads, flipped
+// bits; nothing wrong may be served and every start must succeed (durable
+// blocks may then be missing: reported, not failed).
 //
 // --small-fs MIB puts the data dir (NVMe index, namespaces file) on a tmpfs
 // of that size and fills it up before a third of the starts: the daemon
@@ -69,6 +73,9 @@ struct Options {
   int sigterm_every = 5;
   int corrupt = 0;
   int corrupt_extents = 0;
+  // Non-empty: the daemon runs with --nvme-fault-inject SPEC (EIO, ENOSPC,
+  // short reads, flipped bits from its NVMe I/O queue, under load).
+  std::string inject_faults;
   uint64_t seed = 1;
   std::vector<std::string> policies = {"write-through", "write-async", "write-back"};
   // > 0: no crash cycles; measure store rate and latency per policy instead.
@@ -140,6 +147,8 @@ class DaemonRun {
                                      "--nvme-write-policy", policy};
     if (!plain) args.insert(args.end(), {"--drain-timeout", "2", "--nvme-flush-timeout", "5"});
     if (o.host_shm) args.insert(args.end(), {"--host-shm-path", o.dir + "/host.seg"});
+    if (!plain && !o.inject_faults.empty())
+      args.insert(args.end(), {"--nvme-fault-inject", o.inject_faults});
     if (o.small_fs_mib > 0) args.insert(args.end(), {"--nvme-path", o.dir + "/nvme.dat"});
     pid_ = fork();
     if (pid_ == 0) {
@@ -430,6 +439,8 @@ int Usage(const char* why) {
                "         [--max-ms 250] [--clients 2] [--sigterm-every 5] [--corrupt 0]\n"
                "         [--corrupt-extents 0]   (N extents' payloads damaged per stop; their\n"
                "                                  blocks checked at the next start)\n"
+               "         [--inject-faults SPEC]  (kvtierd --nvme-fault-inject SPEC, e.g.\n"
+               "                                  read-eio=0.01,write-enospc=0.01,read-flip=0.001)\n"
                "         [--policies write-through,write-async,write-back] [--seed 1]\n"
                "         [--host-shm 0|1]   (host tier in DIR/host.seg: --host-shm-path)\n"
                "         [--small-fs MIB]   (data dir on a tmpfs of MIB, full at 1/3 of the\n"
@@ -455,6 +466,7 @@ int Main(int argc, char** argv) {
     else if (a == "--sigterm-every") o.sigterm_every = std::atoi(v.c_str());
     else if (a == "--corrupt") o.corrupt = std::atoi(v.c_str());
     else if (a == "--corrupt-extents") o.corrupt_extents = std::atoi(v.c_str());
+    else if (a == "--inject-faults") o.inject_faults = v;
     else if (a == "--seed") o.seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (a == "--store-rate") o.store_rate_seconds = std::atof(v.c_str());
     else if (a == "--host-shm") o.host_shm = v == "1" || v == "true";
@@ -609,7 +621,8 @@ int Main(int argc, char** argv) {
   }
   const bool ok = t.wrong_blocks == 0 && wrong_durable == 0 && failed_starts == 0 &&
                   bad_exits == 0 && damage.wrong == 0 &&
-                  (o.corrupt > 0 || o.corrupt_extents > 0 || missing_total == 0);
+                  (o.corrupt > 0 || o.corrupt_extents > 0 || !o.inject_faults.empty() ||
+                   missing_total == 0);
   std::printf("%s\n", ok ? "PASS" : "FAIL");
   if (ok) std::filesystem::remove_all(o.dir, ec);
   return ok ? 0 : 1;

@@ -1,6 +1,7 @@
 #include "server/config.h"
 
 #include "eviction/admission.h"
+#include "tiers/fault_io_queue.h"
 #include "tiers/numa.h"
 
 #include <unistd.h>
@@ -77,6 +78,11 @@ Status CheckLogLevel(std::string_view v) {
 Status CheckWritePolicy(std::string_view v) {
   if (v == "write-back" || v == "write-through" || v == "write-async") return Status::OK();
   return Status::InvalidArgument("unknown write policy (write-back, write-through, write-async)");
+}
+
+Status CheckFaultSpec(std::string_view v) {
+  auto r = ParseFaultSpec(v);
+  return r.ok() ? Status::OK() : r.status();
 }
 
 Status CheckNuma(std::string_view v) {
@@ -219,6 +225,12 @@ const std::vector<FlagSpec>& Flags() {
        .help = "Read bandwidth per second of an NVMe index rebuild (a damaged index is set "
                "aside and rebuilt from the extents' headers at start); 0: as fast as the "
                "device reads."},
+      {.name = "nvme-fault-inject", .metavar = "SPEC", .type = FlagType::kString,
+       .str = &C::nvme_fault_inject, .check = CheckFaultSpec, .default_text = "none",
+       .help = "Testing only: fail NVMe I/O at random, e.g. read-eio=0.01,write-enospc=0.005 "
+               "(kinds read-eio, write-eio, write-enospc, read-short, read-flip, each with a "
+               "probability per operation); what kvtier-crash-test --inject-faults runs the "
+               "daemon with. Never in production."},
       {.name = "config", .metavar = "FILE", .type = FlagType::kConfig, .default_text = "none",
        .help = "Read settings from FILE first; flags override them (see below)."},
       {.name = "help", .metavar = "", .type = FlagType::kHelp, .default_text = "",

@@ -111,6 +111,9 @@ struct DaemonConfig {
   // Read bandwidth of an NVMe index rebuild (after a damaged index was set
   // aside), bytes per second; 0 = unlimited.
   uint64_t nvme_rebuild_rate_bytes = 0;
+  // Testing only: NVMe I/O faults to inject (tiers/fault_io_queue.h,
+  // ParseFaultSpec); empty: none.
+  std::string nvme_fault_inject;
 
   // Not settings: what the command line asked for.
   std::string config_file;    // the --config file that was read, if any

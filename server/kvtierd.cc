@@ -7,6 +7,7 @@
 // 2 bad command line or configuration.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <thread>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "server/rpc_server.h"
 #include "server/rpc_service.h"
 #include "server/systemd_notify.h"
+#include "tiers/fault_io_queue.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
 #include "tiers/numa.h"
@@ -120,6 +122,20 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
     no.policy = cfg.nvme_policy;
     no.admission = cfg.nvme_admission;
     no.rebuild_bytes_per_second = cfg.nvme_rebuild_rate_bytes;
+    if (!cfg.nvme_fault_inject.empty()) {
+      // Testing only: the real queue wrapped in one that fails I/O by rule.
+      auto rules = ParseFaultSpec(cfg.nvme_fault_inject);
+      if (!rules.ok()) return rules.status();
+      IoQueueOptions qo;
+      qo.queue_depth = 2 * no.store.max_ops;
+      auto inner = NewDefaultIoQueue(qo);
+      if (!inner.ok()) return inner.status();
+      auto faulty = std::make_unique<FaultIoQueue>(std::move(inner).value(),
+                                                   static_cast<uint64_t>(getpid()));
+      for (const FaultRule& r : *rules) faulty->AddRule(r);
+      spdlog::warn("nvme tier: injecting I/O faults ({}): testing only", cfg.nvme_fault_inject);
+      no.queue = std::move(faulty);
+    }
     co.nvme = std::move(no);
   }
   auto cache = Cache::Create(std::move(co));
