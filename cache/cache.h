@@ -282,7 +282,7 @@ struct NamespaceEviction {
   uint64_t blocks = 0;       // dropped from the memory tiers
   uint64_t bytes = 0;
   uint64_t kept_pinned = 0;  // held by a lease or being written or moved: kept
-  uint64_t kept_nvme = 0;    // NVMe copies (resident, or of dropped blocks): kept
+  uint64_t nvme_blocks = 0;  // NVMe copies dropped (extent freed, record deleted)
 };
 
 class Cache {

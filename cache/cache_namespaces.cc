@@ -53,11 +53,7 @@ Result<NamespaceEviction> Cache::EvictNamespace(NamespaceId ns) {
   index_.ForEachLocked([&](BlockId id) {
     const BlockEntry& e = index_.entry(id);
     if (e.ns != ns) return;
-    if (e.tier == kNvmeTier) {
-      ++r.kept_nvme;
-    } else if (e.tier < tiers_.size()) {
-      by_tier[e.tier].push_back(id);
-    }
+    if (e.tier < tiers_.size()) by_tier[e.tier].push_back(id);
   });
   for (TierId t = 0; t < by_tier.size(); ++t) {
     TierState& ts = *tiers_[t];
@@ -79,8 +75,7 @@ Result<NamespaceEviction> Cache::EvictNamespace(NamespaceId ns) {
           continue;
         }
         if (nvme_ && (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme) != 0) {
-          nvme_->BecomeResidentLocked(e);  // its NVMe copy stays
-          ++r.kept_nvme;
+          nvme_->BecomeResidentLocked(e);  // its NVMe copy goes below
         } else {
           index_.EraseLocked(id);
           erased = true;
@@ -95,6 +90,17 @@ Result<NamespaceEviction> Cache::EvictNamespace(NamespaceId ns) {
       r.bytes += size;
       if (erased) index_.FreeId(id);
     }
+  }
+  // Then every NVMe copy of the namespace (those the memory tiers left
+  // behind included): extent freed, index record deleted.
+  if (nvme_) {
+    std::vector<BlockId> on_nvme;
+    index_.ForEachLocked([&](BlockId id) {
+      const BlockEntry& e = index_.entry(id);
+      if (e.ns == ns && (e.tier == kNvmeTier || (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme)))
+        on_nvme.push_back(id);
+    });
+    for (BlockId id : on_nvme) nvme_->DropBlock(id) ? ++r.nvme_blocks : ++r.kept_pinned;
   }
   return r;
 }

@@ -214,13 +214,25 @@ bool NvmeTier::EvictOneLocked() {
            e.state.load(std::memory_order_acquire) == kReady;
   });
   if (victim == kNoBlock) return false;
-  BlockEntry& e = index.entry(victim);
+  (void)DropBlockLocked(victim);  // pinned since: the caller tries again
+  return true;
+}
+
+bool NvmeTier::DropBlock(BlockId id) {
+  std::lock_guard<std::mutex> l(mu_);
+  return DropBlockLocked(id);
+}
+
+bool NvmeTier::DropBlockLocked(BlockId id) {
+  if (extents_.find(id) == extents_.end()) return false;  // no NVMe copy (yet)
+  BlockIndex& index = cache_->index_;
+  BlockEntry& e = index.entry(id);
   bool erase = false;
   {
     std::lock_guard<std::mutex> l(index.MutexFor(e.key));
-    if (e.pins.load() != 0 || e.state.load() != kReady) return true;  // changed: try again
+    if (e.pins.load() != 0 || e.state.load() != kReady) return false;
     if (e.tier == kNvmeTier) {
-      index.EraseLocked(victim);
+      index.EraseLocked(id);
       erase = true;
     } else {
       e.flags.fetch_and(static_cast<uint8_t>(~kFlagOnNvme));  // the memory copy stays
@@ -229,8 +241,8 @@ bool NvmeTier::EvictOneLocked() {
   }
   evicted_bytes_ += e.size;
   ++evictions_;
-  DropExtentLocked(victim);
-  if (erase) index.FreeId(victim);
+  DropExtentLocked(id);
+  if (erase) index.FreeId(id);
   return true;
 }
 

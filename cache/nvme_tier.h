@@ -82,6 +82,11 @@ class NvmeTier {
   // Host eviction of a block with an NVMe copy: it becomes NVMe-resident.
   // REQUIRES: the shard lock of the block is held.
   void BecomeResidentLocked(BlockEntry& e);
+  // Drops block `id`'s NVMe copy (its extent freed, its index record
+  // deleted) unless it is pinned, not readable or being written; a block
+  // whose only copy it was leaves the index. Whether it was dropped.
+  // (An operator's eviction of a namespace, Cache::EvictNamespace.)
+  bool DropBlock(BlockId id);
 
   // A block with an NVMe copy moved into (+1) or out of (-1) the host tier
   // between memory tiers (HBM ⇄ host): write-back's accounting follows it.
@@ -125,6 +130,9 @@ class NvmeTier {
   void CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_t i, bool ok,
                           TierId tier, uint64_t offset);
   bool EvictOneLocked();  // REQUIRES: mu_; frees one NVMe extent
+  // Drops block `id`'s NVMe copy unless it is pinned or not readable; a block
+  // with no other copy leaves the index. REQUIRES: mu_.
+  bool DropBlockLocked(BlockId id);
   void DropExtentLocked(BlockId id);  // REQUIRES: mu_
   void Clean();           // write-back: demote cold host blocks
   void NoteError(const Status& st);

@@ -243,8 +243,8 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
       res.set_content(r.status().ToString() + "\n", "text/plain; charset=utf-8");
       return;
     }
-    spdlog::info("admin: namespace {} evicted by {}: {} blocks, {} bytes (kept {} in use, {} on NVMe)", ns,
-                 req.remote_addr, r->blocks, r->bytes, r->kept_pinned, r->kept_nvme);
+    spdlog::info("admin: namespace {} evicted by {}: {} blocks, {} bytes, {} NVMe copies (kept {} in use)",
+                 ns, req.remote_addr, r->blocks, r->bytes, r->nvme_blocks, r->kept_pinned);
     if (req.get_param_value("format") == "text") {
       res.set_content(EvictionText(ns, *r), "text/plain; charset=utf-8");
     } else {

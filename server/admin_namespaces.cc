@@ -99,14 +99,15 @@ std::string NamespacesHtml(const std::vector<NamespaceUsage>& namespaces) {
 std::string EvictionJson(NamespaceId ns, const NamespaceEviction& e) {
   return "{\"namespace\":" + std::to_string(ns) + ",\"evicted_blocks\":" + std::to_string(e.blocks) +
          ",\"evicted_bytes\":" + std::to_string(e.bytes) + ",\"kept_pinned\":" +
-         std::to_string(e.kept_pinned) + ",\"kept_nvme\":" + std::to_string(e.kept_nvme) + "}\n";
+         std::to_string(e.kept_pinned) + ",\"evicted_nvme_blocks\":" + std::to_string(e.nvme_blocks) +
+         "}\n";
 }
 
 std::string EvictionText(NamespaceId ns, const NamespaceEviction& e) {
   return "namespace " + std::to_string(ns) + ": evicted " + std::to_string(e.blocks) + " blocks (" +
-         FormatSize(e.bytes) + ") from the memory tiers; kept " + std::to_string(e.kept_pinned) +
-         " in use (pinned, being written or moved) and " + std::to_string(e.kept_nvme) +
-         " on NVMe\n";
+         FormatSize(e.bytes) + ") from the memory tiers and " + std::to_string(e.nvme_blocks) +
+         " from NVMe; kept " + std::to_string(e.kept_pinned) +
+         " in use (pinned, being written or moved)\n";
 }
 
 bool IsLoopbackPeer(const std::string& a) {

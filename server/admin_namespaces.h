@@ -21,7 +21,7 @@ std::string NamespacesText(const std::vector<NamespaceUsage>& namespaces);
 // An HTML table (strings escaped), or a line saying there are none.
 std::string NamespacesHtml(const std::vector<NamespaceUsage>& namespaces);
 
-// {"namespace":3,"evicted_blocks":..,"evicted_bytes":..,"kept_pinned":..,"kept_nvme":..}
+// {"namespace":3,"evicted_blocks":..,"evicted_bytes":..,"kept_pinned":..,"evicted_nvme_blocks":..}
 std::string EvictionJson(NamespaceId ns, const NamespaceEviction& e);
 std::string EvictionText(NamespaceId ns, const NamespaceEviction& e);
 

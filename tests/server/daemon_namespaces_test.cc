@@ -128,5 +128,50 @@ TEST(DaemonNamespacesTest, ListAndEvictThroughTheCli) {
   EXPECT_EQ(d.Stop(), 0);
 }
 
+TEST(DaemonNamespacesTest, EvictDropsTheNamespacesNvmeCopiesToo) {
+  const std::vector<std::string> flags = {"--nvme-capacity", "256M", "--nvme-write-policy",
+                                          "write-through"};
+  Daemon d(flags);
+  ASSERT_TRUE(d.running());
+  std::vector<BlockKey> keys, other_keys;
+  NamespaceSpec other = DemoSpec();
+  other.model_id = "test/kept-model";
+  {
+    auto c = Client::Connect(d.socket());
+    ASSERT_TRUE(c.ok());
+    auto a = (*c)->OpenNamespace(DemoSpec());
+    auto b = (*c)->OpenNamespace(other);
+    ASSERT_TRUE(a.ok() && b.ok());
+    keys = Store(**a, 5, 10);        // write-through: on NVMe once committed
+    other_keys = Store(**b, 6, 4);
+  }
+  httplib::Client http("127.0.0.1", d.admin_port());
+  auto res = http.Post("/v1/namespaces/0/evict", "", "text/plain");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json ev = json::parse(res->body);
+  EXPECT_EQ(ev.at("evicted_blocks"), 10);
+  EXPECT_EQ(ev.at("evicted_nvme_blocks"), 10);
+  EXPECT_EQ(ev.at("kept_pinned"), 0);
+  // Gone from every tier, also after a restart (the NVMe records went too);
+  // the other namespace keeps its blocks.
+  const std::string dir = d.dir();
+  ASSERT_EQ(d.Stop(), 0);
+  Daemon again(flags, dir);
+  ASSERT_TRUE(again.running());
+  auto c = Client::Connect(again.socket());
+  ASSERT_TRUE(c.ok());
+  auto a = (*c)->OpenNamespace(DemoSpec());
+  auto b = (*c)->OpenNamespace(other);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE((*a)->Probe(keys)->empty());
+  auto lease = (*a)->Lookup(keys);
+  ASSERT_TRUE(lease.ok());
+  EXPECT_TRUE(lease->empty());
+  auto kept = (*b)->Lookup(other_keys);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->size(), other_keys.size());
+}
+
 }  // namespace
 }  // namespace kvtier

@@ -44,7 +44,7 @@ TEST(AdminNamespacesTest, JsonParsesWhateverTheModelIdAndHidesTheSalt) {
   NamespaceEviction e{4, 4 * 32768, 1, 2};
   const std::string ej = EvictionJson(3, e);
   ASSERT_TRUE(nlohmann::json::accept(ej)) << ej;
-  EXPECT_EQ(nlohmann::json::parse(ej).at("kept_nvme"), 2);
+  EXPECT_EQ(nlohmann::json::parse(ej).at("evicted_nvme_blocks"), 2);
 }
 
 }  // namespace
