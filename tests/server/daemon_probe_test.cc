@@ -2,31 +2,18 @@
 // or promoted — against a real daemon, host tier and NVMe after a restart.
 #include <vector>
 
-#include "tests/server/daemon_fixture.h"
+#include "tests/server/daemon_nvme_util.h"
 
 namespace kvtier {
 namespace {
 
 using testing::Daemon;
 using testing::DemoSpec;
-using testing::FillFromKey;
-
-std::vector<BlockKey> PromptKeys(const ClientNamespace& ns, uint32_t prompt, size_t blocks) {
-  std::vector<uint32_t> tokens(blocks * ns.spec().layout.tokens_per_block);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = prompt * 1000003u + uint32_t(i);
-  return ns.HashTokens(tokens);
-}
+using testing::Keys;
+using testing::NvmeFlags;
 
 void Store(ClientNamespace& ns, std::span<const BlockKey> keys) {
-  std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>(ns.block_bytes()));
-  std::vector<const uint8_t*> ptrs;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
-    ptrs.push_back(bufs[i].data());
-  }
-  auto r = ns.Store(keys, ptrs);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ASSERT_EQ(r->stored, keys.size());
+  ASSERT_TRUE(testing::StoreKeys(ns, keys).ok());
 }
 
 TEST(DaemonProbeTest, ProbeNamesTiersOfThePrefixAndPinsNothing) {
@@ -36,7 +23,7 @@ TEST(DaemonProbeTest, ProbeNamesTiersOfThePrefixAndPinsNothing) {
   ASSERT_TRUE(c.ok());
   auto ns = (*c)->OpenNamespace(DemoSpec());
   ASSERT_TRUE(ns.ok());
-  auto keys = PromptKeys(**ns, 1, 12);
+  auto keys = Keys(**ns, 1, 12);
   Store(**ns, std::span(keys).first(8));
   auto before = (*c)->Stats();
   ASSERT_TRUE(before.ok());
@@ -49,7 +36,7 @@ TEST(DaemonProbeTest, ProbeNamesTiersOfThePrefixAndPinsNothing) {
   EXPECT_EQ(after->acquires, before->acquires);
   EXPECT_EQ(after->blocks_hit, before->blocks_hit);
   // A miss is an empty answer; another namespace sees nothing of this one's.
-  auto other_keys = PromptKeys(**ns, 2, 4);
+  auto other_keys = Keys(**ns, 2, 4);
   EXPECT_TRUE((*ns)->Probe(other_keys)->empty());
   NamespaceSpec spec = DemoSpec();
   spec.model_revision = "other";
@@ -64,8 +51,7 @@ TEST(DaemonProbeTest, ProbeNamesTiersOfThePrefixAndPinsNothing) {
 }
 
 TEST(DaemonProbeTest, ProbeAfterARestartNamesNvmeAndPromotesNothing) {
-  const std::vector<std::string> flags = {"--nvme-capacity", "256M", "--nvme-write-policy",
-                                          "write-through"};
+  const std::vector<std::string> flags = NvmeFlags("write-through");
   Daemon d(flags);
   ASSERT_TRUE(d.running());
   std::vector<BlockKey> keys;
@@ -74,7 +60,7 @@ TEST(DaemonProbeTest, ProbeAfterARestartNamesNvmeAndPromotesNothing) {
     ASSERT_TRUE(c.ok());
     auto ns = (*c)->OpenNamespace(DemoSpec());
     ASSERT_TRUE(ns.ok());
-    keys = PromptKeys(**ns, 3, 6);
+    keys = Keys(**ns, 3, 6);
     Store(**ns, keys);
   }
   ASSERT_EQ(d.Stop(), 0);  // drains the NVMe writes
