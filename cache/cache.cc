@@ -12,6 +12,7 @@
 #include "cache/lease_state.h"
 #include "cache/nvme_tier.h"
 #include "tiers/gpu_hbm_tier.h"
+#include "tiers/slab_allocator.h"
 
 namespace kvtier {
 
@@ -232,7 +233,7 @@ bool Cache::PromoteToHbm(BlockId id, TierId to) {
       return true;
     if (e.pins.load() != 0 || (e.flags.load() & kFlagDemoting) != 0) return false;
   }
-  auto slot = AllocateLocked(hbm, e.size);
+  auto slot = AllocateLocked(hbm, e.size, id);
   if (!slot.ok()) {
     std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagHbmQueued));
@@ -412,16 +413,109 @@ uint8_t* Cache::Address(TierId tier, uint64_t offset) const {
   return base == nullptr ? nullptr : base + offset;
 }
 
+bool Cache::Evictable(BlockId id) const {
+  const BlockEntry& e = index_.entry(id);
+  return e.state.load(std::memory_order_acquire) == kReady &&
+         e.pins.load(std::memory_order_acquire) == 0 &&
+         (e.flags.load(std::memory_order_acquire) & kFlagDemoting) == 0;
+}
+
 bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
   Tier& tier = *ts.tier;
   BlockId victim = ts.policy->PickVictim([&](BlockId v) {
-    const BlockEntry& e = index_.entry(v);
-    return e.state.load(std::memory_order_acquire) == kReady &&
-           e.pins.load(std::memory_order_acquire) == 0 &&
-           (e.flags.load(std::memory_order_acquire) & kFlagDemoting) == 0 &&
-           tier.FreeingHelps(e.slot(), bytes);
+    return Evictable(v) && tier.FreeingHelps(index_.entry(v).slot(), bytes);
   });
   if (victim == kNoBlock) return false;
+  (void)EvictBlockLocked(ts, victim);
+  return true;  // a victim that became pinned meanwhile: the caller tries another
+}
+
+bool Cache::RegionReleasableLocked(TierState& ts, uint32_t r) {
+  SlabAllocator& sa = *ts.tier->slabs();
+  if (ts.region_mark.size() != sa.num_regions()) ts.region_mark.assign(sa.num_regions(), 0);
+  if (ts.region_mark[r] != 0) return ts.region_mark[r] == 1;
+  bool ok = sa.RegionClass(r) < sa.num_classes();
+  if (ok) {
+    ts.owners.clear();
+    sa.RegionOwners(r, &ts.owners);
+    for (uint32_t o : ts.owners)
+      if (o == SlabAllocator::kNoOwner || !Evictable(o)) {
+        ok = false;
+        break;
+      }
+  }
+  ts.region_mark[r] = ok ? 1 : 2;
+  ts.marked.push_back(r);
+  return ok;
+}
+
+void Cache::ClearRegionMarks(TierState& ts) {
+  for (uint32_t r : ts.marked) ts.region_mark[r] = 0;
+  ts.marked.clear();
+}
+
+bool Cache::ReleaseRegionLocked(TierState& ts, uint32_t r) {
+  SlabAllocator& sa = *ts.tier->slabs();
+  std::vector<uint32_t> owners;
+  sa.RegionOwners(r, &owners);
+  for (uint32_t o : owners)
+    if (o != SlabAllocator::kNoOwner) (void)EvictBlockLocked(ts, o);
+  if (sa.RegionClass(r) != SlabAllocator::kFreeRegion) return false;
+  ++ts.regions_moved;
+  return true;
+}
+
+bool Cache::MakeRoomLocked(TierState& ts, uint64_t bytes) {
+  SlabAllocator* sa = ts.tier->slabs();
+  if (sa == nullptr) return EvictOneLocked(ts, bytes);
+  const uint32_t cls = sa->ClassFor(bytes);
+  if (cls == SlabAllocator::kLargeClass) return EvictOneLocked(ts, bytes);
+  // The policy's first victim that gives room: a block of the wanted class
+  // (its slot is reused), a large item (frees whole regions), or a block of
+  // another class whose region can be emptied now. Following the policy's
+  // order across classes is what moves memory to where the demand is: a
+  // class whose blocks are cold loses regions to one whose blocks are hot.
+  BlockId victim = ts.policy->PickVictim([&](BlockId v) {
+    if (!Evictable(v)) return false;
+    const BlockEntry& e = index_.entry(v);
+    if (e.size_class == cls || e.size_class == SlabAllocator::kLargeClass) return true;
+    return RegionReleasableLocked(ts, sa->RegionOf(e.offset));
+  });
+  bool freed = false;
+  if (victim != kNoBlock) {
+    const BlockEntry& e = index_.entry(victim);
+    if (e.size_class == cls || e.size_class == SlabAllocator::kLargeClass) {
+      (void)EvictBlockLocked(ts, victim);
+      freed = true;  // or it became pinned meanwhile: the caller tries again
+    } else {
+      (void)ReleaseRegionLocked(ts, sa->RegionOf(e.offset));
+      freed = true;
+    }
+  } else {
+    // The policy's bounded scan found nothing (its first candidates are all
+    // pinned or share regions with pinned blocks): look at every region.
+    for (uint32_t r = 0; r < sa->num_regions() && !freed; ++r) {
+      const uint32_t rc = sa->RegionClass(r);
+      if (rc >= sa->num_classes()) continue;
+      if (rc == cls) {
+        ts.owners.clear();
+        sa->RegionOwners(r, &ts.owners);
+        for (uint32_t o : ts.owners)
+          if (o != SlabAllocator::kNoOwner && Evictable(o) && EvictBlockLocked(ts, o)) {
+            freed = true;
+            break;
+          }
+      } else if (RegionReleasableLocked(ts, r)) {
+        freed = ReleaseRegionLocked(ts, r);
+      }
+    }
+  }
+  ClearRegionMarks(ts);
+  return freed;
+}
+
+bool Cache::EvictBlockLocked(TierState& ts, BlockId victim) {
+  Tier& tier = *ts.tier;
   if (tier.kind() == TierKind::kHbm && host_tier_ != kNvmeTier &&
       tiers_[host_tier_]->tier->kind() == TierKind::kHost && DemoteToHostLocked(ts, victim))
     return true;
@@ -433,7 +527,7 @@ bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
     if (e.pins.load(std::memory_order_relaxed) != 0 ||
         e.state.load(std::memory_order_relaxed) != kReady ||
         (e.flags.load(std::memory_order_relaxed) & kFlagDemoting) != 0)
-      return true;  // pinned or being written since the pre-check: try another
+      return false;  // pinned or being written since the pre-check
     if (nvme_ && (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme) != 0) {
       nvme_->BecomeResidentLocked(e);  // lives on in the NVMe tier
     } else {
@@ -465,7 +559,7 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
   {
     // Lock order: HBM tier, then host tier.
     std::lock_guard<std::mutex> l(host.mu);
-    auto slot = AllocateLocked(host, e.size);
+    auto slot = AllocateLocked(host, e.size, victim);
     if (slot.ok()) {
       auto* hbm = static_cast<GpuHbmTier*>(ts.tier.get());
       Status st = hbm->CopyOut(host.tier->Address(*slot), from, e.size);
@@ -500,11 +594,15 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
   return true;
 }
 
-Result<Slot> Cache::AllocateLocked(TierState& ts, uint64_t bytes) {
+Result<Slot> Cache::AllocateLocked(TierState& ts, uint64_t bytes, BlockId owner) {
   for (int attempt = 0;; ++attempt) {
     auto slot = ts.tier->Allocate(bytes);
-    if (slot.ok() || !slot.status().IsResourceExhausted()) return slot;
-    if (attempt >= 1 << 20 || !EvictOneLocked(ts, bytes)) return slot;
+    if (slot.ok()) {
+      if (SlabAllocator* sa = ts.tier->slabs()) sa->SetOwner(*slot, owner);
+      return slot;
+    }
+    if (!slot.status().IsResourceExhausted()) return slot;
+    if (attempt >= 1 << 20 || !MakeRoomLocked(ts, bytes)) return slot;
   }
 }
 
@@ -596,7 +694,7 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
     bool placed;
     {
       std::lock_guard<std::mutex> l(ts.mu);
-      auto slot = AllocateLocked(ts, sizes[i]);
+      auto slot = AllocateLocked(ts, sizes[i], id);
       placed = slot.ok();
       if (placed) {
         BlockEntry& e = index_.entry(id);
@@ -642,8 +740,11 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
   c_.blocks_no_space.fetch_add(no_space, std::memory_order_relaxed);
   c_.writing.fetch_add(res.pending_, std::memory_order_relaxed);
   if (res.pending_ == 0 && no_space > 0)
-    return Status::ResourceExhausted("no space for any of the " + std::to_string(keys.size()) +
-                                     " blocks: the tier is full of pinned or in-flight blocks");
+    return Status::ResourceExhausted(
+        "no space for any of the " + std::to_string(keys.size()) + " blocks in the " +
+        std::string(ts.tier->name()) + " tier: no block that could make room is evictable (" +
+        std::to_string(c_.pinned.load(std::memory_order_relaxed)) + " blocks pinned by leases, " +
+        std::to_string(c_.writing.load(std::memory_order_relaxed)) + " being written)");
   return res;
 }
 
@@ -840,6 +941,7 @@ CacheStats Cache::Stats() const {
     t.bytes_out = tp->bytes_out;
     t.evictions = tp->evictions;
     t.evicted_bytes = tp->evicted_bytes;
+    t.regions_moved = tp->regions_moved;
     t.policy_memory = tp->policy->MemoryUsage();
     if (tp->tier->kind() == TierKind::kHbm) t.promotions = hbm_promotions_;
     s.tiers.push_back(std::move(t));

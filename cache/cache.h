@@ -218,6 +218,7 @@ struct TierStats {
   uint64_t bytes_out = 0;     // handed out by Acquire from this tier
   uint64_t evictions = 0;
   uint64_t evicted_bytes = 0;
+  uint64_t regions_moved = 0;   // memory tiers: regions released to serve another size
   uint64_t policy_memory = 0;
   uint64_t demotions = 0;       // NVMe: blocks written down to it
   uint64_t promotions = 0;      // NVMe: blocks read up from it; HBM: blocks moved up into it
@@ -311,6 +312,11 @@ class Cache {
     mutable std::mutex mu;  // guards tier, policy and the counters below
     uint64_t blocks = 0;
     uint64_t hits = 0, bytes_in = 0, bytes_out = 0, evictions = 0, evicted_bytes = 0;
+    uint64_t regions_moved = 0;  // regions released for another size class
+    // MakeRoomLocked's scratch: per region 0 (unknown), 1 (releasable), 2 (not).
+    std::vector<uint8_t> region_mark;
+    std::vector<uint32_t> marked;
+    std::vector<uint32_t> owners;
   };
 
   Cache(CacheOptions options, uint32_t max_blocks);
@@ -320,10 +326,33 @@ class Cache {
   // What a tier's policy is told when `e` enters it: its priority and
   // retention travel with the block from tier to tier.
   BlockMeta MetaOf(const BlockEntry& e) const;
-  // REQUIRES: ts.mu held. Allocates, evicting as needed.
-  Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes);
-  // REQUIRES: ts.mu held. Evicts one block that helps an allocation of `bytes`.
+  // REQUIRES: ts.mu held. Allocates a slot owned by block `owner`, making
+  // room as needed (MakeRoomLocked). ResourceExhausted when no room can be
+  // made: every block that could give room is pinned, being written or
+  // moving.
+  Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes, BlockId owner);
+  // REQUIRES: ts.mu held. Frees space for an allocation of `bytes`: evicts
+  // the policy's first victim that is of the wanted size class, or releases
+  // the whole region of the first victim of another class (rebalancing:
+  // every block in it is evicted or moved down, and the region serves the
+  // wanted class). False when nothing could be freed.
+  bool MakeRoomLocked(TierState& ts, uint64_t bytes);
+  // REQUIRES: ts.mu held. Evicts one block that helps an allocation of
+  // `bytes` (tiers without an exposed slab allocator, large items).
   bool EvictOneLocked(TierState& ts, uint64_t bytes);
+  // REQUIRES: ts.mu held. Evicts (HBM: moves down to host; host: leaves
+  // on NVMe when it has a copy there) one block of the tier. False when it
+  // became pinned, written or moving since it was chosen.
+  bool EvictBlockLocked(TierState& ts, BlockId victim);
+  // REQUIRES: ts.mu held. Evicts every block of region r; true when the
+  // region went back to the free pool.
+  bool ReleaseRegionLocked(TierState& ts, uint32_t r);
+  // Unlocked pre-screen of a victim (re-checked under the shard lock).
+  bool Evictable(BlockId id) const;
+  // REQUIRES: ts.mu held. Whether every block of region r is evictable now;
+  // memoized in ts.region_mark until ClearRegionMarks.
+  bool RegionReleasableLocked(TierState& ts, uint32_t r);
+  void ClearRegionMarks(TierState& ts);
   // REQUIRES: ts.mu held (an HBM tier). Moves `victim` down into the host
   // tier; false when the host tier has no room (the block is then dropped).
   bool DemoteToHostLocked(TierState& ts, BlockId victim);

@@ -188,7 +188,7 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
   Result<Slot> slot = Status::Internal("no extent");
   if (extent.payload_bytes != 0) {
     std::lock_guard<std::mutex> l(ts.mu);
-    slot = cache_->AllocateLocked(ts, e.size);
+    slot = cache_->AllocateLocked(ts, e.size, id);
   }
   if (!slot.ok()) {
     // No room in the host tier (or no extent): the block stays on NVMe and

@@ -46,6 +46,7 @@ class HostShmTier final : public Tier {
     return alloc_.FreeingHelps(victim, bytes);
   }
   uint8_t* Address(const Slot& slot) const override { return base_ + slot.offset; }
+  SlabAllocator* slabs() override { return &alloc_; }
   uint64_t capacity_bytes() const override { return size_; }
   uint64_t used_bytes() const override { return alloc_.used_bytes(); }
   TierCounters counters() const override { return counters_; }

@@ -36,6 +36,8 @@ Result<SlabAllocator> SlabAllocator::Create(const SlabOptions& o) {
   }
   a.regions_.resize(num_regions);
   a.partial_.resize(a.class_bytes_.size());
+  a.class_regions_.resize(a.class_bytes_.size());
+  a.class_used_.resize(a.class_bytes_.size());
   a.free_regions_.reserve(num_regions);
   for (uint64_t r = num_regions; r-- > 0;) a.free_regions_.push_back(static_cast<uint32_t>(r));
   return a;
@@ -92,6 +94,8 @@ Result<Slot> SlabAllocator::Allocate(uint64_t bytes) {
     reg.free_slots.resize(reg.num_slots);
     // Hand out low offsets first: pop from the back.
     for (uint32_t i = 0; i < reg.num_slots; ++i) reg.free_slots[i] = reg.num_slots - 1 - i;
+    reg.owners.assign(reg.num_slots, kNoOwner);
+    ++class_regions_[cls];
     AddPartial(r);
   }
   Region& reg = regions_[r];
@@ -100,6 +104,7 @@ Result<Slot> SlabAllocator::Allocate(uint64_t bytes) {
   ++reg.used;
   if (reg.free_slots.empty()) RemovePartial(r);
   used_bytes_ += class_bytes_[cls];
+  ++class_used_[cls];
   return Slot{static_cast<uint64_t>(r) * region_bytes_ + idx * class_bytes_[cls], bytes, cls};
 }
 
@@ -124,11 +129,14 @@ Result<Slot> SlabAllocator::AllocateLarge(uint64_t bytes) {
 
 void SlabAllocator::ReleaseRegion(uint32_t r) {
   Region& reg = regions_[r];
+  if (reg.size_class >= 0) --class_regions_[reg.size_class];
   reg.size_class = kRegionFree;
   reg.used = 0;
   reg.num_slots = 0;
   reg.free_slots.clear();
   reg.free_slots.shrink_to_fit();
+  reg.owners.clear();
+  reg.owners.shrink_to_fit();
   // Keep the stack sorted descending so that low regions are reused first.
   auto it = std::lower_bound(free_regions_.begin(), free_regions_.end(), r, std::greater<>());
   free_regions_.insert(it, r);
@@ -147,14 +155,55 @@ void SlabAllocator::Free(const Slot& slot) {
   uint32_t idx = static_cast<uint32_t>((slot.offset - static_cast<uint64_t>(r) * region_bytes_) / cb);
   bool was_full = reg.free_slots.empty();
   reg.free_slots.push_back(idx);
+  reg.owners[idx] = kNoOwner;
   --reg.used;
   used_bytes_ -= cb;
+  --class_used_[slot.size_class];
   if (reg.used == 0) {
     if (!was_full) RemovePartial(r);
     ReleaseRegion(r);
   } else if (was_full) {
     AddPartial(r);
   }
+}
+
+bool SlabAllocator::CanAllocate(uint64_t bytes) const {
+  if (bytes == 0 || bytes > capacity_) return false;
+  uint32_t cls = ClassFor(bytes);
+  if (cls == kLargeClass) {
+    uint32_t need = static_cast<uint32_t>((bytes + region_bytes_ - 1) / region_bytes_);
+    uint32_t run = 0;
+    for (const Region& reg : regions_) {
+      run = reg.size_class == kRegionFree ? run + 1 : 0;
+      if (run == need) return true;
+    }
+    return false;
+  }
+  return !partial_[cls].empty() || !free_regions_.empty();
+}
+
+void SlabAllocator::SetOwner(const Slot& slot, uint32_t owner) {
+  if (slot.size_class == kLargeClass) return;
+  uint32_t r = RegionOf(slot.offset);
+  Region& reg = regions_[r];
+  uint64_t cb = class_bytes_[slot.size_class];
+  reg.owners[(slot.offset - static_cast<uint64_t>(r) * region_bytes_) / cb] = owner;
+}
+
+uint32_t SlabAllocator::RegionClass(uint32_t r) const {
+  int32_t c = regions_[r].size_class;
+  if (c >= 0) return static_cast<uint32_t>(c);
+  return c == kRegionFree ? kFreeRegion : kLargeClass;
+}
+
+void SlabAllocator::RegionOwners(uint32_t r, std::vector<uint32_t>* out) const {
+  const Region& reg = regions_[r];
+  if (reg.size_class < 0 || reg.used == 0) return;
+  // Allocated slots are those not on the free list.
+  std::vector<uint8_t> is_free(reg.num_slots, 0);
+  for (uint32_t i : reg.free_slots) is_free[i] = 1;
+  for (uint32_t i = 0; i < reg.num_slots; ++i)
+    if (!is_free[i]) out->push_back(reg.owners[i]);
 }
 
 bool SlabAllocator::FreeingHelps(const Slot& victim, uint64_t bytes) const {

@@ -8,6 +8,12 @@
 // CacheLib's slab classes do. A region whose slots are all free returns to the
 // free pool and can serve any class.
 //
+// Rebalancing (CacheLib's slab release): a tier full of one class must still
+// serve another. The allocator records an opaque owner per slot (the cache's
+// block id) so that its user can find every item of a victim region, evict
+// them, and so return the region to the free pool for another class. Which
+// region to release, and when, is the user's policy (cache/cache.cc).
+//
 // It manages offsets only; the memory (a memfd segment, a GPU arena, a file)
 // belongs to the tier that owns the allocator.
 //
@@ -44,6 +50,26 @@ class SlabAllocator {
 
   // Size class that serves `bytes`, or kLargeClass for multi-region items.
   uint32_t ClassFor(uint64_t bytes) const;
+  // Whether Allocate(bytes) would succeed now without any Free().
+  bool CanAllocate(uint64_t bytes) const;
+
+  // ---- Regions and owners (rebalancing) ----
+  // Records `owner` for an allocated slot of a size class (not large);
+  // Free() forgets it.
+  void SetOwner(const Slot& slot, uint32_t owner);
+  uint32_t num_regions() const { return static_cast<uint32_t>(regions_.size()); }
+  uint32_t RegionOf(uint64_t offset) const { return static_cast<uint32_t>(offset / region_bytes_); }
+  // The class region r serves, kFreeRegion or kLargeClass (a large run).
+  uint32_t RegionClass(uint32_t r) const;
+  uint32_t RegionUsed(uint32_t r) const { return regions_[r].used; }
+  // Appends the owners of region r's allocated slots (kNoOwner for slots
+  // allocated without one) to *out. Class regions only.
+  void RegionOwners(uint32_t r, std::vector<uint32_t>* out) const;
+  // Regions serving class `cls` and slots of it allocated.
+  uint32_t ClassRegions(uint32_t cls) const { return class_regions_[cls]; }
+  uint64_t ClassUsedSlots(uint32_t cls) const { return class_used_[cls]; }
+  static constexpr uint32_t kNoOwner = 0xFFFFFFFFu;
+  static constexpr uint32_t kFreeRegion = 0xFFFEu;
   uint64_t ClassBytes(uint32_t size_class) const { return class_bytes_[size_class]; }
   size_t num_classes() const { return class_bytes_.size(); }
 
@@ -67,6 +93,7 @@ class SlabAllocator {
     uint32_t num_slots = 0;
     int32_t partial_pos = -1;       // position in its class's partial list
     std::vector<uint32_t> free_slots;  // slot indices not handed out
+    std::vector<uint32_t> owners;      // per slot: SetOwner's value or kNoOwner
   };
 
   Result<Slot> AllocateLarge(uint64_t bytes);
@@ -83,6 +110,8 @@ class SlabAllocator {
   std::vector<Region> regions_;
   std::vector<uint32_t> free_regions_;                  // stack, lowest on top
   std::vector<std::vector<uint32_t>> partial_;          // per class: regions with free slots
+  std::vector<uint32_t> class_regions_;                 // per class: regions serving it
+  std::vector<uint64_t> class_used_;                    // per class: slots allocated
 };
 
 }  // namespace kvtier
