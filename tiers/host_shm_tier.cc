@@ -24,7 +24,7 @@ Result<std::unique_ptr<HostShmTier>> HostShmTier::Create(const HostShmOptions& o
   so.region_bytes = o.region_bytes;
   auto alloc = SlabAllocator::Create(so);
   if (!alloc.ok()) return alloc.status();
-  uint64_t size = alloc->capacity();  // whole regions only
+  uint64_t size = alloc->capacity();  // the configured bytes, 4 KiB aligned
 
   int fd = memfd_create(o.name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return Errno("memfd_create");

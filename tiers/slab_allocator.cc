@@ -25,34 +25,38 @@ Result<SlabAllocator> SlabAllocator::Create(const SlabOptions& o) {
   SlabAllocator a;
   a.region_bytes_ = o.region_bytes;
   a.alignment_ = o.alignment;
-  uint64_t num_regions = o.capacity / o.region_bytes;
-  a.capacity_ = num_regions * o.region_bytes;
+  a.max_exact_classes_ = o.max_exact_classes;
+  // Whole aligned bytes: a tail shorter than a region is a region of its own.
+  a.capacity_ = o.capacity / o.alignment * o.alignment;
+  uint64_t num_regions = (a.capacity_ + o.region_bytes - 1) / o.region_bytes;
   for (uint64_t c = AlignUp(o.min_slot, o.alignment);;) {
-    a.class_bytes_.push_back(c);
+    a.AddClass(c);
     if (c >= o.region_bytes) break;
     uint64_t next = AlignUp(static_cast<uint64_t>(static_cast<double>(c) * o.growth), o.alignment);
     if (next <= c) next = c + o.alignment;
     c = std::min(next, o.region_bytes);
   }
   a.regions_.resize(num_regions);
-  a.partial_.resize(a.class_bytes_.size());
-  a.class_regions_.resize(a.class_bytes_.size());
-  a.class_used_.resize(a.class_bytes_.size());
   a.free_regions_.reserve(num_regions);
   for (uint64_t r = num_regions; r-- > 0;) a.free_regions_.push_back(static_cast<uint32_t>(r));
   return a;
 }
 
-uint32_t SlabAllocator::ClassFor(uint64_t bytes) const {
-  if (bytes > region_bytes_) return kLargeClass;
-  auto it = std::lower_bound(class_bytes_.begin(), class_bytes_.end(), bytes);
-  return static_cast<uint32_t>(it - class_bytes_.begin());
+uint32_t SlabAllocator::AddClass(uint64_t bytes) {
+  const uint32_t id = static_cast<uint32_t>(class_bytes_.size());
+  class_bytes_.push_back(bytes);
+  sorted_.insert(std::lower_bound(sorted_.begin(), sorted_.end(), std::make_pair(bytes, 0u)),
+                 std::make_pair(bytes, id));
+  partial_.emplace_back();
+  class_regions_.push_back(0);
+  class_used_.push_back(0);
+  return id;
 }
 
-uint32_t SlabAllocator::TakeFreeRegion() {
-  uint32_t r = free_regions_.back();
-  free_regions_.pop_back();
-  return r;
+uint32_t SlabAllocator::ClassFor(uint64_t bytes) const {
+  if (bytes > region_bytes_) return kLargeClass;
+  auto it = std::lower_bound(sorted_.begin(), sorted_.end(), std::make_pair(bytes, 0u));
+  return it->second;  // the last class is region_bytes_ >= bytes
 }
 
 void SlabAllocator::AddPartial(uint32_t r) {
@@ -80,17 +84,32 @@ Result<Slot> SlabAllocator::Allocate(uint64_t bytes) {
                                    std::to_string(capacity_));
   uint32_t cls = ClassFor(bytes);
   if (cls == kLargeClass) return AllocateLarge(bytes);
+  const uint64_t exact = AlignUp(bytes, alignment_);
+  if (class_bytes_[cls] != exact && exact_classes_ < max_exact_classes_) {
+    cls = AddClass(exact);
+    ++exact_classes_;
+  }
 
   uint32_t r;
   if (!partial_[cls].empty()) {
     r = partial_[cls].back();
   } else {
     if (free_regions_.empty()) return Status::ResourceExhausted("no free slot or region");
-    r = TakeFreeRegion();
+    r = free_regions_.back();
+    if (RegionBytes(r) < class_bytes_[cls]) {
+      // The short tail region cannot hold this class: any full-length one.
+      auto it = std::find_if(free_regions_.begin(), free_regions_.end(),
+                             [&](uint32_t x) { return RegionBytes(x) >= class_bytes_[cls]; });
+      if (it == free_regions_.end()) return Status::ResourceExhausted("no free slot or region");
+      r = *it;
+      free_regions_.erase(it);
+    } else {
+      free_regions_.pop_back();
+    }
     Region& reg = regions_[r];
     reg.size_class = static_cast<int32_t>(cls);
     reg.used = 0;
-    reg.num_slots = static_cast<uint32_t>(region_bytes_ / class_bytes_[cls]);
+    reg.num_slots = static_cast<uint32_t>(RegionBytes(r) / class_bytes_[cls]);
     reg.free_slots.resize(reg.num_slots);
     // Hand out low offsets first: pop from the back.
     for (uint32_t i = 0; i < reg.num_slots; ++i) reg.free_slots[i] = reg.num_slots - 1 - i;
@@ -112,7 +131,7 @@ Result<Slot> SlabAllocator::AllocateLarge(uint64_t bytes) {
   uint32_t need = static_cast<uint32_t>((bytes + region_bytes_ - 1) / region_bytes_);
   uint32_t run = 0;
   for (uint32_t r = 0; r < regions_.size(); ++r) {
-    run = regions_[r].size_class == kRegionFree ? run + 1 : 0;
+    run = regions_[r].size_class == kRegionFree && RegionBytes(r) == region_bytes_ ? run + 1 : 0;
     if (run == need) {
       uint32_t first = r + 1 - need;
       for (uint32_t i = first; i <= r; ++i) {
@@ -173,13 +192,22 @@ bool SlabAllocator::CanAllocate(uint64_t bytes) const {
   if (cls == kLargeClass) {
     uint32_t need = static_cast<uint32_t>((bytes + region_bytes_ - 1) / region_bytes_);
     uint32_t run = 0;
-    for (const Region& reg : regions_) {
-      run = reg.size_class == kRegionFree ? run + 1 : 0;
+    for (uint32_t r = 0; r < regions_.size(); ++r) {
+      run = regions_[r].size_class == kRegionFree && RegionBytes(r) == region_bytes_ ? run + 1 : 0;
       if (run == need) return true;
     }
     return false;
   }
-  return !partial_[cls].empty() || !free_regions_.empty();
+  const uint64_t exact = AlignUp(bytes, alignment_);
+  if (class_bytes_[cls] == exact || exact_classes_ >= max_exact_classes_) {
+    if (!partial_[cls].empty()) return true;
+  } else {
+    cls = kLargeClass;  // Allocate would make a new class: it needs a region
+  }
+  const uint64_t slot = cls == kLargeClass ? exact : class_bytes_[cls];
+  for (uint32_t r : free_regions_)
+    if (RegionBytes(r) >= slot) return true;
+  return false;
 }
 
 void SlabAllocator::SetOwner(const Slot& slot, uint32_t owner) {

@@ -1,12 +1,19 @@
 // SlabAllocator: size-class allocation of a flat address space [0, capacity).
 //
-// The space is cut into equal regions (slabs, default 64 MiB). A region is
-// free, or serves one size class (cut into equal slots), or is part of a run
-// of contiguous regions holding one large item (bigger than a region). Size
-// classes grow geometrically from `min_slot` by `growth` and are multiples of
-// `alignment`, so blocks of different layouts share one address space the way
-// CacheLib's slab classes do. A region whose slots are all free returns to the
-// free pool and can serve any class.
+// The space is cut into equal regions (slabs, default 64 MiB; the last one
+// may be shorter, so that a capacity that is not a whole number of regions is
+// used to the last aligned byte). A region is free, or serves one size class
+// (cut into equal slots), or is part of a run of contiguous full-length
+// regions holding one large item (bigger than a region). A region whose
+// slots are all free returns to the free pool and can serve any class.
+//
+// Size classes: every size allocated gets a class of exactly its size
+// rounded up to `alignment` (a 2 MiB block takes a 2 MiB slot), up to
+// `max_exact_classes` of them; sizes beyond that take the smallest of the
+// geometric classes (from `min_slot`, factor `growth`) that holds them. Class
+// ids are stable for the allocator's life. So blocks of different layouts
+// share one address space the way CacheLib's slab classes do, without
+// CacheLib's rounding loss for the few sizes a host actually serves.
 //
 // Rebalancing (CacheLib's slab release): a tier full of one class must still
 // serve another. The allocator records an opaque owner per slot (the cache's
@@ -34,6 +41,8 @@ struct SlabOptions {
   uint64_t min_slot = 4096;           // smallest size class
   double growth = 1.25;               // factor between size classes
   uint64_t alignment = 4096;          // every slot offset and class size
+  // Sizes that get a class of their own (beyond: geometric classes).
+  uint32_t max_exact_classes = 64;
 };
 
 class SlabAllocator {
@@ -48,7 +57,9 @@ class SlabAllocator {
   void Free(const Slot& slot);
   bool FreeingHelps(const Slot& victim, uint64_t bytes) const;
 
-  // Size class that serves `bytes`, or kLargeClass for multi-region items.
+  // Size class that serves `bytes` now, or kLargeClass for multi-region
+  // items. Allocate() may create an exact class first (so call this after
+  // an Allocate of the same size to learn the class it used).
   uint32_t ClassFor(uint64_t bytes) const;
   // Whether Allocate(bytes) would succeed now without any Free().
   bool CanAllocate(uint64_t bytes) const;
@@ -62,6 +73,9 @@ class SlabAllocator {
   // The class region r serves, kFreeRegion or kLargeClass (a large run).
   uint32_t RegionClass(uint32_t r) const;
   uint32_t RegionUsed(uint32_t r) const { return regions_[r].used; }
+  uint64_t RegionBytes(uint32_t r) const {
+    return r + 1 < regions_.size() ? region_bytes_ : capacity_ - uint64_t{r} * region_bytes_;
+  }
   // Appends the owners of region r's allocated slots (kNoOwner for slots
   // allocated without one) to *out. Class regions only.
   void RegionOwners(uint32_t r, std::vector<uint32_t>* out) const;
@@ -97,16 +111,19 @@ class SlabAllocator {
   };
 
   Result<Slot> AllocateLarge(uint64_t bytes);
+  uint32_t AddClass(uint64_t bytes);  // appends a class; returns its id
   void ReleaseRegion(uint32_t r);
   void RemovePartial(uint32_t r);
   void AddPartial(uint32_t r);
-  uint32_t TakeFreeRegion();  // REQUIRES: !free_regions_.empty()
 
   uint64_t capacity_ = 0;
   uint64_t region_bytes_ = 0;
   uint64_t alignment_ = 0;
   uint64_t used_bytes_ = 0;
-  std::vector<uint64_t> class_bytes_;
+  uint32_t max_exact_classes_ = 0;
+  uint32_t exact_classes_ = 0;
+  std::vector<uint64_t> class_bytes_;                   // by class id
+  std::vector<std::pair<uint64_t, uint32_t>> sorted_;   // (bytes, id) by bytes
   std::vector<Region> regions_;
   std::vector<uint32_t> free_regions_;                  // stack, lowest on top
   std::vector<std::vector<uint32_t>> partial_;          // per class: regions with free slots

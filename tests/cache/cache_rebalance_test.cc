@@ -180,5 +180,39 @@ TEST_F(RebalanceTest, NoSpaceOnlyWhenNoRegionCanBeFreedAndItSaysWhy) {
   EXPECT_EQ(Hits(c, kc), 1u);
 }
 
+// 2 MiB blocks (Llama-3-8B, bf16, 16 tokens) used to take 2.22 MiB slots.
+TEST(ExactSlotsTest, TwoMiBBlocksUseAtLeast99PercentOfTheConfiguredBytes) {
+  const uint64_t configured = 1000ull << 20;  // not a whole number of 64 MiB regions
+  auto cache = MakeCache(configured, 64 << 20, "lru");
+  ASSERT_NE(cache, nullptr);
+  NamespaceSpec spec;
+  spec.model_id = "llama-3-8b";
+  spec.layout = KvLayout{32, 8, 128, 16, DType::kBF16, 2};
+  ASSERT_EQ(spec.layout.BlockBytes(), 2u << 20);
+  NamespaceId ns = *cache->OpenNamespace(spec);
+  KeyHasher h(spec);
+  std::vector<uint32_t> tokens(16 * 600);
+  std::iota(tokens.begin(), tokens.end(), 7);
+  std::vector<BlockKey> keys;
+  h.Hash(tokens, &keys);
+  // Payloads are not written (the segment stays sparse): only space counts.
+  size_t stored = 0;
+  for (const BlockKey& k : keys) {
+    std::vector<uint64_t> sizes{2 << 20};
+    auto r = cache->Reserve(ns, std::span(&k, 1), sizes);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_TRUE(cache->Commit(*r, std::vector<uint64_t>{0}).ok());
+    ++stored;
+    if (stored == 500) {
+      EXPECT_EQ(cache->Stats().tiers[0].evictions, 0u);
+    }
+  }
+  const TierStats t = cache->Stats().tiers[0];
+  EXPECT_EQ(t.blocks, 500u);
+  EXPECT_GE(static_cast<double>(t.blocks * (2 << 20)), 0.99 * static_cast<double>(configured));
+  EXPECT_EQ(t.capacity_bytes, configured);
+  EXPECT_EQ(t.used_bytes, t.blocks * (2 << 20));
+}
+
 }  // namespace
 }  // namespace kvtier
