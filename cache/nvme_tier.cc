@@ -121,6 +121,7 @@ Status NvmeTier::Recover() {
     }
     std::lock_guard<std::mutex> l(mu_);
     extents_[id] = x;
+    by_offset_[x.offset] = id;
     used_payload_bytes_ += x.payload_bytes;
     policy_->Track(id, cache_->MetaOf(index.entry(id)));
     ++recovered_;
@@ -248,19 +249,13 @@ void NvmeTier::CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_
   if (cb) cb();
 }
 
-bool NvmeTier::EvictOneLocked() {
+bool NvmeTier::EvictBlockLocked(BlockId victim) {
   BlockIndex& index = cache_->index_;
-  BlockId victim = policy_->PickVictim([&](BlockId v) {
-    const BlockEntry& e = index.entry(v);
-    return e.pins.load(std::memory_order_acquire) == 0 &&
-           e.state.load(std::memory_order_acquire) == kReady;
-  });
-  if (victim == kNoBlock) return false;
   BlockEntry& e = index.entry(victim);
   bool erase = false;
   {
     std::lock_guard<std::mutex> l(index.MutexFor(e.key));
-    if (e.pins.load() != 0 || e.state.load() != kReady) return true;  // changed: try again
+    if (e.pins.load() != 0 || e.state.load() != kReady) return false;
     if (e.tier == kNvmeTier) {
       index.EraseLocked(victim);
       erase = true;
@@ -276,12 +271,70 @@ bool NvmeTier::EvictOneLocked() {
   return true;
 }
 
+bool NvmeTier::RegionReleasableLocked(uint32_t r) {
+  const NvmeExtentAllocator& a = store_->allocator();
+  const uint64_t slot = a.RegionSlotBytes(r);
+  if (slot == 0) return false;
+  uint32_t owned = 0;
+  for (uint32_t i = 0; i < a.RegionSlots(r); ++i) {
+    auto it = by_offset_.find(a.RegionStart(r) + i * slot);
+    if (it == by_offset_.end()) continue;
+    const BlockEntry& e = cache_->index_.entry(it->second);
+    if (e.pins.load(std::memory_order_acquire) != 0 ||
+        e.state.load(std::memory_order_acquire) != kReady)
+      return false;
+    ++owned;
+  }
+  return owned == a.RegionUsed(r);  // else a write into it is in flight
+}
+
+bool NvmeTier::EvictForLocked(uint64_t payload_bytes) {
+  BlockIndex& index = cache_->index_;
+  const NvmeExtentAllocator& a = store_->allocator();
+  const uint64_t want = store_->ExtentBytes(payload_bytes);
+  const bool large = want > a.region_bytes();
+  std::unordered_map<uint32_t, bool> releasable;  // memo for this call
+  BlockId victim = policy_->PickVictim([&](BlockId v) {
+    const BlockEntry& e = index.entry(v);
+    if (e.pins.load(std::memory_order_acquire) != 0 ||
+        e.state.load(std::memory_order_acquire) != kReady)
+      return false;
+    auto it = extents_.find(v);
+    if (it == extents_.end()) return false;
+    const uint32_t r = a.RegionOf(it->second.offset);
+    const uint64_t slot = a.RegionSlotBytes(r);
+    // Large wanted extents need whole free regions; the same slot size, a
+    // run, or a region this frees all serve.
+    if (slot == 0 || (!large && slot == want) || a.RegionUsed(r) == 1) return true;
+    auto m = releasable.find(r);
+    if (m == releasable.end()) m = releasable.emplace(r, RegionReleasableLocked(r)).first;
+    return m->second;
+  });
+  if (victim == kNoBlock) return false;
+  const uint32_t r = a.RegionOf(extents_[victim].offset);
+  const uint64_t slot = a.RegionSlotBytes(r);
+  if (slot == 0 || (!large && slot == want) || a.RegionUsed(r) == 1) {
+    (void)EvictBlockLocked(victim);
+    return true;  // or it became pinned: the caller tries again
+  }
+  // Release the victim's whole region for the wanted size.
+  std::vector<BlockId> owners;
+  for (uint32_t i = 0; i < a.RegionSlots(r); ++i) {
+    auto it = by_offset_.find(a.RegionStart(r) + i * slot);
+    if (it != by_offset_.end()) owners.push_back(it->second);
+  }
+  for (BlockId id : owners) (void)EvictBlockLocked(id);
+  if (a.RegionSlotBytes(r) == 0) ++regions_moved_;
+  return true;
+}
+
 void NvmeTier::DropExtentLocked(BlockId id) {
   auto it = extents_.find(id);
   if (it == extents_.end()) return;
   (void)store_->Free(it->second);
   (void)index_->Delete(it->second.tag);
   used_payload_bytes_ -= it->second.payload_bytes;
+  by_offset_.erase(it->second.offset);
   extents_.erase(it);
   policy_->Remove(id);
 }
@@ -325,7 +378,7 @@ bool NvmeTier::PrepareJob(Job& job) {
     if (st.code() == StatusCode::kRetry) return false;
     if (st.IsResourceExhausted() && attempt < 64) {
       std::lock_guard<std::mutex> l(mu_);
-      if (EvictOneLocked()) continue;
+      if (EvictForLocked(e.size)) continue;
     }
     if (!st.IsResourceExhausted()) NoteError(st);
     clear(0);
@@ -370,6 +423,7 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
     return;
   }
   extents_[job.id] = c.extent;
+  by_offset_[c.extent.offset] = job.id;
   used_payload_bytes_ += c.extent.payload_bytes;
   policy_->Track(job.id, cache_->MetaOf(e));
   {
@@ -548,6 +602,7 @@ TierStats NvmeTier::Stats() const {
   {
     std::lock_guard<std::mutex> l(mu_);
     t.blocks = extents_.size();
+    t.regions_moved = regions_moved_;
     t.policy_memory = policy_->MemoryUsage();
   }
   t.hits = promotions_.load();

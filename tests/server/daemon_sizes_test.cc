@@ -1,0 +1,155 @@
+// One kvtierd for several models: blocks of three sizes share the host tier
+// (which moves regions between them) and the NVMe tier, across a restart.
+#include <httplib.h>
+
+#include <thread>
+
+#include "tests/server/daemon_fixture.h"
+
+namespace kvtier {
+namespace {
+
+using testing::Daemon;
+using testing::FillFromKey;
+
+struct Model {
+  const char* id;
+  KvLayout layout;
+  uint32_t prompts;  // of 8 blocks each
+};
+
+// 16 KiB, 100 KiB and 2 MiB blocks; 192 MiB in all, three times the host tier.
+const Model kModels[] = {
+    {"test/small-16k", KvLayout{2, 2, 64, 16, DType::kBF16, 2}, 250},
+    {"test/mid-100k", KvLayout{25, 1, 64, 16, DType::kBF16, 2}, 50},
+    {"test/llama-3-8b", KvLayout{32, 8, 128, 16, DType::kBF16, 2}, 8},
+};
+
+NamespaceSpec SpecOf(const Model& m) {
+  NamespaceSpec s;
+  s.model_id = m.id;
+  s.layout = m.layout;
+  return s;
+}
+
+std::vector<BlockKey> Keys(const ClientNamespace& ns, uint32_t prompt) {
+  std::vector<uint32_t> tokens(8 * ns.spec().layout.tokens_per_block);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(prompt * 7777777 + i);
+  return ns.HashTokens(tokens);
+}
+
+// Stores every prompt of every model, the models interleaved, retrying while
+// the host tier is full of blocks still being written to NVMe.
+void StoreAll(const std::string& socket) {
+  auto c = Client::Connect(socket);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::vector<std::unique_ptr<ClientNamespace>> ns;
+  for (const Model& m : kModels) {
+    auto n = (*c)->OpenNamespace(SpecOf(m));
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ((*n)->block_bytes(), m.layout.BlockBytes());
+    ns.push_back(std::move(*n));
+  }
+  for (uint32_t p = 0; p < 250; ++p) {
+    for (size_t m = 0; m < ns.size(); ++m) {
+      if (p >= kModels[m].prompts) continue;
+      auto keys = Keys(*ns[m], p);
+      std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>(ns[m]->block_bytes()));
+      std::vector<const uint8_t*> ptrs;
+      for (size_t i = 0; i < keys.size(); ++i) {
+        FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
+        ptrs.push_back(bufs[i].data());
+      }
+      Status st = Status::OK();
+      for (int attempt = 0; attempt < 5000; ++attempt) {
+        auto r = ns[m]->Store(keys, ptrs);
+        st = r.ok() ? Status::OK() : r.status();
+        // Some blocks may be refused while the host tier is full of blocks
+        // still being written to NVMe: store again (the others are present).
+        if (st.ok() && r->no_space == 0 && r->in_flight == 0) break;
+        if (st.ok()) st = Status::ResourceExhausted("blocks refused");
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      ASSERT_TRUE(st.ok()) << kModels[m].id << " prompt " << p << ": " << st.ToString();
+    }
+  }
+}
+
+// Every block of every model, looked up on its own. Returns {found, wrong}.
+std::pair<size_t, size_t> AuditAll(const std::string& socket) {
+  auto c = Client::Connect(socket);
+  EXPECT_TRUE(c.ok());
+  if (!c.ok()) return {0, 0};
+  size_t found = 0, wrong = 0;
+  for (const Model& m : kModels) {
+    auto ns = (*c)->OpenNamespace(SpecOf(m));
+    EXPECT_TRUE(ns.ok());
+    if (!ns.ok()) continue;
+    std::vector<uint8_t> got((*ns)->block_bytes()), want(got.size());
+    for (uint32_t p = 0; p < m.prompts; ++p) {
+      for (const BlockKey& k : Keys(**ns, p)) {
+        auto lease = (*ns)->Lookup(std::span(&k, 1));
+        if (!lease.ok() || lease->empty()) continue;
+        uint8_t* dst = got.data();
+        Status st = (*ns)->Load(*lease, std::span(&dst, 1));
+        FillFromKey(k, want.data(), want.size());
+        if (!st.ok() || got != want) ++wrong;
+        ++found;
+      }
+    }
+  }
+  return {found, wrong};
+}
+
+uint64_t NvmeBlocks(const std::string& socket, uint64_t* evictions = nullptr) {
+  auto c = Client::Connect(socket);
+  auto st = c.ok() ? (*c)->Stats() : Result<RemoteStats>(Status::Unavailable("down"));
+  if (evictions != nullptr && st.ok() && st->tiers.size() == 2) *evictions = st->tiers[1].evictions;
+  return st.ok() && st->tiers.size() == 2 ? st->tiers[1].blocks : 0;
+}
+
+TEST(DaemonSizesTest, ThreeSizesShareTheTiersAndSurviveARestart) {
+  const std::vector<std::string> flags = {"--nvme-capacity", "512M", "--nvme-write-policy",
+                                          "write-through"};
+  constexpr size_t kTotal = (250 + 50 + 8) * 8;
+  Daemon d(flags);
+  ASSERT_TRUE(d.running());
+  StoreAll(d.socket());
+  // Write-through: every block reaches NVMe.
+  for (int i = 0; i < 500 && NvmeBlocks(d.socket()) < kTotal; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  uint64_t nvme_evictions = 0;
+  ASSERT_EQ(NvmeBlocks(d.socket(), &nvme_evictions), kTotal) << nvme_evictions << " NVMe evictions";
+  {
+    auto [found, wrong] = AuditAll(d.socket());
+    EXPECT_EQ(found, kTotal);
+    EXPECT_EQ(wrong, 0u);
+  }
+  ASSERT_EQ(d.Stop(), 0);
+  Daemon d2(flags, d.dir());
+  ASSERT_TRUE(d2.running());
+  httplib::Client http("127.0.0.1", d2.admin_port());
+  auto m = http.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kvtier_tier_recovered_blocks{tier=\"nvme\"} " + std::to_string(kTotal)),
+            std::string::npos);
+  auto [found, wrong] = AuditAll(d2.socket());
+  EXPECT_EQ(found, kTotal);
+  EXPECT_EQ(wrong, 0u);
+  // New blocks of every size can still be stored after the restart.
+  auto c = Client::Connect(d2.socket());
+  ASSERT_TRUE(c.ok());
+  for (const Model& model : kModels) {
+    auto ns = (*c)->OpenNamespace(SpecOf(model));
+    ASSERT_TRUE(ns.ok());
+    auto keys = Keys(**ns, 100000);
+    std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>((*ns)->block_bytes()));
+    std::vector<const uint8_t*> ptrs;
+    for (auto& b : bufs) ptrs.push_back(b.data());
+    auto r = (*ns)->Store(keys, ptrs);
+    EXPECT_TRUE(r.ok()) << model.id << ": " << r.status().ToString();
+  }
+}
+
+}  // namespace
+}  // namespace kvtier
