@@ -34,6 +34,7 @@
 
 #include "cache/block_index.h"
 #include "cache/keys.h"
+#include "cache/namespace_registry.h"
 #include "eviction/policy.h"
 #include "tiers/io_queue.h"
 #include "tiers/nvme_store.h"
@@ -43,7 +44,6 @@
 namespace kvtier {
 
 using TierId = uint8_t;
-using NamespaceId = uint32_t;
 
 // The NVMe tier's TierId in BlockEntry::tier and Lease blocks.
 inline constexpr TierId kNvmeTier = 7;
@@ -91,6 +91,9 @@ struct CacheOptions {
   // File recording registered namespaces, so that their ids survive a
   // restart (the NVMe tier's blocks carry them). Empty: not persisted.
   std::string namespace_file;
+  // A namespace with no block in any tier and no holder is forgotten after
+  // this long (its id may then be reused). 0: never.
+  uint64_t namespace_idle_reclaim_ns = 600ull * 1000000000ull;
   // NVMe tier below the store tier; empty: none.
   std::optional<NvmeTierOptions> nvme;
   // Where the cache reports what an operator must see (NVMe errors, once per
@@ -229,6 +232,17 @@ struct TierStats {
   bool admitting = true;        // NVMe: accepts writes
 };
 
+// One size class of a memory tier (slab allocator), for per-size series.
+struct SizeClassStats {
+  std::string tier;
+  uint64_t slot_bytes = 0;
+  uint64_t regions = 0;        // regions serving the class now
+  uint64_t blocks = 0;         // slots in use
+  uint64_t hits = 0;           // blocks returned by acquire from the class
+  uint64_t evictions = 0;      // blocks evicted (or moved down) from the class
+  uint64_t regions_moved = 0;  // regions taken from the class to serve another
+};
+
 struct CacheStats {
   uint64_t blocks_ready = 0;
   uint64_t blocks_writing = 0;
@@ -247,6 +261,9 @@ struct CacheStats {
   uint64_t index_memory = 0;
   uint64_t index_entries = 0;
   std::vector<TierStats> tiers;
+  std::vector<SizeClassStats> sizes;      // memory tiers' classes in use
+  std::vector<NamespaceInfo> namespaces;  // live namespaces
+  uint64_t namespaces_reclaimed = 0;
 };
 
 class Cache {
@@ -255,11 +272,18 @@ class Cache {
   static Result<std::unique_ptr<Cache>> Create(CacheOptions options);
   ~Cache();
 
-  // Registers (or finds) a namespace. Same spec → same id.
-  // InvalidArgument from NamespaceSpec::Validate().
-  Result<NamespaceId> OpenNamespace(const NamespaceSpec& spec);
-  // The namespace's spec and seed. NotFound for unknown ids.
+  // Registers (or finds) a namespace. Same spec → same id while it lives.
+  // A namespace with no block in any tier, no holder and idle for
+  // `namespace_idle_reclaim_ns` is reclaimed (cache/namespace_registry.h):
+  // callers that keep an id across idle periods hold it (`hold`, then
+  // CloseNamespace). InvalidArgument from NamespaceSpec::Validate(),
+  // ResourceExhausted, IOError (namespace file).
+  Result<NamespaceId> OpenNamespace(const NamespaceSpec& spec, bool hold = false);
+  // Drops one hold taken by OpenNamespace(spec, true).
+  void CloseNamespace(NamespaceId ns);
+  // The namespace's spec. NotFound for unknown or reclaimed ids.
   Result<NamespaceSpec> GetNamespace(NamespaceId ns) const;
+  NamespaceRegistry& namespaces() const { return *namespaces_; }
 
   // Slots for `keys` (a consecutive chain) of `sizes[i]` bytes each.
   // Errors: NotFound (namespace), InvalidArgument (sizes/keys mismatch, zero
@@ -313,6 +337,14 @@ class Cache {
     uint64_t blocks = 0;
     uint64_t hits = 0, bytes_in = 0, bytes_out = 0, evictions = 0, evicted_bytes = 0;
     uint64_t regions_moved = 0;  // regions released for another size class
+    struct ClassCounters {
+      uint64_t hits = 0, evictions = 0, regions_moved = 0;
+    };
+    std::vector<ClassCounters> classes;  // by slab class id, grown on use
+    ClassCounters& Class(uint32_t c) {
+      if (c >= classes.size()) classes.resize(c + 1);
+      return classes[c];
+    }
     // MakeRoomLocked's scratch: per region 0 (unknown), 1 (releasable), 2 (not).
     std::vector<uint8_t> region_mark;
     std::vector<uint32_t> marked;
@@ -320,8 +352,6 @@ class Cache {
   };
 
   Cache(CacheOptions options, uint32_t max_blocks);
-  Status LoadNamespaces();
-  Status PersistNamespace(NamespaceId id, const NamespaceSpec& spec);
   uint32_t NowSeconds() const;
   // What a tier's policy is told when `e` enters it: its priority and
   // retention travel with the block from tier to tier.
@@ -370,8 +400,7 @@ class Cache {
   BlockIndex index_;
   std::vector<std::unique_ptr<TierState>> tiers_;
 
-  mutable std::mutex ns_mu_;
-  std::vector<NamespaceSpec> namespaces_;
+  std::unique_ptr<NamespaceRegistry> namespaces_;
   std::unique_ptr<NvmeTier> nvme_;  // destroyed first: stops its I/O thread
 
   // Host → HBM promotion queue and its thread (when promote_to_hbm_hits > 0).

@@ -89,7 +89,11 @@ Status NvmeTier::Recover() {
   uint64_t dropped = scan->malformed;
   for (size_t i = 0; i < extents.size(); ++i) {
     const NvmeExtent& x = extents[i];
-    bool ok = results[i].ok() && x.payload_bytes <= 0xFFFFFFFFull;
+    // A record naming a reclaimed namespace (its deletion was lost in a
+    // crash) is dropped: its id may be reused by another namespace.
+    const bool ns_known =
+        cache_->options_.namespace_file.empty() || cache_->namespaces_->Live(x.ns);
+    bool ok = results[i].ok() && x.payload_bytes <= 0xFFFFFFFFull && ns_known;
     BlockId id = kNoBlock;
     if (ok) {
       BlockKey key = KeyOf(x.tag);
@@ -119,6 +123,7 @@ Status NvmeTier::Recover() {
       ++dropped;
       continue;
     }
+    cache_->namespaces_->AddBlock(x.ns, x.payload_bytes);
     std::lock_guard<std::mutex> l(mu_);
     extents_[id] = x;
     by_offset_[x.offset] = id;
@@ -266,8 +271,12 @@ bool NvmeTier::EvictBlockLocked(BlockId victim) {
   }
   evicted_bytes_ += e.size;
   ++evictions_;
-  DropExtentLocked(victim);
-  if (erase) index.FreeId(victim);
+  DropExtentLocked(victim);  // its record is deleted before the namespace forgets the block
+  cache_->namespaces_->AddEviction(e.ns);
+  if (erase) {
+    cache_->namespaces_->RemoveBlock(e.ns, e.size);
+    index.FreeId(victim);
+  }
   return true;
 }
 
@@ -488,6 +497,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
     ts.tier->Free(job.slot);
   }
   CompleteLeaseBlock(job.lease, job.lease_index, false, kNvmeTier, 0);
+  cache_->namespaces_->RemoveBlock(e.ns, e.size);
   index.FreeId(job.id);
 }
 

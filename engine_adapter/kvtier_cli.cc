@@ -35,6 +35,7 @@ const char* kUsage =
     "commands:\n"
     "  health              ping the daemon; exit 0 when it serves\n"
     "  stats [--json]      cache, tier and connection statistics\n"
+    "  namespaces          live namespaces: blocks, bytes, hits, evictions\n"
     "  lookup              how many leading blocks of a token sequence are cached\n"
     "  demo                store prompts' KV blocks, load them back, verify, print stats\n"
     "\n"
@@ -280,7 +281,8 @@ int Main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  if (cmd != "health" && cmd != "stats" && cmd != "lookup" && cmd != "demo") {
+  if (cmd != "health" && cmd != "stats" && cmd != "namespaces" && cmd != "lookup" &&
+      cmd != "demo") {
     std::fprintf(stderr, "kvtier: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   }
@@ -297,6 +299,17 @@ int Main(int argc, char** argv) {
     auto st = (*client)->Stats();
     if (!st.ok()) return Fail(st.status());
     PrintStats(*st, args->json);
+    return 0;
+  }
+  if (cmd == "namespaces") {
+    auto st = (*client)->Stats();
+    if (!st.ok()) return Fail(st.status());
+    std::printf("%6s  %-40s %4s %10s %10s %12s %10s %10s\n", "id", "model", "tp", "block", "blocks",
+                "MiB", "hits", "evictions");
+    for (const auto& n : st->namespaces)
+      std::printf("%6u  %-40s %4u %10lu %10lu %12.1f %10lu %10lu%s\n", n.id, n.model_id.c_str(),
+                  n.tp_rank, n.block_bytes, n.blocks, n.bytes / 1048576.0, n.hits, n.evictions,
+                  n.salted ? "  (tenant)" : "");
     return 0;
   }
   if (cmd == "demo") return Demo(**client, *args);

@@ -151,5 +151,66 @@ TEST(DaemonSizesTest, ThreeSizesShareTheTiersAndSurviveARestart) {
   }
 }
 
+// Operators see each model's and each size's share: `kvtier namespaces`
+// (the stats RPC) and per-size / per-namespace series in /metrics. A
+// namespace whose client left and whose blocks are gone is forgotten.
+TEST(DaemonSizesTest, NamespacesAndSizesAreListedAndIdleNamespacesReclaimed) {
+  Daemon d({"--namespace-idle", "1"});
+  ASSERT_TRUE(d.running());
+  {
+    auto c = Client::Connect(d.socket());
+    ASSERT_TRUE(c.ok());
+    for (const Model& m : kModels) {
+      auto ns = (*c)->OpenNamespace(SpecOf(m));
+      ASSERT_TRUE(ns.ok());
+      auto keys = Keys(**ns, 1);
+      std::vector<std::vector<uint8_t>> bufs(2, std::vector<uint8_t>((*ns)->block_bytes()));
+      std::vector<const uint8_t*> ptrs{bufs[0].data(), bufs[1].data()};
+      auto r = (*ns)->Store(std::span(keys).subspan(0, 2), ptrs);
+      ASSERT_TRUE(r.ok() && r->stored == 2) << m.id;
+      auto lease = (*ns)->Lookup(std::span(keys).subspan(0, 2));
+      ASSERT_TRUE(lease.ok() && lease->size() == 2);
+    }
+    // An abandoned namespace: opened by a client that then leaves.
+    {
+      auto c2 = Client::Connect(d.socket());
+      NamespaceSpec stray = SpecOf(kModels[0]);
+      stray.model_id = "test/stray";
+      ASSERT_TRUE((*c2)->OpenNamespace(stray).ok());
+    }
+    auto st = (*c)->Stats();
+    ASSERT_TRUE(st.ok());
+    ASSERT_EQ(st->namespaces.size(), 4u);
+    for (const auto& n : st->namespaces) {
+      if (n.model_id == "test/stray") {
+        EXPECT_EQ(n.blocks, 0u);
+        continue;
+      }
+      EXPECT_EQ(n.blocks, 2u) << n.model_id;
+      EXPECT_EQ(n.bytes, 2 * n.block_bytes) << n.model_id;
+      EXPECT_EQ(n.hits, 2u) << n.model_id;
+    }
+    httplib::Client http("127.0.0.1", d.admin_port());
+    auto m = http.Get("/metrics");
+    ASSERT_TRUE(m);
+    for (const char* want :
+         {"kvtier_size_bytes{tier=\"host\",size=\"2097152\"} 4194304",
+          "kvtier_size_blocks{tier=\"host\",size=\"102400\"} 2",
+          "kvtier_size_hits_total{tier=\"host\",size=\"16384\"} 2",
+          "kvtier_namespace_blocks{ns=\"2\",model=\"test/llama-3-8b\",tenant=\"\",tp_rank=\"0\"} 2",
+          "kvtier_namespace_hits_total{ns=\"0\",model=\"test/small-16k\",tenant=\"\",tp_rank=\"0\"} 2",
+          "kvtier_tier_regions_moved_total{tier=\"host\"} 0", "kvtier_namespaces 4"})
+      EXPECT_NE(m->body.find(want), std::string::npos) << want;
+    // The stray one goes after a second idle; the three in use stay.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    (void)http.Get("/metrics");  // a pass of the reclaimer
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    st = (*c)->Stats();
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->namespaces.size(), 3u);
+    for (const auto& n : st->namespaces) EXPECT_NE(n.model_id, "test/stray");
+  }
+}
+
 }  // namespace
 }  // namespace kvtier
