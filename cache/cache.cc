@@ -20,6 +20,9 @@ namespace {
 constexpr uint8_t kReady = static_cast<uint8_t>(BlockState::kReady);
 constexpr uint8_t kWriting = static_cast<uint8_t>(BlockState::kWriting);
 constexpr uint8_t kLoading = static_cast<uint8_t>(BlockState::kLoading);
+constexpr uint32_t kNoClass = 0xFFFFFFFFu;
+// Whether bytes hit count as demand for a size's share (besides bytes stored).
+constexpr bool kHitsAreDemand = true;
 }  // namespace
 
 const char* ReserveOutcomeName(ReserveOutcome o) {
@@ -369,7 +372,34 @@ bool Cache::MakeRoomLocked(TierState& ts, uint64_t bytes) {
   if (sa == nullptr) return EvictOneLocked(ts, bytes);
   const uint32_t cls = sa->ClassFor(bytes);
   if (cls == SlabAllocator::kLargeClass) return EvictOneLocked(ts, bytes);
-  // The policy's first victim that gives room: a block of the wanted class
+  // Shares follow demand: a class whose regions fall half a region or more
+  // short of its share of the recent demand takes a region from the class
+  // most above its own share (its coldest releasable region: that of its
+  // first victim in the policy's order); any other class evicts its own
+  // blocks in the policy's order.
+  const uint32_t donor = DonorClassLocked(ts, cls);
+  if (donor == kNoClass) {
+    BlockId own = ts.policy->PickVictim([&](BlockId v) {
+      return index_.entry(v).size_class == cls && Evictable(v);
+    });
+    if (own != kNoBlock) {
+      (void)EvictBlockLocked(ts, own);
+      return true;  // or it became pinned meanwhile: the caller tries again
+    }
+  } else {
+    BlockId v = ts.policy->PickVictim([&](BlockId b) {
+      const BlockEntry& e = index_.entry(b);
+      return e.size_class == donor && Evictable(b) &&
+             RegionReleasableLocked(ts, sa->RegionOf(e.offset));
+    });
+    if (v != kNoBlock) {
+      (void)ReleaseRegionLocked(ts, sa->RegionOf(index_.entry(v).offset));
+      ClearRegionMarks(ts);
+      return true;
+    }
+  }
+  // Otherwise (the class has nothing of its own to evict, or the donor
+  // nothing releasable): the policy's first victim that gives room: a block of the wanted class
   // (its slot is reused), a large item (frees whole regions), or a block of
   // another class whose region can be emptied now. Following the policy's
   // order across classes is what moves memory to where the demand is: a
@@ -411,6 +441,44 @@ bool Cache::MakeRoomLocked(TierState& ts, uint64_t bytes) {
   }
   ClearRegionMarks(ts);
   return freed;
+}
+
+void Cache::NoteDemandLocked(TierState& ts, uint32_t cls, uint64_t bytes) {
+  if (cls == SlabAllocator::kLargeClass) return;
+  ts.Class(cls).demand += bytes;
+  ts.demand_total += bytes;
+  // Halve every class's demand once the total reaches the tier's capacity:
+  // demand is that of the last few tier-fulls of traffic.
+  if (ts.demand_total >= ts.tier->capacity_bytes()) {
+    for (auto& c : ts.classes) c.demand /= 2;
+    ts.demand_total /= 2;
+  }
+}
+
+uint32_t Cache::DonorClassLocked(TierState& ts, uint32_t cls) {
+  SlabAllocator& sa = *ts.tier->slabs();
+  if (ts.demand_total == 0 || cls >= ts.classes.size()) return kNoClass;
+  const double cap = static_cast<double>(sa.capacity());
+  const double region = static_cast<double>(sa.region_bytes());
+  double total = 0;
+  for (const auto& c : ts.classes) total += static_cast<double>(c.demand);
+  if (total <= 0) return kNoClass;
+  auto target = [&](uint32_t c) { return cap * static_cast<double>(ts.classes[c].demand) / total; };
+  auto held = [&](uint32_t c) { return region * sa.ClassRegions(c); };
+  // Half a region of hysteresis: a class that is short of its share by
+  // less than that keeps evicting its own blocks.
+  if (target(cls) - held(cls) < region / 2) return kNoClass;
+  uint32_t donor = kNoClass;
+  double most = 0;
+  for (uint32_t c = 0; c < sa.num_classes(); ++c) {
+    if (c == cls || sa.ClassRegions(c) == 0) continue;
+    const double over = held(c) - (c < ts.classes.size() ? target(c) : 0.0);
+    if (over > most) {
+      most = over;
+      donor = c;
+    }
+  }
+  return donor;
 }
 
 bool Cache::EvictBlockLocked(TierState& ts, BlockId victim) {
@@ -600,6 +668,7 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
       auto slot = AllocateLocked(ts, sizes[i], id);
       placed = slot.ok();
       if (placed) {
+        if (ts.tier->slabs() != nullptr) NoteDemandLocked(ts, slot->size_class, sizes[i]);
         BlockEntry& e = index_.entry(id);
         e.offset = slot->offset;
         e.size_class = static_cast<uint16_t>(slot->size_class);
@@ -765,7 +834,10 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
       ++ts.hits;
       // Pinned: its slot cannot change under us.
       const uint16_t cls = index_.entry(b.id).size_class;
-      if (slabs && cls != SlabAllocator::kLargeClass) ++ts.Class(cls).hits;
+      if (slabs && cls != SlabAllocator::kLargeClass) {
+        ++ts.Class(cls).hits;
+        if (kHitsAreDemand) NoteDemandLocked(ts, cls, b.size);
+      }
       ts.bytes_out += b.size;
     }
   }

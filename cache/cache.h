@@ -339,7 +339,9 @@ class Cache {
     uint64_t regions_moved = 0;  // regions released for another size class
     struct ClassCounters {
       uint64_t hits = 0, evictions = 0, regions_moved = 0;
+      uint64_t demand = 0;  // recent bytes stored (and hit), halved as it ages
     };
+    uint64_t demand_total = 0;
     std::vector<ClassCounters> classes;  // by slab class id, grown on use
     ClassCounters& Class(uint32_t c) {
       if (c >= classes.size()) classes.resize(c + 1);
@@ -367,6 +369,12 @@ class Cache {
   // every block in it is evicted or moved down, and the region serves the
   // wanted class). False when nothing could be freed.
   bool MakeRoomLocked(TierState& ts, uint64_t bytes);
+  // REQUIRES: ts.mu held. Counts `bytes` of demand for class `cls`.
+  void NoteDemandLocked(TierState& ts, uint32_t cls, uint64_t bytes);
+  // REQUIRES: ts.mu held. The class that should give a region to `cls`:
+  // when cls holds half a region or more less than its share of the
+  // demand, the class most above its share; else none (0xFFFFFFFF).
+  uint32_t DonorClassLocked(TierState& ts, uint32_t cls);
   // REQUIRES: ts.mu held. Evicts one block that helps an allocation of
   // `bytes` (tiers without an exposed slab allocator, large items).
   bool EvictOneLocked(TierState& ts, uint64_t bytes);
