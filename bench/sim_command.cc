@@ -51,7 +51,9 @@ const char* kSimUsage =
     "  --jobs N              replays run in parallel (default: hardware threads)\n"
     "  --json PATH           write results as JSON\n"
     "  --csv PATH            write results as CSV (one row per run)\n"
-    "  --progress S          progress on stderr every S seconds (default 5, 0 = off)\n";
+    "  --progress S          progress on stderr every S seconds (default 5, 0 = off)\n"
+    "  --model NAME=TRACE:BLOCK  two or more: models of other block sizes replayed\n"
+    "                        together (sim --model ... --help)\n";
 
 struct CapacitySpec {
   std::string text;
@@ -161,6 +163,7 @@ int Fail(const std::string& msg, int code = 2) {
 const char* SimUsage() { return kSimUsage; }
 
 int RunSim(int argc, char** argv) {
+  if (IsMultiModelSim(argc, argv)) return RunMultiSim(argc, argv);
   std::string trace_path, json_path, csv_path, format = "auto";
   std::vector<std::string> policies = {"priority-lru"};
   std::vector<std::string> tier1_caps = {"5%", "10%"}, tier2_caps;
