@@ -6,7 +6,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <atomic>
 #include <filesystem>
+#include <future>
+#include <thread>
 #include <fstream>
 #include <numeric>
 
@@ -155,6 +161,51 @@ TEST_F(NamespaceLifecycleTest, FileStaysBoundedAndRestartKeepsLiveIds) {
     EXPECT_EQ(after[i].spec.model_id, before[i].spec.model_id);
   }
   EXPECT_EQ(*cache_->OpenNamespace(Spec(0)), kept);
+}
+
+// Registration holds the registry's lock while it appends to the file; the
+// block path never takes that lock. The file is made a FIFO, so the append
+// blocks until someone reads: meanwhile stores and acquires go on.
+TEST_F(NamespaceLifecycleTest, RegistrationDoesNotBlockAcquires) {
+  Open(/*with_file=*/true);
+  NamespaceId ns = *cache_->OpenNamespace(Spec(0));
+  StoreOne(ns, 1);
+  const std::string file = dir_ + "/namespaces";
+  ASSERT_EQ(::unlink(file.c_str()), 0);
+  ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);
+  std::atomic<bool> registered{false};
+  std::thread registrar([&] {
+    (void)cache_->OpenNamespace(Spec(1));  // blocks in the append until read
+    registered = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_FALSE(registered.load());  // stuck in the append, holding the lock
+  // A store and an acquire of the existing namespace complete meanwhile.
+  std::vector<uint32_t> tokens(16);
+  std::iota(tokens.begin(), tokens.end(), 1u);
+  std::vector<BlockKey> keys;
+  KeyHasher(Spec(0)).Hash(tokens, &keys);
+  auto acquired = std::async(std::launch::async, [&] { return cache_->Acquire(ns, keys)->size(); });
+  ASSERT_EQ(acquired.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(acquired.get(), 1u);
+  std::vector<uint32_t> more(16);
+  std::iota(more.begin(), more.end(), 500u);
+  std::vector<BlockKey> new_keys;
+  KeyHasher(Spec(0)).Hash(more, &new_keys);
+  auto stored = std::async(std::launch::async, [&] {
+    auto r = cache_->Reserve(ns, new_keys, std::vector<uint64_t>{16 << 10});
+    return r.ok() && r->reserved() == 1 && cache_->Commit(*r, std::vector<uint64_t>{0}).ok();
+  });
+  ASSERT_EQ(stored.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(stored.get());
+  EXPECT_FALSE(registered.load());
+  // Let the registrar finish (its fsync of a FIFO fails: IOError, nothing kept).
+  int fd = ::open(file.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char buf[4096];
+  while (!registered.load()) (void)::read(fd, buf, sizeof(buf));
+  ::close(fd);
+  registrar.join();
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // (which moves regions between them) and the NVMe tier, across a restart.
 #include <httplib.h>
 
+#include <cstdio>
+#include <sstream>
 #include <thread>
 
 #include "tests/server/daemon_fixture.h"
@@ -201,6 +203,24 @@ TEST(DaemonSizesTest, NamespacesAndSizesAreListedAndIdleNamespacesReclaimed) {
           "kvtier_namespace_hits_total{ns=\"0\",model=\"test/small-16k\",tenant=\"\",tp_rank=\"0\"} 2",
           "kvtier_tier_regions_moved_total{tier=\"host\"} 0", "kvtier_namespaces 4"})
       EXPECT_NE(m->body.find(want), std::string::npos) << want;
+    // `kvtier namespaces` prints the same: id, model, tp rank, block bytes,
+    // blocks, MiB, hits, evictions.
+    FILE* p = popen((std::string(KVTIER_CLI_PATH) + " namespaces --socket " + d.socket()).c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+    ASSERT_EQ(pclose(p), 0) << out;
+    bool listed = false;
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream f(line);
+      std::string id, model, tp, block, blocks, mib, hits;
+      f >> id >> model >> tp >> block >> blocks >> mib >> hits;
+      if (model != "test/llama-3-8b") continue;
+      listed = block == "2097152" && blocks == "2" && hits == "2";
+    }
+    EXPECT_TRUE(listed) << out;
     // The stray one goes after a second idle; the three in use stay.
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     (void)http.Get("/metrics");  // a pass of the reclaimer
