@@ -108,7 +108,10 @@ void NamespaceRegistry::Release(NamespaceId id) {
   Entry* e = Find(id);
   if (e == nullptr) return;
   e->active_ns.store(options_.clock(), std::memory_order_relaxed);
-  e->holds.fetch_sub(1);
+  // Never below zero (a Release without its hold would pin it for ever).
+  uint32_t h = e->holds.load();
+  while (h > 0 && !e->holds.compare_exchange_weak(h, h - 1)) {
+  }
 }
 
 void NamespaceRegistry::AddBlock(NamespaceId id, uint64_t bytes) {
