@@ -39,7 +39,7 @@ class NvmeSizesTest : public ::testing::Test {
   }
 
   // Host: 4 MiB (1 MiB regions); NVMe: 16 MiB file (1 MiB regions), write-through.
-  void Open() {
+  void Open(uint64_t namespace_idle_ns = 600ull * 1000000000ull) {
     cache_.reset();
     HostShmOptions ho;
     ho.capacity_bytes = 4 << 20;
@@ -55,6 +55,7 @@ class NvmeSizesTest : public ::testing::Test {
     n.index_path = dir_ + "/index";
     n.write_through = true;
     o.nvme = std::move(n);
+    o.namespace_idle_reclaim_ns = namespace_idle_ns;
     auto c = Cache::Create(std::move(o));
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     cache_ = std::move(c).value();
@@ -133,6 +134,54 @@ TEST_F(NvmeSizesTest, FullOfOneSizeTakesOtherSizesAndARestartServesThemAll) {
   EXPECT_EQ(HitsVerified(2, kc), 12u);
   const size_t a_hits = HitsVerified(0, Keys(0, 1024, 0));
   EXPECT_EQ(a_hits + 24, recorded);
+}
+
+// A namespace id is not reused while NVMe extents name it: blocks on NVMe
+// (in memory or only there, before and after a restart) keep it alive.
+TEST_F(NvmeSizesTest, BlocksOnNvmeKeepTheirNamespaceAlive) {
+  Open(/*namespace_idle_ns=*/1);  // anything idle and empty goes at once
+  const auto kb = Keys(1, 60, 100);  // the host holds 40 of them: 20 live on NVMe only
+  Store(1, kb);
+  cache_->DrainNvme();
+  ASSERT_EQ(cache_->Stats().tiers[1].blocks, 60u);
+  // The two other namespaces hold nothing: reclaimed (already by the
+  // passes that registrations and Stats run); ns_[1] is kept.
+  (void)cache_->namespaces().Reclaim();
+  EXPECT_TRUE(cache_->GetNamespace(ns_[1]).ok());
+  EXPECT_GE(cache_->namespaces().reclaimed(), 2u);
+  // Its blocks, counted in every tier, are the NVMe tier's 60.
+  auto list = cache_->namespaces().List();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].id, ns_[1]);
+  EXPECT_EQ(list[0].blocks, 60u);
+  EXPECT_EQ(list[0].bytes, 60u * (100 << 10));
+  // After a restart the recovered blocks keep it too, under the same id.
+  const NamespaceId id = ns_[1];
+  cache_.reset();
+  HostShmOptions ho;
+  ho.capacity_bytes = 4 << 20;
+  ho.region_bytes = 1 << 20;
+  CacheOptions o;
+  o.tiers.push_back(TierSetup{std::move(HostShmTier::Create(ho)).value(), "lru"});
+  o.namespace_file = dir_ + "/namespaces";
+  o.namespace_idle_reclaim_ns = 1;
+  o.log_warning = [](const std::string&) {};
+  NvmeTierOptions n;
+  n.store.path = dir_ + "/nvme.dat";
+  n.store.capacity_bytes = 16 << 20;
+  n.store.region_bytes = 1 << 20;
+  n.index_path = dir_ + "/index";
+  o.nvme = std::move(n);
+  auto c = Cache::Create(std::move(o));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  cache_ = std::move(c).value();
+  EXPECT_EQ(cache_->Stats().tiers[1].recovered, 60u);
+  EXPECT_EQ(cache_->namespaces().Reclaim(), 0u);
+  list = cache_->namespaces().List();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].id, id);
+  EXPECT_EQ(list[0].blocks, 60u);
+  EXPECT_EQ(HitsVerified(1, kb), 60u);
 }
 
 }  // namespace
