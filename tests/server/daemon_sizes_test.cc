@@ -103,6 +103,17 @@ std::pair<size_t, size_t> AuditAll(const std::string& socket) {
   return {found, wrong};
 }
 
+// /metrics of the daemon's admin endpoint, which may start serving a moment
+// after the RPC socket does. Empty when it never answers.
+std::string Metrics(int port) {
+  httplib::Client http("127.0.0.1", port);
+  for (int i = 0; i < 100; ++i) {
+    if (auto m = http.Get("/metrics"); m && m->status == 200) return m->body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return {};
+}
+
 uint64_t NvmeBlocks(const std::string& socket, uint64_t* evictions = nullptr) {
   auto c = Client::Connect(socket);
   auto st = c.ok() ? (*c)->Stats() : Result<RemoteStats>(Status::Unavailable("down"));
@@ -130,10 +141,9 @@ TEST(DaemonSizesTest, ThreeSizesShareTheTiersAndSurviveARestart) {
   ASSERT_EQ(d.Stop(), 0);
   Daemon d2(flags, d.dir());
   ASSERT_TRUE(d2.running());
-  httplib::Client http("127.0.0.1", d2.admin_port());
-  auto m = http.Get("/metrics");
-  ASSERT_TRUE(m);
-  EXPECT_NE(m->body.find("kvtier_tier_recovered_blocks{tier=\"nvme\"} " + std::to_string(kTotal)),
+  const std::string metrics = Metrics(d2.admin_port());
+  ASSERT_FALSE(metrics.empty());
+  EXPECT_NE(metrics.find("kvtier_tier_recovered_blocks{tier=\"nvme\"} " + std::to_string(kTotal)),
             std::string::npos);
   auto [found, wrong] = AuditAll(d2.socket());
   EXPECT_EQ(found, kTotal);
@@ -192,9 +202,8 @@ TEST(DaemonSizesTest, NamespacesAndSizesAreListedAndIdleNamespacesReclaimed) {
       EXPECT_EQ(n.bytes, 2 * n.block_bytes) << n.model_id;
       EXPECT_EQ(n.hits, 2u) << n.model_id;
     }
-    httplib::Client http("127.0.0.1", d.admin_port());
-    auto m = http.Get("/metrics");
-    ASSERT_TRUE(m);
+    const std::string metrics = Metrics(d.admin_port());
+    ASSERT_FALSE(metrics.empty());
     for (const char* want :
          {"kvtier_size_bytes{tier=\"host\",size=\"2097152\"} 4194304",
           "kvtier_size_blocks{tier=\"host\",size=\"102400\"} 2",
@@ -202,7 +211,7 @@ TEST(DaemonSizesTest, NamespacesAndSizesAreListedAndIdleNamespacesReclaimed) {
           "kvtier_namespace_blocks{ns=\"2\",model=\"test/llama-3-8b\",tenant=\"\",tp_rank=\"0\"} 2",
           "kvtier_namespace_hits_total{ns=\"0\",model=\"test/small-16k\",tenant=\"\",tp_rank=\"0\"} 2",
           "kvtier_tier_regions_moved_total{tier=\"host\"} 0", "kvtier_namespaces 4"})
-      EXPECT_NE(m->body.find(want), std::string::npos) << want;
+      EXPECT_NE(metrics.find(want), std::string::npos) << want;
     // `kvtier namespaces` prints the same: id, model, tp rank, block bytes,
     // blocks, MiB, hits, evictions.
     FILE* p = popen((std::string(KVTIER_CLI_PATH) + " namespaces --socket " + d.socket()).c_str(), "r");
@@ -223,7 +232,7 @@ TEST(DaemonSizesTest, NamespacesAndSizesAreListedAndIdleNamespacesReclaimed) {
     EXPECT_TRUE(listed) << out;
     // The stray one goes after a second idle; the three in use stay.
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-    (void)http.Get("/metrics");  // a pass of the reclaimer
+    (void)Metrics(d.admin_port());  // a pass of the reclaimer
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     st = (*c)->Stats();
     ASSERT_TRUE(st.ok());
