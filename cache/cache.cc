@@ -497,7 +497,6 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
           duration == 0 ? 0 : NowSeconds() + static_cast<uint32_t>(duration / 1000000000ull) + 1;
       e.state.store(kWriting, std::memory_order_release);
     }
-    namespaces_->AddBlock(ns, sizes[i]);
     bool placed;
     {
       std::lock_guard<std::mutex> l(ts.mu);
@@ -525,7 +524,6 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
         index_.EraseLocked(id);
       }
       index_.FreeId(id);
-      namespaces_->RemoveBlock(ns, sizes[i]);
       b.outcome = ReserveOutcome::kNoSpace;
       res.blocks_.push_back(b);
       prev_id = kNoBlock;
@@ -537,6 +535,12 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
     prev_id = id;
   }
 
+  // The namespace's block count, once per call: it is entered (guard) until
+  // the call returns, and no reserved block can be evicted before Commit.
+  uint64_t reserved_bytes = 0;
+  for (const auto& b : res.blocks_)
+    if (b.outcome == ReserveOutcome::kReserved) reserved_bytes += b.size;
+  if (res.pending_ > 0) namespaces_->AddBlocks(ns, res.pending_, reserved_bytes);
   size_t no_space = 0, present = 0, in_flight = 0;
   for (const auto& b : res.blocks_) {
     no_space += b.outcome == ReserveOutcome::kNoSpace;

@@ -114,10 +114,10 @@ void NamespaceRegistry::Release(NamespaceId id) {
   }
 }
 
-void NamespaceRegistry::AddBlock(NamespaceId id, uint64_t bytes) {
+void NamespaceRegistry::AddBlocks(NamespaceId id, uint64_t blocks, uint64_t bytes) {
   Entry* e = Find(id);
   if (e == nullptr) return;
-  e->blocks.fetch_add(1);
+  e->blocks.fetch_add(static_cast<int64_t>(blocks));
   e->bytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
 }
 

@@ -89,7 +89,8 @@ class NamespaceRegistry {
   Result<NamespaceSpec> Get(NamespaceId id) const;
 
   // Usage, lock-free. REQUIRES: id was live when the block was created.
-  void AddBlock(NamespaceId id, uint64_t bytes);
+  void AddBlock(NamespaceId id, uint64_t bytes) { AddBlocks(id, 1, bytes); }
+  void AddBlocks(NamespaceId id, uint64_t blocks, uint64_t bytes);
   void RemoveBlock(NamespaceId id, uint64_t bytes);
   void AddHits(NamespaceId id, uint64_t n);
   void AddEviction(NamespaceId id);
