@@ -11,7 +11,11 @@
 // A second Reserve of a key that is READY or being written is answered
 // (kPresent / kInFlight), never duplicated. When a tier cannot allocate, the
 // cache evicts unpinned READY blocks chosen by the tier's policy until it can,
-// or answers ResourceExhausted.
+// or answers ResourceExhausted. In a memory tier with a slab allocator, sizes
+// share the memory by demand: a size short of its share takes a whole region
+// from the size most above its own (its blocks evicted or moved down), so a
+// tier full of one size still serves every other (cache/cache_rebalance.cc).
+// Namespaces are counted and reclaimed by a NamespaceRegistry.
 //
 // Thread safety: all methods may be called concurrently. Lock order: a tier's
 // mutex before an index shard's mutex; no path holds two shard mutexes.

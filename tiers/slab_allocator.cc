@@ -186,30 +186,6 @@ void SlabAllocator::Free(const Slot& slot) {
   }
 }
 
-bool SlabAllocator::CanAllocate(uint64_t bytes) const {
-  if (bytes == 0 || bytes > capacity_) return false;
-  uint32_t cls = ClassFor(bytes);
-  if (cls == kLargeClass) {
-    uint32_t need = static_cast<uint32_t>((bytes + region_bytes_ - 1) / region_bytes_);
-    uint32_t run = 0;
-    for (uint32_t r = 0; r < regions_.size(); ++r) {
-      run = regions_[r].size_class == kRegionFree && RegionBytes(r) == region_bytes_ ? run + 1 : 0;
-      if (run == need) return true;
-    }
-    return false;
-  }
-  const uint64_t exact = AlignUp(bytes, alignment_);
-  if (class_bytes_[cls] == exact || exact_classes_ >= max_exact_classes_) {
-    if (!partial_[cls].empty()) return true;
-  } else {
-    cls = kLargeClass;  // Allocate would make a new class: it needs a region
-  }
-  const uint64_t slot = cls == kLargeClass ? exact : class_bytes_[cls];
-  for (uint32_t r : free_regions_)
-    if (RegionBytes(r) >= slot) return true;
-  return false;
-}
-
 void SlabAllocator::SetOwner(const Slot& slot, uint32_t owner) {
   if (slot.size_class == kLargeClass) return;
   uint32_t r = RegionOf(slot.offset);

@@ -61,8 +61,6 @@ class SlabAllocator {
   // items. Allocate() may create an exact class first (so call this after
   // an Allocate of the same size to learn the class it used).
   uint32_t ClassFor(uint64_t bytes) const;
-  // Whether Allocate(bytes) would succeed now without any Free().
-  bool CanAllocate(uint64_t bytes) const;
 
   // ---- Regions and owners (rebalancing) ----
   // Records `owner` for an allocated slot of a size class (not large);
