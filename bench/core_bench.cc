@@ -4,6 +4,9 @@
 //                           (index lookups, pins, policy touches): keys/s
 //   BM_IndexPrefixLookup    the index walk alone: keys/s
 //   BM_HashTokens/<tpb>     KeyHasher over 32K tokens: bytes of token ids/s
+//   BM_Sha256ChainMessage   SHA-256 of the chain messages of 32K tokens, OpenSSL
+//                           (what the key hash calls) beside the portable code
+//                           it replaced: bytes of token ids/s
 //   BM_IndexMemory          index bytes per block entry at 1M entries
 //   BM_StoreChain/<policy>  reserve + commit of 2,048 blocks into a full tier
 //   BM_StoreSizes/<size>_one_size, /<size>_three_sizes
@@ -15,12 +18,16 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <random>
 
 #include "cache/cache.h"
+#include "bench/sha256_portable.h"
 #include "cache/keys.h"
+#include "cache/sha256.h"
 #include "tiers/host_shm_tier.h"
 
 namespace kvtier {
@@ -203,6 +210,46 @@ void BM_HashTokens(benchmark::State& state) {
   state.SetLabel(HashModeName(mode));
 }
 BENCHMARK(BM_HashTokens)->Args({16, 0})->Args({64, 0})->Args({256, 0})->Args({16, 1})->Args({256, 1});
+
+// The chain messages of 32K tokens (docs/hashing.md: prev key, count, token
+// ids, empty extra), each hashed and chained as ChainKey does, by OpenSSL
+// (impl 0) or by the portable SHA-256 kvtier used before (impl 1). Both must
+// give the same digests; the row fails otherwise.
+void BM_Sha256ChainMessage(benchmark::State& state) {
+  const uint32_t tpb = static_cast<uint32_t>(state.range(0));
+  const bool portable = state.range(1) == 1;
+  std::vector<uint32_t> tokens(32768);
+  std::mt19937 rng(2);
+  for (auto& t : tokens) t = rng() % 128000;
+  std::vector<uint8_t> msg(16 + 4 + 4 * tpb + 4, 0);
+  std::memcpy(msg.data() + 16, &tpb, 4);
+  auto chain = [&](auto&& digest) {
+    std::array<uint8_t, 32> d{};
+    for (size_t b = 0; b + tpb <= tokens.size(); b += tpb) {
+      std::memcpy(msg.data(), d.data(), 16);
+      std::memcpy(msg.data() + 20, tokens.data() + b, 4 * tpb);
+      d = digest(msg.data(), msg.size());
+    }
+    return d;
+  };
+  auto openssl = [](const uint8_t* p, size_t n) { return Sha256Digest(p, n); };
+  auto old = [](const uint8_t* p, size_t n) {
+    bench::PortableSha256 h;
+    h.Update(p, n);
+    return h.Finish();
+  };
+  if (chain(openssl) != chain(old)) {
+    state.SkipWithError("OpenSSL and portable SHA-256 disagree");
+    return;
+  }
+  for (auto _ : state) {
+    auto d = portable ? chain(old) : chain(openssl);
+    benchmark::DoNotOptimize(d.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens.size() * 4));
+  state.SetLabel(portable ? "portable (before)" : "openssl");
+}
+BENCHMARK(BM_Sha256ChainMessage)->Args({16, 0})->Args({16, 1})->Args({256, 0})->Args({256, 1});
 
 void BM_IndexMemory(benchmark::State& state) {
   const uint32_t n = 1 << 20;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "server/cli.h"
 #include "bench/gpu_bandwidth.h"
 #include "engine_adapter/engine/attention.h"
 #include "engine_adapter/engine/engine.h"
@@ -217,11 +218,7 @@ int RunEngineBench(int argc, char** argv) {
       ->delimiter(',');
   app.add_flag("--attention-only", f.attention_only,
                "only the prefill attention kernels, every tile shape (no weights loaded)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int rc = cli::Parse(app, argc, argv); rc >= 0) return rc;
 
   if (f.attention_only) {
     // Only the shape matters: a preset name or a checkpoint's config.json.

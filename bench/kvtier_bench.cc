@@ -1,26 +1,30 @@
 // kvtier-bench: measures kvtier on real workloads.
 //
-//   kvtier-bench rpc    acquire/release latency and throughput, live daemon
-//   kvtier-bench sim    trace replay through the real cache and policies
-//   kvtier-bench load   GPU path bandwidth: tiers -> engine pool and back
-//   kvtier-bench tp     several GPUs: tensor-parallel loads through one daemon
+//   kvtier-bench rpc     acquire/release latency and throughput, live daemon
+//   kvtier-bench sim     trace replay through the real cache and policies
+//   kvtier-bench load    GPU path bandwidth: tiers -> engine pool and back
+//   kvtier-bench tp      several GPUs: tensor-parallel loads through one daemon
+//   kvtier-bench engine  the integrated engine beside a PyTorch reference
+//   kvtier-bench ttft    time to first token with and without kvtier
 //
-// Each subcommand prints its own flags with --help.
+// Each command parses its own flags with CLI11 (server/cli.h conventions:
+// `kvtier-bench COMMAND --help`, ranges checked before any work, one-line
+// errors). A command is a function `int Run(int argc, char** argv)` (argv[0]
+// the program, argv[1] the command's name) in its own file, plus one line in
+// kCommands below.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
-#include <sstream>
 #include <string>
-#include <vector>
 
 #include "bench/bench_util.h"
 #include "bench/daemon_process.h"
 #include "bench/load_bench.h"
-#include "bench/tp_bench.h"
 #include "bench/rpc_bench.h"
 #include "bench/sim_command.h"
+#include "bench/tp_bench.h"
+#include "server/cli.h"
 #if KVTIER_BENCH_ENGINE
 #include "bench/engine_bench.h"
 #include "bench/ttft_bench.h"
@@ -28,186 +32,159 @@
 
 namespace {
 
-const char* kUsage =
-    "usage: kvtier-bench <command> [flags]\n"
-    "\n"
-    "commands:\n"
-    "  rpc     acquire + release latency (1, 64, 2048-key chains) and acquires/s\n"
-    "          with concurrent clients, against a live kvtierd over its socket\n"
-    "  sim     offline replay of a trace (Mooncake JSONL, agentic sessions) through\n"
-    "          the real cache, eviction and admission code: prefix hit rates per\n"
-    "          policy and capacity, with Belady's MIN as the reference\n"
-    "  load    paged load and store bandwidth of the GPU path (host, HBM and NVMe\n"
-    "          tiers into an engine's KV pool) against a live kvtierd, beside\n"
-    "          cudaMemcpy and plain io_uring reads of the same bytes\n"
-    "  tp      one daemon, a tensor-parallel engine on every GPU: acquireTp round\n"
-    "          trips byte-exact, aggregate host->GPU load bandwidth of all GPUs at\n"
-    "          once vs the sum of per-GPU memcpy, loads while stores land\n"
-    "  engine  the integrated engine's prefill and decode speed on a checkpoint,\n"
-    "          beside a PyTorch reference of the same weights in the same run\n"
-    "          (flags: kvtier-bench engine --help)\n"
-    "  ttft    time to first token of the engine with and without kvtier: full\n"
-    "          hits from each tier, half hits, recompute, a load test\n"
-    "          (flags: kvtier-bench ttft --help)\n"
-    "\n"
-    "rpc flags:\n"
-    "  --socket PATH       measure this running daemon (default: spawn one)\n"
-    "  --kvtierd PATH      daemon binary to spawn (default: next to this program)\n"
-    "  --rpc-threads N     RPC threads of the spawned daemon (default 2)\n"
-    "  --calls N           timed calls per chain length (default 2000)\n"
-    "  --seconds S         duration of each throughput point (default 3)\n"
-    "  --clients LIST      comma-separated client counts (default 1,8)\n"
-    "  --spin-us N         clients poll N us for each reply before sleeping\n"
-    "                      (default 50; 0: sleep at once)\n";
+using kvtier::cli::kUsageError;
 
-bool ParseInt(const char* s, int* out, bool allow_zero = false) {
-  char* end = nullptr;
-  long v = std::strtol(s, &end, 10);
-  if (*s == '\0' || *end != '\0' || v < (allow_zero ? 0 : 1) || v > 1000000) return false;
-  *out = static_cast<int>(v);
-  return true;
-}
-
-int Usage(const char* error) {
-  if (error != nullptr) std::fprintf(stderr, "kvtier-bench: %s\n\n", error);
-  FILE* out = error != nullptr ? stderr : stdout;
-  for (const char* text : {kUsage, kvtier::bench::SimUsage(), kvtier::bench::LoadBenchUsage(),
-                           kvtier::bench::TpBenchUsage()}) {
-    if (text != kUsage) std::fputs("\n", out);
-    std::fputs(text, out);
-  }
-  return error != nullptr ? 2 : 0;
-}
-
-// Walks the `--flag value` pairs after the command. `set` applies one and
-// returns an error message, empty when it took it. Returns the exit code to
-// stop with (help, or a usage error), or -1 when every flag was taken.
-int ParseFlags(int argc, char** argv,
-               const std::function<std::string(const std::string&, const char*)>& set) {
-  for (int i = 2; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (f == "--help" || f == "-h") return Usage(nullptr);
-    if (i + 1 >= argc) return Usage(("flag " + f + " needs a value").c_str());
-    const std::string error = set(f, argv[++i]);
-    if (!error.empty()) return Usage(error.c_str());
-  }
-  return -1;
-}
-
-// Parses a positive number into *out, or says which flag wanted one.
-std::string Positive(const std::string& flag, const char* v, int* out) {
-  return ParseInt(v, out) ? "" : flag + " needs a positive number";
+// A comma-separated list of numbers in [lo, hi].
+CLI::Validator IntList(int lo, int hi) {
+  return kvtier::cli::EachItem(
+      [lo, hi](const std::string& v) -> std::string {
+        char* end = nullptr;
+        const long n = std::strtol(v.c_str(), &end, 10);
+        if (*end != '\0' || n < lo || n > hi)
+          return "'" + v + "' is not a number in " + std::to_string(lo) + ".." + std::to_string(hi);
+        return "";
+      },
+      "LIST");
 }
 
 int RunRpc(int argc, char** argv) {
   kvtier::bench::RpcBenchOptions o;
   o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
-  const int rc = ParseFlags(argc, argv, [&](const std::string& f, const char* v) -> std::string {
-    if (f == "--socket") {
-      o.socket = v;
-    } else if (f == "--kvtierd") {
-      o.kvtierd_path = v;
-    } else if (f == "--rpc-threads") {
-      return Positive(f, v, &o.rpc_threads);
-    } else if (f == "--calls") {
-      return Positive(f, v, &o.calls);
-    } else if (f == "--seconds") {
-      o.seconds = std::atof(v);
-      if (o.seconds <= 0) return "--seconds needs a positive number";
-    } else if (f == "--spin-us") {
-      if (!ParseInt(v, &o.spin_us, /*allow_zero=*/true))
-        return "--spin-us needs a number of microseconds (0: no polling)";
-    } else if (f == "--clients") {
-      o.client_counts.clear();
-      for (const std::string& item : kvtier::bench::SplitList(v)) {
-        int n;
-        if (!ParseInt(item.c_str(), &n)) return "--clients needs numbers like 1,8";
-        o.client_counts.push_back(n);
-      }
-      if (o.client_counts.empty()) return "--clients needs numbers like 1,8";
-    } else {
-      return "unknown flag " + f;
-    }
-    return "";
-  });
-  return rc >= 0 ? rc : kvtier::bench::RunRpcBench(o);
+  CLI::App app("acquire + release latency (1, 64, 2048-key chains) and acquires/s with concurrent "
+               "clients, against a live kvtierd over its socket",
+               "kvtier-bench rpc");
+  std::string clients = "1,8";
+  app.add_option("--socket", o.socket, "measure this running daemon (default: spawn one)");
+  app.add_option("--kvtierd", o.kvtierd_path, "daemon binary to spawn")->capture_default_str();
+  app.add_option("--rpc-threads", o.rpc_threads, "RPC threads of the spawned daemon")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--calls", o.calls, "timed calls per chain length")
+      ->capture_default_str()->check(CLI::Range(1, 10000000));
+  app.add_option("--seconds", o.seconds, "duration of each throughput point")
+      ->capture_default_str()->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--clients", clients, "comma-separated client counts")
+      ->capture_default_str()->check(IntList(1, 4096));
+  app.add_option("--spin-us", o.spin_us, "clients poll N us for each reply before sleeping (0: sleep at once)")
+      ->capture_default_str()->check(CLI::Range(0, 1000000));
+  if (int rc = kvtier::cli::Parse(app, argc - 1, argv + 1); rc >= 0) return rc;
+  o.client_counts.clear();
+  for (const std::string& item : kvtier::bench::SplitList(clients)) o.client_counts.push_back(std::stoi(item));
+  return kvtier::bench::RunRpcBench(o);
 }
 
 int RunLoad(int argc, char** argv) {
   kvtier::bench::LoadBenchOptions o;
   o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
-  const int rc = ParseFlags(argc, argv, [&](const std::string& f, const char* v) -> std::string {
-    int n = 0;
-    if (f == "--kvtierd") {
-      o.kvtierd_path = v;
-    } else if (f == "--models") {
-      o.models = kvtier::bench::SplitList(v);
-    } else if (f == "--tiers") {
-      o.tiers = kvtier::bench::SplitList(v);
-    } else if (f == "--nvme-passes") {
-      return Positive(f, v, &o.nvme_passes);
-    } else if (f == "--tokens" || f == "--reps" || f == "--nvme-chunk") {
-      if (std::string e = Positive(f, v, &n); !e.empty()) return e;
-      if (f == "--tokens") o.tokens = static_cast<uint32_t>(n);
-      if (f == "--nvme-chunk") o.nvme_chunk_blocks = static_cast<uint32_t>(n);
-      if (f == "--reps") {
-        o.reps = n;
-        o.hbm_reps = std::max(n, o.hbm_reps);
-      }
-    } else {
-      return "unknown flag " + f;
-    }
-    return "";
-  });
-  return rc >= 0 ? rc : kvtier::bench::RunLoadBench(o);
+  CLI::App app("paged load and store bandwidth of the GPU path (host, HBM and NVMe tiers into an "
+               "engine's KV pool) against a live kvtierd, beside cudaMemcpy and plain io_uring "
+               "reads of the same bytes",
+               "kvtier-bench load");
+  std::string models = "8b,70b", tiers = "host,hbm,nvme";
+  app.add_option("--kvtierd", o.kvtierd_path, "daemon binary to spawn")->capture_default_str();
+  app.add_option("--models", models, "8b (32 layers), 70b (80 layers); 8 KV heads x 128, bf16")
+      ->capture_default_str()
+      ->check(kvtier::cli::EachItem(
+          [](const std::string& m) { return m == "8b" || m == "70b" ? "" : "unknown model '" + m + "' (8b, 70b)"; },
+          "LIST"));
+  app.add_option("--tiers", tiers, "tiers to load from: host, hbm, nvme")
+      ->capture_default_str()
+      ->check(kvtier::cli::EachItem(
+          [](const std::string& t) {
+            return t == "host" || t == "hbm" || t == "nvme" ? "" : "unknown tier '" + t + "' (host, hbm, nvme)";
+          },
+          "LIST"));
+  int reps = o.reps;
+  app.add_option("--tokens", o.tokens, "tokens per chain")->capture_default_str()->check(CLI::Range(1u, 1u << 22));
+  app.add_option("--reps", reps, "timed repetitions (median)")->capture_default_str()->check(CLI::Range(1, 1000));
+  app.add_option("--nvme-passes", o.nvme_passes, "timed passes over all tokens from NVMe")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  app.add_option("--nvme-chunk", o.nvme_chunk_blocks, "blocks per Lookup + Load from NVMe")
+      ->capture_default_str()->check(CLI::Range(1u, 1u << 20));
+  if (int rc = kvtier::cli::Parse(app, argc - 1, argv + 1); rc >= 0) return rc;
+  o.models = kvtier::bench::SplitList(models);
+  o.tiers = kvtier::bench::SplitList(tiers);
+  if (app.get_option("--reps")->count() > 0) {
+    o.reps = reps;
+    o.hbm_reps = std::max(reps, o.hbm_reps);
+  }
+  return kvtier::bench::RunLoadBench(o);
 }
 
 int RunTp(int argc, char** argv) {
   kvtier::bench::TpBenchOptions o;
   o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
-  const int rc = ParseFlags(argc, argv, [&](const std::string& f, const char* v) -> std::string {
-    int n = 0;
-    if (f == "--kvtierd") {
-      o.kvtierd_path = v;
-    } else if (f == "--gpus" || f == "--tokens" || f == "--layers" || f == "--reps") {
-      if (std::string e = Positive(f, v, &n); !e.empty()) return e;
-      if (f == "--gpus") o.gpus = n;
-      if (f == "--tokens") o.tokens = static_cast<uint32_t>(n);
-      if (f == "--layers") o.layers = static_cast<uint32_t>(n);
-      if (f == "--reps") o.reps = n;
-    } else {
-      return "unknown flag " + f;
-    }
-    return "";
-  });
-  return rc >= 0 ? rc : kvtier::bench::RunTpBench(o);
+  CLI::App app("one daemon, a tensor-parallel engine on every GPU: acquireTp round trips "
+               "byte-exact, aggregate host->GPU load bandwidth of all GPUs at once vs the sum of "
+               "per-GPU memcpy, loads while stores land",
+               "kvtier-bench tp");
+  app.add_option("--kvtierd", o.kvtierd_path, "daemon binary to spawn")->capture_default_str();
+  app.add_option("--gpus", o.gpus, "GPUs (TP ranks) to use; 0: all present")
+      ->capture_default_str()->check(CLI::Range(0, 64));
+  app.add_option("--tokens", o.tokens, "tokens per rank and chain")
+      ->capture_default_str()->check(CLI::Range(1u, 1u << 22));
+  app.add_option("--layers", o.layers, "layers of the model")->capture_default_str()->check(CLI::Range(1u, 1024u));
+  app.add_option("--reps", o.reps, "timed repetitions (median)")->capture_default_str()->check(CLI::Range(1, 1000));
+  if (int rc = kvtier::cli::Parse(app, argc - 1, argv + 1); rc >= 0) return rc;
+  return kvtier::bench::RunTpBench(o);
+}
+
+int RunEngine(int argc, char** argv) {
+#if KVTIER_BENCH_ENGINE
+  return kvtier::bench::RunEngineBench(argc - 1, argv + 1);
+#else
+  (void)argc;
+  (void)argv;
+  std::fprintf(stderr, "kvtier-bench engine: this build has no CUDA (the engine needs a GPU)\n");
+  return 1;
+#endif
+}
+
+int RunTtft(int argc, char** argv) {
+#if KVTIER_BENCH_ENGINE
+  return kvtier::bench::RunTtftBench(argc - 1, argv + 1);
+#else
+  (void)argc;
+  (void)argv;
+  std::fprintf(stderr, "kvtier-bench ttft: this build has no CUDA (the engine needs a GPU)\n");
+  return 1;
+#endif
+}
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int argc, char** argv);
+};
+
+const Command kCommands[] = {
+    {"rpc", "acquire + release latency and acquires/s against a live kvtierd", RunRpc},
+    {"sim", "offline trace replay through the real cache and policies, with Belady's MIN",
+     kvtier::bench::RunSim},
+    {"load", "GPU path bandwidth: host, HBM and NVMe tiers into an engine's KV pool", RunLoad},
+    {"tp", "several GPUs: tensor-parallel loads through one daemon", RunTp},
+    {"engine", "the integrated engine's prefill and decode beside a PyTorch reference", RunEngine},
+    {"ttft", "time to first token with and without kvtier: each tier, half hits, load test",
+     RunTtft},
+};
+
+int Usage(FILE* out) {
+  std::fputs("usage: kvtier-bench COMMAND [flags]   (kvtier-bench COMMAND --help: its flags)\n\ncommands:\n",
+             out);
+  for (const Command& c : kCommands) std::fprintf(out, "  %-8s %s\n", c.name, c.summary);
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return Usage("missing command");
-  std::string cmd = argv[1];
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") return Usage(nullptr);
-  if (cmd == "rpc") return RunRpc(argc, argv);
-  if (cmd == "sim") return kvtier::bench::RunSim(argc, argv);
-  if (cmd == "load") return RunLoad(argc, argv);
-  if (cmd == "tp") return RunTp(argc, argv);
-  if (cmd == "engine") {
-#if KVTIER_BENCH_ENGINE
-    return kvtier::bench::RunEngineBench(argc - 1, argv + 1);
-#else
-    std::fprintf(stderr, "kvtier-bench engine: this build has no CUDA (the engine needs a GPU)\n");
-    return 1;
-#endif
+  if (argc < 2) {
+    Usage(stderr);
+    return kUsageError;
   }
-  if (cmd == "ttft") {
-#if KVTIER_BENCH_ENGINE
-    return kvtier::bench::RunTtftBench(argc - 1, argv + 1);
-#else
-    std::fprintf(stderr, "kvtier-bench ttft: this build has no CUDA (the engine needs a GPU)\n");
-    return 1;
-#endif
-  }
-  return Usage(("unknown command '" + cmd + "'").c_str());
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") return Usage(stdout);
+  for (const Command& c : kCommands)
+    if (cmd == c.name) return c.run(argc, argv);
+  std::fprintf(stderr, "kvtier-bench: unknown command '%s' (see kvtier-bench --help)\n", cmd.c_str());
+  return kUsageError;
 }

@@ -40,20 +40,6 @@
 
 namespace kvtier::bench {
 
-const char* LoadBenchUsage() {
-  return "load flags:\n"
-         "  --kvtierd PATH      daemon binary to spawn (default: next to this program)\n"
-         "  --models LIST       8b,70b (default both): 32 or 80 layers, 8 KV heads x 128,\n"
-         "                      bf16, 16-token pages, vLLM layout\n"
-         "  --tiers LIST        host,hbm,nvme (default all)\n"
-         "  --tokens N          tokens loaded and stored per repetition (default 32768)\n"
-         "  --reps N            timed repetitions of host rows (default 5; HBM 9)\n"
-         "  --nvme-passes N     timed passes over all tokens from NVMe, each with 2 and with\n"
-         "                      1 lookup in flight, each followed by plain io_uring reads\n"
-         "                      (default 3)\n"
-         "  --nvme-chunk N      blocks per Lookup + Load from NVMe (default 128)\n";
-}
-
 Result<double> UringReads(const std::string& path, const std::vector<uint64_t>& offsets,
                           uint32_t len, uint32_t qd) {
   int fd = open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);

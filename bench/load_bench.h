@@ -39,7 +39,6 @@ struct LoadBenchOptions {
   uint32_t nvme_chunk_blocks = 128;  // blocks per Lookup + Load from NVMe
 };
 
-const char* LoadBenchUsage();
 int RunLoadBench(const LoadBenchOptions& options);
 
 }  // namespace kvtier::bench

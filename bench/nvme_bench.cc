@@ -5,6 +5,9 @@
 //   kvtier-nvme-bench --path FILE [--size 4G] [--seconds 2]
 //                     [--qd 8,32,128] [--extent 256K,1M,4M] [--no-verify] [--fio]
 //
+// Flags follow server/cli.h; every value is range-checked before the file is
+// touched.
+//
 // For each extent size E and queue depth Q (Q extents in flight):
 //   plain write  raw liburing WRITE_FIXED of E bytes, sequential over the file
 //   plain read   raw liburing READ_FIXED of E bytes at random E-aligned offsets
@@ -24,6 +27,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,10 +35,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "server/cli.h"
 #include "tiers/aligned_buffer.h"
 #include "tiers/checksum.h"
 #include "tiers/nvme_store.h"
@@ -54,17 +60,29 @@ struct Flags {
   bool fio = false;
 };
 
-uint64_t ParseSize(const std::string& s) {
+// "4G", "256K", "1M", "4096": bytes (K/M/G/T are powers of two). nullopt on
+// anything else, so a typo is refused before the run instead of becoming 0.
+std::optional<uint64_t> ParseSize(const std::string& s) {
+  if (s.empty() || s[0] < '0' || s[0] > '9') return std::nullopt;
   char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  switch (end && *end ? *end : ' ') {
-    case 'k': case 'K': v *= 1024; break;
-    case 'm': case 'M': v *= 1024 * 1024; break;
-    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
-    case 't': case 'T': v *= 1024.0 * 1024 * 1024 * 1024; break;
-    default: break;
+  errno = 0;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (errno != 0) return std::nullopt;
+  std::string unit(end);
+  uint64_t mult = 1;
+  if (!unit.empty()) {
+    switch (unit[0]) {
+      case 'k': case 'K': mult = 1ull << 10; break;
+      case 'm': case 'M': mult = 1ull << 20; break;
+      case 'g': case 'G': mult = 1ull << 30; break;
+      case 't': case 'T': mult = 1ull << 40; break;
+      default: return std::nullopt;
+    }
+    const std::string rest = unit.substr(1);
+    if (!rest.empty() && rest != "B" && rest != "iB" && rest != "b" && rest != "ib") return std::nullopt;
   }
-  return static_cast<uint64_t>(v);
+  if (v > UINT64_MAX / mult) return std::nullopt;
+  return v * mult;
 }
 
 std::vector<uint64_t> ParseList(const std::string& s) {
@@ -73,11 +91,21 @@ std::vector<uint64_t> ParseList(const std::string& s) {
   while (start <= s.size()) {
     size_t comma = s.find(',', start);
     std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!item.empty()) out.push_back(ParseSize(item));
+    if (auto v = ParseSize(item)) out.push_back(*v);
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
   return out;
+}
+
+// A CLI11 check of one size within [lo, hi], a multiple of `multiple`.
+std::string CheckSize(const std::string& item, uint64_t lo, uint64_t hi, uint64_t multiple) {
+  auto v = ParseSize(item);
+  if (!v) return "'" + item + "' is not a size (e.g. 4096, 256K, 4G)";
+  if (*v < lo || *v > hi)
+    return "'" + item + "' is out of range " + std::to_string(lo) + ".." + std::to_string(hi) + " bytes";
+  if (*v % multiple != 0) return "'" + item + "' is not a multiple of " + std::to_string(multiple) + " bytes";
+  return "";
 }
 
 std::string SizeName(uint64_t b) {
@@ -169,13 +197,19 @@ struct StoreResult {
   std::string queue;
 };
 
+// The store's region for extents of `e` bytes: 64 MiB, or more to hold 8.
+uint64_t StoreRegionBytes(uint64_t e) {
+  uint64_t region = 64ull << 20;
+  while (region < 8 * (e + kExtentHeaderBytes)) region *= 2;
+  return region;
+}
+
 StoreResult RunStore(const Flags& f, uint64_t e, uint32_t qd, uint8_t* mem,
                      const std::vector<uint64_t>& sums) {
   NvmeStoreOptions o;
   o.path = f.path;
   o.capacity_bytes = f.size;
-  o.region_bytes = 64ull << 20;
-  while (o.region_bytes < 8 * (e + kExtentHeaderBytes)) o.region_bytes *= 2;
+  o.region_bytes = StoreRegionBytes(e);
   o.max_ops = qd;
   o.verify_payload_on_read = f.verify;
   auto opened = NvmeStore::Open(o);
@@ -291,35 +325,52 @@ bool FioOnPath() { return std::system("command -v fio >/dev/null 2>&1") == 0; }
 
 int Main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) Die("missing value for " + a);
-      return argv[++i];
-    };
-    if (a == "--path") f.path = value();
-    else if (a == "--size") f.size = ParseSize(value());
-    else if (a == "--seconds") f.seconds = std::atof(value().c_str());
-    else if (a == "--qd") f.qds = ParseList(value());
-    else if (a == "--extent") f.extents = ParseList(value());
-    else if (a == "--no-verify") f.verify = false;
-    else if (a == "--fio") f.fio = true;
-    else if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: kvtier-nvme-bench --path FILE [--size 4G] [--seconds 2] [--qd 8,32,128]\n"
-          "                         [--extent 256K,1M,4M] [--no-verify] [--fio]\n"
-          "Compares NvmeStore write/read bandwidth with plain io_uring O_DIRECT I/O\n"
-          "of the same file, sizes and queue depths (and fio with --fio, if on PATH).\n"
-          "The file is created/overwritten; its contents are destroyed.\n");
-      return 0;
-    } else {
-      Die("unknown flag " + a + " (see --help)");
-    }
-  }
-  if (f.path.empty()) Die("--path is required (see --help)");
-  if (f.qds.empty() || f.extents.empty()) Die("empty --qd or --extent list");
+  CLI::App app(
+      "Compares NvmeStore write/read bandwidth with plain io_uring O_DIRECT I/O of the same "
+      "file, sizes and queue depths (and fio with --fio, if on PATH). The file is created or "
+      "overwritten; its contents are destroyed.",
+      "kvtier-nvme-bench");
+  std::string size = "4G", qds = "8,32,128", extents = "256K,1M,4M";
+  bool no_verify = false;
+  app.add_option("--path", f.path, "file or block device to test (required)")->required();
+  app.add_option("--size", size, "bytes of the file to use, 16M..64T")
+      ->capture_default_str()
+      ->check(cli::EachItem([](const std::string& v) { return CheckSize(v, 16ull << 20, 64ull << 40, 4096); },
+                            "SIZE"));
+  app.add_option("--seconds", f.seconds, "seconds per phase, 0.1..3600")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--qd", qds, "queue depths (extents in flight), each 1..1024")
+      ->capture_default_str()
+      ->check(cli::EachItem([](const std::string& v) { return CheckSize(v, 1, 1024, 1); }, "LIST"));
+  app.add_option("--extent", extents, "extent sizes, each 4K..256M and a multiple of 4K")
+      ->capture_default_str()
+      ->check(cli::EachItem([](const std::string& v) { return CheckSize(v, 4096, 256ull << 20, 4096); },
+                            "LIST"));
+  app.add_flag("--no-verify", no_verify, "skip payload verification on store reads");
+  app.add_flag("--fio", f.fio, "also run fio on the same file (when fio is on PATH)");
+  if (int rc = cli::Parse(app, argc, argv); rc >= 0) return rc;
+  f.size = *ParseSize(size);
+  f.qds = ParseList(qds);
+  f.extents = ParseList(extents);
+  f.verify = !no_verify;
+  // The file must hold the store's superblock area and one region, and the
+  // plain phases' qd extents in flight.
   for (uint64_t e : f.extents) {
-    if (e == 0 || e % kNvmeBlockBytes != 0) Die("extents must be multiples of 4 KiB");
+    if (f.size < kDataOffset + StoreRegionBytes(e)) {
+      std::fprintf(stderr, "kvtier-nvme-bench: --size %s is too small for --extent %s: the store needs "
+                   "%s (1 MiB superblock area and one %s region) (see kvtier-nvme-bench --help)\n",
+                   size.c_str(), SizeName(e).c_str(), SizeName(kDataOffset + StoreRegionBytes(e)).c_str(),
+                   SizeName(StoreRegionBytes(e)).c_str());
+      return cli::kUsageError;
+    }
+    for (uint64_t q : f.qds)
+      if (f.size < kDataOffset + q * e) {
+        std::fprintf(stderr, "kvtier-nvme-bench: --size %s is too small for --qd %llu x --extent %s "
+                     "(see kvtier-nvme-bench --help)\n", size.c_str(), static_cast<unsigned long long>(q),
+                     SizeName(e).c_str());
+        return cli::kUsageError;
+      }
   }
   bool fio = f.fio && FioOnPath();
   if (f.fio && !fio) std::printf("note: --fio given but fio is not on PATH; skipped\n");

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -46,6 +47,22 @@ Status StoreChain(ClientNamespace& ns, const std::vector<BlockKey>& keys) {
   return Status::OK();
 }
 
+// Every failure says what failed, on one line (exit 1).
+int Fail(const std::string& what, const Status& st) {
+  std::fprintf(stderr, "kvtier-bench rpc: %s: %s\n", what.c_str(), st.ToString().c_str());
+  return 1;
+}
+
+// A lease of the wrong size is a failure too: the daemon lost blocks.
+template <typename LeaseResult>
+Status LeaseOf(const LeaseResult& lease, size_t want) {
+  if (!lease.ok()) return lease.status();
+  if (lease->size() != want)
+    return Status::Internal("the daemon returned " + std::to_string(lease->size()) + " of " +
+                            std::to_string(want) + " blocks");
+  return Status::OK();
+}
+
 }  // namespace
 
 int RunRpcBench(const RpcBenchOptions& o) {
@@ -56,22 +73,19 @@ int RunRpcBench(const RpcBenchOptions& o) {
                                                     "--admin", "off", "--log-level", "warn",
                                                     "--rpc-threads", std::to_string(o.rpc_threads)});
     if (!d.ok()) {
-      std::fprintf(stderr, "kvtier-bench: %s\n", d.status().ToString().c_str());
-      return 1;
+      return Fail("starting kvtierd", d.status());
     }
     daemon = std::move(d).value();
     socket = daemon->socket();
   }
   auto client = Client::Connect(socket);
   if (!client.ok()) {
-    std::fprintf(stderr, "kvtier-bench: %s\n", client.status().ToString().c_str());
-    return 1;
+    return Fail("connecting to " + socket, client.status());
   }
   (*client)->set_reply_spin(std::chrono::microseconds(o.spin_us));
   auto ns = (*client)->OpenNamespace(BenchSpec());
   if (!ns.ok()) {
-    std::fprintf(stderr, "kvtier-bench: %s\n", ns.status().ToString().c_str());
-    return 1;
+    return Fail("opening the namespace", ns.status());
   }
   std::printf("kvtier-bench rpc: socket %s, %d RPC threads on the daemon, %u CPUs here, "
               "clients poll %d us for a reply\n",
@@ -80,7 +94,7 @@ int RunRpcBench(const RpcBenchOptions& o) {
     std::vector<double> ping_us;
     for (int i = 0; i < o.calls + 50; ++i) {
       auto t0 = std::chrono::steady_clock::now();
-      if (!(*client)->Ping().ok()) return 1;
+      if (Status st = (*client)->Ping(); !st.ok()) return Fail("ping", st);
       double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
       if (i >= 50) ping_us.push_back(us);
     }
@@ -92,7 +106,7 @@ int RunRpcBench(const RpcBenchOptions& o) {
     for (int i = 0; i < o.calls + 50; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       auto lease = (*ns)->Lookup(miss);
-      if (!lease.ok() || !lease->empty()) return 1;
+      if (Status st = LeaseOf(lease, 0); !st.ok()) return Fail("acquire of a missing prefix", st);
       double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
       if (i >= 50) miss_us.push_back(us);
     }
@@ -100,13 +114,13 @@ int RunRpcBench(const RpcBenchOptions& o) {
                 Percentile(miss_us, 0.99));
     // The same hit, timing the acquire and the lease drop apart.
     auto hit = ChainKeys(**ns, 1, 4242);
-    if (!StoreChain(**ns, hit).ok()) return 1;
+    if (Status st = StoreChain(**ns, hit); !st.ok()) return Fail("storing 1 block", st);
     std::vector<double> acq_us, drop_us;
     for (int i = 0; i < o.calls + 50; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       auto lease = (*ns)->Lookup(hit);
       auto t1 = std::chrono::steady_clock::now();
-      if (!lease.ok() || lease->size() != 1) return 1;
+      if (Status st = LeaseOf(lease, 1); !st.ok()) return Fail("acquire of 1 stored block", st);
       lease = ClientLease();
       auto t2 = std::chrono::steady_clock::now();
       if (i >= 50) {
@@ -123,8 +137,7 @@ int RunRpcBench(const RpcBenchOptions& o) {
     auto keys = ChainKeys(**ns, n, static_cast<uint32_t>(n));
     Status st = StoreChain(**ns, keys);
     if (!st.ok()) {
-      std::fprintf(stderr, "kvtier-bench: storing %zu blocks: %s\n", n, st.ToString().c_str());
-      return 1;
+      return Fail("storing " + std::to_string(n) + " blocks", st);
     }
     const int calls = n >= 2048 ? o.calls / 4 : o.calls;
     std::vector<double> explicit_us, drop_us;
@@ -132,10 +145,8 @@ int RunRpcBench(const RpcBenchOptions& o) {
       for (int i = 0; i < calls + 50; ++i) {  // 50 warm-up calls
         auto t0 = std::chrono::steady_clock::now();
         auto lease = (*ns)->Lookup(keys);
-        if (!lease.ok() || lease->size() != n) {
-          std::fprintf(stderr, "kvtier-bench: lookup failed\n");
-          return 1;
-        }
+        if (Status st = LeaseOf(lease, n); !st.ok())
+          return Fail("acquire of " + std::to_string(n) + " stored blocks", st);
         if (pass == 0) {
           (void)lease->Release();  // a second round trip
         } else {
@@ -159,26 +170,33 @@ int RunRpcBench(const RpcBenchOptions& o) {
     std::atomic<bool> go{false}, stop{false};
     std::atomic<uint64_t> total{0};
     std::atomic<int> failed{0};
+    std::mutex first_error_mu;
+    Status first_error;
+    auto client_failed = [&](const Status& st) {
+      std::lock_guard<std::mutex> l(first_error_mu);
+      if (first_error.ok()) first_error = st;
+      ++failed;
+    };
     std::vector<std::thread> threads;
     for (int c = 0; c < clients; ++c) {
       threads.emplace_back([&] {
         auto cl = Client::Connect(socket);
         if (!cl.ok()) {
-          ++failed;
+          client_failed(cl.status());
           return;
         }
         (*cl)->set_reply_spin(std::chrono::microseconds(o.spin_us));
         auto n2 = (*cl)->OpenNamespace(BenchSpec());
         if (!n2.ok()) {
-          ++failed;
+          client_failed(n2.status());
           return;
         }
         while (!go.load()) std::this_thread::yield();
         uint64_t done = 0;
         while (!stop.load(std::memory_order_relaxed)) {
           auto lease = (*n2)->Lookup(keys64);
-          if (!lease.ok() || lease->size() != 64) {
-            ++failed;
+          if (Status st = LeaseOf(lease, 64); !st.ok()) {
+            client_failed(st);
             return;
           }
           lease = ClientLease();  // drop: the release goes out without a round trip
@@ -195,8 +213,9 @@ int RunRpcBench(const RpcBenchOptions& o) {
     for (auto& t : threads) t.join();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (failed.load() > 0) {
-      std::fprintf(stderr, "kvtier-bench: %d clients failed\n", failed.load());
-      return 1;
+      std::lock_guard<std::mutex> l(first_error_mu);
+      return Fail(std::to_string(failed.load()) + " of " + std::to_string(clients) + " clients failed; the first",
+                  first_error);
     }
     double rate = static_cast<double>(total.load()) / secs;
     std::printf("%-8d %14.0f %14.0f %14.1f\n", clients, rate, rate * 64, clients * 1e6 / rate);

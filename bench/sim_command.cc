@@ -20,6 +20,10 @@
 #include "bench/sim_belady.h"
 #include "bench/sim_replay.h"
 #include "bench/trace_reader.h"
+#include "eviction/admission.h"
+#include "eviction/policy.h"
+#include "server/cli.h"
+#include "tiers/json_string.h"
 
 namespace kvtier::bench {
 
@@ -28,47 +32,10 @@ namespace {
 // Policies run by `--policy all`, in report order.
 const char* const kAllPolicies[] = {"lru", "priority-lru", "prefix-lru", "s3fifo", "adaptive-2q"};
 
-const char* kSimUsage =
-    "sim flags:\n"
-    "  --trace PATH          Mooncake .jsonl, or agentic sessions: .tar.xz archive,\n"
-    "                        directory of .json files, or one .json (required)\n"
-    "  --format F            auto (default: .jsonl is Mooncake), mooncake, agentic\n"
-    "  --name NAME           trace label in reports (default: file name)\n"
-    "  --max-sessions N      agentic: read only the first N sessions\n"
-    "  --max-requests N      replay only the first N requests\n"
-    "  --session-stagger S   agentic: session k starts at k*S seconds (default 0)\n"
-    "  --block-tokens N      tokens per hash id (default: the trace's)\n"
-    "  --policy LIST         tier-1 eviction policies, comma-separated, or 'all'\n"
-    "                        (default priority-lru)\n"
-    "  --tier1-capacity LIST capacities: N blocks, P% of the trace's unique blocks,\n"
-    "                        or bytes (e.g. 64GiB) with --block-bytes (default 5%,10%)\n"
-    "  --tier2-capacity LIST second tier (NVMe model) capacities; default: none\n"
-    "  --tier2-policy NAME   eviction policy of tier 2 (default lru)\n"
-    "  --admission NAME      admission into tier 2: always (default), second-sighting\n"
-    "  --admission-window N  second-sighting window (default 1048576)\n"
-    "  --block-bytes N       bytes per block, for byte capacities\n"
-    "  --no-belady           skip Belady's MIN\n"
-    "  --jobs N              replays run in parallel (default: hardware threads)\n"
-    "  --json PATH           write results as JSON\n"
-    "  --csv PATH            write results as CSV (one row per run)\n"
-    "  --progress S          progress on stderr every S seconds (default 5, 0 = off)\n"
-    "  --model NAME=TRACE:BLOCK  two or more: models of other block sizes replayed\n"
-    "                        together (sim --model ... --help)\n";
-
 struct CapacitySpec {
   std::string text;
   uint64_t blocks = 0;
 };
-
-bool ParseU64(const std::string& s, uint64_t* out) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0' || s[0] == '-') return false;
-  *out = v;
-  return true;
-}
 
 // "5%", "1200", "64GiB", "500MB", "1073741824B".
 std::optional<uint64_t> ParseCapacity(const std::string& text, uint64_t unique_blocks,
@@ -121,22 +88,7 @@ std::string Fmt(double v, int digits = 4) {
   return buf;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string o = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      o += '\\';
-      o += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
-      o += buf;
-    } else {
-      o += ch;
-    }
-  }
-  return o + "\"";
-}
+std::string JsonString(const std::string& s) { return JsonQuoted(s); }
 
 std::string HumanCount(double v) {
   char buf[32];
@@ -153,100 +105,98 @@ std::string HumanCount(double v) {
 }
 
 int Fail(const std::string& msg, int code = 2) {
-  std::fprintf(stderr, "kvtier-bench sim: %s\n", msg.c_str());
-  if (code == 2) std::fputs("run 'kvtier-bench --help' for the flags\n", stderr);
+  std::fprintf(stderr, "kvtier-bench sim: %s%s\n", msg.c_str(),
+               code == 2 ? " (see kvtier-bench sim --help)" : "");
   return code;
 }
 
 }  // namespace
 
-const char* SimUsage() { return kSimUsage; }
-
 int RunSim(int argc, char** argv) {
   if (IsMultiModelSim(argc, argv)) return RunMultiSim(argc, argv);
   std::string trace_path, json_path, csv_path, format = "auto";
-  std::vector<std::string> policies = {"priority-lru"};
-  std::vector<std::string> tier1_caps = {"5%", "10%"}, tier2_caps;
+  std::string policy_list = "priority-lru", tier1_list = "5%,10%", tier2_list;
   std::string tier2_policy = "lru", admission = "always";
   uint64_t admission_window = uint64_t{1} << 20, block_bytes = 0, jobs_n = 0;
   double progress_s = 5;
-  bool belady = true;
+  bool no_belady = false;
   TraceReadOptions ro;
 
-  for (int i = 2; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (f == "--help" || f == "-h") {
-      std::fputs(kSimUsage, stdout);
-      return 0;
-    }
-    if (f == "--no-belady") {
-      belady = false;
-      continue;
-    }
-    if (i + 1 >= argc) return Fail("flag " + f + " needs a value");
-    const std::string v = argv[++i];
-    uint64_t n = 0;
-    auto number = [&](uint64_t* out) { return ParseU64(v, out); };
-    if (f == "--trace") {
-      trace_path = v;
-    } else if (f == "--format") {
-      format = v;
-      if (v == "auto") {
-        ro.format = TraceFormat::kAuto;
-      } else if (v == "mooncake") {
-        ro.format = TraceFormat::kMooncake;
-      } else if (v == "agentic") {
-        ro.format = TraceFormat::kAgentic;
-      } else {
-        return Fail("--format is auto, mooncake or agentic");
-      }
-    } else if (f == "--name") {
-      ro.name = v;
-    } else if (f == "--max-sessions") {
-      if (!number(&n) || n > 0xFFFFFFFFull) return Fail("--max-sessions needs a number");
-      ro.max_sessions = static_cast<uint32_t>(n);
-    } else if (f == "--max-requests") {
-      if (!number(&ro.max_requests)) return Fail("--max-requests needs a number");
-    } else if (f == "--session-stagger") {
-      ro.session_stagger_s = std::atof(v.c_str());
-      if (!(ro.session_stagger_s >= 0)) return Fail("--session-stagger needs seconds >= 0");
-    } else if (f == "--block-tokens") {
-      if (!number(&n) || n == 0 || n > 4096) return Fail("--block-tokens needs 1..4096");
-      ro.block_tokens = static_cast<uint32_t>(n);
-    } else if (f == "--policy") {
-      policies = SplitList(v);
-      if (policies.size() == 1 && policies[0] == "all")
-        policies.assign(std::begin(kAllPolicies), std::end(kAllPolicies));
-      if (policies.empty()) return Fail("--policy needs names");
-    } else if (f == "--tier1-capacity") {
-      tier1_caps = SplitList(v);
-      if (tier1_caps.empty()) return Fail("--tier1-capacity needs values");
-    } else if (f == "--tier2-capacity") {
-      tier2_caps = SplitList(v);
-    } else if (f == "--tier2-policy") {
-      tier2_policy = v;
-    } else if (f == "--admission") {
-      admission = v;
-    } else if (f == "--admission-window") {
-      if (!number(&admission_window) || admission_window == 0)
-        return Fail("--admission-window needs a positive number");
-    } else if (f == "--block-bytes") {
-      if (!number(&block_bytes) || block_bytes == 0 || block_bytes > 0xFFFFFFFFull)
-        return Fail("--block-bytes needs 1..2^32-1");
-    } else if (f == "--jobs") {
-      if (!number(&jobs_n) || jobs_n == 0 || jobs_n > 256) return Fail("--jobs needs 1..256");
-    } else if (f == "--json") {
-      json_path = v;
-    } else if (f == "--csv") {
-      csv_path = v;
-    } else if (f == "--progress") {
-      progress_s = std::atof(v.c_str());
-      if (!(progress_s >= 0)) return Fail("--progress needs seconds >= 0");
-    } else {
-      return Fail("unknown flag " + f);
+  CLI::App app("offline replay of a trace (Mooncake JSONL, agentic sessions) through the real "
+               "cache, eviction and admission code: prefix hit rates per policy and capacity, "
+               "with Belady's MIN as the reference",
+               "kvtier-bench sim");
+  // Two or more --model flags select the multi-model replay (bench/sim_multi.cc).
+  app.footer("Models of other block sizes replayed together: --model NAME=TRACE:BLOCK, two or more\n"
+             "(kvtier-bench sim --model ... --help).");
+  auto known_policy = [](const std::string& p) -> std::string {
+    auto r = NewEvictionPolicy(p);
+    return r.ok() ? "" : r.status().message();
+  };
+  // Capacities are checked for syntax here; "%" needs the trace, so a
+  // capacity of 0 blocks is found after reading it.
+  auto capacity = [&block_bytes](const std::string& c) -> std::string {
+    std::string err;
+    return ParseCapacity(c, 1000000, block_bytes, &err) ? "" : err;
+  };
+  app.add_option("--trace", trace_path,
+                 "Mooncake .jsonl, or agentic sessions: a tar archive (.tar.xz, .tar.gz, ...), a "
+                 "directory of .json files, or one .json")
+      ->required();
+  app.add_option("--format", format, "auto (.jsonl is Mooncake), mooncake, agentic")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "mooncake", "agentic"}));
+  app.add_option("--name", ro.name, "trace label in reports (default: file name)");
+  app.add_option("--max-sessions", ro.max_sessions, "agentic: read only the first N sessions (0: all)");
+  app.add_option("--max-requests", ro.max_requests, "replay only the first N requests (0: all)");
+  app.add_option("--session-stagger", ro.session_stagger_s, "agentic: session k starts at k*S seconds")
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--block-tokens", ro.block_tokens, "tokens per hash id (default: the trace's)")
+      ->check(CLI::Range(1u, 4096u));
+  app.add_option("--policy", policy_list, "tier-1 eviction policies, comma-separated, or 'all'")
+      ->capture_default_str()
+      ->check(cli::EachItem([&](const std::string& p) { return p == "all" ? "" : known_policy(p); }, "LIST"));
+  app.add_option("--tier1-capacity", tier1_list,
+                 "capacities: N blocks, P% of the trace's unique blocks, or bytes (e.g. 64GiB) with "
+                 "--block-bytes")
+      ->capture_default_str();
+  app.add_option("--tier2-capacity", tier2_list, "second tier (NVMe model) capacities (default: none)");
+  app.add_option("--tier2-policy", tier2_policy, "eviction policy of tier 2")
+      ->capture_default_str()->check(CLI::Validator(
+          [&](std::string& p) { return known_policy(p); }, "NAME"));
+  app.add_option("--admission", admission, "admission into tier 2: always, second-sighting")
+      ->capture_default_str()->check(CLI::Validator(
+          [](std::string& a) {
+            auto r = NewAdmissionPolicy(a);
+            return r.ok() ? std::string() : r.status().message();
+          },
+          "NAME"));
+  app.add_option("--admission-window", admission_window, "second-sighting window")
+      ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  app.add_option("--block-bytes", block_bytes, "bytes per block, for byte capacities")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{0xFFFFFFFF}));
+  app.add_flag("--no-belady", no_belady, "skip Belady's MIN");
+  app.add_option("--jobs", jobs_n, "replays run in parallel (default: hardware threads)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{256}));
+  app.add_option("--json-out", json_path, "write results as JSON to PATH (as kvtier-bench engine --json-out)");
+  app.add_option("--csv", csv_path, "write results as CSV (one row per run) to PATH");
+  app.add_option("--progress", progress_s, "progress on stderr every S seconds (0: off)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e6));
+  if (int rc = cli::Parse(app, argc - 1, argv + 1); rc >= 0) return rc;
+  // Checks that need more than one flag, still before the trace is read.
+  for (const std::string* list : {&tier1_list, &tier2_list}) {
+    for (const std::string& c : SplitList(*list)) {
+      if (std::string e = capacity(c); !e.empty()) return Fail(e);
     }
   }
-  if (trace_path.empty()) return Fail("--trace is required");
+  ro.format = format == "mooncake" ? TraceFormat::kMooncake
+              : format == "agentic" ? TraceFormat::kAgentic
+                                    : TraceFormat::kAuto;
+  std::vector<std::string> policies = SplitList(policy_list);
+  if (policies.size() == 1 && policies[0] == "all")
+    policies.assign(std::begin(kAllPolicies), std::end(kAllPolicies));
+  const std::vector<std::string> tier1_caps = SplitList(tier1_list), tier2_caps = SplitList(tier2_list);
+  if (tier1_caps.empty()) return Fail("--tier1-capacity needs values");
+  const bool belady = !no_belady;
 
   // ---- Read the trace.
   const auto t_read = std::chrono::steady_clock::now();

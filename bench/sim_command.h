@@ -1,15 +1,13 @@
 // `kvtier-bench sim`: offline replay of a trace through the real cache,
 // eviction and admission code, over capacities and policies, with Belady's
-// MIN as the reference. Flags: SimUsage(); semantics: docs/eviction.md.
+// MIN as the reference. Flags: `kvtier-bench sim --help`; semantics:
+// docs/eviction.md.
 //
 // Thread safety: RunSim runs its replays on worker threads it owns; call it
 // from one thread.
 #pragma once
 
 namespace kvtier::bench {
-
-// The `sim` section of kvtier-bench's usage text.
-const char* SimUsage();
 
 // argv[0] is the program, argv[1] "sim". Returns the process exit code
 // (0 ok, 1 failure, 2 bad flags).

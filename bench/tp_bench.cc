@@ -33,15 +33,6 @@
 
 namespace kvtier::bench {
 
-const char* TpBenchUsage() {
-  return "tp flags:\n"
-         "  --kvtierd PATH      daemon binary to spawn (default: next to this program)\n"
-         "  --gpus N            GPUs (TP ranks) to use (default: all present)\n"
-         "  --tokens N          tokens per rank and chain (default 32768)\n"
-         "  --layers N          layers (default 80); 8 KV heads x 128 split over ranks, bf16\n"
-         "  --reps N            timed repetitions of the aggregate load (default 5)\n";
-}
-
 namespace {
 
 #define TP_CHECK(expr)                                                   \

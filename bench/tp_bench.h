@@ -16,7 +16,6 @@ struct TpBenchOptions {
   int reps = 5;
 };
 
-const char* TpBenchUsage();
 int RunTpBench(const TpBenchOptions& options);
 
 }  // namespace kvtier::bench

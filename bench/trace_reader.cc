@@ -1,11 +1,14 @@
 #include "bench/trace_reader.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "bench/trace_json.h"
@@ -232,23 +235,55 @@ Status ForEachTopLevelObject(Read read, Fn fn) {
   return Status::OK();
 }
 
-std::string ShellQuote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) {
-    if (ch == '\'') {
-      q += "'\\''";
-    } else {
-      q += ch;
-    }
+// Reads the .json members of a tar archive (compressed or not: libarchive
+// detects xz, gzip, bzip2, zstd, ...) in archive order, passing each top-level
+// object to `session`. Other members are skipped, like the other files of a
+// trace directory.
+template <typename Fn>
+Status ReadArchiveSessions(const std::string& path, Fn session) {
+  std::unique_ptr<archive, int (*)(archive*)> a(archive_read_new(), archive_read_free);
+  if (a == nullptr) return Status::IOError("libarchive: out of memory");
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_tar(a.get());
+  archive_read_support_format_gnutar(a.get());
+  if (archive_read_open_filename(a.get(), path.c_str(), size_t{1} << 20) != ARCHIVE_OK)
+    return Status::IOError(path + ": " + archive_error_string(a.get()));
+  for (;;) {
+    archive_entry* e = nullptr;
+    const int r = archive_read_next_header(a.get(), &e);
+    if (r == ARCHIVE_EOF) return Status::OK();
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+      return Status::IOError(path + ": " + archive_error_string(a.get()));
+    const char* name = archive_entry_pathname(e);
+    const std::string member = name != nullptr ? name : "";
+    if (archive_entry_filetype(e) != AE_IFREG || !EndsWith(member, ".json")) continue;
+    bool stopped = false, read_error = false;
+    Status s = ForEachTopLevelObject(
+        [&](char* dst, size_t n) -> size_t {
+          const la_ssize_t got = archive_read_data(a.get(), dst, n);
+          if (got < 0) {
+            read_error = true;
+            return 0;
+          }
+          return static_cast<size_t>(got);
+        },
+        [&](std::string_view obj, bool* stop) {
+          Status st = session(obj, stop);
+          stopped = *stop;
+          return st;
+        });
+    if (read_error)
+      return Status::IOError(path + ": " + member + ": " + archive_error_string(a.get()));
+    if (!s.ok()) return Status::InvalidArgument(path + ": " + member + ": " + s.message());
+    if (stopped) return Status::OK();
   }
-  return q + "'";
 }
 
 std::string BaseName(const std::string& path) {
   std::string p = path;
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   std::string base = std::filesystem::path(p).filename().string();
-  for (std::string_view ext : {".tar.xz", ".txz", ".tar", ".jsonl", ".json"}) {
+  for (std::string_view ext : {".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.zst", ".tar", ".jsonl", ".json"}) {
     if (EndsWith(base, ext)) {
       base.resize(base.size() - ext.size());
       break;
@@ -470,25 +505,7 @@ Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options
           },
           session));
     } else {
-      // An archive: stream its members' contents through xz and tar.
-      const bool xz = EndsWith(path, ".xz") || EndsWith(path, ".txz");
-      const std::string cmd = xz ? "xz -dc -- " + ShellQuote(path) + " | tar -xOf -"
-                                 : "tar -xOf " + ShellQuote(path);
-      FILE* pipe = ::popen(cmd.c_str(), "r");
-      if (pipe == nullptr) return Status::IOError("cannot run: " + cmd);
-      bool stopped = false;
-      Status s = ForEachTopLevelObject(
-          [&](char* dst, size_t n) { return std::fread(dst, 1, n, pipe); },
-          [&](std::string_view obj, bool* stop) {
-            Status st = session(obj, stop);
-            stopped = *stop;
-            return st;
-          });
-      const int rc = ::pclose(pipe);
-      KVTIER_RETURN_IF_ERROR(s);
-      if (!stopped && rc != 0)
-        return Status::IOError("`" + cmd + "` failed (status " + std::to_string(rc) +
-                               "); xz and tar must be on PATH");
+      KVTIER_RETURN_IF_ERROR(ReadArchiveSessions(path, session));
     }
   }
   if (b.num_requests() == 0) return Status::InvalidArgument("no requests in " + path);

@@ -10,8 +10,9 @@
 //    of full blocks); `type: "subagent"` entries nest `requests` whose `t`
 //    is relative to the sub-agent's. Ids are local to a session (sub-agents
 //    share the parent's), so each session is its own namespace. Read from a
-//    .tar.xz (through `xz -dc | tar -xO`), a directory of .json files, or a
-//    single .json file.
+//    tar archive (.tar.xz, .tar.gz, .tar, ...: libarchive, members ending in
+//    .json in archive order), a directory of .json files, or a single .json
+//    file.
 //
 // Hash ids are remapped to dense ids 0..num_unique_blocks-1 (per session for
 // agentic traces), so replay state can live in flat vectors. Requests are
@@ -109,7 +110,7 @@ Status ParseMooncakeJsonl(std::string_view text, TraceBuilder* builder);
 Status ParseAgenticSession(std::string_view text, double stagger_s, TraceBuilder* builder);
 
 // Reads a trace file, archive or directory (see the file comment).
-// Errors: NotFound / IOError (files, the xz | tar pipe), InvalidArgument
+// Errors: NotFound / IOError (files, a damaged archive), InvalidArgument
 // (malformed trace, no requests).
 Result<Trace> ReadTrace(const std::string& path, const TraceReadOptions& options);
 

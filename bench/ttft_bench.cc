@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "server/cli.h"
 #include "bench/daemon_process.h"
 #include "bench/gpu_bandwidth.h"
 #include "bench/load_bench.h"
@@ -40,7 +41,7 @@ struct Flags {
   std::string model;
   std::string kvtierd;
   std::vector<uint32_t> lens = {1024, 4096, 16384, 32768};
-  std::vector<std::string> tiers = {"hbm", "host", "nvme"};
+  std::vector<std::string> tiers = {"host", "hbm", "nvme"};
   uint32_t reps = 3;
   bool half = true;
   uint32_t layers_per_group = 1;
@@ -116,10 +117,21 @@ struct Bench {
     return tok;
   }
 
-  Result<std::unique_ptr<KvtierConnector>> Connector(const std::string& socket, bool bind_gpu) {
+  // cost_aware: with the cost rule primed with this engine's recompute speed
+  // at `tokens` and the disk's measured bandwidth; else every hit is loaded.
+  Result<std::unique_ptr<KvtierConnector>> Connector(const std::string& socket, bool bind_gpu,
+                                                     bool cost_aware = false, uint32_t tokens = 0,
+                                                     double nvme_bytes_per_s = 0) {
     ConnectorOptions co;
     co.socket = socket;
     co.bind_gpu = bind_gpu;
+    co.cost_aware = cost_aware;
+    if (cost_aware) {
+      for (const Row& r : rows)
+        if (r.tokens == tokens && r.path == "recompute (engine)" && Median(r.ttft) > 0)
+          co.prefill_tokens_per_ms = tokens / Median(r.ttft);
+      if (nvme_bytes_per_s > 0) co.nvme_bytes_per_s = nvme_bytes_per_s;
+    }
     co.layers_per_group = f.layers_per_group;
     co.retry_interval = std::chrono::milliseconds(0);
     KVTIER_ASSIGN_OR_RETURN(auto c, KvtierConnector::Create(engine.get(), *ckpt, co));
@@ -175,7 +187,7 @@ struct Bench {
       flags = {"--host-capacity", "1G", "--hbm-capacity", std::to_string(2 * kv_max + (1ull << 30)),
                "--store-tier", "hbm"};
     if (tier == "nvme")
-      flags = {"--host-capacity", std::to_string(2 * kv_max + (1ull << 30)), "--host-policy", "lru",
+      flags = {"--host-capacity", std::to_string(kv_max + kv_max / 2), "--host-policy", "lru",
                "--nvme-capacity", std::to_string(3 * kv_max + (2ull << 30)), "--nvme-write-policy",
                "write-through", "--nvme-queue-depth", "256"};
     flags.insert(flags.end(), {"--log-level", "warn"});
@@ -253,6 +265,28 @@ struct Bench {
                   row.roofline_ms, row.tokens_match ? "" : " (first token differs!)");
       std::fflush(stdout);
       rows.push_back(row);
+      if (tier == "nvme") {
+        // The same requests with the cost rule: NVMe blocks are read only
+        // where that beats recomputing them (load_plan.h).
+        Row rule;
+        rule.tokens = L;
+        rule.path = "full hit, nvme, cost rule";
+        for (uint32_t r = 1; r <= f.reps; ++r) {
+          KVTIER_RETURN_IF_ERROR(d->Restart());
+          KVTIER_ASSIGN_OR_RETURN(auto cc, Connector(d->socket(), false, true, L, nvme_bw));
+          CacheRequestStats st;
+          KVTIER_ASSIGN_OR_RETURN(int32_t tok, Request1(Prompt(L), cc.get(), &st, false));
+          rule.ttft.push_back(st.ttft_ms);
+          rule.load.push_back(st.load_ms);
+          rule.hit_tokens = st.hit_tokens;
+          if (tok != first_token[L]) rule.tokens_match = false;
+          rule.note = "skipped " + std::to_string(st.skipped_tokens) + " tokens";
+        }
+        std::printf("  %-16s %6u tokens: TTFT %.2f ms, %u tokens hit, %s\n", rule.path.c_str(), L,
+                    Median(rule.ttft), rule.hit_tokens, rule.note.c_str());
+        std::fflush(stdout);
+        rows.push_back(rule);
+      }
     }
     return Status::OK();
   }
@@ -390,7 +424,7 @@ int RunTtftBench(int argc, char** argv) {
 #ifdef KVTIER_ENGINE_REFERENCE
   f.reference = KVTIER_ENGINE_REFERENCE;
 #endif
-  CLI::App app{"kvtier-bench ttft: time to first token with and without kvtier (engine + daemon)"};
+  CLI::App app{"time to first token with and without kvtier (engine + daemon)", "kvtier-bench ttft"};
   app.add_option("--model", f.model, "checkpoint directory (kvtier-engine make-random)")->required();
   app.add_option("--kvtierd", f.kvtierd, "daemon binary")->capture_default_str();
   app.add_option("--lens", f.lens, "prompt lengths")->delimiter(',')->capture_default_str()
@@ -412,11 +446,7 @@ int RunTtftBench(int argc, char** argv) {
   app.add_option("--decode-steps", f.decode_steps, "tokens per request in the load test")
       ->capture_default_str()->check(CLI::Range(1u, 4096u));
   app.add_option("--json-out", f.json_out, "write every figure here as JSON");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (int rc = cli::Parse(app, argc, argv); rc >= 0) return rc;
   Result<Checkpoint> ck = Checkpoint::Open(f.model);
   if (!ck.ok()) return Fail("checkpoint", ck.status());
   b.ckpt = std::make_unique<Checkpoint>(std::move(ck.value()));
@@ -444,8 +474,12 @@ int RunTtftBench(int argc, char** argv) {
     for (const std::string& t : f.tiers) {
       st = b.FullHits(t, t == "hbm" ? d2d : h2d, t == "hbm" ? "device copy" : "pinned H2D");
       if (!st.ok()) return Fail("full hits from " + t, st);
+      if (t == "host" && f.half) {
+        st = b.HalfHits(h2d);
+        if (!st.ok()) return Fail("half hits", st);
+      }
     }
-    if (f.half) {
+    if (f.half && std::find(f.tiers.begin(), f.tiers.end(), "host") == f.tiers.end()) {
       st = b.HalfHits(h2d);
       if (!st.ok()) return Fail("half hits", st);
     }

@@ -107,6 +107,14 @@ void BlockIndex::EraseLocked(BlockId id) {
   live_.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void BlockIndex::ForEachLocked(const std::function<void(BlockId)>& fn) const {
+  for (uint32_t i = 0; i < num_shards_; ++i) {
+    std::lock_guard<std::mutex> l(shards_[i].mu);
+    for (uint32_t slot : shards_[i].slots)
+      if (slot != 0) fn(slot - 1);
+  }
+}
+
 void BlockIndex::FreeId(BlockId id) {
   entry(id).state.store(static_cast<uint8_t>(BlockState::kFree), std::memory_order_relaxed);
   std::lock_guard<std::mutex> l(id_mu_);

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -90,6 +91,12 @@ class BlockIndex {
   BlockEntry& entry(BlockId id) const {
     return chunks_[id >> kChunkShift][id & (kChunkSize - 1)];
   }
+
+  // Calls fn(id) for every key in the map, one shard at a time, with that
+  // shard's mutex held (fn may read and change the entry's fields as a
+  // *Locked caller may). REQUIRES: fn takes no shard mutex and inserts or
+  // erases nothing. Cold path (admin listings, shutdown flush), O(entries).
+  void ForEachLocked(const std::function<void(BlockId)>& fn) const;
 
   // Number of keys in the map.
   size_t size() const { return live_.load(std::memory_order_relaxed); }

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <sstream>
 #include <string>
@@ -12,6 +14,7 @@
 #include "cache/lease_state.h"
 #include "cache/nvme_tier.h"
 #include "tiers/gpu_hbm_tier.h"
+#include "tiers/host_shm_tier.h"
 #include "tiers/slab_allocator.h"
 
 namespace kvtier {
@@ -168,12 +171,81 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
   auto reg = NamespaceRegistry::Open(std::move(ro));
   if (!reg.ok()) return reg.status();
   c->namespaces_ = std::move(reg).value();
+  if (have_host && c->tiers_[c->host_tier_]->tier->kind() == TierKind::kHost) {
+    auto* h = dynamic_cast<HostShmTier*>(c->tiers_[c->host_tier_]->tier.get());
+    if (h != nullptr && h->persistent()) c->persistent_host_ = h;
+  }
+  KVTIER_RETURN_IF_ERROR(c->AdoptHostBlocks());
   if (nvme) {
     auto t = NvmeTier::Open(c.get(), std::move(*nvme));
     if (!t.ok()) return t.status();
     c->nvme_ = std::move(t).value();
   }
   return c;
+}
+
+void Cache::RecordInHost(const BlockEntry& e) {
+  if (persistent_host_ == nullptr) return;
+  HostSlotRecord r;
+  r.slot = e.slot();
+  std::memcpy(r.tag.data(), &e.key.lo, 8);
+  std::memcpy(r.tag.data() + 8, &e.key.hi, 8);
+  r.ns = e.ns;
+  r.checksum = e.checksum;
+  r.priority = e.priority;
+  persistent_host_->Record(r);
+}
+
+// A persistent host segment's blocks from the last run (verified by the
+// tier): READY in the host tier again. Slots the cache cannot use (unknown
+// namespace, duplicate key, full index) are freed.
+Status Cache::AdoptHostBlocks() {
+  if (persistent_host_ == nullptr) return Status::OK();
+  TierState& ts = *tiers_[host_tier_];
+  uint64_t adopted = 0, dropped = 0;
+  for (const HostSlotRecord& r : persistent_host_->Reopened()) {
+    BlockKey key;
+    std::memcpy(&key.lo, r.tag.data(), 8);
+    std::memcpy(&key.hi, r.tag.data() + 8, 8);
+    bool ok = namespaces_->Live(r.ns) && r.slot.bytes <= 0xFFFFFFFFull;
+    BlockId id = kNoBlock;
+    if (ok) {
+      std::lock_guard<std::mutex> l(index_.MutexFor(key));
+      auto ins = index_.FindLocked(key) == kNoBlock ? index_.InsertLocked(key)
+                                                    : Result<BlockId>(Status::Rejected("dup"));
+      ok = ins.ok();
+      if (ok) {
+        id = *ins;
+        BlockEntry& e = index_.entry(id);
+        e.ns = r.ns;
+        e.size = static_cast<uint32_t>(r.slot.bytes);
+        e.checksum = r.checksum;
+        e.priority = r.priority;
+        e.tier = host_tier_;
+        e.offset = r.slot.offset;
+        e.size_class = static_cast<uint16_t>(r.slot.size_class);
+        e.state.store(kReady, std::memory_order_release);
+      }
+    }
+    std::lock_guard<std::mutex> l(ts.mu);
+    if (!ok) {
+      ts.tier->Free(r.slot);
+      ++dropped;
+      continue;
+    }
+    // As a store's slot: its owner recorded (so that region release finds
+    // it) and its namespace's count raised (so that eviction lowers it).
+    if (SlabAllocator* sa = ts.tier->slabs()) sa->SetOwner(r.slot, id);
+    namespaces_->AddBlock(r.ns, r.slot.bytes);
+    ts.policy->Track(id, MetaOf(index_.entry(id)));
+    ++ts.blocks;
+    ++adopted;
+  }
+  if ((adopted > 0 || dropped > 0) && options_.log_info)
+    options_.log_info("host tier: re-adopted " + std::to_string(adopted) +
+                      " verified blocks from the persistent segment, dropped " +
+                      std::to_string(dropped));
+  return Status::OK();
 }
 
 Cache::Cache(CacheOptions options, uint32_t max_blocks)
@@ -390,6 +462,7 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
           e.offset = slot->offset;
           e.size_class = static_cast<uint16_t>(slot->size_class);
           if (nvme_) nvme_->HostCopyMoved(e, +1);
+          RecordInHost(e);
           e.state.store(kReady, std::memory_order_release);
         }
         host.policy->Track(victim, MetaOf(e));
@@ -561,7 +634,8 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
   return res;
 }
 
-Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
+Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
+                     std::function<void(Status)> on_durable) {
   if (r.cache_ != this || r.pending_ == 0)
     return Status::InvalidArgument("reservation is already committed or aborted");
   if (checksums.size() != r.blocks_.size())
@@ -569,6 +643,26 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
                                    std::to_string(r.blocks_.size()) + " reserved keys");
   const uint32_t now_s = NowSeconds();
   const bool write_through = nvme_ && nvme_->write_through();
+  // write-through: the commit is durable once every block written at it is.
+  std::shared_ptr<NvmeDurableWait> wait;
+  // Commit's own wait when there is no callback (made only then: a promise
+  // allocates, and the other policies' commits must not pay for it).
+  std::optional<std::promise<Status>> waited;
+  const bool caller_waits = on_durable == nullptr;
+  if (write_through && nvme_->durable_commit()) {
+    size_t n = 0;
+    for (const auto& b : r.blocks_) n += b.outcome == ReserveOutcome::kReserved && b.tier == host_tier_;
+    if (n > 0) {
+      wait = std::make_shared<NvmeDurableWait>();
+      wait->remaining = n;
+      if (on_durable) {
+        wait->done = std::move(on_durable);
+      } else {
+        waited.emplace();
+        wait->done = [&waited](Status s) { waited->set_value(std::move(s)); };
+      }
+    }
+  }
   uint64_t bytes = 0;
   for (size_t i = 0; i < r.blocks_.size(); ++i) {
     const auto& b = r.blocks_[i];
@@ -582,9 +676,10 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
       e.checksum = checksums[i];
       e.last_access_s = now_s;
       if (write) e.flags.fetch_or(kFlagDemoting);
+      if (b.tier == host_tier_) RecordInHost(e);
       e.state.store(kReady, std::memory_order_release);
     }
-    if (write) nvme_->EnqueueWrite(b.id);
+    if (write) nvme_->EnqueueWrite(b.id, wait);
     bytes += b.size;
   }
   if (!r.blocks_.empty()) {
@@ -595,7 +690,20 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums) {
   c_.writing.fetch_sub(r.pending_, std::memory_order_relaxed);
   c_.commits.fetch_add(1, std::memory_order_relaxed);
   r.pending_ = 0;
+  if (!wait) {
+    if (on_durable) on_durable(Status::OK());
+    return Status::OK();
+  }
+  if (caller_waits) return waited->get_future().get();
   return Status::OK();
+}
+
+bool Cache::durable_commits() const {
+  return nvme_ && nvme_->write_through() && nvme_->durable_commit();
+}
+
+uint64_t Cache::FlushHostToNvme(uint64_t timeout_ms) {
+  return nvme_ ? nvme_->FlushHost(SteadyNowNs() + timeout_ms * 1000000ull) : 0;
 }
 
 void Cache::Abort(Reservation& r) {
@@ -697,6 +805,25 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
     for (size_t i : promote) nvme_->StartPromotion(lease.state_, i);
   }
   return lease;
+}
+
+Result<std::vector<TierKind>> Cache::Probe(NamespaceId ns, std::span<const BlockKey> keys) const {
+  if (!namespaces_->Live(ns)) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  if (keys.size() > options_.max_keys_per_call)
+    return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
+                                   std::to_string(options_.max_keys_per_call) + " per call");
+  std::vector<TierKind> tiers;
+  tiers.reserve(keys.size());
+  for (const BlockKey& key : keys) {
+    std::lock_guard<std::mutex> l(index_.MutexFor(key));
+    BlockId id = index_.FindLocked(key);
+    if (id == kNoBlock) break;
+    const BlockEntry& e = index_.entry(id);
+    if (e.state.load(std::memory_order_relaxed) != kReady || e.ns != ns) break;
+    if (e.tier == kNvmeTier && !nvme_) break;
+    tiers.push_back(tier_kind(e.tier));
+  }
+  return tiers;
 }
 
 void Cache::OnReady(Lease& lease, std::function<void()> fn) {

@@ -53,6 +53,7 @@ using TierId = uint8_t;
 inline constexpr TierId kNvmeTier = 7;
 
 class NvmeTier;
+class HostShmTier;
 
 // The NVMe tier below the store tier (cache/nvme_tier.h).
 struct NvmeTierOptions {
@@ -60,13 +61,21 @@ struct NvmeTierOptions {
   std::string index_path;  // RocksDB directory of the durable index
   bool sync_index = false;  // fsync the index's WAL on every write
   // false (write-back): a block is written to NVMe when it grows cold in the
-  // host tier (usage above high_watermark); true (write-through): as soon as
-  // it is committed.
+  // host tier (usage above high_watermark); true (write-through or
+  // write-async): as soon as it is committed.
   bool write_through = false;
+  // With write_through: a commit is durable only once the NVMe write and its
+  // index record are (the file fdatasync'ed and the index log fsync'ed, once
+  // per batch of completions): Cache::Commit reports it (write-through).
+  // false: the write is queued at commit and nobody waits (write-async).
+  bool durable_commit = false;
   double high_watermark = 0.85;  // of host capacity: start writing cold blocks
   std::string policy = "lru";            // NVMe tier eviction policy
   std::string admission = "always";      // eviction/admission.h name
   uint32_t max_writes_in_flight = 32;
+  // Read bandwidth of an index rebuild (a damaged index set aside), bytes
+  // per second; 0: as fast as the device reads.
+  uint64_t rebuild_bytes_per_second = 0;
   // The I/O queue to drive (tests wrap the real one to inject faults);
   // null: io_uring, else pread/pwrite.
   std::unique_ptr<IoQueue> queue;
@@ -234,6 +243,10 @@ struct TierStats {
   uint64_t recovered = 0;       // NVMe: blocks recovered at start
   uint64_t recovery_dropped = 0;  // NVMe: index entries dropped at start
   bool admitting = true;        // NVMe: accepts writes
+  bool index_ok = true;         // NVMe: the durable index takes writes
+  bool index_rebuilding = false;  // NVMe: the index is being rebuilt from the extents
+  // NVMe: what is down, for people (/healthz); empty while all is well.
+  std::string degraded;
 };
 
 // One size class of a memory tier (slab allocator), for per-size series.
@@ -270,6 +283,32 @@ struct CacheStats {
   uint64_t namespaces_reclaimed = 0;
 };
 
+// One namespace's share of the cache (Cache::Namespaces).
+struct NamespaceUsage {
+  NamespaceId id = 0;
+  NamespaceSpec spec;
+  uint64_t blocks = 0;          // readable blocks, all tiers
+  uint64_t bytes = 0;           // their payload bytes
+  uint64_t hits = 0;            // acquires that returned one of these blocks
+  uint64_t pinned = 0;          // of them, held by a lease now
+  uint64_t evictions = 0;       // blocks evicted from any tier (the registry's count)
+  uint32_t holders = 0;         // open handles (RPC capabilities)
+  struct Tier {
+    std::string name;           // as in CacheStats::tiers ("host", "hbm0", "nvme")
+    uint64_t blocks = 0;
+    uint64_t bytes = 0;
+  };
+  std::vector<Tier> tiers;      // CacheStats::tiers' order
+};
+
+// What Cache::EvictNamespace did.
+struct NamespaceEviction {
+  uint64_t blocks = 0;       // dropped from the memory tiers
+  uint64_t bytes = 0;
+  uint64_t kept_pinned = 0;  // held by a lease or being written or moved: kept
+  uint64_t nvme_blocks = 0;  // NVMe copies dropped (extent freed, record deleted)
+};
+
 class Cache {
  public:
   // InvalidArgument: no tiers, bad store tier, unknown policy name.
@@ -299,7 +338,28 @@ class Cache {
   // Makes the reserved blocks READY with their checksums. `checksums` has one
   // value per key of the reservation (values of non-reserved keys ignored).
   // InvalidArgument when the count differs or the reservation is done.
-  Status Commit(Reservation& r, std::span<const uint64_t> checksums);
+  //
+  // Durability (an NVMe tier with write_through and durable_commit): the
+  // blocks committed into the host tier are written to NVMe at once, and
+  // `on_durable` is called when every one of them is durable (OK) or one
+  // could not be made so (its error: the tier refused writes, a write or
+  // index error). The blocks are READY either way. It runs on this thread
+  // before Commit returns when there is nothing to wait for (no such tier,
+  // HBM-stored blocks), else on the NVMe I/O thread. Without `on_durable`
+  // Commit itself waits and returns that status.
+  Status Commit(Reservation& r, std::span<const uint64_t> checksums,
+                std::function<void(Status)> on_durable = nullptr);
+  // Whether commits wait for NVMe durability (see Commit).
+  bool durable_commits() const;
+
+  // On an error return on_durable is never called.
+  //
+  // Graceful shutdown of write-back: writes every READY host block that has
+  // no NVMe copy yet to NVMe (admission not asked), coldest or hottest in no
+  // particular order, until done, the tier refuses writes, or `timeout_ms`
+  // passed; then syncs the NVMe file and index. Returns the blocks written.
+  // No-op (0) without an NVMe tier. REQUIRES: no client stores meanwhile.
+  uint64_t FlushHostToNvme(uint64_t timeout_ms);
   void Abort(Reservation& r);
 
   // The longest prefix of `keys` that is READY in namespace `ns`, pinned.
@@ -308,6 +368,13 @@ class Cache {
   // Errors: NotFound (namespace), InvalidArgument (too many keys).
   Result<Lease> Acquire(NamespaceId ns, std::span<const BlockKey> keys,
                         TierId promote_to = kNoTier);
+  // Where the longest READY prefix of `keys` in namespace `ns` lives, one
+  // tier per block, without pinning, touching, counting or promoting
+  // anything: what an engine asks before deciding how much of a hit is
+  // worth loading (a block on NVMe may take longer to read than to
+  // recompute). The answer may be stale by the time the engine acquires.
+  // Errors: NotFound (namespace), InvalidArgument (too many keys).
+  Result<std::vector<TierKind>> Probe(NamespaceId ns, std::span<const BlockKey> keys) const;
   // Calls `fn` once `lease` is ready: at once (on this thread) if it is,
   // else on the NVMe I/O thread when the last promotion completed.
   void OnReady(Lease& lease, std::function<void()> fn);
@@ -326,6 +393,17 @@ class Cache {
 
   CacheStats Stats() const;
   const BlockIndex& index() const { return index_; }
+
+  // Every registered namespace with its readable blocks, bytes and hits
+  // (hits of the blocks still cached), by id. A walk of the whole index:
+  // cold path (admin endpoint), never on an RPC.
+  std::vector<NamespaceUsage> Namespaces() const;
+  // Drops namespace `ns`'s readable, unpinned blocks from the memory tiers
+  // (HBM, host), as eviction would: a block with an NVMe copy lives on
+  // there, NVMe-resident blocks stay (they age out under the NVMe policy).
+  // Blocks pinned, being written or moving are kept and counted. Errors:
+  // NotFound (unknown namespace).
+  Result<NamespaceEviction> EvictNamespace(NamespaceId ns);
   // Waits until queued host → HBM promotions are done (tests).
   void DrainPromotions();
 
@@ -402,6 +480,13 @@ class Cache {
   void PromoterMain();
   bool PromoteToHbm(BlockId id, TierId to);  // false: not now (pinned), try later
   TierId first_hbm_tier_ = kNoTier;
+  // The host tier when its segment is persistent (else null): blocks that
+  // become READY in it are recorded there, and a restart re-adopts them.
+  HostShmTier* persistent_host_ = nullptr;
+  // REQUIRES: e is READY in the host tier, its shard lock held or the block
+  // otherwise owned by the caller.
+  void RecordInHost(const BlockEntry& e);
+  Status AdoptHostBlocks();
   void ReleaseIds(std::span<const BlockId> ids);
   void AbortBlocks(Reservation& r);
 

@@ -27,9 +27,7 @@ uint64_t LoadLe64(const uint8_t* p) {
 
 BlockKey Digest(HashMode mode, const void* data, size_t n) {
   if (mode == HashMode::kSha256) {
-    Sha256 h;
-    h.Update(data, n);
-    auto d = h.Finish();
+    const Sha256Bytes d = Sha256Digest(data, n);
     return BlockKey{LoadLe64(d.data()), LoadLe64(d.data() + 8)};
   }
   XXH128_hash_t h = XXH3_128bits(data, n);

@@ -2,8 +2,10 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "cache/lease_state.h"
 
@@ -18,12 +20,6 @@ ExtentTag TagOf(const BlockKey& k) {
   std::memcpy(t.data(), &k.lo, 8);
   std::memcpy(t.data() + 8, &k.hi, 8);
   return t;
-}
-BlockKey KeyOf(const ExtentTag& t) {
-  BlockKey k;
-  std::memcpy(&k.lo, t.data(), 8);
-  std::memcpy(&k.hi, t.data() + 8, 8);
-  return k;
 }
 }  // namespace
 
@@ -48,9 +44,26 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
   NvmeIndexOptions io;
   io.path = o.index_path;
   io.sync = o.sync_index;
-  auto index = NvmeIndex::Open(io);
-  if (!index.ok()) return index.status();
-  t->index_ = std::move(index).value();
+  // A full data-dir file system must not keep the tier (or the daemon) from
+  // starting: the index then comes up read-only, the tier degraded.
+  io.read_only_fallback = true;
+  io.log = cache->options_.log_warning;
+  // A damaged index (RocksDB reports Corruption at open or while it is
+  // read) is set aside and rebuilt from the extents' headers; so is one
+  // whose rebuild an earlier run did not finish (its marker is still there).
+  std::string damage;
+  if (std::filesystem::exists(t->RebuildMarker()))
+    damage = "an earlier rebuild of the index did not finish";
+  if (damage.empty()) {
+    auto index = NvmeIndex::Open(io);
+    if (index.ok()) {
+      t->index_ = std::move(index).value();
+    } else if (index.status().IsCorruption()) {
+      damage = index.status().ToString();
+    } else {
+      return index.status();
+    }
+  }
   // Reads land in, and writes leave from, the host segment: register it.
   Tier& host = cache->tier(cache->host_tier_);
   if (uint8_t* base = host.Address(Slot{}); base != nullptr) {
@@ -58,7 +71,19 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
     Status st = t->store_->RegisterBuffers(std::span(&seg, 1));
     if (!st.ok()) t->NoteError(Status(st.code(), "host segment not registered with io_uring (plain I/O used): " + st.message()));
   }
-  KVTIER_RETURN_IF_ERROR(t->Recover());
+  if (damage.empty()) {
+    if (t->index_->failed())
+      t->NoteError(Status::IOError("index not writable, NVMe writes stopped until it is: " +
+                                   t->index_->failure()));
+    Status st = t->Recover();
+    if (st.IsCorruption()) {
+      damage = st.ToString();
+      t->index_.reset();
+    } else if (!st.ok()) {
+      return st;
+    }
+  }
+  if (!damage.empty()) KVTIER_RETURN_IF_ERROR(t->StartRebuild(io, damage));
   t->thread_ = std::thread([p = t.get()] { p->Run(); });
   return t;
 }
@@ -70,79 +95,6 @@ NvmeTier::~NvmeTier() {
   }
   jobs_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-}
-
-Status NvmeTier::Recover() {
-  std::vector<ExtentTag> tags;
-  std::vector<NvmeIndexRecord> records;
-  auto scan = index_->ForEach([&](const ExtentTag& tag, const NvmeIndexRecord& r) {
-    tags.push_back(tag);
-    records.push_back(r);
-    return Status::OK();
-  });
-  if (!scan.ok()) return scan.status();
-  std::vector<NvmeExtent> extents;
-  for (size_t i = 0; i < tags.size(); ++i) extents.push_back(ToExtent(tags[i], records[i]));
-  std::vector<Status> results(extents.size());
-  KVTIER_RETURN_IF_ERROR(store_->RecoverExtents(extents, results));
-  BlockIndex& index = cache_->index_;
-  uint64_t dropped = scan->malformed;
-  for (size_t i = 0; i < extents.size(); ++i) {
-    const NvmeExtent& x = extents[i];
-    // A record naming a reclaimed namespace (its deletion was lost in a
-    // crash) is dropped: its id may be reused by another namespace.
-    const bool ns_known =
-        cache_->options_.namespace_file.empty() || cache_->namespaces_->Live(x.ns);
-    bool ok = results[i].ok() && x.payload_bytes <= 0xFFFFFFFFull && ns_known;
-    BlockId id = kNoBlock;
-    if (ok) {
-      BlockKey key = KeyOf(x.tag);
-      std::lock_guard<std::mutex> l(index.MutexFor(key));
-      if (index.FindLocked(key) != kNoBlock) {
-        ok = false;  // duplicate record
-      } else {
-        auto ins = index.InsertLocked(key);
-        if (!ins.ok()) {
-          ok = false;
-        } else {
-          id = *ins;
-          BlockEntry& e = index.entry(id);
-          e.ns = x.ns;
-          e.size = static_cast<uint32_t>(x.payload_bytes);
-          e.checksum = x.checksum;
-          e.priority = records[i].priority;
-          e.tier = kNvmeTier;
-          e.flags.store(kFlagOnNvme, std::memory_order_relaxed);
-          e.state.store(kReady, std::memory_order_release);
-        }
-      }
-    }
-    if (!ok) {
-      if (results[i].ok()) (void)store_->Free(x);
-      (void)index_->Delete(x.tag);
-      ++dropped;
-      continue;
-    }
-    cache_->namespaces_->AddBlock(x.ns, x.payload_bytes);
-    std::lock_guard<std::mutex> l(mu_);
-    extents_[id] = x;
-    by_offset_[x.offset] = id;
-    used_payload_bytes_ += x.payload_bytes;
-    policy_->Track(id, cache_->MetaOf(index.entry(id)));
-    ++recovered_;
-  }
-  recovery_dropped_ = dropped;
-  if (dropped > 0 || recovered_ > 0) {
-    char buf[160];
-    std::snprintf(buf, sizeof(buf), "NVMe tier recovered %lu blocks, dropped %lu index entries",
-                  static_cast<unsigned long>(recovered_.load()), static_cast<unsigned long>(dropped));
-    if (dropped > 0 && cache_->options_.log_warning) {
-      cache_->options_.log_warning(buf);
-    } else if (cache_->options_.log_info) {
-      cache_->options_.log_info(buf);
-    }
-  }
-  return Status::OK();
 }
 
 void NvmeTier::NoteError(const Status& st) {
@@ -166,10 +118,10 @@ void NvmeTier::NoteError(const Status& st) {
   }
 }
 
-void NvmeTier::EnqueueWrite(BlockId id) {
+void NvmeTier::EnqueueWrite(BlockId id, std::shared_ptr<NvmeDurableWait> wait) {
   {
     std::lock_guard<std::mutex> l(jobs_mu_);
-    jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}});
+    jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}, std::move(wait)});
   }
   jobs_cv_.notify_one();
 }
@@ -204,7 +156,7 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
   }
   {
     std::lock_guard<std::mutex> l(jobs_mu_);
-    jobs_.push_back(Job{Job::kRead, id, st, i, *slot, extent});
+    jobs_.push_back(Job{Job::kRead, id, st, i, *slot, extent, nullptr});
   }
   jobs_cv_.notify_one();
 }
@@ -254,15 +206,21 @@ void NvmeTier::CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_
   if (cb) cb();
 }
 
-bool NvmeTier::EvictBlockLocked(BlockId victim) {
+bool NvmeTier::DropBlock(BlockId id) {
+  std::lock_guard<std::mutex> l(mu_);
+  return DropBlockLocked(id);
+}
+
+bool NvmeTier::DropBlockLocked(BlockId id) {
+  if (extents_.find(id) == extents_.end()) return false;  // no NVMe copy (yet)
   BlockIndex& index = cache_->index_;
-  BlockEntry& e = index.entry(victim);
+  BlockEntry& e = index.entry(id);
   bool erase = false;
   {
     std::lock_guard<std::mutex> l(index.MutexFor(e.key));
     if (e.pins.load() != 0 || e.state.load() != kReady) return false;
     if (e.tier == kNvmeTier) {
-      index.EraseLocked(victim);
+      index.EraseLocked(id);
       erase = true;
     } else {
       e.flags.fetch_and(static_cast<uint8_t>(~kFlagOnNvme));  // the memory copy stays
@@ -271,11 +229,11 @@ bool NvmeTier::EvictBlockLocked(BlockId victim) {
   }
   evicted_bytes_ += e.size;
   ++evictions_;
-  DropExtentLocked(victim);  // its record is deleted before the namespace forgets the block
+  DropExtentLocked(id);  // its record is deleted before the namespace forgets the block
   cache_->namespaces_->AddEviction(e.ns);
   if (erase) {
     cache_->namespaces_->RemoveBlock(e.ns, e.size);
-    index.FreeId(victim);
+    index.FreeId(id);
   }
   return true;
 }
@@ -323,7 +281,7 @@ bool NvmeTier::EvictForLocked(uint64_t payload_bytes) {
   const uint32_t r = a.RegionOf(extents_[victim].offset);
   const uint64_t slot = a.RegionSlotBytes(r);
   if (slot == 0 || (!large && slot == want) || a.RegionUsed(r) == 1) {
-    (void)EvictBlockLocked(victim);
+    (void)DropBlockLocked(victim);
     return true;  // or it became pinned: the caller tries again
   }
   // Release the victim's whole region for the wanted size.
@@ -332,7 +290,7 @@ bool NvmeTier::EvictForLocked(uint64_t payload_bytes) {
     auto it = by_offset_.find(a.RegionStart(r) + i * slot);
     if (it != by_offset_.end()) owners.push_back(it->second);
   }
-  for (BlockId id : owners) (void)EvictBlockLocked(id);
+  for (BlockId id : owners) (void)DropBlockLocked(id);
   if (a.RegionSlotBytes(r) == 0) ++regions_moved_;
   return true;
 }
@@ -340,12 +298,12 @@ bool NvmeTier::EvictForLocked(uint64_t payload_bytes) {
 void NvmeTier::DropExtentLocked(BlockId id) {
   auto it = extents_.find(id);
   if (it == extents_.end()) return;
-  (void)store_->Free(it->second);
-  (void)index_->Delete(it->second.tag);
-  used_payload_bytes_ -= it->second.payload_bytes;
-  by_offset_.erase(it->second.offset);
+  const NvmeExtent x = it->second;
+  used_payload_bytes_ -= x.payload_bytes;
+  by_offset_.erase(x.offset);
   extents_.erase(it);
   policy_->Remove(id);
+  ForgetExtentLocked(x, /*free_after=*/true);
 }
 
 bool NvmeTier::PrepareJob(Job& job) {
@@ -370,8 +328,10 @@ bool NvmeTier::PrepareJob(Job& job) {
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
     if (set) e.flags.fetch_or(set);
   };
-  if (!store_->AcceptsWrites()) {
+  if (!WritesAllowed()) {
     clear(0);
+    Settle(job.wait, Status::Unavailable(Stats().degraded.empty() ? "NVMe writes stopped"
+                                                                  : Stats().degraded));
     return true;
   }
   NvmeWriteRequest req;
@@ -391,6 +351,7 @@ bool NvmeTier::PrepareJob(Job& job) {
     }
     if (!st.IsResourceExhausted()) NoteError(st);
     clear(0);
+    Settle(job.wait, st);
     return true;
   }
   ++writes_in_flight_;
@@ -416,19 +377,28 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   if (!c.status.ok()) {
     ++io_errors_;
     NoteError(c.status);
-    std::lock_guard<std::mutex> l(index.MutexFor(e.key));
-    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    {
+      std::lock_guard<std::mutex> l(index.MutexFor(e.key));
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    }
+    Settle(job.wait, c.status);
     return;
   }
   // Data is durable: now the index record, then the block may rely on it.
   Status st = index_->Put(c.extent.tag, ToRecord(c.extent, e.priority));
   std::lock_guard<std::mutex> l(mu_);
   if (!st.ok()) {
+    // The index failed (a full data dir): writes stop until ProbeIndex()
+    // reopens it. The failed Put may still be in the index's log, so the
+    // extent keeps its space until a delete of its record lands.
     ++io_errors_;
-    NoteError(st);
-    (void)store_->Free(c.extent);
-    std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
-    e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    NoteError(Status(st.code(), "index write failed, NVMe writes stopped: " + st.message()));
+    pending_.push_back(Unindexed{c.extent, true});
+    {
+      std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+    }
+    Settle(job.wait, st);
     return;
   }
   extents_[job.id] = c.extent;
@@ -442,6 +412,7 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   }
   host_clean_bytes_ += e.size;
   ++demotions_;
+  if (job.wait) durable_pending_.push_back(std::move(job.wait));
 }
 
 void NvmeTier::FinishRead(Job& job, const Status& st) {
@@ -454,6 +425,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
       e.tier = cache_->host_tier_;
       e.offset = job.slot.offset;
       e.size_class = static_cast<uint16_t>(job.slot.size_class);
+      cache_->RecordInHost(e);
       e.state.store(kReady, std::memory_order_release);
     }
     {
@@ -469,9 +441,16 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
   }
   if (!st.IsCorruption()) {
     // An I/O error proves nothing about the block's bytes (a transient EIO
-    // would otherwise cost the record of an intact block): a miss now, the
-    // block stays on NVMe for the next lookup.
+    // would otherwise cost the record of an intact block): read it again, a
+    // few times, into the same slot; then a miss now, and the block stays on
+    // NVMe for the next lookup.
     ++io_errors_;
+    if (job.attempts < kReadRetries) {
+      ++job.attempts;
+      std::lock_guard<std::mutex> l(jobs_mu_);
+      jobs_.push_front(std::move(job));
+      return;
+    }
     NoteError(Status(st.code(), "block " + e.key.ToHex() + " not promoted: " + st.message()));
     {
       std::lock_guard<std::mutex> l(ts.mu);
@@ -502,7 +481,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
 }
 
 void NvmeTier::Clean() {
-  if (options_.write_through || !store_->AcceptsWrites()) return;
+  if (options_.write_through || !WritesAllowed()) return;
   Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
   BlockIndex& index = cache_->index_;
   std::vector<BlockId> picked;
@@ -547,13 +526,14 @@ void NvmeTier::Clean() {
   }
   if (picked.empty()) return;
   std::lock_guard<std::mutex> l(jobs_mu_);
-  for (BlockId id : picked) jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}});
+  for (BlockId id : picked) jobs_.push_back(Job{Job::kWrite, id, nullptr, 0, Slot{}, NvmeExtent{}, nullptr});
 }
 
 void NvmeTier::Run() {
   std::deque<Job> local;
   std::vector<NvmeCompletion> done(64);
   uint64_t clean_seen = 0;
+  bool rebuild_waiting = false;  // the rebuild is over its read budget for now
   for (;;) {
     bool stopping;
     uint64_t pass_for = 0;
@@ -566,14 +546,18 @@ void NvmeTier::Run() {
         busy_ = false;
         idle_cv_.notify_all();
         // Wake for jobs, drains, shutdown, and periodically for write-back.
-        jobs_cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
-          return stop_ || !jobs_.empty() || clean_requests_ > clean_done_;
-        });
+        // While the index is rebuilt, the loop runs on (rate-limited steps).
+        if (!rebuilding_.load(std::memory_order_relaxed) || rebuild_waiting)
+          jobs_cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
+            return stop_ || !jobs_.empty() || clean_requests_ > clean_done_;
+          });
       }
       pass_for = clean_requests_;
       stopping = stop_;
       if (stopping && jobs_.empty() && local.empty() && in_flight_.empty()) break;
-      busy_ = true;
+      // Still idle (a rebuild step or a probe is all there is to do): a
+      // Drain() may return meanwhile.
+      if (!idle || !jobs_.empty() || pass_for > clean_done_) busy_ = true;
       while (!jobs_.empty()) {
         local.push_back(std::move(jobs_.front()));
         jobs_.pop_front();
@@ -591,7 +575,22 @@ void NvmeTier::Run() {
         NoteError(n.status());
       }
     }
-    if (!stopping) Clean();
+    if (!durable_pending_.empty()) {
+      // One flush of the device's cache and one fsync of the index log for
+      // every write-through commit whose writes completed in this round.
+      Status st = store_->Sync();
+      if (st.ok()) st = index_->Sync();
+      if (!st.ok()) NoteError(st);
+      for (const auto& w : durable_pending_) Settle(w, st);
+      durable_pending_.clear();
+    }
+    if (!stopping) {
+      ProbeIndex();
+      Clean();
+      rebuild_waiting = false;
+      if (rebuilding_.load(std::memory_order_relaxed) && in_flight_.empty())
+        rebuild_waiting = !RebuildStep();
+    }
     clean_seen = pass_for;
   }
 }
@@ -626,7 +625,19 @@ TierStats NvmeTier::Stats() const {
   t.checksum_failures = checksum_failures_.load();
   t.recovered = recovered_.load();
   t.recovery_dropped = recovery_dropped_.load();
-  t.admitting = store_->admitting();
+  t.index_ok = !index_->failed();
+  t.index_rebuilding = rebuilding_.load(std::memory_order_acquire);
+  t.admitting = store_->admitting() && t.index_ok && !t.index_rebuilding;
+  if (t.index_rebuilding)
+    t.degraded = "index rebuilding from the extents' headers (" +
+                 std::to_string(rebuild_scanned_.load(std::memory_order_relaxed) >> 20) + " of " +
+                 std::to_string((store_->data_end() - store_->data_begin()) >> 20) +
+                 " MiB scanned): writes stopped until it is done";
+  else if (!t.index_ok)
+    t.degraded = "index not writable (" + index_->failure() +
+                 "): writes stopped, reads go on, probing to resume";
+  else if (!store_->admitting())
+    t.degraded = "writes stopped after a device error, probing to resume";
   return t;
 }
 

@@ -416,6 +416,19 @@ Result<std::vector<BlockKey>> ClientNamespace::HashTokensRemote(std::span<const 
   });
 }
 
+Result<std::vector<TierKind>> ClientNamespace::Probe(std::span<const BlockKey> keys) {
+  return Guard([&]() -> Result<std::vector<TierKind>> {
+    auto req = impl_->cap.probeRequest();
+    auto list = req.initKeys(static_cast<unsigned>(keys.size()));
+    for (size_t i = 0; i < keys.size(); ++i) rpcconv::ToRpc(keys[i], list[static_cast<unsigned>(i)]);
+    auto res = client_->Wait(req.send());
+    std::vector<TierKind> out;
+    out.reserve(res.getTiers().size());
+    for (auto t : res.getTiers()) out.push_back(TierFromRpc(t));
+    return out;
+  });
+}
+
 // ---- PendingLookup -----------------------------------------------------------
 
 struct PendingLookup::Impl {

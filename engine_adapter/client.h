@@ -216,6 +216,12 @@ class ClientNamespace {
 
   // Longest cached prefix of `keys`, pinned. An empty lease is a miss.
   Result<ClientLease> Lookup(std::span<const BlockKey> keys);
+  // Where the longest cached prefix of `keys` lives, one tier per block, with
+  // nothing pinned or promoted (one round trip): to decide how much of a hit
+  // is worth loading before Lookup() pins it (and promotes NVMe blocks). The
+  // answer may be stale by the time of the Lookup. Errors: Unavailable,
+  // InvalidArgument (too many keys).
+  Result<std::vector<TierKind>> Probe(std::span<const BlockKey> keys);
   // Lookup in two halves: sends the call and returns without waiting for the
   // answer, so that several may be in flight on one connection and the
   // client may do other work (and other calls) meanwhile. The daemon answers

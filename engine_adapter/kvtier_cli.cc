@@ -1,16 +1,33 @@
 // kvtier: command-line client of a running kvtierd.
 //
-//   kvtier health                       is the daemon up and serving?
+//   kvtier health [--json]              is the daemon up and serving?
 //   kvtier stats [--json]               cache and tier statistics
-//   kvtier lookup --model M ... --tokens 1,2,3 | --tokens-file F
+//   kvtier lookup --model M ... --tokens 1,2,3 | --tokens-file F [--json]
 //                                       how much of a prompt is cached
 //   kvtier demo [--prompts N] [--blocks N]
 //                                       store prompts' KV blocks, load them
 //                                       back byte-exact, print the stats
+//   kvtier hash --model M ... --tokens 1,2,3 [--json]
+//                                       the block keys of a token sequence
+//                                       (docs/hashing.md; no daemon needed)
+//   kvtier namespaces [--admin HOST:PORT] [--json]
+//                                       the daemon's namespaces: blocks,
+//                                       bytes and hits per tier
+//   kvtier evict --namespace ID [--admin HOST:PORT] [--json]
+//                                       drop a namespace's blocks from the
+//                                       memory tiers (privileged: see below)
 //
-// Common flags: --socket PATH (default: $KVTIER_SOCKET, else
-// $XDG_RUNTIME_DIR/kvtier.sock, else ./kvtier-data/kvtier.sock — the
-// daemon's own default). Exit codes: 0 ok, 1 failure, 2 bad usage.
+// namespaces and evict talk to the daemon's admin endpoint (default
+// 127.0.0.1:9477), not its socket: the daemon serves evict only to a peer on
+// the loopback interface (POST /v1/namespaces/ID/evict), so it may be called
+// by whoever can log in to the host (or exec into the daemon's pod), never
+// from another host even when --admin listens on 0.0.0.0 for scrapers.
+//
+// Flags follow server/cli.h (CLI11): --flag VALUE or --flag=VALUE, booleans
+// bare or --json=false, `kvtier COMMAND --help` per command. Common flag:
+// --socket PATH (default: $KVTIER_SOCKET, else $XDG_RUNTIME_DIR/kvtier.sock,
+// else ./kvtier-data/kvtier.sock — the daemon's own default). Exit codes: 0
+// ok, 1 failure, 2 bad usage (one line on stderr, before anything is sent).
 #include <unistd.h>
 
 #include <chrono>
@@ -23,45 +40,15 @@
 #include <string>
 #include <vector>
 
+#include <httplib.h>
+
 #include "engine_adapter/client.h"
+#include "server/cli.h"
 #include "tiers/checksum.h"
+#include "tiers/json_string.h"
 
 namespace kvtier {
 namespace {
-
-const char* kUsage =
-    "usage: kvtier <command> [flags]\n"
-    "\n"
-    "commands:\n"
-    "  health              ping the daemon; exit 0 when it serves\n"
-    "  stats [--json]      cache, tier and connection statistics\n"
-    "  namespaces          live namespaces: blocks, bytes, hits, evictions\n"
-    "  lookup              how many leading blocks of a token sequence are cached\n"
-    "  demo                store prompts' KV blocks, load them back, verify, print stats\n"
-    "\n"
-    "common flags:\n"
-    "  --socket PATH       daemon socket (default: $KVTIER_SOCKET, else\n"
-    "                      $XDG_RUNTIME_DIR/kvtier.sock, else ./kvtier-data/kvtier.sock)\n"
-    "\n"
-    "namespace flags (lookup, demo):\n"
-    "  --model ID          model id (default: demo/llama-3-8b)\n"
-    "  --revision REV      model revision (default: empty)\n"
-    "  --layers N          KV layers (default 32)\n"
-    "  --kv-heads N        KV heads (default 8)\n"
-    "  --head-dim N        head dimension (default 128)\n"
-    "  --block-tokens N    tokens per block (default 16)\n"
-    "  --dtype T           bf16, fp16 or fp8 (default bf16)\n"
-    "  --tp-rank N --tp-size N   tensor-parallel shard (default 0 of 1)\n"
-    "  --salt S            tenant salt (default none)\n"
-    "  --hash MODE         xxh3-128 or sha256 (default xxh3-128)\n"
-    "\n"
-    "lookup flags:\n"
-    "  --tokens LIST       comma-separated token ids\n"
-    "  --tokens-file F     token ids separated by whitespace or commas\n"
-    "\n"
-    "demo flags:\n"
-    "  --prompts N         prompts to store (default 4)\n"
-    "  --blocks N          blocks per prompt (default 32)\n";
 
 std::string DefaultSocket() {
   if (const char* s = std::getenv("KVTIER_SOCKET"); s != nullptr && *s) return s;
@@ -70,74 +57,48 @@ std::string DefaultSocket() {
   return "./kvtier-data/kvtier.sock";
 }
 
-struct Args {
-  std::string command;
-  std::map<std::string, std::string> flags;
-  bool json = false;
-};
+// The namespace flags of lookup and demo (and their defaults).
+struct NamespaceFlags {
+  std::string model = "demo/llama-3-8b";
+  std::string revision;
+  uint32_t layers = 32, kv_heads = 8, head_dim = 128, block_tokens = 16;
+  std::string dtype = "bf16";
+  uint32_t tp_rank = 0, tp_size = 1;
+  std::string salt;
+  std::string hash = "xxh3-128";
 
-Result<Args> ParseArgs(int argc, char** argv) {
-  Args a;
-  if (argc < 2) return Status::InvalidArgument("missing command");
-  a.command = argv[1];
-  static const char* kValued[] = {"socket", "model", "revision", "layers", "kv-heads", "head-dim",
-                                  "block-tokens", "dtype", "tp-rank", "tp-size", "salt", "hash",
-                                  "tokens", "tokens-file", "prompts", "blocks"};
-  for (int i = 2; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--json") {
-      a.json = true;
-      continue;
-    }
-    if (f == "--help" || f == "-h") return Status::InvalidArgument("help");
-    if (f.rfind("--", 0) != 0) return Status::InvalidArgument("unexpected argument '" + f + "'");
-    std::string name = f.substr(2), value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) return Status::InvalidArgument("flag --" + name + " needs a value");
-      value = argv[++i];
-    }
-    bool known = false;
-    for (const char* k : kValued) known |= name == k;
-    if (!known) return Status::InvalidArgument("unknown flag --" + name);
-    a.flags[name] = value;
+  void AddTo(CLI::App* cmd) {
+    cmd->add_option("--model", model, "model id")->capture_default_str();
+    cmd->add_option("--revision", revision, "model revision (default: empty)");
+    cmd->add_option("--layers", layers, "KV layers")->capture_default_str()->check(CLI::Range(1u, 4096u));
+    cmd->add_option("--kv-heads", kv_heads, "KV heads")->capture_default_str()->check(CLI::Range(1u, 4096u));
+    cmd->add_option("--head-dim", head_dim, "head dimension")->capture_default_str()->check(CLI::Range(1u, 65536u));
+    cmd->add_option("--block-tokens", block_tokens, "tokens per block")
+        ->capture_default_str()->check(CLI::Range(1u, 1u << 20));
+    cmd->add_option("--dtype", dtype, "KV dtype")->capture_default_str()->check(CLI::IsMember({"bf16", "fp16", "fp8"}));
+    cmd->add_option("--tp-rank", tp_rank, "tensor-parallel rank")->capture_default_str();
+    cmd->add_option("--tp-size", tp_size, "tensor-parallel size")->capture_default_str()->check(CLI::Range(1u, 1024u));
+    cmd->add_option("--salt", salt, "tenant salt (default: none)");
+    cmd->add_option("--hash", hash, "key hash")->capture_default_str()->check(CLI::IsMember({"xxh3-128", "sha256"}));
   }
-  return a;
-}
 
-Result<uint32_t> FlagU32(const Args& a, const std::string& name, uint32_t def) {
-  auto it = a.flags.find(name);
-  if (it == a.flags.end()) return def;
-  char* end = nullptr;
-  unsigned long v = std::strtoul(it->second.c_str(), &end, 10);
-  if (it->second.empty() || *end != '\0' || v > 0xFFFFFFFFul)
-    return Status::InvalidArgument("--" + name + " = '" + it->second + "' is not a number");
-  return static_cast<uint32_t>(v);
-}
-
-std::string Flag(const Args& a, const std::string& name, const std::string& def) {
-  auto it = a.flags.find(name);
-  return it == a.flags.end() ? def : it->second;
-}
-
-Result<NamespaceSpec> SpecFromArgs(const Args& a) {
-  NamespaceSpec s;
-  s.model_id = Flag(a, "model", "demo/llama-3-8b");
-  s.model_revision = Flag(a, "revision", "");
-  s.tenant_salt = Flag(a, "salt", "");
-  KVTIER_ASSIGN_OR_RETURN(s.layout.num_layers, FlagU32(a, "layers", 32));
-  KVTIER_ASSIGN_OR_RETURN(s.layout.num_kv_heads, FlagU32(a, "kv-heads", 8));
-  KVTIER_ASSIGN_OR_RETURN(s.layout.head_dim, FlagU32(a, "head-dim", 128));
-  KVTIER_ASSIGN_OR_RETURN(s.layout.tokens_per_block, FlagU32(a, "block-tokens", 16));
-  KVTIER_ASSIGN_OR_RETURN(s.layout.dtype, ParseDType(Flag(a, "dtype", "bf16")));
-  KVTIER_ASSIGN_OR_RETURN(s.tp_rank, FlagU32(a, "tp-rank", 0));
-  KVTIER_ASSIGN_OR_RETURN(s.tp_size, FlagU32(a, "tp-size", 1));
-  KVTIER_ASSIGN_OR_RETURN(s.hash_mode, ParseHashMode(Flag(a, "hash", "xxh3-128")));
-  KVTIER_RETURN_IF_ERROR(s.Validate());
-  return s;
-}
+  Result<NamespaceSpec> Spec() const {
+    NamespaceSpec s;
+    s.model_id = model;
+    s.model_revision = revision;
+    s.tenant_salt = salt;
+    s.layout.num_layers = layers;
+    s.layout.num_kv_heads = kv_heads;
+    s.layout.head_dim = head_dim;
+    s.layout.tokens_per_block = block_tokens;
+    KVTIER_ASSIGN_OR_RETURN(s.layout.dtype, ParseDType(dtype));
+    s.tp_rank = tp_rank;
+    s.tp_size = tp_size;
+    KVTIER_ASSIGN_OR_RETURN(s.hash_mode, ParseHashMode(hash));
+    KVTIER_RETURN_IF_ERROR(s.Validate());
+    return s;
+  }
+};
 
 Result<std::vector<uint32_t>> ParseTokens(const std::string& text) {
   std::vector<uint32_t> out;
@@ -163,23 +124,30 @@ Result<std::vector<uint32_t>> ParseTokens(const std::string& text) {
   return out;
 }
 
-void PrintStats(const RemoteStats& s, bool json) {
-  if (json) {
-    std::printf("{\"blocks_ready\":%lu,\"blocks_writing\":%lu,\"pinned_blocks\":%lu,"
+std::string StatsJson(const RemoteStats& s) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf),
+                "{\"blocks_ready\":%lu,\"blocks_writing\":%lu,\"pinned_blocks\":%lu,"
                 "\"acquires\":%lu,\"blocks_hit\":%lu,\"blocks_missed\":%lu,\"commits\":%lu,"
                 "\"aborts\":%lu,\"leases_open\":%lu,\"txns_open\":%lu,\"connections_open\":%lu,"
                 "\"tiers\":[",
                 s.blocks_ready, s.blocks_writing, s.pinned_blocks, s.acquires, s.blocks_hit,
-                s.blocks_missed, s.commits, s.aborts, s.leases_open, s.txns_open,
-                s.connections_open);
-    for (size_t i = 0; i < s.tiers.size(); ++i) {
-      const auto& t = s.tiers[i];
-      std::printf("%s{\"name\":\"%s\",\"capacity_bytes\":%lu,\"used_bytes\":%lu,\"blocks\":%lu,"
-                  "\"hits\":%lu,\"evictions\":%lu}",
-                  i ? "," : "", t.name.c_str(), t.capacity_bytes, t.used_bytes, t.blocks, t.hits,
-                  t.evictions);
-    }
-    std::printf("]}\n");
+                s.blocks_missed, s.commits, s.aborts, s.leases_open, s.txns_open, s.connections_open);
+  std::string out = buf;
+  for (size_t i = 0; i < s.tiers.size(); ++i) {
+    const auto& t = s.tiers[i];
+    std::snprintf(buf, sizeof(buf),
+                  ",\"capacity_bytes\":%lu,\"used_bytes\":%lu,\"blocks\":%lu,\"hits\":%lu,"
+                  "\"evictions\":%lu}",
+                  t.capacity_bytes, t.used_bytes, t.blocks, t.hits, t.evictions);
+    out += std::string(i ? "," : "") + "{\"name\":" + JsonQuoted(t.name) + buf;
+  }
+  return out + "]}";
+}
+
+void PrintStats(const RemoteStats& s, bool json) {
+  if (json) {
+    std::printf("%s\n", StatsJson(s).c_str());
     return;
   }
   double req = static_cast<double>(s.blocks_hit + s.blocks_missed);
@@ -201,23 +169,21 @@ int Fail(const Status& st) {
   return 1;
 }
 
-int Demo(Client& client, const Args& a) {
-  auto spec = SpecFromArgs(a);
+int Demo(Client& client, const NamespaceFlags& flags, uint32_t prompts, uint32_t blocks, bool json) {
+  auto spec = flags.Spec();
   if (!spec.ok()) return Fail(spec.status());
-  auto prompts = FlagU32(a, "prompts", 4);
-  auto blocks = FlagU32(a, "blocks", 32);
-  if (!prompts.ok()) return Fail(prompts.status());
-  if (!blocks.ok()) return Fail(blocks.status());
+  std::string records;  // --json: one object per prompt
   auto ns = client.OpenNamespace(*spec);
   if (!ns.ok()) return Fail(ns.status());
   ClientNamespace& n = **ns;
   const uint64_t bytes = n.block_bytes();
-  std::printf("namespace %u: %s, %s, block %.2f MiB\n", n.id(), spec->model_id.c_str(),
-              spec->layout.ToString().c_str(), bytes / 1048576.0);
+  if (!json)
+    std::printf("namespace %u: %s, %s, block %.2f MiB\n", n.id(), spec->model_id.c_str(),
+                spec->layout.ToString().c_str(), bytes / 1048576.0);
   std::vector<uint8_t> payload(bytes);
-  for (uint32_t p = 0; p < *prompts; ++p) {
+  for (uint32_t p = 0; p < prompts; ++p) {
     // A shared system prompt (first half) and a per-prompt tail.
-    std::vector<uint32_t> tokens(static_cast<size_t>(*blocks) * spec->layout.tokens_per_block);
+    std::vector<uint32_t> tokens(static_cast<size_t>(blocks) * spec->layout.tokens_per_block);
     for (size_t i = 0; i < tokens.size(); ++i)
       tokens[i] = static_cast<uint32_t>(i < tokens.size() / 2 ? i : i * 31 + p * 7919);
     auto keys = n.HashTokens(tokens);
@@ -256,80 +222,212 @@ int Demo(Client& client, const Args& a) {
       if (out[i] != payload) return Fail(Status::Corruption("block " + std::to_string(i) + " differs"));
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("prompt %u: %zu blocks, %zu already cached, %zu stored, %zu loaded and verified (%.1f ms)\n",
-                p, keys.size(), cached, stored, lease->size(), ms);
+    if (json) {
+      char buf[256];
+      std::snprintf(buf, sizeof(buf),
+                    "%s{\"prompt\":%u,\"blocks\":%zu,\"cached\":%zu,\"stored\":%zu,"
+                    "\"verified\":%zu,\"ms\":%.3f}",
+                    p ? "," : "", p, keys.size(), cached, stored, lease->size(), ms);
+      records += buf;
+    } else {
+      std::printf("prompt %u: %zu blocks, %zu already cached, %zu stored, %zu loaded and verified (%.1f ms)\n",
+                  p, keys.size(), cached, stored, lease->size(), ms);
+    }
   }
   auto st = client.Stats();
   if (!st.ok()) return Fail(st.status());
+  if (json) {
+    std::printf("{\"namespace\":%u,\"prompts\":[%s],\"stats\":%s}\n", n.id(), records.c_str(),
+                StatsJson(*st).c_str());
+    return 0;
+  }
   std::printf("\n");
   PrintStats(*st, false);
   return 0;
 }
 
-int Main(int argc, char** argv) {
-  auto args = ParseArgs(argc, argv);
-  if (!args.ok()) {
-    if (args.status().message() == "help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    std::fprintf(stderr, "kvtier: %s\n\n%s", args.status().message().c_str(), kUsage);
-    return 2;
-  }
-  const std::string& cmd = args->command;
-  if (cmd == "help" || cmd == "--help" || cmd == "-h") {
-    std::fputs(kUsage, stdout);
+Result<std::string> ReadTokensText(const std::string& text, const std::string& file) {
+  if (file.empty()) return text;
+  std::ifstream in(file);
+  if (!in) return Status::InvalidArgument("cannot read --tokens-file '" + file + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// kvtier hash: what an engine's own implementation of docs/hashing.md must
+// print for the same namespace and tokens.
+int Hash(const NamespaceSpec& spec, const std::string& tokens_text, const std::string& tokens_file,
+         bool json) {
+  auto text = ReadTokensText(tokens_text, tokens_file);
+  if (!text.ok()) return Fail(text.status());
+  auto tokens = ParseTokens(*text);
+  if (!tokens.ok()) return Fail(tokens.status());
+  KeyHasher h(spec);
+  std::vector<BlockKey> keys;
+  h.Hash(*tokens, &keys);
+  const size_t tpb = spec.layout.tokens_per_block;
+  if (json) {
+    std::string out = "{\"hash\":\"" + std::string(HashModeName(spec.hash_mode)) + "\",\"seed\":\"" +
+                      h.seed().ToHex() + "\",\"tokens\":" + std::to_string(tokens->size()) +
+                      ",\"tokens_per_block\":" + std::to_string(tpb) + ",\"keys\":[";
+    for (size_t i = 0; i < keys.size(); ++i) out += std::string(i ? "," : "") + "\"" + keys[i].ToHex() + "\"";
+    std::printf("%s]}\n", out.c_str());
     return 0;
   }
-  if (cmd != "health" && cmd != "stats" && cmd != "namespaces" && cmd != "lookup" &&
-      cmd != "demo") {
-    std::fprintf(stderr, "kvtier: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
-    return 2;
+  std::printf("%s seed %s\n", HashModeName(spec.hash_mode), h.seed().ToHex().c_str());
+  std::printf("%zu tokens, %zu full blocks of %zu (a partial last block has no key)\n", tokens->size(),
+              keys.size(), tpb);
+  for (size_t i = 0; i < keys.size(); ++i)
+    std::printf("  %4zu tokens %zu..%zu %s\n", i, i * tpb, (i + 1) * tpb - 1, keys[i].ToHex().c_str());
+  return 0;
+}
+
+// GET or POST on the admin endpoint; the body of a 200 answer.
+Result<std::string> AdminCall(const std::string& admin, const std::string& method, const std::string& path) {
+  std::string host = admin;
+  int port = 9477;
+  if (const size_t colon = admin.rfind(':'); colon != std::string::npos) {
+    host = admin.substr(0, colon);
+    port = std::atoi(admin.c_str() + colon + 1);
   }
-  std::string socket = Flag(*args, "socket", DefaultSocket());
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  httplib::Client cli(host, port);
+  cli.set_connection_timeout(5);
+  cli.set_read_timeout(60);
+  auto res = method == "POST" ? cli.Post(path.c_str()) : cli.Get(path.c_str());
+  if (!res)
+    return Status::Unavailable("no admin endpoint at " + admin + " (" + httplib::to_string(res.error()) +
+                               "); is kvtierd running with --admin " + admin + "?");
+  if (res->status != 200) {
+    std::string body = res->body;
+    while (!body.empty() && body.back() == '\n') body.pop_back();
+    return res->status == 403 ? Status::Rejected(body) : res->status == 404 ? Status::NotFound(body)
+                                                                             : Status::Internal(body);
+  }
+  return res->body;
+}
+
+int Namespaces(const std::string& admin, bool json) {
+  auto body = AdminCall(admin, "GET", "/v1/namespaces");
+  if (!body.ok()) return Fail(body.status());
+  if (json) {
+    std::fputs(body->c_str(), stdout);
+    return 0;
+  }
+  // The text form is the daemon's own table (GET /v1/namespaces?format=text).
+  auto text = AdminCall(admin, "GET", "/v1/namespaces?format=text");
+  if (!text.ok()) return Fail(text.status());
+  std::fputs(text->c_str(), stdout);
+  return 0;
+}
+
+int Evict(const std::string& admin, uint32_t ns, bool json) {
+  auto body = AdminCall(admin, "POST", "/v1/namespaces/" + std::to_string(ns) + "/evict" +
+                                           (json ? "" : "?format=text"));
+  if (!body.ok()) return Fail(body.status());
+  std::fputs(body->c_str(), stdout);
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app("kvtier: command-line client of a running kvtierd", "kvtier");
+  app.require_subcommand(1);
+  std::string socket = DefaultSocket();
+  bool json = false;
+  // Flags every command takes, after its name.
+  auto common = [&](CLI::App* cmd) {
+    cmd->add_option("--socket", socket, "daemon socket ($KVTIER_SOCKET, else $XDG_RUNTIME_DIR/"
+                                        "kvtier.sock, else ./kvtier-data/kvtier.sock)")
+        ->capture_default_str();
+    cmd->add_flag("--json", json, "print one JSON object instead of text");
+  };
+  CLI::App* health = app.add_subcommand("health", "ping the daemon; exit 0 when it serves");
+  common(health);
+  CLI::App* stats = app.add_subcommand("stats", "cache, tier and connection statistics");
+  common(stats);
+
+  NamespaceFlags ns_flags;
+  CLI::App* lookup = app.add_subcommand("lookup", "how many leading blocks of a token sequence are cached");
+  common(lookup);
+  ns_flags.AddTo(lookup);
+  std::string tokens_text, tokens_file;
+  auto* tok = lookup->add_option("--tokens", tokens_text, "comma-separated token ids");
+  auto* tokf = lookup->add_option("--tokens-file", tokens_file, "token ids separated by whitespace or commas")
+                   ->check(CLI::ExistingFile);
+  tok->excludes(tokf);
+
+  CLI::App* demo = app.add_subcommand("demo", "store prompts' KV blocks, load them back, verify, print stats");
+  common(demo);
+  ns_flags.AddTo(demo);
+  uint32_t prompts = 4, blocks = 32;
+  demo->add_option("--prompts", prompts, "prompts to store")->capture_default_str()->check(CLI::Range(1u, 100000u));
+  demo->add_option("--blocks", blocks, "blocks per prompt")->capture_default_str()->check(CLI::Range(1u, 100000u));
+
+  CLI::App* hash = app.add_subcommand("hash", "the block keys of a token sequence (no daemon needed)");
+  hash->add_flag("--json", json, "print one JSON object instead of text");
+  ns_flags.AddTo(hash);
+  hash->add_option("--tokens", tokens_text, "comma-separated token ids");
+  hash->add_option("--tokens-file", tokens_file, "token ids separated by whitespace or commas")
+      ->check(CLI::ExistingFile);
+
+  std::string admin = "127.0.0.1:9477";
+  auto admin_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--admin", admin, "the daemon's admin endpoint")->capture_default_str();
+    cmd->add_flag("--json", json, "print one JSON object instead of text");
+  };
+  CLI::App* namespaces = app.add_subcommand("namespaces", "the daemon's namespaces: blocks, bytes, hits");
+  admin_flags(namespaces);
+  CLI::App* evict = app.add_subcommand(
+      "evict", "drop a namespace's blocks from the memory tiers (from the daemon's host only)");
+  admin_flags(evict);
+  uint32_t evict_ns = 0;
+  evict->add_option("--namespace", evict_ns, "namespace id (kvtier namespaces)")->required();
+
+  if (int rc = cli::Parse(app, argc, argv); rc >= 0) return rc;
+  const CLI::App* cmd = cli::Selected(&app);
+  if ((lookup->parsed() || hash->parsed()) && tokens_text.empty() && tokens_file.empty()) {
+    std::fprintf(stderr, "kvtier %s: give --tokens or --tokens-file (see kvtier %s --help)\n",
+                 cmd->get_name().c_str(), cmd->get_name().c_str());
+    return cli::kUsageError;
+  }
+  if (hash->parsed() && !tokens_text.empty() && !tokens_file.empty()) {
+    std::fprintf(stderr, "kvtier hash: give --tokens or --tokens-file, not both\n");
+    return cli::kUsageError;
+  }
+  // Namespace flags are checked as a whole before connecting.
+  Result<NamespaceSpec> spec = ns_flags.Spec();
+  if ((lookup->parsed() || demo->parsed() || hash->parsed()) && !spec.ok()) {
+    std::fprintf(stderr, "kvtier %s: %s\n", cmd->get_name().c_str(), spec.status().ToString().c_str());
+    return cli::kUsageError;
+  }
+  if (hash->parsed()) return Hash(*spec, tokens_text, tokens_file, json);
+  if (namespaces->parsed()) return Namespaces(admin, json);
+  if (evict->parsed()) return Evict(admin, evict_ns, json);
+
   auto client = Client::Connect(socket);
   if (!client.ok()) return Fail(client.status());
-  if (cmd == "health") {
+  if (health->parsed()) {
     Status st = (*client)->Ping();
     if (!st.ok()) return Fail(st);
-    std::printf("ok: kvtierd serving on %s\n", socket.c_str());
+    if (json) {
+      std::printf("{\"ok\":true,\"socket\":%s}\n", JsonQuoted(socket).c_str());
+    } else {
+      std::printf("ok: kvtierd serving on %s\n", socket.c_str());
+    }
     return 0;
   }
-  if (cmd == "stats") {
+  if (stats->parsed()) {
     auto st = (*client)->Stats();
     if (!st.ok()) return Fail(st.status());
-    PrintStats(*st, args->json);
+    PrintStats(*st, json);
     return 0;
   }
-  if (cmd == "namespaces") {
-    auto st = (*client)->Stats();
-    if (!st.ok()) return Fail(st.status());
-    std::printf("%6s  %-40s %4s %10s %10s %12s %10s %10s\n", "id", "model", "tp", "block", "blocks",
-                "MiB", "hits", "evictions");
-    for (const auto& n : st->namespaces)
-      std::printf("%6u  %-40s %4u %10lu %10lu %12.1f %10lu %10lu%s\n", n.id, n.model_id.c_str(),
-                  n.tp_rank, n.block_bytes, n.blocks, n.bytes / 1048576.0, n.hits, n.evictions,
-                  n.salted ? "  (tenant)" : "");
-    return 0;
-  }
-  if (cmd == "demo") return Demo(**client, *args);
+  if (demo->parsed()) return Demo(**client, ns_flags, prompts, blocks, json);
   // lookup
-  auto spec = SpecFromArgs(*args);
-  if (!spec.ok()) return Fail(spec.status());
-  std::string text;
-  if (auto it = args->flags.find("tokens"); it != args->flags.end()) {
-    text = it->second;
-  } else if (auto f = args->flags.find("tokens-file"); f != args->flags.end()) {
-    std::ifstream in(f->second);
-    if (!in) return Fail(Status::InvalidArgument("cannot read --tokens-file '" + f->second + "'"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  } else {
-    std::fprintf(stderr, "kvtier: lookup needs --tokens or --tokens-file\n");
-    return 2;
-  }
-  auto tokens = ParseTokens(text);
+  auto text = ReadTokensText(tokens_text, tokens_file);
+  if (!text.ok()) return Fail(text.status());
+  auto tokens = ParseTokens(*text);
   if (!tokens.ok()) return Fail(tokens.status());
   auto ns = (*client)->OpenNamespace(*spec);
   if (!ns.ok()) return Fail(ns.status());
@@ -337,6 +435,20 @@ int Main(int argc, char** argv) {
   auto lease = (*ns)->Lookup(keys);
   if (!lease.ok()) return Fail(lease.status());
   size_t tpb = spec->layout.tokens_per_block;
+  if (json) {
+    std::string out = "{\"tokens\":" + std::to_string(tokens->size()) +
+                      ",\"blocks\":" + std::to_string(keys.size()) +
+                      ",\"cached_blocks\":" + std::to_string(lease->size()) +
+                      ",\"cached_tokens\":" + std::to_string(lease->size() * tpb) + ",\"cached\":[";
+    for (size_t i = 0; i < lease->size(); ++i) {
+      const auto& b = lease->blocks()[i];
+      out += std::string(i ? "," : "") + "{\"key\":\"" + b.key.ToHex() + "\",\"tier\":\"" +
+             TierKindName(b.tier) + "\",\"offset\":" + std::to_string(b.offset) +
+             ",\"size\":" + std::to_string(b.size) + "}";
+    }
+    std::printf("%s]}\n", out.c_str());
+    return 0;
+  }
   std::printf("%zu tokens, %zu full blocks; cached prefix: %zu blocks (%zu tokens)\n",
               tokens->size(), keys.size(), lease->size(), lease->size() * tpb);
   for (size_t i = 0; i < lease->size(); ++i) {

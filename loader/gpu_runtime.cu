@@ -89,10 +89,22 @@ void* HostRegistration::DevicePointer(const void* p) const {
   return static_cast<char*>(device_) + (a - h);
 }
 
-Result<OwnedGpuStream> OwnedGpuStream::Create() {
+Result<int> GpuStreamPriority(StreamPriority priority) {
+  int least = 0, greatest = 0;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  switch (priority) {
+    case StreamPriority::kLow: return least;
+    case StreamPriority::kHigh: return greatest;
+    case StreamPriority::kDefault: break;
+  }
+  return 0;
+}
+
+Result<OwnedGpuStream> OwnedGpuStream::Create(StreamPriority priority) {
   OwnedGpuStream s;
   cudaStream_t stream = nullptr;
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  KVTIER_ASSIGN_OR_RETURN(int p, GpuStreamPriority(priority));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, p));
   s.stream_ = stream;
   return Result<OwnedGpuStream>(std::move(s));
 }

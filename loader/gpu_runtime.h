@@ -133,11 +133,18 @@ class HostRegistration {
   size_t size_ = 0;
 };
 
+// Scheduling priority of a stream's kernels. When SMs free up, the CTA
+// scheduler dispatches a higher-priority stream's waiting blocks first: an
+// engine computes on a high-priority stream and moves KV on low-priority
+// ones, so that a transfer that fills the GPU does not hold back the layer
+// that is ready to compute.
+enum class StreamPriority { kDefault, kLow, kHigh };
+
 // A CUDA stream (cudaStreamNonBlocking), destroyed with the owner.
 class OwnedGpuStream {
  public:
   OwnedGpuStream() = default;
-  static Result<OwnedGpuStream> Create();
+  static Result<OwnedGpuStream> Create(StreamPriority priority = StreamPriority::kDefault);
   OwnedGpuStream(OwnedGpuStream&& o) noexcept { std::swap(stream_, o.stream_); }
   OwnedGpuStream& operator=(OwnedGpuStream&& o) noexcept {
     std::swap(stream_, o.stream_);
@@ -152,6 +159,9 @@ class OwnedGpuStream {
  private:
   GpuStream stream_ = nullptr;
 };
+
+// cudaStreamCreateWithPriority's value for `priority` on the current device.
+Result<int> GpuStreamPriority(StreamPriority priority);
 
 // The calling thread's current device, and making `device` current
 // (cudaGetDevice / cudaSetDevice).

@@ -23,7 +23,8 @@ Result<HostRegistration> HostRegistration::Register(void*, size_t, HostRegisterM
 }
 HostRegistration::~HostRegistration() = default;
 void* HostRegistration::DevicePointer(const void*) const { return nullptr; }
-Result<OwnedGpuStream> OwnedGpuStream::Create() { return NoCuda(); }
+Result<OwnedGpuStream> OwnedGpuStream::Create(StreamPriority) { return NoCuda(); }
+Result<int> GpuStreamPriority(StreamPriority) { return NoCuda(); }
 OwnedGpuStream::~OwnedGpuStream() = default;
 
 Result<int> GpuGetDevice() { return NoCuda(); }

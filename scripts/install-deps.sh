@@ -6,8 +6,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       liburing-dev librocksdb-dev libcapnp-dev capnproto libcpp-httplib-dev
       libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev
-      nlohmann-json3-dev libcli11-dev
-      python3 python3-xxhash python3-matplotlib curl)
+      libsystemd-dev prometheus systemd  # prometheus: promtool, systemd: systemd-analyze (deploy checks)
+      nlohmann-json3-dev libcli11-dev libssl-dev libarchive-dev
+      python3 python3-xxhash python3-matplotlib python3-yaml curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

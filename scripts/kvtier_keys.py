@@ -50,9 +50,38 @@ def chain_key(mode, prev, tokens, extra=b""):
     return digest(mode, m)
 
 
+# Variants of the base namespace (docs/hashing.md, second table): each changes
+# one field of Llama-3.1-8B / main / 32x8x128 / bf16 / 16 tokens / 2 planes / TP 0 of 1.
+VARIANTS = (
+    ("tp 1 of 2", dict(tp_rank=1, tp_size=2)),
+    ("fp8", dict(dtype="fp8")),
+    ("one plane", dict(planes=1)),
+    ("empty revision", dict(revision="")),
+    ("multibyte UTF-8 model id", dict(model_id="kvtier/\u6a21\u578b-\u00fc-\U0001f999")),
+)
+
+
+def base_args(**over):
+    a = dict(model_id="meta-llama/Llama-3.1-8B", revision="main", layers=32, kv_heads=8,
+             head_dim=128, dtype="bf16", tokens_per_block=16)
+    a.update(over)
+    return a
+
+
+def variant_vectors():
+    out = []
+    for name, over in VARIANTS:
+        for mode in ("xxh3-128", "sha256"):
+            seed = namespace_seed(mode=mode, **base_args(**over))
+            k0 = chain_key(mode, seed, list(range(16)))
+            out.append((name, mode, key_hex(seed), key_hex(k0)))
+    return out
+
+
 def vectors():
     out = []
-    for mode, salt in (("xxh3-128", b""), ("sha256", b""), ("xxh3-128", b"tenant-a")):
+    for mode, salt in (("xxh3-128", b""), ("sha256", b""), ("xxh3-128", b"tenant-a"),
+                       ("sha256", b"tenant-a")):
         seed = namespace_seed("meta-llama/Llama-3.1-8B", "main", 32, 8, 128, "bf16", 16,
                               salt=salt, mode=mode)
         k0 = chain_key(mode, seed, list(range(16)))
@@ -65,4 +94,6 @@ def vectors():
 if __name__ == "__main__":
     for mode, salt, seed, k0, k1, kx in vectors():
         print("mode=%s salt=%r\n  seed %s\n  k0   %s\n  k1   %s\n  k1x  %s" % (mode, salt, seed, k0, k1, kx))
+    for name, mode, seed, k0 in variant_vectors():
+        print("variant=%r mode=%s\n  seed %s\n  k0   %s" % (name, mode, seed, k0))
     sys.exit(0)

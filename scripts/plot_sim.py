@@ -127,7 +127,7 @@ def tables(traces):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".", help="output folder")
-    ap.add_argument("results", nargs="+", help="JSON files written by kvtier-bench sim --json")
+    ap.add_argument("results", nargs="+", help="JSON files written by kvtier-bench sim --json-out")
     a = ap.parse_args()
     traces = load(a.results)
     os.makedirs(a.out, exist_ok=True)

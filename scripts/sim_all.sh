@@ -50,7 +50,7 @@ run() {  # name, trace file, extra flags...
   shift 2
   echo "== $name" >&2
   "$BENCH" sim --trace "$TRACES/$trace" --name "$name" "${JOBS[@]}" "$@" \
-      --json "$OUT/$name.json" --csv "$OUT/$name.csv" | tee "$OUT/$name.txt"
+      --json-out "$OUT/$name.json" --csv "$OUT/$name.csv" | tee "$OUT/$name.txt"
 }
 
 # Single tier: every policy at every capacity, Belady's MIN as the reference.

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <charconv>
@@ -11,8 +12,9 @@
 #include <cstring>
 #include <vector>
 
+#include "server/admin_namespaces.h"
 #include "server/config.h"
-#include "server/logging.h"
+#include "tiers/json_string.h"
 
 namespace kvtier {
 namespace {
@@ -176,7 +178,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
   srv.set_keep_alive_timeout(2);
   srv.set_read_timeout(5);
   srv.set_write_timeout(5);
-  srv.set_payload_max_length(64 * 1024);  // GETs only: bodies are not expected
+  srv.set_payload_max_length(64 * 1024);  // no request carries a body
   // SO_REUSEADDR (a restart may bind while old connections sit in TIME_WAIT)
   // but not httplib's default SO_REUSEPORT, with which a second daemon would
   // silently share the port instead of failing to bind.
@@ -208,6 +210,46 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
   });
   srv.Get("/v1/stats", [self](const httplib::Request&, httplib::Response& res) {
     res.set_content(self->StatsJson(), "application/json");
+  });
+  srv.Get("/v1/namespaces", [self](const httplib::Request& req, httplib::Response& res) {
+    const auto list = self->sources_.namespaces ? self->sources_.namespaces()
+                                                : std::vector<NamespaceUsage>{};
+    if (req.get_param_value("format") == "text") {
+      res.set_content(NamespacesText(list), "text/plain; charset=utf-8");
+    } else {
+      res.set_content(NamespacesJson(list), "application/json");
+    }
+  });
+  // Evicting a namespace is privileged: only a peer on the loopback
+  // interface may (someone on the daemon's host or in its pod), whatever
+  // address the endpoint listens on; scrapers elsewhere only read.
+  srv.Post(R"(/v1/namespaces/(\d{1,9})/evict)", [self](const httplib::Request& req,
+                                                        httplib::Response& res) {
+    if (!IsLoopbackPeer(req.remote_addr)) {
+      res.status = 403;
+      res.set_content("forbidden: evict is served to loopback peers only (run kvtier evict on the "
+                      "daemon's host)\n", "text/plain; charset=utf-8");
+      return;
+    }
+    if (!self->sources_.evict_namespace) {
+      res.status = 404;
+      res.set_content("not found: this daemon has no cache to evict from\n", "text/plain; charset=utf-8");
+      return;
+    }
+    const auto ns = static_cast<NamespaceId>(std::stoul(req.matches[1]));
+    auto r = self->sources_.evict_namespace(ns);
+    if (!r.ok()) {
+      res.status = r.status().IsNotFound() ? 404 : 500;
+      res.set_content(r.status().ToString() + "\n", "text/plain; charset=utf-8");
+      return;
+    }
+    spdlog::info("admin: namespace {} evicted by {}: {} blocks, {} bytes, {} NVMe copies (kept {} in use)",
+                 ns, req.remote_addr, r->blocks, r->bytes, r->nvme_blocks, r->kept_pinned);
+    if (req.get_param_value("format") == "text") {
+      res.set_content(EvictionText(ns, *r), "text/plain; charset=utf-8");
+    } else {
+      res.set_content(EvictionJson(ns, *r), "application/json");
+    }
   });
   srv.Get("/", [self](const httplib::Request&, httplib::Response& res) {
     res.set_content(self->StatusPage(), "text/html; charset=utf-8");
@@ -252,12 +294,29 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& addre
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  if (s->sources_.cache_stats) s->sampler_ = std::thread([p = s.get()] { p->SamplerMain(); });
   return s;
+}
+
+void AdminServer::SamplerMain() {
+  std::unique_lock<std::mutex> l(sampler_mu_);
+  while (!sampler_stop_) {
+    l.unlock();
+    rates_.Add(SampleOf(sources_.cache_stats(), sources_.rpc, std::chrono::steady_clock::now()));
+    l.lock();
+    sampler_cv_.wait_for(l, sources_.rate_sample_interval, [this] { return sampler_stop_; });
+  }
 }
 
 void AdminServer::Stop() {
   if (server_ != nullptr) server_->stop();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> l(sampler_mu_);
+    sampler_stop_ = true;
+  }
+  sampler_cv_.notify_all();
+  if (sampler_.joinable()) sampler_.join();
 }
 
 std::string AdminServer::DegradedNote() const {
@@ -332,6 +391,8 @@ std::string AdminServer::StatsJson() const {
       w.Key("recovered").Uint(t.recovered);
       w.Key("recovery_dropped").Uint(t.recovery_dropped);
       w.Key("admitting").Bool(t.admitting);
+      w.Key("index_ok").Bool(t.index_ok);
+      w.Key("index_rebuilding").Bool(t.index_rebuilding);
       w.Key("regions_moved").Uint(t.regions_moved);
       w.EndObject();
     }
@@ -421,17 +482,44 @@ std::string AdminServer::StatusPage() const {
 
   if (sources_.cache_stats) {
     const CacheStats s = sources_.cache_stats();
-    h += "<h2>Tiers</h2>\n<table><tr><th>tier</th><th>occupancy</th><th>used</th>"
+    const auto rates = rates_.Compute(SampleOf(s, sources_.rpc, std::chrono::steady_clock::now()));
+    h += "<h2>Tiers</h2>\n<table><tr><th>tier</th><th>health</th><th>occupancy</th><th>used</th>"
          "<th>capacity</th><th>blocks</th><th>hits</th><th>evictions</th></tr>\n";
     for (const auto& t : s.tiers) {
       const double pct = 100.0 * Ratio(t.used_bytes, t.capacity_bytes);
-      h += "<tr><td>" + HtmlEscape(t.name) + "</td><td><span class=\"bar\"><span style=\"width:" +
+      // Health: writes stopped after a device error, and errors seen.
+      std::string health = t.admitting ? "<span class=\"ok\">ok</span>"
+                                       : "<span class=\"bad\">writes stopped (device error; probing)</span>";
+      if (t.io_errors != 0 || t.checksum_failures != 0)
+        health += " &middot; " + std::to_string(t.io_errors) + " I/O errors, " +
+                  std::to_string(t.checksum_failures) + " checksum failures";
+      h += "<tr><td>" + HtmlEscape(t.name) + "</td><td>" + health +
+           "</td><td><span class=\"bar\"><span style=\"width:" +
            Fixed1(pct) + "%\"></span></span> " + Fixed1(pct) + "%</td><td>" +
            FormatSize(t.used_bytes) + "</td><td>" + FormatSize(t.capacity_bytes) + "</td><td>" +
            std::to_string(t.blocks) + "</td><td>" + std::to_string(t.hits) + "</td><td>" +
            std::to_string(t.evictions) + "</td></tr>\n";
     }
-    h += "</table>\n<h2>Cache</h2>\n<table>\n";
+    h += "</table>\n<h2>Last minute</h2>\n";
+    if (!rates) {
+      h += "<p>Collecting (rates appear once the counters have been sampled for a second).</p>\n";
+    } else {
+      h += "<p>Over the last " + Fixed1(rates->seconds) + " s: " + Fixed1(rates->acquires_per_s) +
+           " acquires/s, " + Fixed1(rates->keys_per_s) + " keys requested/s, hit rate " +
+           Fixed1(100.0 * rates->hit_rate) + "%, " + Fixed1(rates->commits_per_s) + " commits/s, " +
+           Fixed1(rates->no_space_per_s) + " blocks refused for space/s, " +
+           Fixed1(rates->rpc_calls_per_s) + " RPCs/s (" + Fixed1(rates->rpc_errors_per_s) +
+           " errors/s).</p>\n<table><tr><th>tier</th><th>hits/s</th><th>in</th><th>out</th>"
+           "<th>evictions/s</th><th>new I/O errors</th></tr>\n";
+      for (const auto& t : rates->tiers) {
+        h += "<tr><td>" + HtmlEscape(t.name) + "</td><td>" + Fixed1(t.hits_per_s) + "</td><td>" +
+             FormatSize(static_cast<uint64_t>(t.bytes_in_per_s)) + "/s</td><td>" +
+             FormatSize(static_cast<uint64_t>(t.bytes_out_per_s)) + "/s</td><td>" +
+             Fixed1(t.evictions_per_s) + "</td><td>" + std::to_string(t.io_errors) + "</td></tr>\n";
+      }
+      h += "</table>\n";
+    }
+    h += "<h2>Totals since start</h2>\n<table>\n";
     auto row = [&h](std::string_view name, const std::string& value) {
       h += "<tr><td>";
       h += name;
@@ -454,6 +542,8 @@ std::string AdminServer::StatusPage() const {
     row("index memory", FormatSize(s.index_memory));
     h += "</table>\n";
   }
+
+  if (sources_.namespaces) h += "<h2>Namespaces</h2>\n" + NamespacesHtml(sources_.namespaces());
 
   if (sources_.rpc != nullptr) {
     const RpcMetrics& m = *sources_.rpc;

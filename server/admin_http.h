@@ -6,7 +6,14 @@
 //                  503 "not ready: <reason>\n" (starting, draining)
 //   GET /metrics   Prometheus text format 0.0.4 (server/metrics.h)
 //   GET /v1/stats  the same data as JSON (shape in docs/operations.md)
-//   GET /          a small HTML status page, refreshing every 5 s
+//   GET /v1/namespaces  every namespace with its blocks, bytes and hits
+//                  (JSON; ?format=text: a table), server/admin_namespaces.h
+//   POST /v1/namespaces/ID/evict  drops namespace ID's blocks from the memory
+//                  tiers; served to loopback peers only (403 otherwise)
+//   GET /          a small HTML status page, refreshing every 5 s: tiers and
+//                  their health, rates over the last minute (sampled every
+//                  rate_sample_interval by a thread of the server), totals,
+//                  namespaces, RPC latencies
 //   anything else  404
 //
 // The server reads the daemon only through AdminSources: callbacks and a
@@ -21,12 +28,15 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include "cache/cache.h"
+#include "server/admin_rates.h"
 #include "server/metrics.h"
 #include "tiers/status.h"
 
@@ -44,6 +54,12 @@ struct AdminSources {
   // What is down while the daemon still serves ("nvme tier: writes
   // stopped"); empty string: nothing. Shown by /healthz, /readyz, /metrics.
   std::function<std::string()> degraded;
+  // Namespaces and their usage (Cache::Namespaces); empty: none listed.
+  std::function<std::vector<NamespaceUsage>()> namespaces;
+  // Cache::EvictNamespace; empty: POST .../evict answers 404.
+  std::function<Result<NamespaceEviction>(NamespaceId)> evict_namespace;
+  // How often the status page's "last minute" rates sample the counters.
+  std::chrono::milliseconds rate_sample_interval{5000};
   std::string version;                      // e.g. KvtierVersion()
   std::string socket_path;                  // shown on the status page
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -82,9 +98,17 @@ class AdminServer {
   explicit AdminServer(AdminSources sources);
   double UptimeSeconds() const;
 
+  void SamplerMain();
+
   AdminSources sources_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  // The status page's rates: samples taken by sampler_ (while cache_stats is set).
+  RateWindow rates_;
+  std::thread sampler_;
+  std::mutex sampler_mu_;
+  std::condition_variable sampler_cv_;
+  bool sampler_stop_ = false;
   std::string host_;
   int port_ = 0;
 };

@@ -1,9 +1,12 @@
 #include "server/config.h"
 
 #include "eviction/admission.h"
+#include "tiers/fault_io_queue.h"
 #include "tiers/numa.h"
 
 #include <unistd.h>
+
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -73,8 +76,13 @@ Status CheckLogLevel(std::string_view v) {
 }
 
 Status CheckWritePolicy(std::string_view v) {
-  if (v == "write-back" || v == "write-through") return Status::OK();
-  return Status::InvalidArgument("unknown write policy (write-back, write-through)");
+  if (v == "write-back" || v == "write-through" || v == "write-async") return Status::OK();
+  return Status::InvalidArgument("unknown write policy (write-back, write-through, write-async)");
+}
+
+Status CheckFaultSpec(std::string_view v) {
+  auto r = ParseFaultSpec(v);
+  return r.ok() ? Status::OK() : r.status();
 }
 
 Status CheckNuma(std::string_view v) {
@@ -130,6 +138,11 @@ const std::vector<FlagSpec>& Flags() {
        .str = &C::host_numa, .check = CheckNuma, .default_text = "auto",
        .help = "NUMA placement of the host tier: auto (multi-node hosts: the nodes of "
                "--gpus, else interleaved over all), off, or nodes like 0 or 0-1."},
+      {.name = "host-shm-path", .metavar = "PATH", .type = FlagType::kString,
+       .str = &C::host_shm_path, .default_text = "none (anonymous memory)",
+       .help = "Keep the host tier in this file (on a tmpfs such as /dev/shm, mode 0600) "
+               "with checksummed slot records beside it (PATH.meta): a restarted daemon "
+               "(kill -9 or upgrade) serves the blocks it verifies again."},
       {.name = "host-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::host_policy, .check = CheckPolicy, .default_text = "adaptive-2q",
        .help = "Eviction policy of the host (and HBM) tier: adaptive-2q (priorities and "
@@ -185,15 +198,23 @@ const std::vector<FlagSpec>& Flags() {
        .help = "File or block device of the NVMe tier."},
       {.name = "nvme-capacity", .metavar = "SIZE", .type = FlagType::kSize,
        .u64 = &C::nvme_capacity_bytes, .min = 0, .max = 1024 * kTiB, .default_text = "0 (off)",
-       .help = "Size of the NVMe tier; 0 turns the tier off, otherwise at least 1MiB."},
+       .help = "Size of the NVMe tier; 0 turns the tier off, otherwise at least 65MiB (a 1MiB "
+               "header and one 64MiB region). The tier uses whole 64MiB regions after the "
+               "header; the rest of a larger size is unused, and the start-up log says how much."},
       {.name = "nvme-queue-depth", .metavar = "N", .type = FlagType::kU32,
        .u32 = &C::nvme_queue_depth, .min = 1, .max = 4096, .default_text = "256",
        .help = "io_uring queue depth of the NVMe tier, 1..4096."},
       {.name = "nvme-write-policy", .metavar = "POLICY", .type = FlagType::kString,
        .str = &C::nvme_write_policy, .check = CheckWritePolicy, .default_text = "write-back",
        .help = "write-back (cold host blocks are written to NVMe in the background, so "
-               "they live on there when the host tier evicts them) or write-through (every "
-               "block is written to NVMe at commit)."},
+               "they live on there when the host tier evicts them; a graceful stop flushes "
+               "host-only blocks), write-through (every block is written to NVMe at commit, "
+               "and a commit answers once its blocks and their index records are durable) "
+               "or write-async (written at commit, the commit answers at once)."},
+      {.name = "nvme-flush-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::nvme_flush_timeout_seconds, .min = 0, .max = 3600, .default_text = "30",
+       .help = "write-back: on SIGTERM, after the drain, write host blocks that have no NVMe "
+               "copy to NVMe for up to this long, 0..3600 (0: no flush)."},
       {.name = "nvme-policy", .metavar = "NAME", .type = FlagType::kString,
        .str = &C::nvme_policy, .check = CheckPolicy, .default_text = "lru",
        .help = "Eviction policy of the NVMe tier: lru, priority-lru, prefix-lru, s3fifo, "
@@ -202,6 +223,18 @@ const std::vector<FlagSpec>& Flags() {
        .str = &C::nvme_admission, .check = CheckAdmission, .default_text = "always",
        .help = "Which blocks may be written to NVMe: always, or second-sighting (only "
                "blocks considered a second time, after a hit)."},
+      {.name = "nvme-rebuild-rate", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::nvme_rebuild_rate_bytes, .min = 0, .max = 1024 * kGiB,
+       .default_text = "0 (unlimited)",
+       .help = "Read bandwidth per second of an NVMe index rebuild (a damaged index is set "
+               "aside and rebuilt from the extents' headers at start); 0: as fast as the "
+               "device reads."},
+      {.name = "nvme-fault-inject", .metavar = "SPEC", .type = FlagType::kString,
+       .str = &C::nvme_fault_inject, .check = CheckFaultSpec, .default_text = "none",
+       .help = "Testing only: fail NVMe I/O at random, e.g. read-eio=0.01,write-enospc=0.005 "
+               "(kinds read-eio, write-eio, write-enospc, read-short, read-flip, each with a "
+               "probability per operation); what kvtier-crash-test --inject-faults runs the "
+               "daemon with. Never in production."},
       {.name = "config", .metavar = "FILE", .type = FlagType::kConfig, .default_text = "none",
        .help = "Read settings from FILE first; flags override them (see below)."},
       {.name = "help", .metavar = "", .type = FlagType::kHelp, .default_text = "",
@@ -287,13 +320,6 @@ Status ApplyValue(const FlagSpec& f, std::string_view value, DaemonConfig* c) {
 }
 
 std::string Quote(std::string_view v) { return "'" + std::string(v) + "'"; }
-
-// A flag as found on the command line.
-struct FlagUse {
-  const FlagSpec* spec;
-  std::string value;
-  bool has_value;
-};
 
 Status ApplyConfigFile(const std::string& path, DaemonConfig* c) {
   std::ifstream in(path);
@@ -623,9 +649,9 @@ Status DaemonConfig::Validate() const {
                "needs an HBM tier (--hbm-capacity)");
   if (store_tier == "hbm" && hbm_capacity_bytes == 0)
     return bad("store-tier", store_tier, "needs an HBM tier (--hbm-capacity)");
-  if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < kMiB)
+  if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < kNvmeMinCapacity)
     return bad("nvme-capacity", ExactSize(nvme_capacity_bytes),
-               "must be 0 (off) or at least 1MiB");
+               "must be 0 (off) or at least 65MiB (a 1MiB header and one 64MiB region)");
   if (nvme_capacity_bytes != 0 && nvme_path.empty())
     return bad("nvme-path", nvme_path, "must not be empty when the NVMe tier is on");
   return Status::OK();
@@ -637,6 +663,7 @@ std::string DaemonConfig::ToString() const {
     << " host_capacity=" << ExactSize(host_capacity_bytes)
     << " host_region=" << ExactSize(host_region_bytes) << " host_numa=" << host_numa
     << " host_policy=" << host_policy
+    << " host_shm_path=" << (host_shm_path.empty() ? "(anonymous)" : host_shm_path)
     << " admin=" << admin_address << " log_level=" << log_level
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
@@ -649,7 +676,9 @@ std::string DaemonConfig::ToString() const {
   } else {
     o << " nvme_path=" << nvme_path << " nvme_capacity=" << ExactSize(nvme_capacity_bytes)
       << " nvme_queue_depth=" << nvme_queue_depth << " nvme_write_policy=" << nvme_write_policy
-      << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission;
+      << " nvme_policy=" << nvme_policy << " nvme_admission=" << nvme_admission
+      << " nvme_rebuild_rate=" << ExactSize(nvme_rebuild_rate_bytes)
+      << " nvme_flush_timeout=" << nvme_flush_timeout_seconds;
   }
   if (!config_file.empty()) o << " config=" << config_file;
   return o.str();
@@ -661,76 +690,75 @@ Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv) {
 
 Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv, const SystemInfo& sys) {
   DaemonConfig c;
-  std::vector<FlagUse> uses;
-  Status first_error;
-  auto fail = [&](std::string msg) {
-    if (first_error.ok()) first_error = Status::InvalidArgument(msg + " (see --help)");
-  };
+  auto fail = [](std::string msg) { return Status::InvalidArgument(msg + " (see --help)"); };
+  // --help and --version win wherever they are, whatever else is wrong.
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i] != nullptr ? argv[i] : "";
-    if (arg == "-h") {
-      c.show_help = true;
-      continue;
-    }
-    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
-      fail("unexpected argument " + Quote(arg) + ": flags start with --");
-      continue;
-    }
-    std::string_view name = arg.substr(2);
-    std::string_view value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string_view::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    const FlagSpec* f = FindFlag(name);
-    if (f == nullptr) {
-      fail("unknown flag --" + std::string(name));
-      continue;
-    }
-    if (f->type == FlagType::kHelp || f->type == FlagType::kVersion) {
-      if (has_value) {
-        fail("--" + std::string(name) + " takes no value");
-        continue;
-      }
-      (f->type == FlagType::kHelp ? c.show_help : c.show_version) = true;
-      continue;
-    }
-    if (f->metavar.empty()) {  // boolean: bare, or --flag=BOOL
-      uses.push_back({f, has_value ? std::string(value) : "true", true});
-      continue;
-    }
-    if (!has_value) {
-      // The next argument is the value, unless it is itself a flag: write
-      // --flag=--value for a value that starts with "--".
-      if (i + 1 < argc && argv[i + 1] != nullptr &&
-          std::string_view(argv[i + 1]).substr(0, 2) != "--") {
-        value = argv[++i];
-        has_value = true;
-      } else {
-        fail("--" + std::string(name) + ": missing value (" + std::string(f->metavar) + ")");
-        continue;
-      }
-    }
-    uses.push_back({f, std::string(value), true});
+    if (arg == "-h" || arg == "--help") c.show_help = true;
+    if (arg == "--version") c.show_version = true;
   }
   if (c.show_help || c.show_version) return c;
-  if (!first_error.ok()) return first_error;
+
+  // CLI11 splits the command line (--flag VALUE, --flag=VALUE, bare
+  // booleans); every value is kept as text and set through ApplyValue, the
+  // same code the config file goes through, so both report the same errors.
+  CLI::App app("kvtierd", "kvtierd");
+  app.set_help_flag();
+  app.allow_extras();
+  std::vector<std::pair<const FlagSpec*, CLI::Option*>> options;
+  for (const FlagSpec& f : Flags()) {
+    const std::string name = "--" + std::string(f.name);
+    // Every occurrence is kept (a flag given twice keeps its last value).
+    CLI::Option* o = f.type == FlagType::kBool ? app.add_flag(name) : app.add_option(name)->expected(1);
+    // --help / --version only get here as --help=X (the bare forms returned above).
+    options.emplace_back(&f, o->multi_option_policy(CLI::MultiOptionPolicy::TakeAll));
+  }
+  // A value-taking flag followed by nothing or by another flag: CLI11 would
+  // take the next flag as the value; a value starting with "--" needs `=`.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i] != nullptr ? argv[i] : "";
+    if (arg.substr(0, 2) != "--" || arg.find('=') != std::string_view::npos) continue;
+    const FlagSpec* f = FindFlag(arg.substr(2));
+    if (f == nullptr || f->metavar.empty()) continue;
+    if (i + 1 >= argc || std::string_view(argv[i + 1]).substr(0, 2) == "--")
+      return fail(std::string(arg) + ": missing value (" + std::string(f->metavar) + ")");
+    ++i;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what());
+  }
+  for (const std::string& extra : app.remaining()) {
+    std::string_view x = extra;
+    if (x.substr(0, 2) != "--" || x.size() < 3)
+      return fail("unexpected argument " + Quote(x) + ": flags start with --");
+    const FlagSpec* f = FindFlag(x.substr(2, x.find('=') - 2));
+    if (f != nullptr && (f->type == FlagType::kHelp || f->type == FlagType::kVersion))
+      return fail("--" + std::string(f->name) + " takes no value");
+    return fail("unknown flag " + std::string(x.substr(0, x.find('='))));
+  }
+  for (const auto& [f, o] : options) {
+    if ((f->type == FlagType::kHelp || f->type == FlagType::kVersion) && o->count() > 0)
+      return fail("--" + std::string(f->name) + " takes no value");
+  }
 
   // The config file first, whatever its position; the last --config counts.
-  for (const auto& u : uses) {
-    if (u.spec->type == FlagType::kConfig) c.config_file = u.value;
+  for (const auto& [f, o] : options) {
+    if (f->type == FlagType::kConfig && o->count() > 0) c.config_file = o->results().back();
   }
   if (!c.config_file.empty()) {
     KVTIER_RETURN_IF_ERROR(ApplyConfigFile(c.config_file, &c));
   }
-  for (const auto& u : uses) {
-    if (u.spec->type == FlagType::kConfig) continue;
-    Status st = ApplyValue(*u.spec, u.value, &c);
-    if (!st.ok())
-      return Status::InvalidArgument("--" + std::string(u.spec->name) + " " + Quote(u.value) +
-                                     ": " + st.message());
+  // Then the flags; a flag given twice keeps its last value.
+  for (const auto& [f, o] : options) {
+    if (f->type == FlagType::kConfig || o->count() == 0) continue;
+    for (const std::string& value : o->results()) {
+      Status st = ApplyValue(*f, value, &c);
+      if (!st.ok())
+        return Status::InvalidArgument("--" + std::string(f->name) + " " + Quote(value) + ": " +
+                                       st.message());
+    }
   }
   ResolveDefaults(sys, &c);
   KVTIER_RETURN_IF_ERROR(c.Validate());

@@ -25,6 +25,16 @@ inline constexpr uint64_t kKiB = 1ull << 10;
 inline constexpr uint64_t kMiB = 1ull << 20;
 inline constexpr uint64_t kGiB = 1ull << 30;
 inline constexpr uint64_t kTiB = 1ull << 40;
+// The NVMe tier's geometry as the daemon sets it up: a 1MiB header, then whole
+// regions of kNvmeRegionBytes (tiers/nvme_format.h, NvmeStoreOptions).
+inline constexpr uint64_t kNvmeRegionBytes = 64 * kMiB;
+inline constexpr uint64_t kNvmeMinCapacity = kMiB + kNvmeRegionBytes;
+// Bytes of an NVMe capacity the tier uses: the header and whole regions.
+inline uint64_t NvmeUsableBytes(uint64_t capacity) {
+  return capacity < kNvmeMinCapacity
+             ? 0
+             : kMiB + (capacity - kMiB) / kNvmeRegionBytes * kNvmeRegionBytes;
+}
 
 struct DaemonConfig {
   // Unix socket the RPC service listens on. Empty until resolved; the default
@@ -46,6 +56,10 @@ struct DaemonConfig {
   // nodes of --gpus, else interleaved over all nodes), "off", or a node
   // list ("0", "0-1") to bind (one node) or interleave (several).
   std::string host_numa = "auto";
+  // Persistent host segment: a file (on a tmpfs such as /dev/shm) whose
+  // committed blocks a restarted daemon re-adopts after verifying them;
+  // empty = an anonymous memfd, lost with the process.
+  std::string host_shm_path;
   // Eviction policy of the host tier: lru, priority-lru, prefix-lru, s3fifo.
   std::string host_policy = "adaptive-2q";
   // Admin HTTP endpoint, "HOST:PORT" ("[v6addr]:PORT" for IPv6). "off"
@@ -85,13 +99,23 @@ struct DaemonConfig {
   uint64_t nvme_capacity_bytes = 0;
   // io_uring submission queue depth of the NVMe tier. Valid: 1..4096.
   uint32_t nvme_queue_depth = 256;
-  // "write-back" (demote to NVMe on eviction) or "write-through" (also write
-  // to NVMe at commit).
+  // "write-back" (cold host blocks written to NVMe in the background),
+  // "write-through" (written at commit; the commit answers once durable) or
+  // "write-async" (written at commit; the commit answers at once).
   std::string nvme_write_policy = "write-back";
+  // write-back: seconds a SIGTERM may spend writing host-only blocks to NVMe
+  // after the drain; 0 = no flush.
+  uint32_t nvme_flush_timeout_seconds = 30;
   // Eviction policy of the NVMe tier.
   std::string nvme_policy = "lru";
   // NVMe admission: "always" or "second-sighting".
   std::string nvme_admission = "always";
+  // Read bandwidth of an NVMe index rebuild (after a damaged index was set
+  // aside), bytes per second; 0 = unlimited.
+  uint64_t nvme_rebuild_rate_bytes = 0;
+  // Testing only: NVMe I/O faults to inject (tiers/fault_io_queue.h,
+  // ParseFaultSpec); empty: none.
+  std::string nvme_fault_inject;
 
   // Not settings: what the command line asked for.
   std::string config_file;    // the --config file that was read, if any

@@ -181,6 +181,12 @@ interface Namespace {
   hashTokens @2 (tokens :List(UInt32), prev :Key) -> (keys :List(Key));
 
   stats @3 () -> (stats :Stats);
+
+  # Where the longest cached prefix of `keys` lives, one tier per block,
+  # without pinning, counting or promoting anything (no lease): for an
+  # engine deciding how much of a hit is worth loading. May be stale by the
+  # time it acquires.
+  probe @4 (keys :List(Key)) -> (tiers :List(Tier));
 }
 
 interface Lease {

@@ -7,6 +7,7 @@
 // 2 bad command line or configuration.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <thread>
 #include <cstdio>
@@ -24,6 +25,8 @@
 #include "server/metrics.h"
 #include "server/rpc_server.h"
 #include "server/rpc_service.h"
+#include "server/systemd_notify.h"
+#include "tiers/fault_io_queue.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
 #include "tiers/numa.h"
@@ -63,6 +66,7 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
   ho.capacity_bytes = cfg.host_capacity_bytes;
   ho.region_bytes = cfg.host_region_bytes;
   ho.numa_nodes = HostNumaNodes(cfg);
+  ho.path = cfg.host_shm_path;
   if (!ho.numa_nodes.empty())
     spdlog::info("host tier placed on NUMA node(s) {}", fmt::join(ho.numa_nodes, ","));
   auto host = HostShmTier::Create(ho);
@@ -106,11 +110,33 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
     NvmeTierOptions no;
     no.store.path = cfg.nvme_path;
     no.store.capacity_bytes = cfg.nvme_capacity_bytes;
+    no.store.region_bytes = kNvmeRegionBytes;
+    if (const uint64_t used = NvmeUsableBytes(cfg.nvme_capacity_bytes); used != cfg.nvme_capacity_bytes)
+      spdlog::warn("nvme tier: {} of --nvme-capacity {} used (a 1MiB header and whole {}MiB "
+                   "regions); the last {} bytes stay unused",
+                   used, cfg.nvme_capacity_bytes, kNvmeRegionBytes / kMiB,
+                   cfg.nvme_capacity_bytes - used);
     no.store.max_ops = std::max<uint32_t>(cfg.nvme_queue_depth / 2, 8);
     no.index_path = (std::filesystem::path(cfg.data_dir) / "nvme-index").string();
-    no.write_through = cfg.nvme_write_policy == "write-through";
+    no.write_through = cfg.nvme_write_policy != "write-back";
+    no.durable_commit = cfg.nvme_write_policy == "write-through";
     no.policy = cfg.nvme_policy;
     no.admission = cfg.nvme_admission;
+    no.rebuild_bytes_per_second = cfg.nvme_rebuild_rate_bytes;
+    if (!cfg.nvme_fault_inject.empty()) {
+      // Testing only: the real queue wrapped in one that fails I/O by rule.
+      auto rules = ParseFaultSpec(cfg.nvme_fault_inject);
+      if (!rules.ok()) return rules.status();
+      IoQueueOptions qo;
+      qo.queue_depth = 2 * no.store.max_ops;
+      auto inner = NewDefaultIoQueue(qo);
+      if (!inner.ok()) return inner.status();
+      auto faulty = std::make_unique<FaultIoQueue>(std::move(inner).value(),
+                                                   static_cast<uint64_t>(getpid()));
+      for (const FaultRule& r : *rules) faulty->AddRule(r);
+      spdlog::warn("nvme tier: injecting I/O faults ({}): testing only", cfg.nvme_fault_inject);
+      no.queue = std::move(faulty);
+    }
     co.nvme = std::move(no);
   }
   auto cache = Cache::Create(std::move(co));
@@ -123,6 +149,17 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
 }
 
 int Run(const DaemonConfig& cfg) {
+  // Signals are taken by sigwait() below. They are blocked before any
+  // thread starts (the NVMe tier's I/O thread, RocksDB's): a thread that
+  // left SIGTERM unblocked would take it with its default action and kill
+  // the daemon without a shutdown. Every thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);  // never fatal (see below)
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
   std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec);
   if (ec) {
@@ -151,15 +188,6 @@ int Run(const DaemonConfig& cfg) {
   const HostShmTier* host_tier = built->host_tier;
   std::vector<HbmTierRef> hbm_tiers = built->hbm_tiers;
 
-  // Signals are taken by sigwait() below; every thread started from here on
-  // inherits the mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);  // never fatal (see below)
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   RpcMetrics metrics;
   RpcServiceOptions so;
@@ -182,6 +210,8 @@ int Run(const DaemonConfig& cfg) {
     AdminSources src;
     Cache* c = cache.get();
     src.cache_stats = [c] { return c->Stats(); };
+    src.namespaces = [c] { return c->Namespaces(); };
+    src.evict_namespace = [c](NamespaceId ns) { return c->EvictNamespace(ns); };
     src.rpc = &metrics;
     src.version = std::string(KvtierVersion());
     src.socket_path = cfg.socket_path;
@@ -193,9 +223,7 @@ int Run(const DaemonConfig& cfg) {
     src.degraded = [c, nvme_down] {
       std::string d = nvme_down;
       for (const TierStats& t : c->Stats().tiers)
-        if (!t.admitting)
-          d += (d.empty() ? "" : "; ") + t.name +
-               " tier: writes stopped after a device error, probing to resume";
+        if (!t.degraded.empty()) d += (d.empty() ? "" : "; ") + t.name + " tier: " + t.degraded;
       return d;
     };
     auto a = AdminServer::Start(cfg.admin_address, std::move(src));
@@ -206,6 +234,12 @@ int Run(const DaemonConfig& cfg) {
     admin = std::move(a).value();
   }
   spdlog::info("kvtierd {} serving: {}", KvtierVersion(), cfg.ToString());
+  // systemd (Type=notify): ready now; the watchdog is petted while the cache answers.
+  SystemdNotifier systemd([c = cache.get()] {
+    (void)c->Stats();  // blocks, and so stops the watchdog, if a tier is wedged
+    return Status::OK();
+  });
+  systemd.Ready("serving on " + cfg.socket_path);
   if (admin) spdlog::info("admin endpoint http://{}:{}/", ParseHostPort(cfg.admin_address)->host, admin->port());
 
   int sig = 0;
@@ -215,6 +249,7 @@ int Run(const DaemonConfig& cfg) {
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
     spdlog::info("received SIGHUP: nothing to reload, still serving");
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  systemd.Stopping("draining (up to " + std::to_string(cfg.drain_timeout_seconds) + " s)");
   // Drain: /readyz answers 503, new leases and stores are refused, and the
   // clients' open leases and stores get up to --drain-timeout to finish.
   service.StartDraining();
@@ -232,6 +267,12 @@ int Run(const DaemonConfig& cfg) {
                  cfg.drain_timeout_seconds, leases(), writing());
   (*rpc)->Stop();
   cache->DrainNvme();  // in-flight NVMe writes complete and are indexed
+  // write-back: host blocks without an NVMe copy would be lost with the
+  // process; write them down, for a bounded time.
+  if (cfg.nvme_write_policy == "write-back" && cfg.nvme_flush_timeout_seconds > 0 &&
+      cache->nvme() != nullptr) {
+    (void)cache->FlushHostToNvme(cfg.nvme_flush_timeout_seconds * 1000ull);  // logs what it did
+  }
   if (admin) admin->Stop();
   CacheStats s = cache->Stats();
   spdlog::info("stopped: {} blocks ready, {} acquires, {} blocks hit", s.blocks_ready, s.acquires,

@@ -57,6 +57,7 @@ const char* RpcMethodName(RpcMethod m) {
     case RpcMethod::kHashTokens: return "hash_tokens";
     case RpcMethod::kStats: return "stats";
     case RpcMethod::kHostSegment: return "host_segment";
+    case RpcMethod::kProbe: return "probe";
   }
   return "unknown";
 }
@@ -279,6 +280,17 @@ void RenderCache(const CacheStats& s, PromWriter& w) {
            "1 while the tier accepts writes; 0 after a device error stopped it (NVMe).");
   for (const auto& t : s.tiers)
     w.Sample("kvtier_tier_admitting", "tier=\"" + LabelValue(t.name) + "\"", uint64_t{t.admitting});
+  w.Family("kvtier_tier_index_ok", "gauge",
+           "1 while the tier's durable index takes writes; 0 after an index write failed "
+           "(a full data dir): NVMe writes stop until a probe reopens it.");
+  for (const auto& t : s.tiers)
+    w.Sample("kvtier_tier_index_ok", "tier=\"" + LabelValue(t.name) + "\"", uint64_t{t.index_ok});
+  w.Family("kvtier_tier_index_rebuilding", "gauge",
+           "1 while the NVMe index is rebuilt from the extents' headers (a damaged index was "
+           "set aside at start).");
+  for (const auto& t : s.tiers)
+    w.Sample("kvtier_tier_index_rebuilding", "tier=\"" + LabelValue(t.name) + "\"",
+             uint64_t{t.index_rebuilding});
   for (const auto& f : kCacheFamilies) {
     w.Family(f.name, f.type, f.help);
     w.Sample(f.name, "", s.*f.field);

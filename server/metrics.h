@@ -82,8 +82,9 @@ enum class RpcMethod : uint8_t {
   kHashTokens,
   kStats,
   kHostSegment,
+  kProbe,
 };
-inline constexpr size_t kNumRpcMethods = 8;
+inline constexpr size_t kNumRpcMethods = 9;
 // "open_namespace", "acquire", ..., "host_segment" (the Prometheus label).
 const char* RpcMethodName(RpcMethod m);
 

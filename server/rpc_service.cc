@@ -145,9 +145,40 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
       Throw(Status::InvalidArgument(std::to_string(sums.size()) + " checksums for " +
                                     std::to_string(res_.blocks().size()) + " reserved keys"));
     std::vector<uint64_t> v = ToVector<uint64_t>(sums);
-    Status st = cache_->Commit(res_, v);
+    if (!cache_->durable_commits()) {
+      Status st = cache_->Commit(res_, v);
+      if (!st.ok()) Throw(st);
+      return kj::READY_NOW;
+    }
+    // write-through: answer once the blocks are durable on NVMe (or say why
+    // not), without holding this worker's event loop meanwhile.
+    struct Waker {
+      std::mutex mu;
+      kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+      Status durable;  // set before the fulfiller fires
+    };
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    auto waker = std::make_shared<Waker>();
+    waker->fulfiller = kj::mv(paf.fulfiller);
+    Status st = cache_->Commit(res_, v, [waker](Status s) {
+      std::lock_guard<std::mutex> l(waker->mu);
+      waker->durable = std::move(s);
+      if (waker->fulfiller) waker->fulfiller->fulfill();
+    });
     if (!st.ok()) Throw(st);
-    return kj::READY_NOW;
+    // If the call is cancelled (client gone), forget the fulfiller first.
+    auto guard = kj::defer([waker] {
+      std::lock_guard<std::mutex> l(waker->mu);
+      waker->fulfiller = nullptr;
+    });
+    return paf.promise.attach(kj::mv(guard)).then([waker] {
+      Status durable;
+      {
+        std::lock_guard<std::mutex> l(waker->mu);
+        durable = waker->durable;
+      }
+      if (!durable.ok()) Throw(durable);
+    });
   }
 
   kj::Promise<void> abort(AbortContext) override {
@@ -266,6 +297,18 @@ class NamespaceImpl final : public rpc::Namespace::Server {
   kj::Promise<void> stats(StatsContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kStats);
     FillStats(*svc_->cache(), *svc_->metrics(), ctx.getResults().initStats());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> probe(ProbeContext ctx) override {
+    RpcTimer timer(svc_->metrics(), RpcMethod::kProbe);
+    auto keys_in = ctx.getParams().getKeys();
+    CheckKeyCount(keys_in.size(), "probe");
+    auto tiers = svc_->cache()->Probe(id_, KeysFromRpc(keys_in));
+    if (!tiers.ok()) Throw(tiers.status());
+    auto out = ctx.getResults().initTiers(static_cast<unsigned>(tiers->size()));
+    for (size_t i = 0; i < tiers->size(); ++i)
+      out.set(static_cast<unsigned>(i), rpcconv::TierToRpc((*tiers)[i]));
     return kj::READY_NOW;
   }
 

@@ -2,6 +2,7 @@
 #include "tiers/fault_io_queue.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -139,6 +140,53 @@ Result<size_t> FaultIoQueue::Wait(std::span<IoCompletion> out, size_t min_comple
   if (!w.ok()) return w.status();
   Translate(out.subspan(got, *w));
   return got + *w;
+}
+
+Result<std::vector<FaultRule>> ParseFaultSpec(std::string_view spec) {
+  std::vector<FaultRule> rules;
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    size_t end = spec.find(',', pos);
+    if (end == std::string_view::npos) end = spec.size();
+    const std::string_view item = spec.substr(pos, end - pos);
+    pos = end + 1;
+    if (item.empty()) {
+      if (end == spec.size()) break;
+      return Status::InvalidArgument("fault spec: empty item");
+    }
+    const size_t eq = item.find('=');
+    const std::string what(item);
+    if (eq == std::string_view::npos)
+      return Status::InvalidArgument("fault spec item '" + what + "': want KIND=PROBABILITY");
+    const std::string kind(item.substr(0, eq)), prob(item.substr(eq + 1));
+    char* stop = nullptr;
+    const double p = std::strtod(prob.c_str(), &stop);
+    if (prob.empty() || *stop != '\0' || !(p >= 0 && p <= 1))
+      return Status::InvalidArgument("fault spec item '" + what +
+                                     "': the probability must be a number in [0, 1]");
+    FaultRule r;
+    r.probability = p;
+    if (kind == "read-eio") {
+      r.kind = FaultKind::kReadError;
+      r.error = EIO;
+    } else if (kind == "write-eio") {
+      r.kind = FaultKind::kWriteError;
+      r.error = EIO;
+    } else if (kind == "write-enospc") {
+      r.kind = FaultKind::kWriteError;
+      r.error = ENOSPC;
+    } else if (kind == "read-short") {
+      r.kind = FaultKind::kShortRead;
+    } else if (kind == "read-flip") {
+      r.kind = FaultKind::kBitFlip;
+    } else {
+      return Status::InvalidArgument("fault spec item '" + what +
+                                     "': unknown kind (read-eio, write-eio, write-enospc, "
+                                     "read-short, read-flip)");
+    }
+    rules.push_back(r);
+  }
+  return rules;
 }
 
 }  // namespace kvtier

@@ -29,9 +29,11 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <string_view>
 #include <vector>
 
 #include "tiers/io_queue.h"
+#include "tiers/status.h"
 
 namespace kvtier {
 
@@ -50,6 +52,16 @@ struct FaultRule {
   uint32_t short_by = 4096;          // kShortRead
   uint64_t flip_byte = kRandomByte;  // kBitFlip: byte index within the op
 };
+
+// Rules from a comma-separated spec of KIND=PROBABILITY items, for a daemon
+// run under fault injection (kvtierd --nvme-fault-inject, kvtier-crash-test):
+//   read-eio       a read fails with EIO          (kReadError)
+//   write-eio      a write fails with EIO         (kWriteError)
+//   write-enospc   a write fails with ENOSPC      (kWriteError)
+//   read-short     a read completes short         (kShortRead)
+//   read-flip      a read returns one flipped bit (kBitFlip)
+// PROBABILITY is in [0, 1]. InvalidArgument naming the bad item otherwise.
+Result<std::vector<FaultRule>> ParseFaultSpec(std::string_view spec);
 
 class FaultIoQueue final : public IoQueue {
  public:

@@ -2,10 +2,14 @@
 #include "tiers/nvme_index.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "tiers/checksum.h"
@@ -28,6 +32,26 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
 rocksdb::Slice TagSlice(const ExtentTag& tag) {
   return rocksdb::Slice(reinterpret_cast<const char*>(tag.data()), tag.size());
 }
+
+// RocksDB's info LOG, routed to the caller (warnings and worse) instead of
+// a file in the database directory: with RocksDB 7.8 a log line written to
+// a LOG file that once failed to grow aborts the process, which a full data
+// directory made happen on the first failed index write.
+class ForwardingLogger final : public rocksdb::Logger {
+ public:
+  explicit ForwardingLogger(std::function<void(const std::string&)> fn)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), fn_(std::move(fn)) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    if (!fn_) return;
+    char buf[512];
+    std::vsnprintf(buf, sizeof buf, format, ap);
+    fn_(std::string("rocksdb: ") + buf);
+  }
+
+ private:
+  std::function<void(const std::string&)> fn_;
+};
 
 void PutU64(char* p, uint64_t v) { std::memcpy(p, &v, 8); }
 uint64_t GetU64(const char* p) {
@@ -80,15 +104,44 @@ NvmeIndex::~NvmeIndex() {
 
 Result<std::unique_ptr<NvmeIndex>> NvmeIndex::Open(const NvmeIndexOptions& options) {
   if (options.path.empty()) return Status::InvalidArgument("nvme index: empty path");
+  std::unique_ptr<NvmeIndex> index(new NvmeIndex());
+  index->options_ = options;
+  index->path_ = options.path;
+  index->sync_ = options.sync;
+  Status s = index->OpenDb(/*read_only=*/false);
+  if (s.code() == StatusCode::kIOError && options.read_only_fallback &&
+      index->OpenDb(/*read_only=*/true).ok()) {
+    (void)index->Fail(Status::IOError(s.message() + " (opened read-only)"));
+    return index;
+  }
+  if (!s.ok()) return s;
+  return index;
+}
+
+Status NvmeIndex::OpenDb(bool read_only) {
+  if (db_) {
+    (void)db_->Close();
+    db_.reset();
+  }
   rocksdb::Options ro;
-  ro.create_if_missing = options.create_if_missing;
+  ro.create_if_missing = options_.create_if_missing;
   ro.paranoid_checks = true;
+  ro.info_log = std::make_shared<ForwardingLogger>(options_.log);
+  ro.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // Small values, point lookups and one full scan at startup.
   ro.OptimizeForPointLookup(8);
+  if (!read_only && options_.create_if_missing) {
+    // Made here, so that RocksDB does not log an error about a missing
+    // directory on every first start.
+    std::error_code ec;
+    std::filesystem::create_directories(options_.path, ec);
+  }
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(ro, options.path, &raw);
+  rocksdb::Status s = read_only ? rocksdb::DB::OpenForReadOnly(ro, options_.path, &raw)
+                                : rocksdb::DB::Open(ro, options_.path, &raw);
   if (!s.ok()) {
-    std::string msg = "open nvme index at " + options.path + ": " + s.ToString();
+    std::string msg = std::string(read_only ? "open nvme index read-only at " : "open nvme index at ") +
+                      options_.path + ": " + s.ToString();
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       return Status::Unavailable(msg + " (in use by another process?)");
     }
@@ -96,26 +149,57 @@ Result<std::unique_ptr<NvmeIndex>> NvmeIndex::Open(const NvmeIndexOptions& optio
     if (s.IsCorruption()) return Status::Corruption(msg);
     return Status::IOError(msg);
   }
-  std::unique_ptr<NvmeIndex> index(new NvmeIndex());
-  index->db_.reset(raw);
-  index->path_ = options.path;
-  index->sync_ = options.sync;
-  return index;
+  db_.reset(raw);
+  return Status::OK();
+}
+
+Status NvmeIndex::Reopen() {
+  KVTIER_RETURN_IF_ERROR(OpenDb(/*read_only=*/false));
+  {
+    std::lock_guard<std::mutex> l(failure_mu_);
+    failure_.clear();
+  }
+  failed_.store(false, std::memory_order_release);
+  return Status::OK();
+}
+
+Status NvmeIndex::Fail(Status s) {
+  {
+    std::lock_guard<std::mutex> l(failure_mu_);
+    if (!failed_.load(std::memory_order_relaxed)) failure_ = s.ToString();
+  }
+  failed_.store(true, std::memory_order_release);
+  return s;
+}
+
+std::string NvmeIndex::failure() const {
+  std::lock_guard<std::mutex> l(failure_mu_);
+  return failure_;
+}
+
+Status NvmeIndex::CheckWritable() const {
+  if (!failed()) return Status::OK();
+  return Status::IOError("nvme index not writable since an earlier failure: " + failure());
 }
 
 Status NvmeIndex::Put(const ExtentTag& tag, const NvmeIndexRecord& record) {
+  KVTIER_RETURN_IF_ERROR(CheckWritable());
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  return FromRocks(db_->Put(wo, TagSlice(tag), EncodeIndexRecord(record)), "nvme index put");
+  Status s = FromRocks(db_->Put(wo, TagSlice(tag), EncodeIndexRecord(record)), "nvme index put");
+  return s.ok() ? s : Fail(Status::IOError(s.message()));
 }
 
 Status NvmeIndex::Delete(const ExtentTag& tag) {
+  KVTIER_RETURN_IF_ERROR(CheckWritable());
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  return FromRocks(db_->Delete(wo, TagSlice(tag)), "nvme index delete");
+  Status s = FromRocks(db_->Delete(wo, TagSlice(tag)), "nvme index delete");
+  return s.ok() ? s : Fail(Status::IOError(s.message()));
 }
 
 Status NvmeIndex::Apply(std::span<const NvmeIndexUpdate> updates) {
+  KVTIER_RETURN_IF_ERROR(CheckWritable());
   rocksdb::WriteBatch batch;
   for (const NvmeIndexUpdate& u : updates) {
     rocksdb::Status s = u.record ? batch.Put(TagSlice(u.tag), EncodeIndexRecord(*u.record))
@@ -124,7 +208,8 @@ Status NvmeIndex::Apply(std::span<const NvmeIndexUpdate> updates) {
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  return FromRocks(db_->Write(wo, &batch), "nvme index batch write");
+  Status s = FromRocks(db_->Write(wo, &batch), "nvme index batch write");
+  return s.ok() ? s : Fail(Status::IOError(s.message()));
 }
 
 Result<NvmeIndexRecord> NvmeIndex::Get(const ExtentTag& tag) const {
@@ -158,13 +243,20 @@ Result<NvmeIndexScan> NvmeIndex::ForEach(
   KVTIER_RETURN_IF_ERROR(FromRocks(it->status(), "nvme index scan"));
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
+  scan.malformed = malformed.size();
+  // Best effort: a failed (read-only) index keeps them until a later scan.
   for (const std::string& key : malformed) {
-    KVTIER_RETURN_IF_ERROR(FromRocks(db_->Delete(wo, key), "nvme index delete malformed"));
-    ++scan.malformed;
+    if (failed()) break;
+    Status s = FromRocks(db_->Delete(wo, key), "nvme index delete malformed");
+    if (!s.ok()) (void)Fail(Status::IOError(s.message()));
   }
   return scan;
 }
 
-Status NvmeIndex::Sync() { return FromRocks(db_->FlushWAL(true), "nvme index sync"); }
+Status NvmeIndex::Sync() {
+  KVTIER_RETURN_IF_ERROR(CheckWritable());
+  Status s = FromRocks(db_->FlushWAL(true), "nvme index sync");
+  return s.ok() ? s : Fail(Status::IOError(s.message()));
+}
 
 }  // namespace kvtier

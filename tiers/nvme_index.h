@@ -12,14 +12,26 @@
 // that way only loses a cache entry (its extent is free space at restart), so
 // a cache rarely needs `sync`. Sync() forces the log to disk on demand.
 //
+// Write failures (a full file system, EIO): the first write RocksDB refuses
+// marks the index *failed*, and every later write is refused here, without
+// reaching RocksDB, until Reopen() succeeds. A RocksDB instance whose write
+// failed is never written again: its log writer is in an error state (with
+// RocksDB 7.8 a later write or log line on it aborts the process). RocksDB's
+// own info LOG goes to `log` instead of a file in the database directory,
+// so a full disk cannot fail it either.
+//
 // Ownership: owns the database handle (closed on destruction). Thread
-// safety: all methods may be called concurrently (RocksDB's DB is
-// thread-safe); ForEach sees a consistent snapshot.
+// safety: Put, Delete, Apply, Get, ForEach, Sync, failed() and
+// failure() may be called concurrently (RocksDB's DB is thread-safe);
+// ForEach sees a consistent snapshot. Reopen() REQUIRES that no other call
+// is in progress.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -64,6 +76,13 @@ struct NvmeIndexOptions {
   // fsync the write-ahead log on every write.
   bool sync = false;
   bool create_if_missing = true;
+  // When the read-write open fails with an I/O error (a full file system
+  // cannot take the new log and manifest), open the database read-only
+  // instead: the index comes up failed (see failed()), reads work, writes
+  // are refused until Reopen() succeeds.
+  bool read_only_fallback = false;
+  // RocksDB's warnings and errors (its info LOG); null: discarded.
+  std::function<void(const std::string&)> log = nullptr;
 };
 
 // One change of an atomic batch: a put, or a delete when `record` is empty.
@@ -74,7 +93,7 @@ struct NvmeIndexUpdate {
 
 struct NvmeIndexScan {
   uint64_t records = 0;    // handed to the callback
-  uint64_t malformed = 0;  // undecodable entries, removed during the scan
+  uint64_t malformed = 0;  // undecodable entries, removed during the scan (kept while failed())
 };
 
 class NvmeIndex {
@@ -89,12 +108,24 @@ class NvmeIndex {
   NvmeIndex& operator=(const NvmeIndex&) = delete;
   ~NvmeIndex();
 
-  // Errors: IOError (RocksDB write failed).
+  // Errors: IOError (RocksDB write failed now, or the index failed earlier:
+  // see failed()).
   Status Put(const ExtentTag& tag, const NvmeIndexRecord& record);
   // Deleting a missing tag is OK. Errors: IOError.
   Status Delete(const ExtentTag& tag);
   // All updates or none. Errors: IOError.
   Status Apply(std::span<const NvmeIndexUpdate> updates);
+
+  // True after a write failed (or after a read-only fallback open) until a
+  // Reopen() succeeds; failure() then says why.
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  std::string failure() const;
+  // Closes the database and opens it read-write again (RocksDB replays its
+  // log, so every write that succeeded before is kept). On success the
+  // index is healthy again. Errors: those of Open(); on error the index
+  // stays failed (and read-only where a read-only open still works).
+  // REQUIRES: no other call in progress.
+  Status Reopen();
 
   // Errors: NotFound, Corruption (the stored value does not decode), IOError.
   Result<NvmeIndexRecord> Get(const ExtentTag& tag) const;
@@ -113,10 +144,19 @@ class NvmeIndex {
 
  private:
   NvmeIndex() = default;
+  // Opens options_.path (read-only when `read_only`) into db_.
+  Status OpenDb(bool read_only);
+  // Marks the index failed with `s` (a write error) and returns it.
+  Status Fail(Status s);
+  Status CheckWritable() const;
 
+  NvmeIndexOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
   std::string path_;
   bool sync_ = false;
+  std::atomic<bool> failed_{false};
+  mutable std::mutex failure_mu_;
+  std::string failure_;  // guarded by failure_mu_
 };
 
 }  // namespace kvtier

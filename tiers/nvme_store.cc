@@ -533,6 +533,46 @@ Status NvmeStore::RecoverExtents(std::span<const NvmeExtent> records, std::span<
   return failure;
 }
 
+Status NvmeStore::ScanHeaders(uint64_t* cursor, uint64_t max_bytes,
+                               std::vector<NvmeExtent>* found) {
+  constexpr uint64_t kChunk = 1ull << 20;
+  const uint64_t end_all = data_end();
+  uint64_t pos = std::max(*cursor, data_begin());
+  const uint64_t stop = std::min(end_all, pos + std::max(max_bytes, kNvmeBlockBytes));
+  auto buf = AlignedBuffer::Allocate(kChunk);
+  if (!buf.ok()) return buf.status();
+  while (pos < stop) {
+    const uint64_t n = std::min(kChunk, end_all - pos);
+    Status r = file_->ReadAt(pos, buf->data(), n);
+    if (!r.ok()) {
+      *cursor = pos + n;
+      return r;
+    }
+    uint64_t next = pos + n;  // where the following chunk starts
+    for (uint64_t off = 0; off < n;) {
+      auto h = DecodeExtentHeader(buf->data() + off);
+      const uint64_t at = pos + off;
+      if (h.ok() && h->extent_offset == at) {
+        NvmeExtent e{at, h->payload_bytes, h->checksum, h->generation, h->tag, h->ns};
+        if (ValidExtent(e)) {
+          found->push_back(e);
+          const uint64_t after = at + ExtentBytesNeeded(e.payload_bytes);
+          if (after >= pos + n) {
+            next = after;  // the payload runs past this chunk: skip it unread
+            break;
+          }
+          off = after - pos;
+          continue;
+        }
+      }
+      off += kNvmeBlockBytes;
+    }
+    pos = next;
+  }
+  *cursor = std::min(pos, end_all);
+  return Status::OK();
+}
+
 Status NvmeStore::Sync() { return file_->Sync(); }
 
 namespace {

@@ -206,6 +206,22 @@ class NvmeStore {
   // Returns IOError only if the queue itself failed.
   Status RecoverExtents(std::span<const NvmeExtent> records, std::span<Status> results);
 
+  // Index rebuild (the index was lost or damaged): finds extents by their
+  // self-describing headers. Reads the data area from *cursor (start at
+  // data_begin()) up to `max_bytes` further, in large sequential reads, and
+  // appends to `found` every extent whose header is valid, names its own
+  // offset (extent_offset) and fits the data area; the scan then jumps over
+  // that extent's payload, so headers inside a valid extent's payload are
+  // never taken. Advances *cursor (data_end() when done). Nothing is
+  // allocated: hand the extents to RecoverExtents(), which checks them
+  // against the current geometry and overlaps. A header names a block, it
+  // does not vouch for its payload: every later read verifies that.
+  // Synchronous (cold path); driving thread. Errors: IOError (a read
+  // failed; *cursor is past the chunk that failed, so a caller may go on).
+  Status ScanHeaders(uint64_t* cursor, uint64_t max_bytes, std::vector<NvmeExtent>* found);
+  uint64_t data_begin() const { return kDataOffset; }
+  uint64_t data_end() const { return kDataOffset + allocator_->capacity_bytes(); }
+
   // fdatasync of the file: makes completed writes durable against power
   // loss on devices with a volatile write cache. Errors: IOError.
   Status Sync();

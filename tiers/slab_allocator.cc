@@ -210,6 +210,87 @@ void SlabAllocator::RegionOwners(uint32_t r, std::vector<uint32_t>* out) const {
     if (!is_free[i]) out->push_back(reg.owners[i]);
 }
 
+void SlabAllocator::Adopt(std::span<Slot> slots, std::vector<bool>* ok) {
+  ok->assign(slots.size(), false);
+  std::vector<size_t> order(slots.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return slots[a].offset < slots[b].offset; });
+  const uint32_t num_regions = static_cast<uint32_t>(regions_.size());
+  std::vector<std::vector<bool>> taken(num_regions);  // per carved region: slot in use
+  auto take_region = [&](uint32_t r) {
+    free_regions_.erase(std::find(free_regions_.begin(), free_regions_.end(), r));
+  };
+  for (size_t i : order) {
+    Slot& s = slots[i];
+    if (s.bytes == 0 || s.bytes > capacity_ || s.offset >= capacity_) continue;
+    const uint32_t r = static_cast<uint32_t>(s.offset / region_bytes_);
+    if (ClassFor(s.bytes) == kLargeClass) {
+      if (s.size_class != kLargeClass) continue;
+      const uint32_t need = static_cast<uint32_t>((s.bytes + region_bytes_ - 1) / region_bytes_);
+      if (s.offset % region_bytes_ != 0 || r + need > num_regions) continue;
+      bool all_free = true;
+      for (uint32_t k = r; k < r + need; ++k)
+        all_free &= regions_[k].size_class == kRegionFree && RegionBytes(k) == region_bytes_;
+      if (!all_free) continue;
+      for (uint32_t k = r; k < r + need; ++k) {
+        regions_[k].size_class = k == r ? kRegionLarge : kRegionLargeTail;
+        take_region(k);
+      }
+      regions_[r].used = need;
+      used_bytes_ += static_cast<uint64_t>(need) * region_bytes_;
+      (*ok)[i] = true;
+      continue;
+    }
+    if (s.size_class == kLargeClass) continue;
+    // The class Allocate() would use for these bytes now: the exact class,
+    // created as Allocate() creates it (lazily, up to max_exact_classes),
+    // else the geometric one. Class ids are this allocator's (exact classes
+    // are numbered in the order they are created, which differs between
+    // runs), so the slot's size_class is rewritten to it.
+    const uint64_t exact = AlignUp(s.bytes, alignment_);
+    uint32_t cls = ClassFor(s.bytes);
+    const bool create = class_bytes_[cls] != exact && exact_classes_ < max_exact_classes_;
+    const uint64_t cb = create ? exact : class_bytes_[cls];
+    const uint64_t in = s.offset - static_cast<uint64_t>(r) * region_bytes_;
+    if (in % cb != 0 || in / cb >= RegionBytes(r) / cb) continue;
+    Region& reg = regions_[r];
+    if (reg.size_class != kRegionFree &&
+        (create || reg.size_class != static_cast<int32_t>(cls) || taken[r].empty()))
+      continue;  // another class, or a large run
+    if (create) {
+      cls = AddClass(exact);
+      ++exact_classes_;
+    }
+    if (reg.size_class == kRegionFree) {
+      reg.size_class = static_cast<int32_t>(cls);
+      reg.used = 0;
+      reg.num_slots = static_cast<uint32_t>(RegionBytes(r) / cb);
+      reg.owners.assign(reg.num_slots, kNoOwner);
+      taken[r].assign(reg.num_slots, false);
+      ++class_regions_[cls];
+      take_region(r);
+    }
+    const uint32_t idx = static_cast<uint32_t>(in / cb);
+    if (taken[r][idx]) continue;
+    taken[r][idx] = true;
+    ++reg.used;
+    used_bytes_ += cb;
+    ++class_used_[cls];
+    s.size_class = cls;
+    (*ok)[i] = true;
+  }
+  // Free lists of the carved regions: low offsets handed out first.
+  for (uint32_t r = 0; r < num_regions; ++r) {
+    if (taken[r].empty()) continue;
+    Region& reg = regions_[r];
+    reg.free_slots.clear();
+    for (uint32_t k = reg.num_slots; k-- > 0;)
+      if (!taken[r][k]) reg.free_slots.push_back(k);
+    if (!reg.free_slots.empty()) AddPartial(r);
+  }
+}
+
 bool SlabAllocator::FreeingHelps(const Slot& victim, uint64_t bytes) const {
   uint32_t cls = ClassFor(bytes);
   if (cls == kLargeClass) return true;  // any freed region may complete a run

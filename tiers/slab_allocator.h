@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "tiers/status.h"
@@ -56,6 +57,18 @@ class SlabAllocator {
   Result<Slot> Allocate(uint64_t bytes);
   void Free(const Slot& slot);
   bool FreeingHelps(const Slot& victim, uint64_t bytes) const;
+
+  // Restart of a persistent segment: marks `slots` (offset, bytes and
+  // size_class as an Allocate() of the last run gave them under this
+  // geometry) allocated. Each slot's class is the one Allocate() would use
+  // for its bytes now, an exact class created first when Allocate() would
+  // create one, and slots[i].size_class is rewritten to that class's id here
+  // (exact-class ids depend on the order classes were created in, so they
+  // differ between runs). ok[i] says whether slots[i] was taken; a slot is
+  // refused when it is not where that class puts slots (alignment, inside
+  // the capacity, a region of one class) or overlaps one taken before.
+  // Adopted slots have no owner until SetOwner. REQUIRES: nothing allocated.
+  void Adopt(std::span<Slot> slots, std::vector<bool>* ok);
 
   // Size class that serves `bytes` now, or kLargeClass for multi-region
   // items. Allocate() may create an exact class first (so call this after

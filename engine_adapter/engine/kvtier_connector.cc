@@ -76,6 +76,8 @@ Result<std::unique_ptr<KvtierConnector>> KvtierConnector::Create(Engine* engine,
   s.hash_mode = options.hash_mode;
   KVTIER_RETURN_IF_ERROR(s.Validate());
   c->hasher_ = std::make_unique<KeyHasher>(s);
+  c->cost_.prefill_tokens_per_ms = options.prefill_tokens_per_ms;
+  c->cost_.nvme_bytes_per_s = options.nvme_bytes_per_s;
   (void)c->EnsureConnected();
   return c;
 }
@@ -140,6 +142,11 @@ bool KvtierConnector::EnsureConnected() {
            Status(st.code(), options_.socket + ": " + st.ToString()));
     return false;
   }
+  // Probes pay only where some of a hit may be on NVMe.
+  Result<RemoteStats> rs = conn->client->Stats();
+  has_nvme_ = false;
+  if (rs.ok())
+    for (const auto& t : rs->tiers) has_nvme_ |= t.name == "nvme";
   conn_ = std::move(conn);
   ++counters_.connects;
   logged_.clear();  // a new episode: the next failure of each kind is logged again
@@ -159,6 +166,7 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
     std::vector<BlockKey> keys;
     PendingLookup pending;
     bool sent = false;
+    uint32_t nvme_blocks = 0;  // of the lookup, by the probe
     ClientLease lease;
     GpuLoad load;
     Loading* loading = nullptr;
@@ -177,8 +185,24 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
     hasher_->Hash(tokens, &it.keys);
     // Sequences already started (SetComputed by the caller) keep their own KV.
     if (!use || engine_->Computed(it.id) != 0) continue;
-    const size_t usable = std::min<size_t>(it.keys.size(), (prompt.size() - 1) / P);
+    size_t usable = std::min<size_t>(it.keys.size(), (prompt.size() - 1) / P);
     if (usable == 0 || usable < options_.min_lookup_blocks) continue;
+    if (options_.cost_aware && has_nvme_ && cost_.prefill_tokens_per_ms > 0) {
+      Result<std::vector<TierKind>> tiers = conn_->ns->Probe(std::span(it.keys).first(usable));
+      if (!tiers.ok()) {
+        Failed("probe", &counters_.probe_failures, tiers.status());
+        it.st.failure = "probe: " + tiers.status().ToString();
+        Disconnect("probe failed");
+        use = false;
+        break;
+      }
+      const uint32_t worth = BlocksWorthLoading(*tiers, spec_.layout.BlockBytes(), P, cost_);
+      it.st.skipped_tokens = uint32_t(tiers->size() - worth) * P;
+      counters_.skipped_blocks += tiers->size() - worth;
+      it.nvme_blocks = uint32_t(std::count(tiers->begin(), tiers->begin() + worth, TierKind::kNvme));
+      usable = worth;
+      if (usable == 0) continue;
+    }
     Result<PendingLookup> p = conn_->ns->StartLookup(std::span(it.keys).first(usable));
     if (!p.ok()) {
       Failed("lookup", &counters_.lookup_failures, p.status());
@@ -208,6 +232,14 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
     it.st.lookup_tokens = uint32_t(it.lease.size()) * P;
   }
   const double lookup_ms = MsBetween(t0, Clock::now());
+  // What the disk delivered: the NVMe blocks the probes saw, read by the
+  // lookups (all in flight together) in lookup_ms.
+  uint64_t nvme_read = 0;
+  for (const Item& it : items)
+    if (it.lease.size() >= it.nvme_blocks) nvme_read += it.nvme_blocks;
+  if (nvme_read >= 8 && lookup_ms > 0)
+    cost_.nvme_bytes_per_s = NvmeCostModel::Blend(
+        cost_.nvme_bytes_per_s, double(nvme_read * spec_.layout.BlockBytes()) / (lookup_ms / 1e3));
   // Queue the loads, each on a stream of its own, layer-wise.
   std::vector<Loading*> active;
   size_t next_loading = 0;
@@ -222,7 +254,7 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
     }
     if (next_loading == loading_pool_.size()) {
       auto l = std::make_unique<Loading>();
-      Result<OwnedGpuStream> s = OwnedGpuStream::Create();
+      Result<OwnedGpuStream> s = OwnedGpuStream::Create(StreamPriority::kLow);
       Result<LayerEvents> ev = LayerEvents::Create(layers);
       Result<GpuEvent> a = GpuEvent::Create(true), b = GpuEvent::Create(true);
       if (!s.ok() || !ev.ok() || !a.ok() || !b.ok()) {
@@ -266,8 +298,18 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
   };
   if (options_.loads_queued) options_.loads_queued();
   const size_t logit_base = logits ? logits->size() : 0;
+  const auto p0 = Clock::now();
   Status result = engine_->Prefill(ids, capture, logits,
                                    active.empty() ? LlamaModel::LayerHook() : hook);
+  // The engine's own speed, from prefills that waited for no load.
+  if (result.ok() && active.empty()) {
+    uint64_t computed = 0;
+    for (const Item& it : items) computed += it.st.prompt_tokens;
+    const double ms = MsBetween(p0, Clock::now());
+    if (computed >= 256 && ms > 0)
+      cost_.prefill_tokens_per_ms =
+          NvmeCostModel::Blend(cost_.prefill_tokens_per_ms, double(computed) / ms);
+  }
   // Verify every load now that the prefill that read it is done; a bad block
   // and what follows it is recomputed.
   std::vector<int> redo;
@@ -333,7 +375,7 @@ void KvtierConnector::StartStores(const std::vector<int>& ids) {
   if (!options_.store) return;
   if (!EnsureConnected()) return;
   if (store_stream_.get() == nullptr) {
-    Result<OwnedGpuStream> s = OwnedGpuStream::Create();
+    Result<OwnedGpuStream> s = OwnedGpuStream::Create(StreamPriority::kLow);
     if (!s.ok()) {
       Failed("store", &counters_.store_failures, s.status());
       return;

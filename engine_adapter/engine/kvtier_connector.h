@@ -45,6 +45,7 @@
 #include "cache/keys.h"
 #include "engine_adapter/engine/checkpoint_identity.h"
 #include "engine_adapter/engine/engine.h"
+#include "engine_adapter/engine/load_plan.h"
 #include "engine_adapter/engine/safetensors.h"
 #include "loader/gpu_runtime.h"
 
@@ -72,6 +73,16 @@ struct ConnectorOptions {
   // After a failure that dropped the connection, wait this long before the
   // next connection attempt.
   std::chrono::milliseconds retry_interval{1000};
+  // Skip the NVMe part of a hit when reading it is estimated slower than
+  // recomputing it (load_plan.h): with a daemon that has an NVMe tier, each
+  // lookup is preceded by a probe (one round trip, nothing pinned) of where
+  // the prefix lives. false: load every hit, whatever it costs.
+  bool cost_aware = true;
+  // The cost rule's starting estimates; both are then learned from what this
+  // engine sees (prefills without loads; lookups that read NVMe). 0 tokens/ms:
+  // unknown until the first prefill of at least 256 tokens.
+  double prefill_tokens_per_ms = 0;
+  double nvme_bytes_per_s = 2.0e9;
   // Store priority (0-100) of the blocks this engine writes.
   uint8_t store_priority = 35;
   // Runs in Prefill() once the loads are queued, before the prefill starts
@@ -85,6 +96,7 @@ struct CacheRequestStats {
   uint32_t lookup_tokens = 0;      // tokens the lease covered
   uint32_t hit_tokens = 0;         // tokens loaded, verified and used
   uint32_t recomputed_tokens = 0;  // covered by the lease but recomputed (a failure)
+  uint32_t skipped_tokens = 0;     // cached on NVMe, not worth reading (cost_aware)
   double lookup_ms = 0;            // hashing + lookup (all sequences' lookups in flight)
   double load_ms = 0;              // load queued -> every layer in place (GPU events)
   double prefill_ms = 0;           // whole Prefill() call, first token sampled
@@ -105,6 +117,8 @@ struct ConnectorCounters {
   uint64_t load_failures = 0;     // a load that could not be queued or completed
   uint64_t corrupt_loads = 0;     // a block that failed its checksum
   uint64_t recomputed_blocks = 0; // blocks a lease covered but the engine recomputed
+  uint64_t skipped_blocks = 0;    // cached on NVMe, recomputed as cheaper (cost_aware)
+  uint64_t probe_failures = 0;
   uint64_t store_failures = 0;
 };
 
@@ -138,6 +152,8 @@ class KvtierConnector {
   bool Reconnect();
   const ConnectorCounters& counters() const { return counters_; }
   const NamespaceSpec& spec() const { return spec_; }
+  // The cost rule's current estimates.
+  const NvmeCostModel& cost_model() const { return cost_; }
 
  private:
   struct Conn;
@@ -161,6 +177,8 @@ class KvtierConnector {
   std::unique_ptr<Conn> conn_;
   std::chrono::steady_clock::time_point next_attempt_{};
   std::vector<std::string> logged_;  // failure kinds logged this episode
+  NvmeCostModel cost_;
+  bool has_nvme_ = false;  // the daemon has an NVMe tier (probes are worth it)
   std::unordered_map<int, Loaded> loaded_;
   OwnedGpuStream store_stream_;
   std::vector<std::unique_ptr<PendingStore>> stores_;

@@ -121,6 +121,7 @@ struct RunFlags {
   bool kvtier_no_load = false;
   bool kvtier_no_store = false;
   bool kvtier_hbm = false;
+  bool kvtier_always_load = false;
   uint32_t kvtier_layers_per_group = 1;
 };
 
@@ -188,6 +189,7 @@ int Run(const RunFlags& f) {
     co.store = !f.kvtier_no_store;
     co.bind_gpu = f.kvtier_hbm;
     co.layers_per_group = f.kvtier_layers_per_group;
+    co.cost_aware = !f.kvtier_always_load;
     Result<std::unique_ptr<KvtierConnector>> c = KvtierConnector::Create(&e, *ck, co);
     if (!c.ok()) return Fail(c.status());
     conn = std::move(c.value());
@@ -266,6 +268,7 @@ int Run(const RunFlags& f) {
         s["hit_tokens"] = c.hit_tokens;
         s["lookup_tokens"] = c.lookup_tokens;
         s["recomputed_tokens"] = c.recomputed_tokens;
+        s["skipped_tokens"] = c.skipped_tokens;
         s["lookup_ms"] = c.lookup_ms;
         s["load_ms"] = c.load_ms;
         if (!c.failure.empty()) s["cache_failure"] = c.failure;
@@ -319,6 +322,8 @@ int Run(const RunFlags& f) {
                      {"load_failures", c.load_failures},
                      {"corrupt_loads", c.corrupt_loads},
                      {"recomputed_blocks", c.recomputed_blocks},
+                     {"skipped_blocks", c.skipped_blocks},
+                     {"probe_failures", c.probe_failures},
                      {"store_failures", c.store_failures}};
   }
   if (f.json) {
@@ -462,6 +467,10 @@ int main(int argc, char** argv) {
   run->add_flag("--kvtier-hbm", rf.kvtier_hbm,
                 "bind the namespace to this GPU: the daemon promotes hits into its HBM tier "
                 "there (and stores there with --store-tier hbm)")
+      ->needs(ks);
+  run->add_flag("--kvtier-always-load", rf.kvtier_always_load,
+                "load every hit, also NVMe blocks that this engine recomputes faster than the "
+                "disk reads them (default: skip those)")
       ->needs(ks);
   run->add_option("--kvtier-layers-per-group", rf.kvtier_layers_per_group,
                   "layers per load launch; layer l computes once its group is in (0: whole "

@@ -120,7 +120,10 @@ Status LlamaModel::Init(const Checkpoint& ckpt, const ModelOptions& opt) {
   int dev = 0;
   KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev));
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  // The highest priority: KV loads and stores on other streams (kvtier's
+  // loop) fill the GPU with copy blocks; a layer ready to compute goes first.
+  KVTIER_ASSIGN_OR_RETURN(int priority, GpuStreamPriority(StreamPriority::kHigh));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, priority));
   cublasHandle_t h = nullptr;
   KVTIER_RETURN_IF_ERROR(CublasStatus(cublasCreate(&h), "cublasCreate"));
   cublas_ = h;

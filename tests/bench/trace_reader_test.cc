@@ -1,6 +1,8 @@
 // Tests of the trace readers (bench/trace_reader.cc, bench/trace_json.cc).
 #include "bench/trace_reader.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -192,25 +195,82 @@ TEST(TraceReaderTest, ReadsFilesDirectoriesAndLimits) {
   EXPECT_TRUE(ReadTrace(dir.path() + "/missing.jsonl", {}).status().IsNotFound());
 }
 
-TEST(TraceReaderTest, ReadsXzTarArchives) {
-  if (std::system("command -v xz >/dev/null 2>&1 && command -v tar >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "xz or tar not on PATH";
+// Writes a tar archive with libarchive's writer: `filter` is
+// ARCHIVE_FILTER_XZ, _GZIP or _NONE; members are (name, contents).
+void WriteTar(const std::string& path, int filter,
+              const std::vector<std::pair<std::string, std::string>>& members) {
+  archive* a = archive_write_new();
+  ASSERT_EQ(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+  ASSERT_EQ(archive_write_add_filter(a, filter), ARCHIVE_OK);
+  ASSERT_EQ(archive_write_open_filename(a, path.c_str()), ARCHIVE_OK);
+  for (const auto& [name, text] : members) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_size(e, static_cast<la_int64_t>(text.size()));
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    ASSERT_EQ(archive_write_header(a, e), ARCHIVE_OK);
+    ASSERT_EQ(archive_write_data(a, text.data(), text.size()), static_cast<la_ssize_t>(text.size()));
+    archive_entry_free(e);
+  }
+  ASSERT_EQ(archive_write_close(a), ARCHIVE_OK);
+  archive_write_free(a);
+}
+
+TEST(TraceReaderTest, ReadsTarArchivesThroughLibarchive) {
   TempDir dir;
-  dir.Write("traces/trace_0001.json", kSessionA);
-  dir.Write("traces/trace_0002.json", kSessionB);
-  const std::string cmd = "cd " + dir.path() + " && tar -cJf t.tar.xz traces";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
-  auto t = ReadTrace(dir.path() + "/t.tar.xz", {});
-  ASSERT_TRUE(t.ok()) << t.status().ToString();
-  EXPECT_EQ(t->name, "t");
-  EXPECT_EQ(t->num_sessions, 2u);
-  EXPECT_EQ(t->requests.size(), 4u);
-  EXPECT_EQ(t->num_unique_blocks, 6u);
-  TraceReadOptions one;
-  one.max_sessions = 1;
-  auto t1 = ReadTrace(dir.path() + "/t.tar.xz", one);
-  ASSERT_TRUE(t1.ok()) << t1.status().ToString();
-  EXPECT_EQ(t1->num_sessions, 1u);
+  struct Case {
+    const char* file;
+    int filter;
+  };
+  for (const Case& c : {Case{"t.tar.xz", ARCHIVE_FILTER_XZ}, Case{"t.tar.gz", ARCHIVE_FILTER_GZIP},
+                        Case{"t.tar", ARCHIVE_FILTER_NONE}}) {
+    SCOPED_TRACE(c.file);
+    const std::string path = dir.path() + "/" + c.file;
+    // A README between the sessions is skipped, as in a trace directory.
+    WriteTar(path, c.filter,
+             {{"traces/trace_0001.json", kSessionA},
+              {"traces/README.md", "not json {"},
+              {"traces/trace_0002.json", kSessionB}});
+    auto t = ReadTrace(path, {});
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_EQ(t->name, "t");
+    EXPECT_EQ(t->num_sessions, 2u);
+    EXPECT_EQ(t->requests.size(), 4u);
+    EXPECT_EQ(t->num_unique_blocks, 6u);
+    TraceReadOptions one;
+    one.max_sessions = 1;
+    auto t1 = ReadTrace(path, one);
+    ASSERT_TRUE(t1.ok()) << t1.status().ToString();
+    EXPECT_EQ(t1->num_sessions, 1u);
+  }
+}
+
+TEST(TraceReaderTest, ArchiveErrorsNameTheMember) {
+  TempDir dir;
+  const std::string bad = dir.path() + "/bad.tar.xz";
+  WriteTar(bad, ARCHIVE_FILTER_XZ, {{"traces/trace_0001.json", kSessionA},
+                                    {"traces/trace_0002.json", "{\"requests\": [1, }"}});
+  Status s = ReadTrace(bad, {}).status();
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("traces/trace_0002.json"), std::string::npos) << s.ToString();
+
+  // Not an archive at all, and an xz stream cut in half: IOError naming the file.
+  const std::string junk = dir.Write("junk.tar.xz", "this is not an archive");
+  s = ReadTrace(junk, {}).status();
+  EXPECT_TRUE((s.code() == StatusCode::kIOError)) << s.ToString();
+  EXPECT_NE(s.message().find("junk.tar.xz"), std::string::npos) << s.ToString();
+  const std::string good = dir.path() + "/good.tar.xz";
+  WriteTar(good, ARCHIVE_FILTER_XZ, {{"traces/trace_0001.json", std::string(kSessionA) + std::string(4000, ' ')},
+                                     {"traces/trace_0002.json", kSessionB}});
+  std::string bytes;
+  {
+    std::ifstream in(good, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string cut = dir.Write("cut.tar.xz", bytes.substr(0, bytes.size() / 2));
+  s = ReadTrace(cut, {}).status();
+  EXPECT_TRUE((s.code() == StatusCode::kIOError)) << s.ToString();
 }
 
 }  // namespace

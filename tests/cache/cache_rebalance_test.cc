@@ -5,9 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <numeric>
 
 #include "tests/cache/cache_test_util.h"
+#include "tiers/host_shm_tier.h"
 #include "tiers/slab_allocator.h"
 
 namespace kvtier {
@@ -215,6 +219,83 @@ TEST(ExactSlotsTest, TwoMiBBlocksUseAtLeast99PercentOfTheConfiguredBytes) {
   EXPECT_GE(static_cast<double>(t.blocks * (2 << 20)), 0.99 * static_cast<double>(configured));
   EXPECT_EQ(t.capacity_bytes, configured);
   EXPECT_EQ(t.used_bytes, t.blocks * (2 << 20));
+}
+
+// A persistent host segment's blocks re-adopted after a restart are owned
+// like stored ones: a tier full of them still serves another size by
+// releasing their regions, and their namespace's count follows them out.
+TEST(PersistentRebalanceTest, ReadoptedBlocksAreOwnedAndTheirRegionsReleasable) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("kvtier-readopt-" + std::to_string(getpid())))
+                              .string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto open = [&] {
+    HostShmOptions ho;
+    ho.capacity_bytes = 4 << 20;
+    ho.region_bytes = 1 << 20;
+    ho.path = dir + "/host.seg";
+    auto host = HostShmTier::Create(ho);
+    EXPECT_TRUE(host.ok()) << host.status().ToString();
+    CacheOptions o;
+    o.tiers.push_back(TierSetup{std::move(host).value(), "lru"});
+    o.namespace_file = dir + "/namespaces";
+    auto c = Cache::Create(std::move(o));
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return std::move(c).value();
+  };
+  auto keys = [](Cache& c, NamespaceId ns, size_t n, uint32_t salt) {
+    KeyHasher h(*c.GetNamespace(ns));
+    std::vector<uint32_t> tokens(16 * n);
+    std::iota(tokens.begin(), tokens.end(), salt * 1000003u);
+    std::vector<BlockKey> out;
+    h.Hash(tokens, &out);
+    return out;
+  };
+  auto store = [](Cache& c, NamespaceId ns, const std::vector<BlockKey>& ks, uint64_t bytes) {
+    size_t stored = 0;
+    for (const BlockKey& k : ks) {
+      std::vector<uint64_t> sizes{bytes};
+      auto r = c.Reserve(ns, std::span(&k, 1), sizes);
+      if (!r.ok() || r->reserved() == 0) continue;
+      EXPECT_TRUE(c.Commit(*r, FillReserved(c, *r)).ok());
+      ++stored;
+    }
+    return stored;
+  };
+  auto count = [](Cache& c, NamespaceId ns) {
+    for (const auto& n : c.Stats().namespaces)
+      if (n.id == ns) return n.blocks;
+    return uint64_t{0};
+  };
+  constexpr uint64_t kBig = 52 << 10;  // an exact class (not a geometric one)
+  NamespaceId a;
+  {
+    auto c = open();
+    // An exact class created before the stored one, so that the stored
+    // one's class id differs in the next run.
+    NamespaceId pre = *c->OpenNamespace(SpecNamed("pre"));
+    ASSERT_EQ(store(*c, pre, keys(*c, pre, 1, 9), 100000), 1u);
+    ASSERT_TRUE(c->EvictNamespace(pre).ok());
+    a = *c->OpenNamespace(SpecNamed("a"));
+    ASSERT_GT(store(*c, a, keys(*c, a, 100, 1), kBig), 76u);
+    ASSERT_EQ(c->tier(0).slabs()->free_regions(), 0u);
+  }
+  auto c = open();
+  SlabAllocator& sa = *c->tier(0).slabs();
+  ASSERT_EQ(sa.free_regions(), 0u);
+  const uint64_t adopted = count(*c, a);
+  ASSERT_EQ(adopted, 76u) << "4 regions of 19 slots of 52 KiB";
+  EXPECT_EQ(sa.ClassFor(kBig), sa.num_classes() - 1) << "the only exact class of this run";
+  NamespaceId b = *c->OpenNamespace(SpecNamed("b"));
+  auto kb = keys(*c, b, 4, 2);
+  EXPECT_EQ(store(*c, b, kb, 8 << 10), 4u);
+  EXPECT_EQ(c->Stats().blocks_no_space, 0u);
+  EXPECT_GE(c->Stats().tiers[0].regions_moved, 1u);
+  EXPECT_EQ(count(*c, a), adopted - 19) << "one region of a's blocks released";
+  for (const NamespaceUsage& u : c->Namespaces())
+    if (u.id == a) EXPECT_EQ(u.blocks, adopted - 19);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "cache/keys.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <numeric>
 #include <string>
@@ -46,6 +47,40 @@ const Vector kVectors[] = {
     {HashMode::kXxh3_128, "tenant-a", "da7bf1228ac070212ce8a59eb9284184",
      "9bd194efd3a6ef290ae3ab2f926c76f9", "890b1da6f5434469b6963cb0d9c26b4e",
      "4bf32e751640cd27a5c8751e21e1b3d0"},
+    {HashMode::kSha256, "tenant-a", "c16408cc685d151f6f514fe721ced01b",
+     "aefa248b79e953e7576bcbaba638fda2", "7722b120631d5d5a1217942c91624197",
+     "143c6b67bfc917f43241bdf0e33d94f8"},
+};
+
+// One field of LlamaSpec changed; seed and k0 (tokens 0..15) in both modes.
+// From the same script, listed in docs/hashing.md's second table.
+struct VariantVector {
+  const char* name;
+  void (*apply)(NamespaceSpec*);
+  const char* xxh3_seed;
+  const char* xxh3_k0;
+  const char* sha256_seed;
+  const char* sha256_k0;
+};
+
+const VariantVector kVariantVectors[] = {
+    {"tp 1 of 2", [](NamespaceSpec* s) { s->tp_rank = 1, s->tp_size = 2; },
+     "96a73d05144694f9c2372b80ffc09d38", "5a128d093f4b1f3910b986db81c1ed90",
+     "f4bb5a3f307bcfdd1f67a99ba4a68290", "613db61b80570ae90b66f2141df1d551"},
+    {"fp8", [](NamespaceSpec* s) { s->layout.dtype = DType::kFP8; },
+     "a0768a5cf959bdb9b6e3afae4c889e94", "d7ee9e7bda176400ac7a645862d22575",
+     "bdbe75344ccf29a91bdfd5443cee3aaa", "39b9748a2e7384d660145df1f56ccdfa"},
+    {"one plane", [](NamespaceSpec* s) { s->layout.planes = 1; },
+     "40e6ee5c42971252bedce8b67cf84a70", "06e64464d1e1849736da2ab204a7d931",
+     "25e3cf8bf96e17465cc95600efd98a49", "227b57ed3240b8a2e9396e53ee940384"},
+    {"empty revision", [](NamespaceSpec* s) { s->model_revision = ""; },
+     "c8114adbf4cbf13e839caf18e4cae735", "52f6d699f5f723e2445184f44b465e08",
+     "99b62f3df8d8c162999ca8096e4ae0d3", "7f8a9eea8962a0dffa28f2c7cddfb8a7"},
+    // "kvtier/模型-ü-🦙": 3-, 2- and 4-byte UTF-8 sequences, hashed as bytes.
+    {"multibyte UTF-8 model id",
+     [](NamespaceSpec* s) { s->model_id = "kvtier/\xe6\xa8\xa1\xe5\x9e\x8b-\xc3\xbc-\xf0\x9f\xa6\x99"; },
+     "016231dda45d4c5b888ba657fb3a6f9c", "b5595d5d3904e890aa48b98eedab7b4b",
+     "60b0322c63dae9bec689c46694760c4b", "d3130d152d3f0be4f7658593f16390a0"},
 };
 
 TEST(KeysTest, MatchesPublishedVectors) {
@@ -73,6 +108,52 @@ TEST(KeysTest, MatchesPublishedVectors) {
     EXPECT_EQ(keys[0], k0);
     EXPECT_EQ(keys[1], k1);
   }
+}
+
+TEST(KeysTest, MatchesPublishedVariantVectors) {
+  for (const VariantVector& v : kVariantVectors) {
+    for (HashMode mode : {HashMode::kXxh3_128, HashMode::kSha256}) {
+      SCOPED_TRACE(std::string(v.name) + " " + HashModeName(mode));
+      NamespaceSpec spec = LlamaSpec(mode);
+      v.apply(&spec);
+      ASSERT_TRUE(spec.Validate().ok());
+      const BlockKey seed = NamespaceSeed(spec);
+      const bool xxh3 = mode == HashMode::kXxh3_128;
+      EXPECT_EQ(seed.ToHex(), xxh3 ? v.xxh3_seed : v.sha256_seed);
+      EXPECT_EQ(ChainKey(mode, seed, Iota(0, 16)).ToHex(), xxh3 ? v.xxh3_k0 : v.sha256_k0);
+    }
+  }
+}
+
+// docs/hashing.md: key.lo/hi are XXH3-128's low/high 64 bits, so ToHex is
+// XXH3-128's canonical (big-endian) hex digest; SHA-256 keys are the first
+// 16 digest bytes read as two little-endian u64.
+TEST(KeysTest, DigestByteOrder) {
+  const std::vector<uint32_t> tokens = Iota(0, 16);
+  // The chain message of block 0 from a zero key, built by hand.
+  std::string m(16, '\0');
+  m += std::string("\x10\0\0\0", 4);
+  for (uint32_t t : tokens) m.append(reinterpret_cast<const char*>(&t), 4);  // little-endian host
+  m += std::string(4, '\0');
+  const BlockKey x = ChainKey(HashMode::kXxh3_128, BlockKey{0, 0}, tokens);
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits(m.data(), m.size()));
+  std::string canonical_hex;
+  char buf[3];
+  for (uint8_t b : c.digest) {
+    snprintf(buf, sizeof(buf), "%02x", b);
+    canonical_hex += buf;
+  }
+  EXPECT_EQ(x.ToHex(), canonical_hex);
+  const BlockKey s = ChainKey(HashMode::kSha256, BlockKey{0, 0}, tokens);
+  const Sha256Bytes d = Sha256Digest(m.data(), m.size());
+  uint64_t lo = 0, hi = 0;
+  for (int i = 7; i >= 0; --i) {
+    lo = (lo << 8) | d[i];
+    hi = (hi << 8) | d[8 + i];
+  }
+  EXPECT_EQ(s.lo, lo);
+  EXPECT_EQ(s.hi, hi);
 }
 
 TEST(KeysTest, EverySeedFieldChangesTheSeed) {
@@ -212,6 +293,9 @@ TEST(Sha256Test, FipsVectors) {
   std::string million(1000000, 'a');
   h.Update(million.data(), million.size());
   EXPECT_EQ(hex(h.Finish()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // The one-shot form the key hash calls, twice on one thread (its context is reused).
+  EXPECT_EQ(hex(Sha256Digest("abc", 3)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(hex(Sha256Digest(m, 56)), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
 TEST(LayoutTest, BlockBytesAndValidation) {

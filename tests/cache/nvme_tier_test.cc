@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
+#include <limits>
 #include <numeric>
 
 #include "tests/cache/cache_test_util.h"
@@ -44,7 +46,7 @@ class NvmeCacheTest : public ::testing::Test {
 
   // host: `host_blocks` slots of 16 KiB; NVMe: 16 MiB file.
   void Open(bool write_through, uint64_t host_blocks = 64, std::unique_ptr<IoQueue> queue = nullptr,
-            std::string admission = "always") {
+            std::string admission = "always", bool durable_commit = false) {
     cache_.reset();
     HostShmOptions ho;
     ho.capacity_bytes = host_blocks * kBlock;
@@ -60,6 +62,7 @@ class NvmeCacheTest : public ::testing::Test {
     n.store.payload_classes = {kBlock};
     n.index_path = dir_ + "/index";
     n.write_through = write_through;
+    n.durable_commit = durable_commit;
     n.high_watermark = 0.5;
     n.admission = admission;
     n.queue = std::move(queue);
@@ -200,6 +203,44 @@ TEST_F(NvmeCacheTest, EnospcStopsAdmissionAndNothingHalfWrittenIsVisible) {
   EXPECT_EQ(Nvme().recovered, 0u);
 }
 
+// write-through (durable commits): Commit answers OK once the blocks are on
+// NVMe and indexed (the NVMe tier holds them when it returns); when NVMe
+// refuses (ENOSPC here) it answers the error, the blocks still committed to
+// the host tier; with a callback it is told the same, asynchronously.
+TEST_F(NvmeCacheTest, DurableCommitAnswersOnceWrittenOrSaysWhyNot) {
+  Open(/*write_through=*/true, 64, nullptr, "always", /*durable_commit=*/true);
+  ASSERT_TRUE(cache_->durable_commits());
+  Store(0, 10);  // asserts Commit returned OK
+  EXPECT_EQ(Nvme().blocks, 10u) << "Commit returned before the blocks were on NVMe";
+  auto r = cache_->Reserve(ns_, std::span(keys_).subspan(10, 5), std::vector<uint64_t>(5, kBlock));
+  ASSERT_TRUE(r.ok());
+  std::promise<Status> told;
+  ASSERT_TRUE(cache_->Commit(*r, FillReserved(*cache_, *r), [&](Status s) { told.set_value(s); }).ok());
+  EXPECT_TRUE(told.get_future().get().ok());
+  EXPECT_EQ(Nvme().blocks, 15u);
+
+  auto uring = NewUringIoQueue(IoQueueOptions{256});
+  ASSERT_TRUE(uring.ok()) << uring.status().ToString();
+  auto fault = std::make_unique<FaultIoQueue>(std::move(uring).value());
+  FaultRule enospc;
+  enospc.kind = FaultKind::kWriteError;
+  enospc.error = ENOSPC;
+  enospc.offset_begin = 1 << 20;
+  fault->AddRule(enospc);
+  Open(/*write_through=*/true, 64, std::move(fault), "always", /*durable_commit=*/true);
+  auto r2 = cache_->Reserve(ns_, std::span(keys_).subspan(20, 4), std::vector<uint64_t>(4, kBlock));
+  ASSERT_TRUE(r2.ok());
+  Status st = cache_->Commit(*r2, FillReserved(*cache_, *r2));
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("not durable on NVMe"), std::string::npos) << st.ToString();
+  EXPECT_EQ(AcquireVerified(20, 4), 4u) << "committed to the host tier either way";
+  // Admission stopped: the next commit is refused at once, with the reason.
+  auto r3 = cache_->Reserve(ns_, std::span(keys_).subspan(30, 2), std::vector<uint64_t>(2, kBlock));
+  ASSERT_TRUE(r3.ok());
+  Status st3 = cache_->Commit(*r3, FillReserved(*cache_, *r3));
+  EXPECT_EQ(st3.code(), StatusCode::kUnavailable) << st3.ToString();
+}
+
 // A promotion that finds no host slot (every slot pinned) is a miss and
 // leaves no pin behind (before, each such miss pinned its block for good).
 TEST_F(NvmeCacheTest, PromotionWithoutAHostSlotLeavesNoPin) {
@@ -238,12 +279,22 @@ TEST_F(NvmeCacheTest, TransientReadErrorKeepsTheBlock) {
   eio.error = EIO;
   eio.max_fires = 1;
   size_t rule = f->AddRule(eio);
-  EXPECT_EQ(AcquireVerified(0, 5), 0u) << "the first block's read failed: a miss";
+  EXPECT_EQ(AcquireVerified(0, 5), 5u) << "one failed read is retried and served";
   EXPECT_EQ(f->fired(rule), 1u);
+  EXPECT_EQ(Nvme().io_errors, 1u);
+  f->ClearRules();
+  cache_->DrainNvme();
+  Store(200, 64);  // 0..4 pushed out to NVMe only again
+  cache_->DrainNvme();
+  // Every attempt fails (each read and its two retries): a miss, nothing lost.
+  eio.max_fires = std::numeric_limits<uint64_t>::max();
+  rule = f->AddRule(eio);
+  EXPECT_EQ(AcquireVerified(0, 5), 0u) << "the blocks' reads all failed: a miss";
   TierStats n = Nvme();
-  EXPECT_EQ(n.io_errors, 1u);
+  EXPECT_EQ(n.io_errors, 1u + 5 * 3) << "5 blocks, each read 3 times";
   EXPECT_EQ(n.checksum_failures, 0u);
-  EXPECT_EQ(AcquireVerified(0, 5), 5u) << "the block kept its record and is served";
+  f->ClearRules();
+  EXPECT_EQ(AcquireVerified(0, 5), 5u) << "the blocks kept their records and are served";
   EXPECT_EQ(cache_->Stats().pinned_blocks, 0u);
   // Still recorded across a restart too.
   cache_->DrainNvme();

@@ -191,13 +191,17 @@ TEST_P(KvtierLoopTest, SecondProcessHitsGiveTheNoCacheOutput) {
     SCOPED_TRACE(half ? "half hit" : "full hit");
     auto d = std::make_unique<Daemon>(flags);
     ASSERT_TRUE(d->running());
-    std::vector<std::string> kv = {"--kvtier-socket", d->socket()};
+    // Every hit is loaded: the cost rule would rightly recompute a tiny
+    // model's KV rather than read it from disk (load_plan_test covers it).
+    std::vector<std::string> kv = {"--kvtier-socket", d->socket(), "--kvtier-always-load"};
     if (tier == Tier::kHbm) kv.push_back("--kvtier-hbm");
     // Process 1 stores (the whole prompts, or their first halves).
     RunResult store = RunEngine(model_, Dump(half ? "store-half" : "store"), half ? halves : lens, kv);
     ASSERT_EQ(store.rc, 0) << store.stderr_text;
     ASSERT_GT(store.out["kvtier"]["blocks_stored"].get<uint64_t>(), 0u) << store.stderr_text;
-    if (!half) EXPECT_GE(ExpectSameOutput(ref, store, vocab_, "storing run"), lens.size());
+    if (!half) {
+      EXPECT_GE(ExpectSameOutput(ref, store, vocab_, "storing run"), lens.size());
+    }
     if (tier == Tier::kNvme) {
       MoveEverythingToNvme(d, flags);
       ASSERT_TRUE(d->running());
@@ -299,8 +303,8 @@ class KvtierFaultTest : public ::testing::Test {
   }
 
   std::unique_ptr<KvtierConnector> Connect(const std::string& socket,
-                                           std::function<void()> loads_queued = nullptr) {
-    ConnectorOptions co;
+                                           std::function<void()> loads_queued = nullptr,
+                                           ConnectorOptions co = {}) {
     co.socket = socket;
     co.retry_interval = std::chrono::milliseconds(0);
     co.loads_queued = std::move(loads_queued);
@@ -363,12 +367,17 @@ TEST_F(KvtierFaultTest, DaemonKilledMidLoadAbsentAndRestartedNeverChangesTheOutp
   kill_now = false;
   ExpectReference(killed, "daemon killed during the load");
   EXPECT_GT(killed.stats.lookup_tokens, 0u);
-  EXPECT_FALSE(conn->connected());
-  // Absent: a miss.
+  // The engine's mapping of the host segment outlives the daemon: the load
+  // finished and verified. (A full hit stores nothing, so the dead
+  // connection is found by the next request's lookup.)
+  EXPECT_EQ(killed.stats.hit_tokens, killed.stats.lookup_tokens);
+  // Absent: a miss; the connection is dropped and cannot be made again.
   const std::string dir = d->dir();
   Output absent = Generate(conn.get());
   ExpectReference(absent, "daemon absent");
   EXPECT_EQ(absent.stats.hit_tokens, 0u);
+  EXPECT_FALSE(conn->connected());
+  EXPECT_GT(conn->counters().lookup_failures, 0u);
   EXPECT_GT(conn->counters().connect_failures, 0u);
   // Restarted on the same socket: the connector comes back by itself, stores
   // again (the host tier did not survive), and the next request hits.
@@ -381,6 +390,54 @@ TEST_F(KvtierFaultTest, DaemonKilledMidLoadAbsentAndRestartedNeverChangesTheOutp
   ExpectReference(hit, "hit after the restart");
   EXPECT_EQ(hit.stats.hit_tokens, (prompt_.size() - 1) / 16 * 16);
   EXPECT_EQ(conn->counters().corrupt_loads, 0u);
+}
+
+TEST_F(KvtierFaultTest, NvmeHitSlowerThanRecomputeIsRecomputed) {
+  const std::vector<std::string> flags = {"--host-capacity", "256M", "--nvme-capacity", "256M",
+                                          "--nvme-write-policy", "write-through"};
+  Daemon d(flags);
+  std::vector<uint32_t> toks(prompt_.begin(), prompt_.end());
+  {
+    auto conn = Connect(d.socket());
+    ASSERT_NE(conn, nullptr);
+    ExpectReference(Generate(conn.get()), "storing run");
+    // Wait until the blocks are on NVMe.
+    auto client = Client::Connect(d.socket());
+    ASSERT_TRUE(client.ok());
+    bool on_nvme = false;
+    for (int i = 0; i < 500 && !on_nvme; ++i) {
+      auto st = (*client)->Stats();
+      ASSERT_TRUE(st.ok());
+      for (const auto& t : st->tiers) on_nvme |= t.name == "nvme" && t.blocks >= prompt_.size() / 16;
+      if (!on_nvme) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(on_nvme);
+  }
+  const std::string dir = d.dir();
+  ASSERT_EQ(d.Stop(), 0);
+  Daemon again(flags, dir);  // the host tier is empty: every block is on NVMe
+  const uint32_t cached = uint32_t((prompt_.size() - 1) / 16 * 16);
+  // An engine that recomputes far faster than this disk reads: nothing loaded.
+  ConnectorOptions fast;
+  fast.prefill_tokens_per_ms = 1e9;
+  fast.nvme_bytes_per_s = 1e6;
+  auto skip = Connect(again.socket(), nullptr, fast);
+  ASSERT_NE(skip, nullptr);
+  Output skipped = Generate(skip.get());
+  ExpectReference(skipped, "NVMe hit skipped");
+  EXPECT_EQ(skipped.stats.hit_tokens, 0u);
+  EXPECT_EQ(skipped.stats.skipped_tokens, cached);
+  EXPECT_EQ(skip->counters().skipped_blocks, cached / 16);
+  skip.reset();
+  // An engine slower than the disk: the hit is read from NVMe and loaded.
+  ConnectorOptions slow;
+  slow.prefill_tokens_per_ms = 1e-3;
+  auto load = Connect(again.socket(), nullptr, slow);
+  ASSERT_NE(load, nullptr);
+  Output loaded = Generate(load.get());
+  ExpectReference(loaded, "NVMe hit loaded");
+  EXPECT_EQ(loaded.stats.hit_tokens, cached);
+  EXPECT_EQ(loaded.stats.skipped_tokens, 0u);
 }
 
 }  // namespace

@@ -3,63 +3,23 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <numeric>
 #include <set>
 
-#include "tests/server/daemon_fixture.h"
+#include "tests/server/daemon_nvme_util.h"
 
 namespace kvtier {
 namespace {
 
+using testing::Audit;
 using testing::Daemon;
 using testing::DemoSpec;
 using testing::FillFromKey;
-
-std::vector<std::string> NvmeFlags(const std::string& policy) {
-  return {"--nvme-capacity", "256M", "--nvme-write-policy", policy, "--nvme-queue-depth", "64"};
-}
-
-std::vector<BlockKey> Keys(const ClientNamespace& ns, uint32_t prompt, size_t blocks) {
-  std::vector<uint32_t> tokens(blocks * ns.spec().layout.tokens_per_block);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(prompt * 7777777 + i);
-  return ns.HashTokens(tokens);
-}
-
-// Looks every key up on its own and checks the bytes of those found.
-// Returns {found, wrong}.
-std::pair<size_t, size_t> Audit(const std::string& socket, uint32_t prompts, size_t blocks) {
-  auto c = Client::Connect(socket);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  if (!c.ok()) return {0, 0};
-  auto ns = (*c)->OpenNamespace(DemoSpec());
-  std::vector<uint8_t> got((*ns)->block_bytes()), want(got.size());
-  size_t found = 0, wrong = 0;
-  for (uint32_t p = 0; p < prompts; ++p) {
-    auto keys = Keys(**ns, p, blocks);
-    for (const auto& k : keys) {
-      auto lease = (*ns)->Lookup(std::span(&k, 1));
-      if (!lease.ok() || lease->empty()) continue;
-      uint8_t* dst = got.data();
-      Status st = (*ns)->Load(*lease, std::span(&dst, 1));
-      FillFromKey(k, want.data(), want.size());
-      if (!st.ok() || got != want) ++wrong;
-      ++found;
-    }
-  }
-  return {found, wrong};
-}
-
-// Stores keys[i] with the bytes FillFromKey gives it.
-Status StoreKeys(ClientNamespace& ns, std::span<const BlockKey> keys) {
-  std::vector<std::vector<uint8_t>> bufs(keys.size(), std::vector<uint8_t>(ns.block_bytes()));
-  std::vector<const uint8_t*> ptrs;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
-    ptrs.push_back(bufs[i].data());
-  }
-  auto r = ns.Store(keys, ptrs);
-  return r.ok() ? Status::OK() : r.status();
-}
+using testing::Keys;
+using testing::NvmeFlags;
+using testing::StoreKeys;
+using testing::StorePrompts;
 
 TEST(DaemonNvmeTest, StoppedAndStartedAgainServesTheSameBlocks) {
   std::string dir;
@@ -155,22 +115,6 @@ TEST(DaemonNvmeTest, SigkillDuringWritesRestartsWithZeroWrongBlocks) {
   EXPECT_EQ(wrong, 0u);
   // Every block whose index entry was written is served.
   EXPECT_EQ(found, on_nvme);
-}
-
-// Stores `prompts` prompts of `blocks` blocks, bytes from their keys.
-void StorePrompts(ClientNamespace& ns, uint32_t first, uint32_t prompts, size_t blocks) {
-  std::vector<std::vector<uint8_t>> bufs(blocks, std::vector<uint8_t>(ns.block_bytes()));
-  for (uint32_t p = first; p < first + prompts; ++p) {
-    auto keys = Keys(ns, p, blocks);
-    std::vector<const uint8_t*> ptrs;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      FillFromKey(keys[i], bufs[i].data(), bufs[i].size());
-      ptrs.push_back(bufs[i].data());
-    }
-    auto r = ns.Store(keys, ptrs);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    ASSERT_EQ(r->stored, blocks);
-  }
 }
 
 // Lookups in flight together (StartLookup) whose blocks the daemon must read
@@ -354,23 +298,24 @@ TEST(DaemonNvmeFaultTest, DeviceErrorAtStartLeavesTheHostTierServing) {
   EXPECT_EQ(d.Stop(), 0);
 }
 
-TEST(DaemonNvmeFaultTest, DamagedIndexAtStartLeavesTheHostTierServing) {
-  std::string dir;
-  {
-    Daemon d(NvmeFlags("write-through"));
-    ASSERT_TRUE(d.running());
-    auto [found, wrong] = Audit(d.socket(), 1, 1);  // opens the namespace
-    (void)found;
-    (void)wrong;
-    EXPECT_EQ(d.Stop(), 0);
-    std::filesystem::remove(d.dir() + "/data/nvme-index/CURRENT");
-    Daemon d2(NvmeFlags("write-through"), d.dir());
-    ASSERT_TRUE(d2.running());
-    auto [ok, what] = StoresAndLoadsFromHost(d2);
-    EXPECT_TRUE(ok) << what;
-    ExpectDegraded(d2, "nvme");
-    EXPECT_EQ(d2.Stop(), 0);
-  }
+// An index that cannot even be opened (its directory replaced by a file; a
+// damaged one is rebuilt instead: DaemonIndexDamageTest).
+TEST(DaemonNvmeFaultTest, UnopenableIndexAtStartLeavesTheHostTierServing) {
+  Daemon d(NvmeFlags("write-through"));
+  ASSERT_TRUE(d.running());
+  auto [found, wrong] = Audit(d.socket(), 1, 1);  // opens the namespace
+  (void)found;
+  (void)wrong;
+  EXPECT_EQ(d.Stop(), 0);
+  const std::string index = d.dir() + "/data/nvme-index";
+  std::filesystem::remove_all(index);
+  std::ofstream(index) << "not a database";
+  Daemon d2(NvmeFlags("write-through"), d.dir());
+  ASSERT_TRUE(d2.running());
+  auto [ok, what] = StoresAndLoadsFromHost(d2);
+  EXPECT_TRUE(ok) << what;
+  ExpectDegraded(d2, "nvme");
+  EXPECT_EQ(d2.Stop(), 0);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // One kvtierd for several models: blocks of three sizes share the host tier
 // (which moves regions between them) and the NVMe tier, across a restart.
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <sstream>
@@ -163,8 +164,8 @@ TEST(DaemonSizesTest, ThreeSizesShareTheTiersAndSurviveARestart) {
   }
 }
 
-// Operators see each model's and each size's share: `kvtier namespaces`
-// (the stats RPC) and per-size / per-namespace series in /metrics. A
+// Operators see each model's and each size's share: the stats RPC, `kvtier
+// namespaces` (the admin endpoint) and per-size / per-namespace series in /metrics. A
 // namespace whose client left and whose blocks are gone is forgotten.
 TEST(DaemonSizesTest, NamespacesAndSizesAreListedAndIdleNamespacesReclaimed) {
   Daemon d({"--namespace-idle", "1"});
@@ -212,22 +213,24 @@ TEST(DaemonSizesTest, NamespacesAndSizesAreListedAndIdleNamespacesReclaimed) {
           "kvtier_namespace_hits_total{ns=\"0\",model=\"test/small-16k\",tenant=\"\",tp_rank=\"0\"} 2",
           "kvtier_tier_regions_moved_total{tier=\"host\"} 0", "kvtier_namespaces 4"})
       EXPECT_NE(metrics.find(want), std::string::npos) << want;
-    // `kvtier namespaces` prints the same: id, model, tp rank, block bytes,
-    // blocks, MiB, hits, evictions.
-    FILE* p = popen((std::string(KVTIER_CLI_PATH) + " namespaces --socket " + d.socket()).c_str(), "r");
+    // `kvtier namespaces` (the admin endpoint) lists the same: block bytes,
+    // blocks, hits and evictions per namespace.
+    FILE* p = popen((std::string(KVTIER_CLI_PATH) + " namespaces --json --admin 127.0.0.1:" +
+                     std::to_string(d.admin_port()))
+                        .c_str(),
+                    "r");
     ASSERT_NE(p, nullptr);
     std::string out;
     char buf[512];
     while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
     ASSERT_EQ(pclose(p), 0) << out;
+    ASSERT_TRUE(nlohmann::json::accept(out)) << out;
     bool listed = false;
-    std::istringstream lines(out);
-    for (std::string line; std::getline(lines, line);) {
-      std::istringstream f(line);
-      std::string id, model, tp, block, blocks, mib, hits;
-      f >> id >> model >> tp >> block >> blocks >> mib >> hits;
-      if (model != "test/llama-3-8b") continue;
-      listed = block == "2097152" && blocks == "2" && hits == "2";
+    const nlohmann::json listing = nlohmann::json::parse(out);
+    for (const auto& n : listing.at("namespaces")) {
+      if (n.at("model_id").get<std::string>() != "test/llama-3-8b") continue;
+      listed = n.at("block_bytes").get<uint64_t>() == 2097152 && n.at("blocks").get<uint64_t>() == 2 &&
+               n.at("hits").get<uint64_t>() == 2 && n.at("evictions").get<uint64_t>() == 0;
     }
     EXPECT_TRUE(listed) << out;
     // The stray one goes after a second idle; the three in use stay.

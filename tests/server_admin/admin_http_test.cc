@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <cstdio>
@@ -12,15 +13,13 @@
 #include <thread>
 
 #include "tests/cache/cache_test_util.h"
-#include "tests/server_admin/json_test_util.h"
 #include "tiers/checksum.h"
 
 namespace kvtier {
 namespace {
 
 using testing::FillReserved;
-using testing::Json;
-using testing::JsonParser;
+using nlohmann::json;
 using testing::MakeCache;
 using testing::SmallSpec;
 
@@ -301,78 +300,79 @@ TEST_F(AdminHttpTest, StatsJsonHasTheFields) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_EQ(res->get_header_value("Content-Type"), "application/json");
-  auto j = JsonParser::Parse(res->body);
-  ASSERT_TRUE(j.has_value()) << res->body;
+  ASSERT_TRUE(json::accept(res->body)) << res->body;
+  const json j = json::parse(res->body);
   const CacheStats s = cache_->Stats();
 
-  EXPECT_EQ((*j)["version"].str, "9.8.7-test");
-  EXPECT_GE((*j)["uptime_seconds"].num, 90.0);
-  EXPECT_EQ((*j)["socket_path"].str, "/run/kvtier/<test>.sock");
-  EXPECT_TRUE((*j)["healthy"].b);
-  EXPECT_EQ((*j)["health_reason"].str, "");
+  EXPECT_EQ(j.at("version"), "9.8.7-test");
+  EXPECT_GE(j.at("uptime_seconds").get<double>(), 90.0);
+  EXPECT_EQ(j.at("socket_path"), "/run/kvtier/<test>.sock");
+  EXPECT_EQ(j.at("healthy"), true);
+  EXPECT_EQ(j.at("health_reason"), "");
 
-  const Json& c = (*j)["cache"];
-  ASSERT_EQ(c.type, Json::Type::kObject);
-  EXPECT_EQ(c["blocks_ready"].num, 10);
-  EXPECT_EQ(c["blocks_writing"].num, 0);
-  EXPECT_EQ(c["blocks_pinned"].num, 10);
-  EXPECT_EQ(c["index_entries"].num, static_cast<double>(s.index_entries));
-  EXPECT_EQ(c["index_memory_bytes"].num, static_cast<double>(s.index_memory));
-  EXPECT_EQ(c["acquires"].num, 1);
-  EXPECT_EQ(c["keys_requested"].num, 12);
-  EXPECT_EQ(c["blocks_hit"].num, 10);
-  EXPECT_EQ(c["blocks_missed"].num, 2);
-  EXPECT_NEAR(c["hit_rate"].num, 10.0 / 12.0, 1e-12);
-  EXPECT_EQ(c["reserves"].num, static_cast<double>(s.reserves));
-  EXPECT_EQ(c["blocks_reserved"].num, static_cast<double>(s.blocks_reserved));
+  const json& c = j.at("cache");
+  ASSERT_TRUE(c.is_object());
+  EXPECT_EQ(c.at("blocks_ready"), 10);
+  EXPECT_EQ(c.at("blocks_writing"), 0);
+  EXPECT_EQ(c.at("blocks_pinned"), 10);
+  EXPECT_EQ(c.at("index_entries"), static_cast<double>(s.index_entries));
+  EXPECT_EQ(c.at("index_memory_bytes"), static_cast<double>(s.index_memory));
+  EXPECT_EQ(c.at("acquires"), 1);
+  EXPECT_EQ(c.at("keys_requested"), 12);
+  EXPECT_EQ(c.at("blocks_hit"), 10);
+  EXPECT_EQ(c.at("blocks_missed"), 2);
+  EXPECT_NEAR(c.at("hit_rate").get<double>(), 10.0 / 12.0, 1e-12);
+  EXPECT_EQ(c.at("reserves"), static_cast<double>(s.reserves));
+  EXPECT_EQ(c.at("blocks_reserved"), static_cast<double>(s.blocks_reserved));
   for (const char* k : {"blocks_present", "blocks_in_flight", "blocks_no_space", "commits"})
-    EXPECT_TRUE(c.has(k)) << k;
-  EXPECT_EQ(c["aborts"].num, 1);
+    EXPECT_TRUE(c.at(k).is_number()) << k;
+  EXPECT_EQ(c.at("aborts"), 1);
 
-  const Json& tiers = (*j)["tiers"];
-  ASSERT_EQ(tiers.type, Json::Type::kArray);
-  ASSERT_EQ(tiers.arr.size(), 1u);
-  const Json& t = tiers[0];
-  EXPECT_EQ(t["name"].str, "host");
-  EXPECT_EQ(t["capacity_bytes"].num, 4 << 20);
-  EXPECT_EQ(t["used_bytes"].num, static_cast<double>(s.tiers[0].used_bytes));
-  EXPECT_NEAR(t["used_fraction"].num,
+  const json& tiers = j.at("tiers");
+  ASSERT_TRUE(tiers.is_array());
+  ASSERT_EQ(tiers.size(), 1u);
+  const json& t = tiers.at(0);
+  EXPECT_EQ(t.at("name"), "host");
+  EXPECT_EQ(t.at("capacity_bytes"), 4 << 20);
+  EXPECT_EQ(t.at("used_bytes"), static_cast<double>(s.tiers[0].used_bytes));
+  EXPECT_NEAR(t.at("used_fraction").get<double>(),
               static_cast<double>(s.tiers[0].used_bytes) / (4 << 20), 1e-12);
-  EXPECT_EQ(t["blocks"].num, 10);
-  EXPECT_EQ(t["hits"].num, 10);
-  EXPECT_EQ(t["bytes_in"].num, static_cast<double>(s.tiers[0].bytes_in));
-  EXPECT_EQ(t["bytes_out"].num, static_cast<double>(s.tiers[0].bytes_out));
+  EXPECT_EQ(t.at("blocks"), 10);
+  EXPECT_EQ(t.at("hits"), 10);
+  EXPECT_EQ(t.at("bytes_in"), static_cast<double>(s.tiers[0].bytes_in));
+  EXPECT_EQ(t.at("bytes_out"), static_cast<double>(s.tiers[0].bytes_out));
   for (const char* k : {"evictions", "evicted_bytes", "policy_memory_bytes"})
-    EXPECT_TRUE(t.has(k)) << k;
+    EXPECT_TRUE(t.at(k).is_number()) << k;
 
-  const Json& rpc = (*j)["rpc"];
-  ASSERT_EQ(rpc.type, Json::Type::kObject);
-  const Json& methods = rpc["methods"];
-  ASSERT_EQ(methods.obj.size(), kNumRpcMethods);
+  const json& rpc = j.at("rpc");
+  ASSERT_TRUE(rpc.is_object());
+  const json& methods = rpc.at("methods");
+  ASSERT_EQ(methods.size(), kNumRpcMethods);
   for (size_t i = 0; i < kNumRpcMethods; ++i) {
-    const Json& m = methods[RpcMethodName(static_cast<RpcMethod>(i))];
+    const json& m = methods.at(RpcMethodName(static_cast<RpcMethod>(i)));
     for (const char* k : {"count", "errors", "mean_us", "p50_us", "p99_us"})
-      EXPECT_EQ(m[k].type, Json::Type::kNumber) << RpcMethodName(static_cast<RpcMethod>(i)) << k;
+      EXPECT_TRUE(m.at(k).is_number()) << RpcMethodName(static_cast<RpcMethod>(i)) << k;
   }
-  const Json& acq = methods["acquire"];
-  EXPECT_EQ(acq["count"].num, 3);
-  EXPECT_EQ(acq["errors"].num, 1);
-  EXPECT_GT(acq["p50_us"].num, 20.0);  // 40 and 45 us sit in (20, 50] us
-  EXPECT_LE(acq["p50_us"].num, 50.0);
-  EXPECT_GT(acq["p99_us"].num, 2000.0);  // 3 ms sits in (2, 5] ms
-  EXPECT_LE(acq["p99_us"].num, 5000.0);
-  EXPECT_NEAR(acq["mean_us"].num, 3085.0 / 3.0, 1e-9);
-  EXPECT_EQ(methods["stats"]["count"].num, 0);
-  EXPECT_EQ(rpc["connections_open"].num, 2);
-  EXPECT_EQ(rpc["connections_total"].num, 5);
-  EXPECT_EQ(rpc["leases_open"].num, 1);
-  EXPECT_EQ(rpc["txns_open"].num, 3);
+  const json& acq = methods.at("acquire");
+  EXPECT_EQ(acq.at("count"), 3);
+  EXPECT_EQ(acq.at("errors"), 1);
+  EXPECT_GT(acq.at("p50_us").get<double>(), 20.0);  // 40 and 45 us sit in (20, 50] us
+  EXPECT_LE(acq.at("p50_us").get<double>(), 50.0);
+  EXPECT_GT(acq.at("p99_us").get<double>(), 2000.0);  // 3 ms sits in (2, 5] ms
+  EXPECT_LE(acq.at("p99_us").get<double>(), 5000.0);
+  EXPECT_NEAR(acq.at("mean_us").get<double>(), 3085.0 / 3.0, 1e-9);
+  EXPECT_EQ(methods.at("stats").at("count"), 0);
+  EXPECT_EQ(rpc.at("connections_open"), 2);
+  EXPECT_EQ(rpc.at("connections_total"), 5);
+  EXPECT_EQ(rpc.at("leases_open"), 1);
+  EXPECT_EQ(rpc.at("txns_open"), 3);
 
   healthy_ = false;
-  auto j2 = JsonParser::Parse(server->StatsJson());
-  ASSERT_TRUE(j2.has_value());
-  EXPECT_FALSE((*j2)["healthy"].b);
-  EXPECT_NE((*j2)["health_reason"].str.find("nvme tier offline"), std::string::npos);
+  const std::string body2 = server->StatsJson();
+  ASSERT_TRUE(json::accept(body2)) << body2;
+  const json j2 = json::parse(body2);
+  EXPECT_EQ(j2.at("healthy"), false);
+  EXPECT_NE(j2.at("health_reason").get<std::string>().find("nvme tier offline"), std::string::npos);
 }
 
 TEST_F(AdminHttpTest, StatusPage) {
@@ -396,6 +396,39 @@ TEST_F(AdminHttpTest, StatusPage) {
     EXPECT_NE(b.find(want), std::string::npos) << want << "\n" << b;
   }
   EXPECT_EQ(b.find("<test>"), std::string::npos);  // never unescaped
+  // Tier health, and the last minute: collecting right after the start.
+  EXPECT_NE(b.find("<th>health</th>"), std::string::npos) << b;
+  EXPECT_NE(b.find("<span class=\"ok\">ok</span></td>"), std::string::npos) << b;
+  EXPECT_NE(b.find("<h2>Last minute</h2>\n<p>Collecting"), std::string::npos) << b;
+}
+
+// Rates over the last minute from the server's own sampler: acquires made
+// after the start show up as a rate, totals since the start do not.
+TEST_F(AdminHttpTest, StatusPageShowsRatesOverTheLastMinute) {
+  AdminSources src = Sources();
+  src.rate_sample_interval = std::chrono::milliseconds(100);
+  auto s = AdminServer::Start("127.0.0.1:0", std::move(src));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 30; ++i) {
+    auto lease = cache_->Acquire(ns_, std::span(keys_).subspan(0, 4));  // 4 of 4 hit
+    ASSERT_TRUE(lease.ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  const std::string b = (*s)->StatusPage();
+  const std::string head = "<h2>Last minute</h2>\n<p>Over the last ";
+  const size_t at = b.find(head);
+  ASSERT_NE(at, std::string::npos) << b;
+  // 30 acquires in ~1.5 s: between 10 and 30 per second; every key of them hit.
+  const double secs = std::stod(b.substr(at + head.size()));
+  EXPECT_GT(secs, 1.0);
+  EXPECT_LT(secs, 10.0);
+  const size_t per = b.find(" acquires/s", at);
+  const size_t from = b.rfind(' ', per - 1) + 1;
+  const double rate = std::stod(b.substr(from, per - from));
+  EXPECT_NEAR(rate, 30.0 / secs, 0.15 * 30.0 / secs) << b.substr(at, 200);
+  EXPECT_NE(b.find("hit rate 100.0%", at), std::string::npos) << b.substr(at, 300);
+  EXPECT_NE(b.find("<th>hits/s</th>", at), std::string::npos);
 }
 
 TEST_F(AdminHttpTest, UnknownPathsAre404) {
@@ -424,11 +457,12 @@ TEST_F(AdminHttpTest, WithoutSourcesStillServes) {
   EXPECT_EQ(p.at("kvtier_build_info{version=\"x\"}"), 1);
   auto j = cli.Get("/v1/stats");
   ASSERT_TRUE(j);
-  auto parsed = JsonParser::Parse(j->body);
-  ASSERT_TRUE(parsed.has_value()) << j->body;
-  EXPECT_EQ((*parsed)["cache"].type, Json::Type::kNull);
-  EXPECT_EQ((*parsed)["rpc"].type, Json::Type::kNull);
-  EXPECT_EQ((*parsed)["tiers"].arr.size(), 0u);
+  ASSERT_TRUE(json::accept(j->body)) << j->body;
+  const json parsed = json::parse(j->body);
+  EXPECT_TRUE(parsed.at("cache").is_null());
+  EXPECT_TRUE(parsed.at("rpc").is_null());
+  EXPECT_TRUE(parsed.at("tiers").is_array());
+  EXPECT_EQ(parsed.at("tiers").size(), 0u);
   auto h = cli.Get("/");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
@@ -500,7 +534,7 @@ TEST_F(AdminHttpTest, ConcurrentScrapesDuringCacheTraffic) {
         auto res = cli.Get(path);
         if (!res || res->status != 200) continue;
         bool ok = t % 2 ? PromText::Parse(res->body).error.empty()
-                        : JsonParser::Parse(res->body).has_value();
+                        : json::accept(res->body);
         if (ok) ++good;
       }
     });

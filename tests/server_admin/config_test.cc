@@ -292,7 +292,8 @@ TEST(ConfigTest, ErrorsNameTheFlagAndValue) {
       {{"--log-level", "verbose"}, "--log-level 'verbose'", "unknown log level"},
       {{"--nvme-write-policy", "sometimes"}, "--nvme-write-policy 'sometimes'",
        "unknown write policy"},
-      {{"--nvme-capacity", "4K"}, "--nvme-capacity", "at least 1MiB"},
+      {{"--nvme-capacity", "4K"}, "--nvme-capacity", "at least 65MiB"},
+      {{"--nvme-capacity", "64M"}, "--nvme-capacity", "a 1MiB header and one 64MiB region"},
       {{"--nvme-queue-depth", "0"}, "--nvme-queue-depth '0'", "out of range"},
       {{"--admin", "localhost"}, "--admin 'localhost'", "HOST:PORT"},
       {{"--admin", "127.0.0.1:70000"}, "--admin", "0..65535"},
@@ -311,6 +312,35 @@ TEST(ConfigTest, ErrorsNameTheFlagAndValue) {
   auto r = Parse({"--socket", long_path.c_str()});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("107 bytes"), std::string::npos);
+}
+
+// The fault-handling settings: write policies by name, the shutdown flush's
+// bound, the index rebuild's read rate; their defaults and ranges.
+TEST(ConfigTest, NvmeDurabilitySettings) {
+  auto d = Parse({});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->nvme_write_policy, "write-back");
+  EXPECT_EQ(d->nvme_flush_timeout_seconds, 30u);
+  EXPECT_EQ(d->nvme_rebuild_rate_bytes, 0u);
+  for (const char* policy : {"write-back", "write-through", "write-async"}) {
+    auto c = Parse({"--nvme-write-policy", policy});
+    ASSERT_TRUE(c.ok()) << policy << ": " << c.status().ToString();
+    EXPECT_EQ(c->nvme_write_policy, policy);
+  }
+  auto c = Parse({"--nvme-flush-timeout", "0", "--nvme-rebuild-rate", "256M"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->nvme_flush_timeout_seconds, 0u);
+  EXPECT_EQ(c->nvme_rebuild_rate_bytes, 256 * kMiB);
+  EXPECT_NE(ErrorOf({"--nvme-flush-timeout", "3601"}).find("out of range 0..3600"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"--nvme-rebuild-rate", "lots"}).find("--nvme-rebuild-rate 'lots'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"--nvme-write-policy", "write-sometimes"})
+                .find("write-back, write-through, write-async"),
+            std::string::npos);
+  const std::string help = DaemonHelpText();
+  for (const char* flag : {"--nvme-flush-timeout SECONDS", "--nvme-rebuild-rate SIZE", "write-async"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
 }
 
 TEST(ConfigTest, HelpAndVersionWinOverEverything) {
@@ -449,6 +479,14 @@ TEST(ConfigTest, ValidateCatchesProgrammaticMistakes) {
   bad = c;
   bad.host_capacity_bytes = kMiB;
   EXPECT_NE(bad.Validate().message().find("--host-capacity"), std::string::npos);
+}
+
+TEST(ConfigTest, NvmeCapacityIsUsedInWholeRegionsAfterTheHeader) {
+  EXPECT_EQ(NvmeUsableBytes(kNvmeMinCapacity - 1), 0u);
+  EXPECT_EQ(NvmeUsableBytes(kNvmeMinCapacity), kNvmeMinCapacity);
+  EXPECT_EQ(NvmeUsableBytes(kMiB + 3 * kNvmeRegionBytes), kMiB + 3 * kNvmeRegionBytes);
+  EXPECT_EQ(NvmeUsableBytes(kMiB + 3 * kNvmeRegionBytes + 5), kMiB + 3 * kNvmeRegionBytes);
+  EXPECT_EQ(NvmeUsableBytes(kTiB), kMiB + (kTiB - kMiB) / kNvmeRegionBytes * kNvmeRegionBytes);
 }
 
 }  // namespace

@@ -158,8 +158,9 @@ TEST(RpcMetricsTest, RecordAndTimer) {
 }
 
 TEST(RpcMetricsTest, MethodNames) {
-  const char* want[] = {"open_namespace", "acquire", "reserve",  "commit",
-                        "abort",          "hash_tokens", "stats", "host_segment"};
+  const char* want[] = {"open_namespace", "acquire", "reserve",      "commit", "abort",
+                        "hash_tokens",    "stats",   "host_segment", "probe"};
+  static_assert(std::size(want) == kNumRpcMethods, "one name per method");
   for (size_t i = 0; i < kNumRpcMethods; ++i)
     EXPECT_STREQ(RpcMethodName(static_cast<RpcMethod>(i)), want[i]);
 }

@@ -2,11 +2,17 @@
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+
+#include "tests/tiers/nvme_test_util.h"
+#include "tiers/checksum.h"
 
 namespace kvtier {
 namespace {
@@ -116,6 +122,92 @@ TEST(HostShmTierTest, AnotherProcessMapsTheSegmentByFd) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << "child exit code (12 map failed, 13 wrong bytes)";
   EXPECT_TRUE(Check(tier.Address(*slot), 4096, 7));
   close(sv[0]);
+}
+
+// A persistent segment: committed blocks (recorded) come back after the
+// tier is dropped and created again over the same file — the daemon's
+// restart — with their bytes and records, their slots allocated; a block
+// whose payload changed, one never recorded, a torn record and a freed slot
+// do not; new allocations never overlap a re-adopted slot; a second tier on
+// the same file is refused while the first holds it.
+TEST(HostShmTierTest, PersistentSegmentReadoptsVerifiedRecordedBlocks) {
+  testing::ScratchDir dir;
+  ASSERT_TRUE(dir.ok());
+  HostShmOptions o;
+  o.capacity_bytes = 16 << 20;
+  o.region_bytes = 4 << 20;
+  o.path = dir.File("host.seg");
+  const std::vector<uint64_t> sizes = {32 << 10, 32 << 10, 100000, 5 << 20, 32 << 10, 32 << 10};
+  std::vector<Slot> slots;
+  {
+    auto t = HostShmTier::Create(o);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_TRUE((*t)->persistent());
+    EXPECT_TRUE((*t)->Reopened().empty());
+    auto again = HostShmTier::Create(o);
+    EXPECT_EQ(again.status().code(), StatusCode::kUnavailable) << again.status().ToString();
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      auto s = (*t)->Allocate(sizes[i]);
+      ASSERT_TRUE(s.ok());
+      slots.push_back(*s);
+      Fill((*t)->Address(*s), s->bytes, i);
+      HostSlotRecord r;
+      r.slot = *s;
+      r.tag[0] = static_cast<uint8_t>(i);
+      r.ns = static_cast<uint32_t>(i);
+      r.priority = static_cast<uint8_t>(10 + i);
+      r.checksum = checksum::Sum64((*t)->Address(*s), s->bytes);
+      if (i != 4) (*t)->Record(r);  // block 4: reserved, never committed
+    }
+    (*t)->Address(slots[1])[7] ^= 1;  // block 1's payload changes after its commit
+    (*t)->Free(slots[5]);            // block 5 freed
+  }
+  {
+    // Block 2's record torn (a crash in the middle of writing it).
+    FILE* f = std::fopen((o.path + ".meta").c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, static_cast<long>(4096 + (slots[2].offset >> 12) * 64 + 30), SEEK_SET);
+    std::fputc(0x5A, f);
+    std::fclose(f);
+  }
+  auto t = HostShmTier::Create(o);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  auto back = (*t)->Reopened();
+  std::vector<size_t> got;
+  for (const auto& r : back) {
+    const size_t i = r.tag[0];
+    got.push_back(i);
+    EXPECT_EQ(r.slot.offset, slots[i].offset);
+    EXPECT_EQ(r.slot.bytes, sizes[i]);
+    EXPECT_EQ(r.ns, i);
+    EXPECT_EQ(r.priority, 10 + i);
+    EXPECT_TRUE(Check((*t)->Address(r.slot), r.slot.bytes, i));
+  }
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<size_t>{0, 3}));
+  // A file others may read, or a symlink, is refused (a shared /dev/shm lets
+  // anyone create the name first).
+  HostShmOptions other = o;
+  other.path = dir.File("open.seg");
+  {
+    FILE* f = std::fopen(other.path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+    ASSERT_EQ(::chmod(other.path.c_str(), 0644), 0);
+  }
+  EXPECT_TRUE(HostShmTier::Create(other).status().IsInvalidArgument());
+  other.path = dir.File("link.seg");
+  ASSERT_EQ(::symlink(o.path.c_str(), other.path.c_str()), 0);
+  EXPECT_FALSE(HostShmTier::Create(other).ok());
+  EXPECT_TRUE((*t)->Reopened().empty()) << "handed out once";
+  // The re-adopted slots are allocated: nothing new lands on them.
+  for (int i = 0; i < 64; ++i) {
+    auto s = (*t)->Allocate(32 << 10);
+    if (!s.ok()) break;
+    for (const auto& r : back)
+      EXPECT_TRUE(s->offset + s->bytes <= r.slot.offset || s->offset >= r.slot.offset + r.slot.bytes)
+          << "new slot at " << s->offset << " overlaps a re-adopted one";
+  }
 }
 
 }  // namespace

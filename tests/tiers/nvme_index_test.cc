@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/small_fs.h"
 #include "tests/tiers/nvme_test_util.h"
 
 namespace kvtier {
@@ -165,6 +166,64 @@ TEST(NvmeIndex, OpenFailuresAreClear) {
   ASSERT_TRUE(first.ok());
   auto second = NvmeIndex::Open(NvmeIndexOptions{dir.File("db")});
   EXPECT_EQ(second.status().code(), StatusCode::kUnavailable) << second.status().ToString();
+}
+
+// A full file system (a real, small tmpfs): the first failed write marks the
+// index failed and no later write reaches RocksDB (RocksDB 7.8 aborted the
+// process on the next write or log line); an open on the full disk comes up
+// read-only with every record; once space is back Reopen() keeps every
+// record written before the failure and takes writes again.
+TEST(NvmeIndex, FullFileSystemFailsWritesWithoutAbortAndReopenResumes) {
+  testing::SmallTmpfs fs(4 << 20);
+  if (!fs.ok()) GTEST_SKIP() << fs.why();
+  NvmeIndexOptions o{fs.path() + "/index"};
+  o.read_only_fallback = true;
+  std::vector<std::string> logged;
+  o.log = [&](const std::string& m) { logged.push_back(m); };
+  auto index = NvmeIndex::Open(o);
+  ASSERT_TRUE(index.ok()) << index.status().ToString();
+  uint64_t written = 0;
+  for (; written < 1000; ++written) ASSERT_TRUE((*index)->Put(Tag(written), Record(written)).ok());
+  ASSERT_GT(fs.Fill(), 0u);
+  Status failed;
+  for (uint64_t i = written; i < 1'000'000 && failed.ok(); ++i) {
+    failed = (*index)->Put(Tag(i), Record(i));
+    if (failed.ok()) ++written;
+  }
+  ASSERT_EQ(failed.code(), StatusCode::kIOError) << failed.ToString();
+  EXPECT_TRUE((*index)->failed());
+  EXPECT_NE((*index)->failure().find("No space left"), std::string::npos) << (*index)->failure();
+  // Refused here, without RocksDB: no abort, the same answer every time.
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ((*index)->Put(Tag(5'000'000 + i), Record(1)).code(), StatusCode::kIOError);
+    EXPECT_EQ((*index)->Delete(Tag(i)).code(), StatusCode::kIOError);
+  }
+  EXPECT_FALSE(logged.empty()) << "RocksDB's errors go to the log callback";
+  index->reset();
+  fs.Fill("filler2");  // what the closed log gave back
+
+  // Open on the full disk: read-only, failed, every record readable.
+  index = NvmeIndex::Open(o);
+  ASSERT_TRUE(index.ok()) << index.status().ToString();
+  EXPECT_TRUE((*index)->failed());
+  uint64_t n = 0;
+  auto scan = (*index)->ForEach([&](const ExtentTag&, const NvmeIndexRecord&) {
+    ++n;
+    return Status::OK();
+  });
+  ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+  EXPECT_EQ(n, written);
+  EXPECT_FALSE((*index)->Reopen().ok()) << "still full";
+  EXPECT_TRUE((*index)->failed());
+
+  fs.Unfill();
+  fs.Unfill("filler2");
+  ASSERT_TRUE((*index)->Reopen().ok());
+  EXPECT_FALSE((*index)->failed());
+  ASSERT_TRUE((*index)->Put(Tag(9'000'000), Record(7)).ok());
+  auto got = (*index)->Get(Tag(written - 1));
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, Record(written - 1));
 }
 
 }  // namespace

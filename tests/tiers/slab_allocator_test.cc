@@ -185,5 +185,52 @@ TEST(SlabAllocatorTest, ShortLastRegionIsUsedToTheLastByte) {
   EXPECT_EQ(run->offset, 0u);
 }
 
+// A restarted persistent segment: Adopt() gives each slot the class Allocate()
+// would use now, creating exact classes as Allocate() does, and renumbers it
+// (exact-class ids follow creation order, which differs between runs). The
+// adopted slot can be owned, listed in its region, freed and reused.
+TEST(SlabAllocatorTest, AdoptCreatesExactClassesAndRenumbersSlots) {
+  auto a = SlabAllocator::Create(Opts(16 << 20, 4 << 20));
+  ASSERT_TRUE(a.ok());
+  auto first = a->Allocate(100000);  // exact class created first: region 0
+  auto kept = a->Allocate(52 << 10);  // second exact class: region 1
+  auto large = a->Allocate(5 << 20);  // a run of two regions
+  ASSERT_TRUE(first.ok() && kept.ok() && large.ok());
+  ASSERT_NE(a->RegionOf(kept->offset), a->RegionOf(first->offset));
+
+  auto b = SlabAllocator::Create(Opts(16 << 20, 4 << 20));
+  ASSERT_TRUE(b.ok());
+  const size_t base = b->num_classes();
+  std::vector<Slot> slots = {*large, *kept};  // the 100000-byte block is gone
+  Slot wrong = *kept;
+  wrong.offset += 4096;  // not where a 52 KiB class puts a slot
+  slots.push_back(wrong);
+  std::vector<bool> ok;
+  b->Adopt(slots, &ok);
+  EXPECT_EQ(ok, (std::vector<bool>{true, true, false}));
+  EXPECT_EQ(b->num_classes(), base + 1);
+  EXPECT_EQ(slots[1].size_class, b->ClassFor(52 << 10));
+  EXPECT_NE(slots[1].size_class, kept->size_class) << "renumbered: created first in this run";
+  EXPECT_EQ(b->ClassBytes(slots[1].size_class), 52u << 10);
+  EXPECT_EQ(b->used_bytes(), (52u << 10) + (8u << 20));
+  EXPECT_EQ(b->ClassUsedSlots(slots[1].size_class), 1u);
+  EXPECT_EQ(b->ClassRegions(slots[1].size_class), 1u);
+  b->SetOwner(slots[1], 7);
+  std::vector<uint32_t> owners;
+  b->RegionOwners(b->RegionOf(slots[1].offset), &owners);
+  EXPECT_EQ(owners, (std::vector<uint32_t>{7}));
+  // Another of the size lands in the adopted region, never on the slot.
+  auto more = b->Allocate(52 << 10);
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ(more->size_class, slots[1].size_class);
+  EXPECT_EQ(b->RegionOf(more->offset), b->RegionOf(slots[1].offset));
+  EXPECT_NE(more->offset, slots[1].offset);
+  b->Free(*more);
+  b->Free(slots[1]);
+  b->Free(slots[0]);
+  EXPECT_EQ(b->used_bytes(), 0u);
+  EXPECT_EQ(b->free_regions(), 4u);
+}
+
 }  // namespace
 }  // namespace kvtier
