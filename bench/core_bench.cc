@@ -8,13 +8,20 @@
 //                           (what the key hash calls) beside the portable code
 //                           it replaced: bytes of token ids/s
 //   BM_IndexMemory          index bytes per block entry at 1M entries
+//   BM_StoreChain/<policy>  reserve + commit of 2,048 blocks into a full tier
+//   BM_StoreSizes/<size>_one_size, /<size>_three_sizes
+//                           8 MiB of 16 KiB or 2 MiB blocks into a full tier
+//                           holding that size only, or other sizes too (the
+//                           store takes regions back from them)
 //
 // Goals (issue 2): >= 5 M keys/s, >= 1 GB/s of tokens, <= 96 bytes/entry.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <random>
 
 #include "cache/cache.h"
@@ -95,6 +102,70 @@ void BM_StoreChain(benchmark::State& state, const char* policy) {
 }
 BENCHMARK_CAPTURE(BM_StoreChain, priority_lru, "priority-lru")->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_StoreChain, adaptive_2q, "adaptive-2q")->Unit(benchmark::kMicrosecond);
+
+// What rebalancing costs on the store path: each timed iteration stores
+// 8 MiB of one size (512 blocks of 16 KiB, or 4 of 2 MiB; one Reserve +
+// Commit) into a full 32 MiB tier of 8 MiB regions. `one_size`: the tier
+// holds that size only (evictions within the class, no region moves: the
+// path as it was). `three_sizes`: before each timed store, untimed, 8 MiB of
+// each other size (16 KiB, 100 KiB, 2 MiB: three models) was stored, so the
+// timed store takes regions back (regions/iter: regions it released; it
+// evicts every block in them).
+void BM_StoreSizes(benchmark::State& state, int timed, bool others) {
+  HostShmOptions ho;
+  ho.capacity_bytes = 32ull << 20;
+  ho.region_bytes = 8 << 20;
+  CacheOptions o;
+  o.tiers.push_back(TierSetup{std::move(HostShmTier::Create(ho)).value(), "adaptive-2q"});
+  auto cache = std::move(Cache::Create(std::move(o))).value();
+  const uint64_t kSizes[] = {16 << 10, 100 << 10, 2 << 20};
+  NamespaceId ns[3];
+  for (int i = 0; i < 3; ++i) {
+    NamespaceSpec spec = Spec(16);
+    spec.model_id = "bench-model-" + std::to_string(i);
+    ns[i] = *cache->OpenNamespace(spec);
+  }
+  uint32_t round = 0;
+  auto store = [&](int m) {
+    const size_t n = (8u << 20) / kSizes[m];
+    std::vector<uint32_t> tokens(16 * n);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i + round * 7919);
+    ++round;
+    std::vector<BlockKey> keys;
+    KeyHasher(*cache->GetNamespace(ns[m])).Hash(tokens, &keys);
+    return std::make_pair(keys, std::vector<uint64_t>(n, kSizes[m]));
+  };
+  uint64_t moved = 0, blocks = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int m = 0; others && m < 3; ++m) {
+      if (m == timed) continue;
+      auto [keys, sizes] = store(m);
+      auto r = cache->Reserve(ns[m], keys, sizes);
+      if (!r.ok() || !cache->Commit(*r, std::vector<uint64_t>(keys.size(), 0)).ok())
+        state.SkipWithError("store failed");
+    }
+    auto [keys, sizes] = store(timed);
+    const std::vector<uint64_t> sums(keys.size(), 0);
+    const uint64_t moved0 = cache->Stats().tiers[0].regions_moved;
+    state.ResumeTiming();
+    auto r = cache->Reserve(ns[timed], keys, sizes);
+    if (!r.ok() || r->reserved() != keys.size() || !cache->Commit(*r, sums).ok())
+      state.SkipWithError("store failed");
+    state.PauseTiming();
+    moved += cache->Stats().tiers[0].regions_moved - moved0;
+    blocks += keys.size();
+    state.ResumeTiming();
+  }
+  state.counters["blocks/s"] =
+      benchmark::Counter(static_cast<double>(blocks), benchmark::Counter::kIsRate);
+  state.counters["regions/iter"] = benchmark::Counter(
+      static_cast<double>(moved) / static_cast<double>(std::max<int64_t>(state.iterations(), 1)));
+}
+BENCHMARK_CAPTURE(BM_StoreSizes, 16k_one_size, 0, false)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_StoreSizes, 16k_three_sizes, 0, true)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_StoreSizes, 2m_one_size, 2, false)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_StoreSizes, 2m_three_sizes, 2, true)->Unit(benchmark::kMicrosecond);
 
 void BM_IndexPrefixLookup(benchmark::State& state) {
   const size_t n = 2048;

@@ -113,6 +113,7 @@ int Fail(const std::string& msg, int code = 2) {
 }  // namespace
 
 int RunSim(int argc, char** argv) {
+  if (IsMultiModelSim(argc, argv)) return RunMultiSim(argc, argv);
   std::string trace_path, json_path, csv_path, format = "auto";
   std::string policy_list = "priority-lru", tier1_list = "5%,10%", tier2_list;
   std::string tier2_policy = "lru", admission = "always";
@@ -125,6 +126,9 @@ int RunSim(int argc, char** argv) {
                "cache, eviction and admission code: prefix hit rates per policy and capacity, "
                "with Belady's MIN as the reference",
                "kvtier-bench sim");
+  // Two or more --model flags select the multi-model replay (bench/sim_multi.cc).
+  app.footer("Models of other block sizes replayed together: --model NAME=TRACE:BLOCK, two or more\n"
+             "(kvtier-bench sim --model ... --help).");
   auto known_policy = [](const std::string& p) -> std::string {
     auto r = NewEvictionPolicy(p);
     return r.ok() ? "" : r.status().message();

@@ -13,4 +13,9 @@ namespace kvtier::bench {
 // (0 ok, 1 failure, 2 bad flags).
 int RunSim(int argc, char** argv);
 
+// Several models (`--model NAME=TRACE:BLOCK`, two or more): bench/sim_multi.h.
+// RunSim hands such command lines to RunMultiSim.
+bool IsMultiModelSim(int argc, char** argv);
+int RunMultiSim(int argc, char** argv);
+
 }  // namespace kvtier::bench

@@ -15,6 +15,7 @@
 #include "cache/nvme_tier.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
+#include "tiers/slab_allocator.h"
 
 namespace kvtier {
 
@@ -22,6 +23,8 @@ namespace {
 constexpr uint8_t kReady = static_cast<uint8_t>(BlockState::kReady);
 constexpr uint8_t kWriting = static_cast<uint8_t>(BlockState::kWriting);
 constexpr uint8_t kLoading = static_cast<uint8_t>(BlockState::kLoading);
+// Whether bytes hit count as demand for a size's share (besides bytes stored).
+constexpr bool kHitsAreDemand = true;
 }  // namespace
 
 const char* ReserveOutcomeName(ReserveOutcome o) {
@@ -160,7 +163,14 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
       return Status::InvalidArgument("promotion to HBM needs an HBM tier and a host tier");
     c->promoter_ = std::thread([p = c.get()] { p->PromoterMain(); });
   }
-  KVTIER_RETURN_IF_ERROR(c->LoadNamespaces());
+  NamespaceRegistryOptions ro;
+  ro.file = c->options_.namespace_file;
+  ro.idle_reclaim_ns = c->options_.namespace_idle_reclaim_ns;
+  ro.clock = c->options_.clock;
+  ro.log_warning = c->options_.log_warning;
+  auto reg = NamespaceRegistry::Open(std::move(ro));
+  if (!reg.ok()) return reg.status();
+  c->namespaces_ = std::move(reg).value();
   if (have_host && c->tiers_[c->host_tier_]->tier->kind() == TierKind::kHost) {
     auto* h = dynamic_cast<HostShmTier*>(c->tiers_[c->host_tier_]->tier.get());
     if (h != nullptr && h->persistent()) c->persistent_host_ = h;
@@ -197,7 +207,7 @@ Status Cache::AdoptHostBlocks() {
     BlockKey key;
     std::memcpy(&key.lo, r.tag.data(), 8);
     std::memcpy(&key.hi, r.tag.data() + 8, 8);
-    bool ok = r.ns < namespaces_.size() && r.slot.bytes <= 0xFFFFFFFFull;
+    bool ok = namespaces_->Live(r.ns) && r.slot.bytes <= 0xFFFFFFFFull;
     BlockId id = kNoBlock;
     if (ok) {
       std::lock_guard<std::mutex> l(index_.MutexFor(key));
@@ -223,6 +233,10 @@ Status Cache::AdoptHostBlocks() {
       ++dropped;
       continue;
     }
+    // As a store's slot: its owner recorded (so that region release finds
+    // it) and its namespace's count raised (so that eviction lowers it).
+    if (SlabAllocator* sa = ts.tier->slabs()) sa->SetOwner(r.slot, id);
+    namespaces_->AddBlock(r.ns, r.slot.bytes);
     ts.policy->Track(id, MetaOf(index_.entry(id)));
     ++ts.blocks;
     ++adopted;
@@ -300,7 +314,7 @@ bool Cache::PromoteToHbm(BlockId id, TierId to) {
       return true;
     if (e.pins.load() != 0 || (e.flags.load() & kFlagDemoting) != 0) return false;
   }
-  auto slot = AllocateLocked(hbm, e.size);
+  auto slot = AllocateLocked(hbm, e.size, id);
   if (!slot.ok()) {
     std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagHbmQueued));
@@ -355,124 +369,14 @@ uint32_t Cache::NowSeconds() const {
   return static_cast<uint32_t>((clock_() - start_ns_) / 1000000000ull);
 }
 
-Result<NamespaceId> Cache::OpenNamespace(const NamespaceSpec& spec) {
+Result<NamespaceId> Cache::OpenNamespace(const NamespaceSpec& spec, bool hold) {
   KVTIER_RETURN_IF_ERROR(spec.Validate());
-  std::lock_guard<std::mutex> l(ns_mu_);
-  for (size_t i = 0; i < namespaces_.size(); ++i) {
-    const NamespaceSpec& s = namespaces_[i];
-    if (s.model_id == spec.model_id && s.model_revision == spec.model_revision &&
-        s.layout == spec.layout && s.tp_rank == spec.tp_rank && s.tp_size == spec.tp_size &&
-        s.tenant_salt == spec.tenant_salt && s.hash_mode == spec.hash_mode)
-      return static_cast<NamespaceId>(i);
-  }
-  if (namespaces_.size() >= 65536) return Status::ResourceExhausted("too many namespaces");
-  NamespaceId id = static_cast<NamespaceId>(namespaces_.size());
-  KVTIER_RETURN_IF_ERROR(PersistNamespace(id, spec));
-  namespaces_.push_back(spec);
-  return id;
+  return namespaces_->Register(spec, hold);
 }
 
-namespace {
-std::string Hex(const std::string& s) {
-  static const char* d = "0123456789abcdef";
-  std::string h = "x";  // never empty, so fields always split
-  for (unsigned char c : s) {
-    h.push_back(d[c >> 4]);
-    h.push_back(d[c & 15]);
-  }
-  return h;
-}
-bool Unhex(const std::string& h, std::string* out) {
-  if (h.empty() || h[0] != 'x' || h.size() % 2 != 1) return false;
-  out->clear();
-  for (size_t i = 1; i < h.size(); i += 2) {
-    auto v = [](char c) { return c >= 'a' ? c - 'a' + 10 : c - '0'; };
-    out->push_back(static_cast<char>(v(h[i]) * 16 + v(h[i + 1])));
-  }
-  return true;
-}
-}  // namespace
+void Cache::CloseNamespace(NamespaceId ns) { namespaces_->Release(ns); }
 
-// One line per namespace, in id order:
-//   v1 <id> <mode> <layers> <heads> <dim> <tokens/block> <dtype> <planes>
-//      <tp_rank> <tp_size> x<hex model> x<hex revision> x<hex salt>
-Status Cache::PersistNamespace(NamespaceId id, const NamespaceSpec& s) {
-  if (options_.namespace_file.empty()) return Status::OK();
-  std::ostringstream line;
-  line << "v1 " << id << ' ' << int(s.hash_mode) << ' ' << s.layout.num_layers << ' '
-       << s.layout.num_kv_heads << ' ' << s.layout.head_dim << ' ' << s.layout.tokens_per_block
-       << ' ' << int(s.layout.dtype) << ' ' << s.layout.planes << ' ' << s.tp_rank << ' '
-       << s.tp_size << ' ' << Hex(s.model_id) << ' ' << Hex(s.model_revision) << ' '
-       << Hex(s.tenant_salt) << '\n';
-  FILE* f = std::fopen(options_.namespace_file.c_str(), "a");
-  if (f == nullptr)
-    return Status::IOError("cannot append to namespace file '" + options_.namespace_file + "'");
-  std::string text = line.str();
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = std::fflush(f) == 0 && ok;
-  ok = fsync(fileno(f)) == 0 && ok;
-  std::fclose(f);
-  if (!ok) return Status::IOError("writing namespace file '" + options_.namespace_file + "' failed");
-  return Status::OK();
-}
-
-// A crash while appending leaves a torn last line (no newline, or cut
-// fields). It is dropped and cut off the file before anything new is
-// appended, so that the next line starts on a line of its own; a malformed
-// line anywhere else is damage and stops the start.
-Status Cache::LoadNamespaces() {
-  if (options_.namespace_file.empty()) return Status::OK();
-  std::ifstream in(options_.namespace_file, std::ios::binary);
-  if (!in) return Status::OK();  // first start
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  in.close();
-  size_t pos = 0, good_end = 0, n = 0;
-  while (pos < text.size()) {
-    const size_t nl = text.find('\n', pos);
-    const bool complete = nl != std::string::npos;
-    const std::string line = text.substr(pos, complete ? nl - pos : std::string::npos);
-    const size_t next = complete ? nl + 1 : text.size();
-    ++n;
-    std::istringstream ls(line);
-    std::string v, model, rev, salt, extra;
-    int mode = 0, dtype = 0;
-    NamespaceId id = 0;
-    NamespaceSpec spec;
-    ls >> v >> id >> mode >> spec.layout.num_layers >> spec.layout.num_kv_heads >>
-        spec.layout.head_dim >> spec.layout.tokens_per_block >> dtype >> spec.layout.planes >>
-        spec.tp_rank >> spec.tp_size >> model >> rev >> salt;
-    const bool fields = static_cast<bool>(ls) && !(ls >> extra);
-    spec.hash_mode = static_cast<HashMode>(mode);
-    spec.layout.dtype = static_cast<DType>(dtype);
-    const bool valid = complete && fields && v == "v1" && id == namespaces_.size() &&
-                       Unhex(model, &spec.model_id) && Unhex(rev, &spec.model_revision) &&
-                       Unhex(salt, &spec.tenant_salt) && spec.Validate().ok();
-    if (!valid) {
-      if (next < text.size())
-        return Status::Corruption("namespace file '" + options_.namespace_file + "' line " +
-                                  std::to_string(n) + " is malformed");
-      break;  // the torn last line
-    }
-    namespaces_.push_back(std::move(spec));
-    good_end = next;
-    pos = next;
-  }
-  if (good_end < text.size()) {
-    if (::truncate(options_.namespace_file.c_str(), static_cast<off_t>(good_end)) != 0)
-      return Status::IOError("cannot cut the torn last line off namespace file '" +
-                             options_.namespace_file + "'");
-    if (options_.log_warning)
-      options_.log_warning("namespace file '" + options_.namespace_file + "': dropped a torn last line (" +
-                           std::to_string(text.size() - good_end) + " bytes) left by a crash");
-  }
-  return Status::OK();
-}
-
-Result<NamespaceSpec> Cache::GetNamespace(NamespaceId ns) const {
-  std::lock_guard<std::mutex> l(ns_mu_);
-  if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
-  return namespaces_[ns];
-}
+Result<NamespaceSpec> Cache::GetNamespace(NamespaceId ns) const { return namespaces_->Get(ns); }
 
 uint8_t* Cache::Address(TierId tier, uint64_t offset) const {
   if (tier >= tiers_.size()) return nullptr;
@@ -480,16 +384,25 @@ uint8_t* Cache::Address(TierId tier, uint64_t offset) const {
   return base == nullptr ? nullptr : base + offset;
 }
 
+bool Cache::Evictable(BlockId id) const {
+  const BlockEntry& e = index_.entry(id);
+  return e.state.load(std::memory_order_acquire) == kReady &&
+         e.pins.load(std::memory_order_acquire) == 0 &&
+         (e.flags.load(std::memory_order_acquire) & kFlagDemoting) == 0;
+}
+
 bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
   Tier& tier = *ts.tier;
   BlockId victim = ts.policy->PickVictim([&](BlockId v) {
-    const BlockEntry& e = index_.entry(v);
-    return e.state.load(std::memory_order_acquire) == kReady &&
-           e.pins.load(std::memory_order_acquire) == 0 &&
-           (e.flags.load(std::memory_order_acquire) & kFlagDemoting) == 0 &&
-           tier.FreeingHelps(e.slot(), bytes);
+    return Evictable(v) && tier.FreeingHelps(index_.entry(v).slot(), bytes);
   });
   if (victim == kNoBlock) return false;
+  (void)EvictBlockLocked(ts, victim);
+  return true;  // a victim that became pinned meanwhile: the caller tries another
+}
+
+bool Cache::EvictBlockLocked(TierState& ts, BlockId victim) {
+  Tier& tier = *ts.tier;
   if (tier.kind() == TierKind::kHbm && host_tier_ != kNvmeTier &&
       tiers_[host_tier_]->tier->kind() == TierKind::kHost && DemoteToHostLocked(ts, victim))
     return true;
@@ -501,7 +414,7 @@ bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
     if (e.pins.load(std::memory_order_relaxed) != 0 ||
         e.state.load(std::memory_order_relaxed) != kReady ||
         (e.flags.load(std::memory_order_relaxed) & kFlagDemoting) != 0)
-      return true;  // pinned or being written since the pre-check: try another
+      return false;  // pinned or being written since the pre-check
     if (nvme_ && (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme) != 0) {
       nvme_->BecomeResidentLocked(e);  // lives on in the NVMe tier
     } else {
@@ -512,9 +425,14 @@ bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
   ts.policy->Remove(victim);
   tier.Free(slot);
   ++ts.evictions;
+  if (slot.size_class != SlabAllocator::kLargeClass) ++ts.Class(slot.size_class).evictions;
   ts.evicted_bytes += e.size;
   --ts.blocks;
-  if (erased) index_.FreeId(victim);
+  namespaces_->AddEviction(e.ns);
+  if (erased) {
+    namespaces_->RemoveBlock(e.ns, e.size);
+    index_.FreeId(victim);
+  }
   return true;
 }
 
@@ -533,7 +451,7 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
   {
     // Lock order: HBM tier, then host tier.
     std::lock_guard<std::mutex> l(host.mu);
-    auto slot = AllocateLocked(host, e.size);
+    auto slot = AllocateLocked(host, e.size, victim);
     if (slot.ok()) {
       auto* hbm = static_cast<GpuHbmTier*>(ts.tier.get());
       Status st = hbm->CopyOut(host.tier->Address(*slot), from, e.size);
@@ -569,20 +487,10 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
   return true;
 }
 
-Result<Slot> Cache::AllocateLocked(TierState& ts, uint64_t bytes) {
-  for (int attempt = 0;; ++attempt) {
-    auto slot = ts.tier->Allocate(bytes);
-    if (slot.ok() || !slot.status().IsResourceExhausted()) return slot;
-    if (attempt >= 1 << 20 || !EvictOneLocked(ts, bytes)) return slot;
-  }
-}
-
 Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> keys,
                                    std::span<const uint64_t> sizes, const StoreOptions& opt) {
-  {
-    std::lock_guard<std::mutex> l(ns_mu_);
-    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
-  }
+  NamespaceGuard guard(*namespaces_, ns);
+  if (!guard.entered()) return Status::NotFound("unknown namespace " + std::to_string(ns));
   if (keys.size() != sizes.size())
     return Status::InvalidArgument(std::to_string(keys.size()) + " keys but " +
                                    std::to_string(sizes.size()) + " sizes");
@@ -665,9 +573,10 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
     bool placed;
     {
       std::lock_guard<std::mutex> l(ts.mu);
-      auto slot = AllocateLocked(ts, sizes[i]);
+      auto slot = AllocateLocked(ts, sizes[i], id);
       placed = slot.ok();
       if (placed) {
+        if (ts.tier->slabs() != nullptr) NoteDemandLocked(ts, slot->size_class, sizes[i]);
         BlockEntry& e = index_.entry(id);
         e.offset = slot->offset;
         e.size_class = static_cast<uint16_t>(slot->size_class);
@@ -699,6 +608,12 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
     prev_id = id;
   }
 
+  // The namespace's block count, once per call: it is entered (guard) until
+  // the call returns, and no reserved block can be evicted before Commit.
+  uint64_t reserved_bytes = 0;
+  for (const auto& b : res.blocks_)
+    if (b.outcome == ReserveOutcome::kReserved) reserved_bytes += b.size;
+  if (res.pending_ > 0) namespaces_->AddBlocks(ns, res.pending_, reserved_bytes);
   size_t no_space = 0, present = 0, in_flight = 0;
   for (const auto& b : res.blocks_) {
     no_space += b.outcome == ReserveOutcome::kNoSpace;
@@ -711,8 +626,11 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
   c_.blocks_no_space.fetch_add(no_space, std::memory_order_relaxed);
   c_.writing.fetch_add(res.pending_, std::memory_order_relaxed);
   if (res.pending_ == 0 && no_space > 0)
-    return Status::ResourceExhausted("no space for any of the " + std::to_string(keys.size()) +
-                                     " blocks: the tier is full of pinned or in-flight blocks");
+    return Status::ResourceExhausted(
+        "no space for any of the " + std::to_string(keys.size()) + " blocks in the " +
+        std::string(ts.tier->name()) + " tier: no block that could make room is evictable (" +
+        std::to_string(c_.pinned.load(std::memory_order_relaxed)) + " blocks pinned by leases, " +
+        std::to_string(c_.writing.load(std::memory_order_relaxed)) + " being written)");
   return res;
 }
 
@@ -804,6 +722,7 @@ void Cache::Abort(Reservation& r) {
       ts.tier->Free(e.slot());
       --ts.blocks;
     }
+    namespaces_->RemoveBlock(e.ns, e.size);
     index_.FreeId(b.id);
   }
   c_.writing.fetch_sub(r.pending_, std::memory_order_relaxed);
@@ -812,10 +731,8 @@ void Cache::Abort(Reservation& r) {
 }
 
 Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, TierId promote_to) {
-  {
-    std::lock_guard<std::mutex> l(ns_mu_);
-    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
-  }
+  NamespaceGuard guard(*namespaces_, ns);
+  if (!guard.entered()) return Status::NotFound("unknown namespace " + std::to_string(ns));
   if (keys.size() > options_.max_keys_per_call)
     return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
                                    std::to_string(options_.max_keys_per_call) + " per call");
@@ -858,10 +775,17 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
   for (size_t t = 0; t < tiers_.size() && !blocks.empty(); ++t) {
     TierState& ts = *tiers_[t];
     std::lock_guard<std::mutex> l(ts.mu);
+    const bool slabs = ts.tier->slabs() != nullptr;
     for (const auto& b : blocks) {
       if (b.tier != t) continue;
       ts.policy->Touch(b.id);
       ++ts.hits;
+      // Pinned: its slot cannot change under us.
+      const uint16_t cls = index_.entry(b.id).size_class;
+      if (slabs && cls != SlabAllocator::kLargeClass) {
+        ++ts.Class(cls).hits;
+        if (kHitsAreDemand) NoteDemandLocked(ts, cls, b.size);
+      }
       ts.bytes_out += b.size;
     }
   }
@@ -873,6 +797,7 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
   c_.acquires.fetch_add(1, std::memory_order_relaxed);
   c_.keys_requested.fetch_add(keys.size(), std::memory_order_relaxed);
   c_.blocks_hit.fetch_add(blocks.size(), std::memory_order_relaxed);
+  if (!blocks.empty()) namespaces_->AddHits(ns, blocks.size());
   c_.blocks_missed.fetch_add(keys.size() - blocks.size(), std::memory_order_relaxed);
   if (!promote.empty()) {
     lease.state_->failed.assign(blocks.size(), false);
@@ -883,10 +808,7 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
 }
 
 Result<std::vector<TierKind>> Cache::Probe(NamespaceId ns, std::span<const BlockKey> keys) const {
-  {
-    std::lock_guard<std::mutex> l(ns_mu_);
-    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
-  }
+  if (!namespaces_->Live(ns)) return Status::NotFound("unknown namespace " + std::to_string(ns));
   if (keys.size() > options_.max_keys_per_call)
     return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
                                    std::to_string(options_.max_keys_per_call) + " per call");
@@ -966,11 +888,31 @@ CacheStats Cache::Stats() const {
     t.bytes_out = tp->bytes_out;
     t.evictions = tp->evictions;
     t.evicted_bytes = tp->evicted_bytes;
+    t.regions_moved = tp->regions_moved;
     t.policy_memory = tp->policy->MemoryUsage();
     if (tp->tier->kind() == TierKind::kHbm) t.promotions = hbm_promotions_;
+    if (SlabAllocator* sa = tp->tier->slabs()) {
+      for (uint32_t c = 0; c < sa->num_classes(); ++c) {
+        const TierState::ClassCounters k = c < tp->classes.size() ? tp->classes[c]
+                                                                  : TierState::ClassCounters{};
+        if (sa->ClassRegions(c) == 0 && k.hits == 0 && k.evictions == 0) continue;
+        SizeClassStats z;
+        z.tier = t.name;
+        z.slot_bytes = sa->ClassBytes(c);
+        z.regions = sa->ClassRegions(c);
+        z.blocks = sa->ClassUsedSlots(c);
+        z.hits = k.hits;
+        z.evictions = k.evictions;
+        z.regions_moved = k.regions_moved;
+        s.sizes.push_back(z);
+      }
+    }
     s.tiers.push_back(std::move(t));
   }
   if (nvme_) s.tiers.push_back(nvme_->Stats());
+  namespaces_->MaybeReclaim();
+  s.namespaces = namespaces_->List();
+  s.namespaces_reclaimed = namespaces_->reclaimed();
   return s;
 }
 

@@ -11,7 +11,11 @@
 // A second Reserve of a key that is READY or being written is answered
 // (kPresent / kInFlight), never duplicated. When a tier cannot allocate, the
 // cache evicts unpinned READY blocks chosen by the tier's policy until it can,
-// or answers ResourceExhausted.
+// or answers ResourceExhausted. In a memory tier with a slab allocator, sizes
+// share the memory by demand: a size short of its share takes a whole region
+// from the size most above its own (its blocks evicted or moved down), so a
+// tier full of one size still serves every other (cache/cache_rebalance.cc).
+// Namespaces are counted and reclaimed by a NamespaceRegistry.
 //
 // Thread safety: all methods may be called concurrently. Lock order: a tier's
 // mutex before an index shard's mutex; no path holds two shard mutexes.
@@ -34,6 +38,7 @@
 
 #include "cache/block_index.h"
 #include "cache/keys.h"
+#include "cache/namespace_registry.h"
 #include "eviction/policy.h"
 #include "tiers/io_queue.h"
 #include "tiers/nvme_store.h"
@@ -43,7 +48,6 @@
 namespace kvtier {
 
 using TierId = uint8_t;
-using NamespaceId = uint32_t;
 
 // The NVMe tier's TierId in BlockEntry::tier and Lease blocks.
 inline constexpr TierId kNvmeTier = 7;
@@ -100,6 +104,9 @@ struct CacheOptions {
   // File recording registered namespaces, so that their ids survive a
   // restart (the NVMe tier's blocks carry them). Empty: not persisted.
   std::string namespace_file;
+  // A namespace with no block in any tier and no holder is forgotten after
+  // this long (its id may then be reused). 0: never.
+  uint64_t namespace_idle_reclaim_ns = 600ull * 1000000000ull;
   // NVMe tier below the store tier; empty: none.
   std::optional<NvmeTierOptions> nvme;
   // Where the cache reports what an operator must see (NVMe errors, once per
@@ -227,6 +234,7 @@ struct TierStats {
   uint64_t bytes_out = 0;     // handed out by Acquire from this tier
   uint64_t evictions = 0;
   uint64_t evicted_bytes = 0;
+  uint64_t regions_moved = 0;   // memory tiers: regions released to serve another size
   uint64_t policy_memory = 0;
   uint64_t demotions = 0;       // NVMe: blocks written down to it
   uint64_t promotions = 0;      // NVMe: blocks read up from it; HBM: blocks moved up into it
@@ -239,6 +247,17 @@ struct TierStats {
   bool index_rebuilding = false;  // NVMe: the index is being rebuilt from the extents
   // NVMe: what is down, for people (/healthz); empty while all is well.
   std::string degraded;
+};
+
+// One size class of a memory tier (slab allocator), for per-size series.
+struct SizeClassStats {
+  std::string tier;
+  uint64_t slot_bytes = 0;
+  uint64_t regions = 0;        // regions serving the class now
+  uint64_t blocks = 0;         // slots in use
+  uint64_t hits = 0;           // blocks returned by acquire from the class
+  uint64_t evictions = 0;      // blocks evicted (or moved down) from the class
+  uint64_t regions_moved = 0;  // regions taken from the class to serve another
 };
 
 struct CacheStats {
@@ -259,6 +278,9 @@ struct CacheStats {
   uint64_t index_memory = 0;
   uint64_t index_entries = 0;
   std::vector<TierStats> tiers;
+  std::vector<SizeClassStats> sizes;      // memory tiers' classes in use
+  std::vector<NamespaceInfo> namespaces;  // live namespaces
+  uint64_t namespaces_reclaimed = 0;
 };
 
 // One namespace's share of the cache (Cache::Namespaces).
@@ -269,6 +291,8 @@ struct NamespaceUsage {
   uint64_t bytes = 0;           // their payload bytes
   uint64_t hits = 0;            // acquires that returned one of these blocks
   uint64_t pinned = 0;          // of them, held by a lease now
+  uint64_t evictions = 0;       // blocks evicted from any tier (the registry's count)
+  uint32_t holders = 0;         // open handles (RPC capabilities)
   struct Tier {
     std::string name;           // as in CacheStats::tiers ("host", "hbm0", "nvme")
     uint64_t blocks = 0;
@@ -291,11 +315,18 @@ class Cache {
   static Result<std::unique_ptr<Cache>> Create(CacheOptions options);
   ~Cache();
 
-  // Registers (or finds) a namespace. Same spec → same id.
-  // InvalidArgument from NamespaceSpec::Validate().
-  Result<NamespaceId> OpenNamespace(const NamespaceSpec& spec);
-  // The namespace's spec and seed. NotFound for unknown ids.
+  // Registers (or finds) a namespace. Same spec → same id while it lives.
+  // A namespace with no block in any tier, no holder and idle for
+  // `namespace_idle_reclaim_ns` is reclaimed (cache/namespace_registry.h):
+  // callers that keep an id across idle periods hold it (`hold`, then
+  // CloseNamespace). InvalidArgument from NamespaceSpec::Validate(),
+  // ResourceExhausted, IOError (namespace file).
+  Result<NamespaceId> OpenNamespace(const NamespaceSpec& spec, bool hold = false);
+  // Drops one hold taken by OpenNamespace(spec, true).
+  void CloseNamespace(NamespaceId ns);
+  // The namespace's spec. NotFound for unknown or reclaimed ids.
   Result<NamespaceSpec> GetNamespace(NamespaceId ns) const;
+  NamespaceRegistry& namespaces() const { return *namespaces_; }
 
   // Slots for `keys` (a consecutive chain) of `sizes[i]` bytes each.
   // Errors: NotFound (namespace), InvalidArgument (sizes/keys mismatch, zero
@@ -387,19 +418,61 @@ class Cache {
     mutable std::mutex mu;  // guards tier, policy and the counters below
     uint64_t blocks = 0;
     uint64_t hits = 0, bytes_in = 0, bytes_out = 0, evictions = 0, evicted_bytes = 0;
+    uint64_t regions_moved = 0;  // regions released for another size class
+    struct ClassCounters {
+      uint64_t hits = 0, evictions = 0, regions_moved = 0;
+      uint64_t demand = 0;  // recent bytes stored (and hit), halved as it ages
+    };
+    uint64_t demand_total = 0;
+    std::vector<ClassCounters> classes;  // by slab class id, grown on use
+    ClassCounters& Class(uint32_t c) {
+      if (c >= classes.size()) classes.resize(c + 1);
+      return classes[c];
+    }
+    // MakeRoomLocked's scratch: per region 0 (unknown), 1 (releasable), 2 (not).
+    std::vector<uint8_t> region_mark;
+    std::vector<uint32_t> marked;
+    std::vector<uint32_t> owners;
   };
 
   Cache(CacheOptions options, uint32_t max_blocks);
-  Status LoadNamespaces();
-  Status PersistNamespace(NamespaceId id, const NamespaceSpec& spec);
   uint32_t NowSeconds() const;
   // What a tier's policy is told when `e` enters it: its priority and
   // retention travel with the block from tier to tier.
   BlockMeta MetaOf(const BlockEntry& e) const;
-  // REQUIRES: ts.mu held. Allocates, evicting as needed.
-  Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes);
-  // REQUIRES: ts.mu held. Evicts one block that helps an allocation of `bytes`.
+  // REQUIRES: ts.mu held. Allocates a slot owned by block `owner`, making
+  // room as needed (MakeRoomLocked). ResourceExhausted when no room can be
+  // made: every block that could give room is pinned, being written or
+  // moving.
+  Result<Slot> AllocateLocked(TierState& ts, uint64_t bytes, BlockId owner);
+  // REQUIRES: ts.mu held. Frees space for an allocation of `bytes`: evicts
+  // the policy's first victim that is of the wanted size class, or releases
+  // the whole region of the first victim of another class (rebalancing:
+  // every block in it is evicted or moved down, and the region serves the
+  // wanted class). False when nothing could be freed.
+  bool MakeRoomLocked(TierState& ts, uint64_t bytes);
+  // REQUIRES: ts.mu held. Counts `bytes` of demand for class `cls`.
+  void NoteDemandLocked(TierState& ts, uint32_t cls, uint64_t bytes);
+  // REQUIRES: ts.mu held. The class that should give a region to `cls`:
+  // when cls holds half a region or more less than its share of the
+  // demand, the class most above its share; else none (0xFFFFFFFF).
+  uint32_t DonorClassLocked(TierState& ts, uint32_t cls);
+  // REQUIRES: ts.mu held. Evicts one block that helps an allocation of
+  // `bytes` (tiers without an exposed slab allocator, large items).
   bool EvictOneLocked(TierState& ts, uint64_t bytes);
+  // REQUIRES: ts.mu held. Evicts (HBM: moves down to host; host: leaves
+  // on NVMe when it has a copy there) one block of the tier. False when it
+  // became pinned, written or moving since it was chosen.
+  bool EvictBlockLocked(TierState& ts, BlockId victim);
+  // REQUIRES: ts.mu held. Evicts every block of region r; true when the
+  // region went back to the free pool.
+  bool ReleaseRegionLocked(TierState& ts, uint32_t r);
+  // Unlocked pre-screen of a victim (re-checked under the shard lock).
+  bool Evictable(BlockId id) const;
+  // REQUIRES: ts.mu held. Whether every block of region r is evictable now;
+  // memoized in ts.region_mark until ClearRegionMarks.
+  bool RegionReleasableLocked(TierState& ts, uint32_t r);
+  void ClearRegionMarks(TierState& ts);
   // REQUIRES: ts.mu held (an HBM tier). Moves `victim` down into the host
   // tier; false when the host tier has no room (the block is then dropped).
   bool DemoteToHostLocked(TierState& ts, BlockId victim);
@@ -424,8 +497,7 @@ class Cache {
   BlockIndex index_;
   std::vector<std::unique_ptr<TierState>> tiers_;
 
-  mutable std::mutex ns_mu_;
-  std::vector<NamespaceSpec> namespaces_;
+  std::unique_ptr<NamespaceRegistry> namespaces_;
   std::unique_ptr<NvmeTier> nvme_;  // destroyed first: stops its I/O thread
 
   // Host → HBM promotion queue and its thread (when promote_to_hbm_hits > 0).

@@ -4,6 +4,7 @@
 
 #include "cache/cache.h"
 #include "cache/nvme_tier.h"
+#include "tiers/slab_allocator.h"
 
 namespace kvtier {
 
@@ -15,20 +16,25 @@ std::vector<NamespaceUsage> Cache::Namespaces() const {
   std::vector<NamespaceUsage::Tier> tiers;
   for (const auto& tp : tiers_) tiers.push_back({std::string(tp->tier->name()), 0, 0});
   if (nvme_) tiers.push_back({"nvme", 0, 0});
+  // The registry's live namespaces (spec, evictions, holders); blocks,
+  // bytes, hits, pins and tiers from one walk of the index.
   std::vector<NamespaceUsage> out;
-  {
-    std::lock_guard<std::mutex> l(ns_mu_);
-    out.resize(namespaces_.size());
-    for (size_t i = 0; i < namespaces_.size(); ++i) {
-      out[i].id = static_cast<NamespaceId>(i);
-      out[i].spec = namespaces_[i];
-      out[i].tiers = tiers;
-    }
+  std::vector<int64_t> pos(namespaces_->id_bound(), -1);  // id -> index in out
+  for (NamespaceInfo& n : namespaces_->List()) {
+    if (n.id >= pos.size()) pos.resize(n.id + 1, -1);
+    pos[n.id] = static_cast<int64_t>(out.size());
+    NamespaceUsage& u = out.emplace_back();
+    u.id = n.id;
+    u.spec = std::move(n.spec);
+    u.evictions = n.evictions;
+    u.holders = n.holders;
+    u.tiers = tiers;
   }
   index_.ForEachLocked([&](BlockId id) {
     const BlockEntry& e = index_.entry(id);
-    if (e.state.load(std::memory_order_acquire) != kReadyState || e.ns >= out.size()) return;
-    NamespaceUsage& u = out[e.ns];
+    if (e.state.load(std::memory_order_acquire) != kReadyState || e.ns >= pos.size() || pos[e.ns] < 0)
+      return;
+    NamespaceUsage& u = out[pos[e.ns]];
     ++u.blocks;
     u.bytes += e.size;
     u.hits += e.hits;
@@ -42,10 +48,7 @@ std::vector<NamespaceUsage> Cache::Namespaces() const {
 }
 
 Result<NamespaceEviction> Cache::EvictNamespace(NamespaceId ns) {
-  {
-    std::lock_guard<std::mutex> l(ns_mu_);
-    if (ns >= namespaces_.size()) return Status::NotFound("unknown namespace " + std::to_string(ns));
-  }
+  if (!namespaces_->Live(ns)) return Status::NotFound("unknown namespace " + std::to_string(ns));
   NamespaceEviction r;
   // The namespace's blocks by tier; each is re-checked under its tier's
   // mutex and shard mutex, since it may have moved or been pinned since.
@@ -84,11 +87,19 @@ Result<NamespaceEviction> Cache::EvictNamespace(NamespaceId ns) {
       ts.policy->Remove(id);
       ts.tier->Free(slot);
       ++ts.evictions;
+      if (ts.tier->slabs() != nullptr && slot.size_class != SlabAllocator::kLargeClass)
+        ++ts.Class(slot.size_class).evictions;
       ts.evicted_bytes += size;
       --ts.blocks;
       ++r.blocks;
       r.bytes += size;
-      if (erased) index_.FreeId(id);
+      // As the other eviction paths: the namespace's count drops when the
+      // block leaves the cache (an NVMe-resident one still counts).
+      namespaces_->AddEviction(ns);
+      if (erased) {
+        namespaces_->RemoveBlock(ns, size);
+        index_.FreeId(id);
+      }
     }
   }
   // Then every NVMe copy of the namespace (those the memory tiers left

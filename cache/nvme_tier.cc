@@ -146,7 +146,7 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
   Result<Slot> slot = Status::Internal("no extent");
   if (extent.payload_bytes != 0) {
     std::lock_guard<std::mutex> l(ts.mu);
-    slot = cache_->AllocateLocked(ts, e.size);
+    slot = cache_->AllocateLocked(ts, e.size, id);
   }
   if (!slot.ok()) {
     // No room in the host tier (or no extent): the block stays on NVMe and
@@ -206,18 +206,6 @@ void NvmeTier::CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_
   if (cb) cb();
 }
 
-bool NvmeTier::EvictOneLocked() {
-  BlockIndex& index = cache_->index_;
-  BlockId victim = policy_->PickVictim([&](BlockId v) {
-    const BlockEntry& e = index.entry(v);
-    return e.pins.load(std::memory_order_acquire) == 0 &&
-           e.state.load(std::memory_order_acquire) == kReady;
-  });
-  if (victim == kNoBlock) return false;
-  (void)DropBlockLocked(victim);  // pinned since: the caller tries again
-  return true;
-}
-
 bool NvmeTier::DropBlock(BlockId id) {
   std::lock_guard<std::mutex> l(mu_);
   return DropBlockLocked(id);
@@ -241,8 +229,69 @@ bool NvmeTier::DropBlockLocked(BlockId id) {
   }
   evicted_bytes_ += e.size;
   ++evictions_;
-  DropExtentLocked(id);
-  if (erase) index.FreeId(id);
+  DropExtentLocked(id);  // its record is deleted before the namespace forgets the block
+  cache_->namespaces_->AddEviction(e.ns);
+  if (erase) {
+    cache_->namespaces_->RemoveBlock(e.ns, e.size);
+    index.FreeId(id);
+  }
+  return true;
+}
+
+bool NvmeTier::RegionReleasableLocked(uint32_t r) {
+  const NvmeExtentAllocator& a = store_->allocator();
+  const uint64_t slot = a.RegionSlotBytes(r);
+  if (slot == 0) return false;
+  uint32_t owned = 0;
+  for (uint32_t i = 0; i < a.RegionSlots(r); ++i) {
+    auto it = by_offset_.find(a.RegionStart(r) + i * slot);
+    if (it == by_offset_.end()) continue;
+    const BlockEntry& e = cache_->index_.entry(it->second);
+    if (e.pins.load(std::memory_order_acquire) != 0 ||
+        e.state.load(std::memory_order_acquire) != kReady)
+      return false;
+    ++owned;
+  }
+  return owned == a.RegionUsed(r);  // else a write into it is in flight
+}
+
+bool NvmeTier::EvictForLocked(uint64_t payload_bytes) {
+  BlockIndex& index = cache_->index_;
+  const NvmeExtentAllocator& a = store_->allocator();
+  const uint64_t want = store_->ExtentBytes(payload_bytes);
+  const bool large = want > a.region_bytes();
+  std::unordered_map<uint32_t, bool> releasable;  // memo for this call
+  BlockId victim = policy_->PickVictim([&](BlockId v) {
+    const BlockEntry& e = index.entry(v);
+    if (e.pins.load(std::memory_order_acquire) != 0 ||
+        e.state.load(std::memory_order_acquire) != kReady)
+      return false;
+    auto it = extents_.find(v);
+    if (it == extents_.end()) return false;
+    const uint32_t r = a.RegionOf(it->second.offset);
+    const uint64_t slot = a.RegionSlotBytes(r);
+    // Large wanted extents need whole free regions; the same slot size, a
+    // run, or a region this frees all serve.
+    if (slot == 0 || (!large && slot == want) || a.RegionUsed(r) == 1) return true;
+    auto m = releasable.find(r);
+    if (m == releasable.end()) m = releasable.emplace(r, RegionReleasableLocked(r)).first;
+    return m->second;
+  });
+  if (victim == kNoBlock) return false;
+  const uint32_t r = a.RegionOf(extents_[victim].offset);
+  const uint64_t slot = a.RegionSlotBytes(r);
+  if (slot == 0 || (!large && slot == want) || a.RegionUsed(r) == 1) {
+    (void)DropBlockLocked(victim);
+    return true;  // or it became pinned: the caller tries again
+  }
+  // Release the victim's whole region for the wanted size.
+  std::vector<BlockId> owners;
+  for (uint32_t i = 0; i < a.RegionSlots(r); ++i) {
+    auto it = by_offset_.find(a.RegionStart(r) + i * slot);
+    if (it != by_offset_.end()) owners.push_back(it->second);
+  }
+  for (BlockId id : owners) (void)DropBlockLocked(id);
+  if (a.RegionSlotBytes(r) == 0) ++regions_moved_;
   return true;
 }
 
@@ -251,6 +300,7 @@ void NvmeTier::DropExtentLocked(BlockId id) {
   if (it == extents_.end()) return;
   const NvmeExtent x = it->second;
   used_payload_bytes_ -= x.payload_bytes;
+  by_offset_.erase(x.offset);
   extents_.erase(it);
   policy_->Remove(id);
   ForgetExtentLocked(x, /*free_after=*/true);
@@ -297,7 +347,7 @@ bool NvmeTier::PrepareJob(Job& job) {
     if (st.code() == StatusCode::kRetry) return false;
     if (st.IsResourceExhausted() && attempt < 64) {
       std::lock_guard<std::mutex> l(mu_);
-      if (EvictOneLocked()) continue;
+      if (EvictForLocked(e.size)) continue;
     }
     if (!st.IsResourceExhausted()) NoteError(st);
     clear(0);
@@ -352,6 +402,7 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
     return;
   }
   extents_[job.id] = c.extent;
+  by_offset_[c.extent.offset] = job.id;
   used_payload_bytes_ += c.extent.payload_bytes;
   policy_->Track(job.id, cache_->MetaOf(e));
   {
@@ -425,6 +476,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
     ts.tier->Free(job.slot);
   }
   CompleteLeaseBlock(job.lease, job.lease_index, false, kNvmeTier, 0);
+  cache_->namespaces_->RemoveBlock(e.ns, e.size);
   index.FreeId(job.id);
 }
 
@@ -559,6 +611,7 @@ TierStats NvmeTier::Stats() const {
   {
     std::lock_guard<std::mutex> l(mu_);
     t.blocks = extents_.size();
+    t.regions_moved = regions_moved_;
     t.policy_memory = policy_->MemoryUsage();
   }
   t.hits = promotions_.load();

@@ -129,10 +129,19 @@ class NvmeTier {
   void KeepOnNvme(const std::shared_ptr<Lease::State>& st, size_t i, BlockId id);
   void CompleteLeaseBlock(const std::shared_ptr<Lease::State>& st, size_t i, bool ok,
                           TierId tier, uint64_t offset);
-  bool EvictOneLocked();  // REQUIRES: mu_; frees one NVMe extent
+  // REQUIRES: mu_. Frees space for an extent of `payload_bytes`: the
+  // policy's first victim of the same slot size, or the whole region of its
+  // first victim of another size (every extent in it dropped), so the NVMe
+  // tier, like the memory tiers, serves whichever sizes are in demand.
+  // False when nothing could be freed.
+  bool EvictForLocked(uint64_t payload_bytes);
   // Drops block `id`'s NVMe copy unless it is pinned or not readable; a block
-  // with no other copy leaves the index. REQUIRES: mu_.
+  // with no other copy leaves the index (and its namespace's count). Shared
+  // by NVMe eviction and namespace eviction. REQUIRES: mu_.
   bool DropBlockLocked(BlockId id);
+  // REQUIRES: mu_. Whether every slot of region r holds an extent of an
+  // evictable block (none is being written or read).
+  bool RegionReleasableLocked(uint32_t r);
   void DropExtentLocked(BlockId id);  // REQUIRES: mu_
   void Clean();           // write-back: demote cold host blocks
   void NoteError(const Status& st);
@@ -169,6 +178,8 @@ class NvmeTier {
   std::unique_ptr<EvictionPolicy> policy_;
   std::unique_ptr<AdmissionPolicy> admission_;
   std::unordered_map<BlockId, NvmeExtent> extents_;
+  std::unordered_map<uint64_t, BlockId> by_offset_;  // extent offset → block
+  uint64_t regions_moved_ = 0;
   uint64_t used_payload_bytes_ = 0;
   // Records the index could not delete (it had failed), and whether their
   // extents are to be freed once it can.

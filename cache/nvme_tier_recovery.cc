@@ -83,12 +83,16 @@ bool NvmeTier::AdoptExtent(const NvmeExtent& x, uint8_t priority) {
         return false;
       e.flags.fetch_or(kFlagOnNvme);
       extents_[found] = x;
+      by_offset_[x.offset] = found;
       used_payload_bytes_ += x.payload_bytes;
       policy_->Track(found, cache_->MetaOf(e));
       host_clean_bytes_ += e.size;
       ++recovered_;
       return true;
     }
+    // A record naming a reclaimed namespace (its deletion was lost in a
+    // crash) is dropped: its id may be reused by another namespace.
+    if (!cache_->options_.namespace_file.empty() && !cache_->namespaces_->Live(x.ns)) return false;
     auto ins = index.InsertLocked(key);
     if (!ins.ok()) return false;
     id = *ins;
@@ -101,7 +105,9 @@ bool NvmeTier::AdoptExtent(const NvmeExtent& x, uint8_t priority) {
     e.flags.store(kFlagOnNvme, std::memory_order_relaxed);
     e.state.store(kReady, std::memory_order_release);
   }
+  cache_->namespaces_->AddBlock(x.ns, x.payload_bytes);
   extents_[id] = x;
+  by_offset_[x.offset] = id;
   used_payload_bytes_ += x.payload_bytes;
   policy_->Track(id, cache_->MetaOf(index.entry(id)));
   ++recovered_;

@@ -66,6 +66,10 @@ RemoteStats StatsFromRpc(rpc::Stats::Reader s) {
   for (auto t : s.getTiers())
     r.tiers.push_back({t.getName(), t.getCapacityBytes(), t.getUsedBytes(), t.getBlocks(),
                        t.getHits(), t.getEvictions()});
+  for (auto n : s.getNamespaces())
+    r.namespaces.push_back({n.getId(), n.getModelId(), n.getModelRevision(), n.getTpRank(),
+                            n.getTpSize(), n.getBlockBytes(), n.getSalted(), n.getBlocks(),
+                            n.getBytes(), n.getHits(), n.getEvictions()});
   return r;
 }
 

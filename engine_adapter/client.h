@@ -140,6 +140,16 @@ struct RemoteStats {
     uint64_t capacity_bytes = 0, used_bytes = 0, blocks = 0, hits = 0, evictions = 0;
   };
   std::vector<Tier> tiers;
+  // Live namespaces and what they hold (`kvtier namespaces`).
+  struct Namespace {
+    uint32_t id = 0;
+    std::string model_id, model_revision;
+    uint32_t tp_rank = 0, tp_size = 1;
+    uint64_t block_bytes = 0;
+    bool salted = false;
+    uint64_t blocks = 0, bytes = 0, hits = 0, evictions = 0;
+  };
+  std::vector<Namespace> namespaces;
 };
 
 class Client {

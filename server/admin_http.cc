@@ -393,6 +393,39 @@ std::string AdminServer::StatsJson() const {
       w.Key("admitting").Bool(t.admitting);
       w.Key("index_ok").Bool(t.index_ok);
       w.Key("index_rebuilding").Bool(t.index_rebuilding);
+      w.Key("regions_moved").Uint(t.regions_moved);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.Key("sizes").BeginArray();
+    for (const auto& z : s.sizes) {
+      w.BeginObject();
+      w.Key("tier").String(z.tier);
+      w.Key("slot_bytes").Uint(z.slot_bytes);
+      w.Key("regions").Uint(z.regions);
+      w.Key("blocks").Uint(z.blocks);
+      w.Key("bytes").Uint(z.blocks * z.slot_bytes);
+      w.Key("hits").Uint(z.hits);
+      w.Key("evictions").Uint(z.evictions);
+      w.Key("regions_moved").Uint(z.regions_moved);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.Key("namespaces").BeginArray();
+    for (const auto& n : s.namespaces) {
+      w.BeginObject();
+      w.Key("id").Uint(n.id);
+      w.Key("model").String(n.spec.model_id);
+      w.Key("revision").String(n.spec.model_revision);
+      w.Key("tp_rank").Uint(n.spec.tp_rank);
+      w.Key("tp_size").Uint(n.spec.tp_size);
+      w.Key("block_bytes").Uint(n.spec.layout.BlockBytes());
+      w.Key("salted").Bool(!n.spec.tenant_salt.empty());
+      w.Key("blocks").Uint(n.blocks);
+      w.Key("bytes").Uint(n.bytes);
+      w.Key("hits").Uint(n.hits);
+      w.Key("evictions").Uint(n.evictions);
+      w.Key("holders").Uint(n.holders);
       w.EndObject();
     }
     w.EndArray();

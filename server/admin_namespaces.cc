@@ -41,7 +41,8 @@ std::string NamespacesJson(const std::vector<NamespaceUsage>& namespaces) {
          HashModeName(u.spec.hash_mode) + "\",\"salted\":" +
          (u.spec.tenant_salt.empty() ? "false" : "true") + ",\"blocks\":" + std::to_string(u.blocks) +
          ",\"bytes\":" + std::to_string(u.bytes) + ",\"hits\":" + std::to_string(u.hits) +
-         ",\"pinned\":" + std::to_string(u.pinned) + ",\"tiers\":[";
+         ",\"pinned\":" + std::to_string(u.pinned) + ",\"evictions\":" + std::to_string(u.evictions) +
+         ",\"holders\":" + std::to_string(u.holders) + ",\"tiers\":[";
     for (size_t t = 0; t < u.tiers.size(); ++t) {
       if (t) o += ',';
       o += "{\"name\":" + JsonQuoted(u.tiers[t].name) + ",\"blocks\":" + std::to_string(u.tiers[t].blocks) +
@@ -55,15 +56,16 @@ std::string NamespacesJson(const std::vector<NamespaceUsage>& namespaces) {
 std::string NamespacesText(const std::vector<NamespaceUsage>& namespaces) {
   if (namespaces.empty()) return "no namespaces\n";
   std::string o;
-  char buf[160];
-  std::snprintf(buf, sizeof(buf), "%4s  %-10s %10s %10s %10s  %-6s %-8s  %s\n", "id", "hash", "blocks",
-                "bytes", "hits", "tp", "pinned", "model (revision) / tiers");
+  char buf[200];
+  std::snprintf(buf, sizeof(buf), "%4s  %-10s %10s %10s %10s %10s %10s  %-6s %-8s  %s\n", "id", "hash",
+                "block", "blocks", "bytes", "hits", "evictions", "tp", "pinned", "model (revision) / tiers");
   o += buf;
   for (const NamespaceUsage& u : namespaces) {
-    std::snprintf(buf, sizeof(buf), "%4u  %-10s %10llu %10s %10llu  %-6s %-8llu  ", u.id,
-                  HashModeName(u.spec.hash_mode), static_cast<unsigned long long>(u.blocks),
-                  FormatSize(u.bytes).c_str(), static_cast<unsigned long long>(u.hits), Tp(u.spec).c_str(),
-                  static_cast<unsigned long long>(u.pinned));
+    std::snprintf(buf, sizeof(buf), "%4u  %-10s %10s %10llu %10s %10llu %10llu  %-6s %-8llu  ", u.id,
+                  HashModeName(u.spec.hash_mode), FormatSize(u.spec.layout.BlockBytes()).c_str(),
+                  static_cast<unsigned long long>(u.blocks), FormatSize(u.bytes).c_str(),
+                  static_cast<unsigned long long>(u.hits), static_cast<unsigned long long>(u.evictions),
+                  Tp(u.spec).c_str(), static_cast<unsigned long long>(u.pinned));
     o += buf;
     o += u.spec.model_id;
     if (!u.spec.model_revision.empty()) o += " (" + u.spec.model_revision + ")";

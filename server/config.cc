@@ -174,6 +174,10 @@ const std::vector<FlagSpec>& Flags() {
        .u32 = &C::drain_timeout_seconds, .min = 0, .max = 3600, .default_text = "10",
        .help = "On SIGTERM, refuse new leases and stores and wait up to this long, 0..3600, "
                "for clients to release their leases and commit their stores before exiting."},
+      {.name = "namespace-idle", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::namespace_idle_seconds, .min = 0, .max = 100000000, .default_text = "600",
+       .help = "Forget a namespace that has had no block in any tier and no client for this "
+               "long (its id may then be reused); 0 keeps every namespace for ever."},
       {.name = "hbm-capacity", .metavar = "SIZE", .type = FlagType::kSize,
        .u64 = &C::hbm_capacity_bytes, .min = 0, .max = 1024 * kGiB, .default_text = "0 (off)",
        .help = "GPU memory for the HBM tier on each of --gpus, shared with engines by CUDA "

@@ -81,6 +81,8 @@ struct DaemonConfig {
   // SIGTERM: seconds to wait for open leases and stores to finish (no new
   // ones are taken meanwhile) before the daemon exits.
   uint32_t drain_timeout_seconds = 10;
+  // Idle namespaces (no block anywhere, no client) are reclaimed after this.
+  uint32_t namespace_idle_seconds = 600;
   // HBM tier: bytes of GPU memory the daemon takes on each of --gpus; 0 = no HBM
   // tier. Off by default: GPU memory belongs to the engines unless an
   // operator gives some to kvtier.

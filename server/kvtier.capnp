@@ -94,6 +94,20 @@ struct TierStats {
   evictions @7 :UInt64;
 }
 
+struct NamespaceStats {
+  id @0 :UInt32;
+  modelId @1 :Text;
+  modelRevision @2 :Text;
+  tpRank @3 :UInt32;
+  tpSize @4 :UInt32;
+  blockBytes @5 :UInt64;
+  salted @6 :Bool;       # the tenant salt itself is never sent
+  blocks @7 :UInt64;     # in any tier, NVMe included
+  bytes @8 :UInt64;
+  hits @9 :UInt64;
+  evictions @10 :UInt64;
+}
+
 struct Stats {
   blocksReady @0 :UInt64;
   blocksWriting @1 :UInt64;
@@ -107,6 +121,7 @@ struct Stats {
   txnsOpen @9 :UInt64;
   connectionsOpen @10 :UInt64;
   tiers @11 :List(TierStats);
+  namespaces @12 :List(NamespaceStats);  # live namespaces
 }
 
 interface KvTier {

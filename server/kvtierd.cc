@@ -103,6 +103,7 @@ Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_fa
   co.max_keys_per_call = cfg.max_keys_per_call;
   co.promote_to_hbm_hits = cfg.promote_to_hbm_hits;
   co.namespace_file = (std::filesystem::path(cfg.data_dir) / "namespaces").string();
+  co.namespace_idle_reclaim_ns = uint64_t{cfg.namespace_idle_seconds} * 1000000000ull;
   co.log_warning = [](const std::string& m) { spdlog::warn("{}", m); };
   co.log_info = [](const std::string& m) { spdlog::info("{}", m); };
   if (with_nvme && cfg.nvme_capacity_bytes > 0) {

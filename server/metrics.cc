@@ -1,6 +1,9 @@
 #include "server/metrics.h"
 
+#include "tiers/checksum.h"
+
 #include <charconv>
+#include <cstdio>
 #include <cmath>
 
 namespace kvtier {
@@ -154,6 +157,9 @@ constexpr Family<TierStats> kTierFamilies[] = {
      &TierStats::evictions},
     {"kvtier_tier_evicted_bytes_total", "counter", "Bytes evicted from the tier.",
      &TierStats::evicted_bytes},
+    {"kvtier_tier_regions_moved_total", "counter",
+     "Regions released by the tier to serve another block size (rebalancing).",
+     &TierStats::regions_moved},
     {"kvtier_eviction_policy_memory_bytes", "gauge",
      "Memory used by the tier's eviction policy metadata.", &TierStats::policy_memory},
     {"kvtier_tier_demotions_total", "counter",
@@ -205,6 +211,64 @@ constexpr Family<CacheStats> kCacheFamilies[] = {
      &CacheStats::index_memory},
 };
 
+constexpr Family<SizeClassStats> kSizeFamilies[] = {
+    {"kvtier_size_regions", "gauge", "Regions of the tier serving the block size.",
+     &SizeClassStats::regions},
+    {"kvtier_size_blocks", "gauge", "Slots of the block size in use.", &SizeClassStats::blocks},
+    {"kvtier_size_hits_total", "counter", "Blocks of the size returned by acquire.",
+     &SizeClassStats::hits},
+    {"kvtier_size_evictions_total", "counter", "Blocks of the size evicted (or moved down).",
+     &SizeClassStats::evictions},
+    {"kvtier_size_regions_moved_total", "counter",
+     "Regions taken from the size to serve another one.", &SizeClassStats::regions_moved},
+};
+
+// Per block size (slot bytes) of each memory tier; bytes = slots x size.
+void RenderSizes(const CacheStats& s, PromWriter& w) {
+  auto labels = [](const SizeClassStats& z) {
+    return "tier=\"" + LabelValue(z.tier) + "\",size=\"" + std::to_string(z.slot_bytes) + "\"";
+  };
+  w.Family("kvtier_size_bytes", "gauge", "Bytes of the tier held by slots of the block size.");
+  for (const auto& z : s.sizes) w.Sample("kvtier_size_bytes", labels(z), z.blocks * z.slot_bytes);
+  for (const auto& f : kSizeFamilies) {
+    w.Family(f.name, f.type, f.help);
+    for (const auto& z : s.sizes) w.Sample(f.name, labels(z), z.*f.field);
+  }
+}
+
+constexpr Family<NamespaceInfo> kNamespaceFamilies[] = {
+    {"kvtier_namespace_blocks", "gauge", "Blocks of the namespace in any tier (NVMe included).",
+     &NamespaceInfo::blocks},
+    {"kvtier_namespace_bytes", "gauge", "Payload bytes of those blocks.", &NamespaceInfo::bytes},
+    {"kvtier_namespace_hits_total", "counter", "Blocks of the namespace returned by acquire.",
+     &NamespaceInfo::hits},
+    {"kvtier_namespace_evictions_total", "counter",
+     "Blocks of the namespace evicted from a tier.", &NamespaceInfo::evictions},
+};
+
+// Per live namespace. The tenant salt is never shown: `tenant` is a short
+// hash of it (empty without a salt), enough to tell tenants apart.
+void RenderNamespaces(const CacheStats& s, PromWriter& w) {
+  auto labels = [](const NamespaceInfo& n) {
+    char tenant[17] = "";
+    if (!n.spec.tenant_salt.empty())
+      std::snprintf(tenant, sizeof(tenant), "%08x",
+                    static_cast<uint32_t>(checksum::Sum64(n.spec.tenant_salt.data(),
+                                                          n.spec.tenant_salt.size())));
+    return "ns=\"" + std::to_string(n.id) + "\",model=\"" + LabelValue(n.spec.model_id) +
+           "\",tenant=\"" + tenant + "\",tp_rank=\"" + std::to_string(n.spec.tp_rank) + "\"";
+  };
+  for (const auto& f : kNamespaceFamilies) {
+    w.Family(f.name, f.type, f.help);
+    for (const auto& n : s.namespaces) w.Sample(f.name, labels(n), n.*f.field);
+  }
+  w.Family("kvtier_namespaces", "gauge", "Namespaces alive (registered and not reclaimed).");
+  w.Sample("kvtier_namespaces", "", uint64_t{s.namespaces.size()});
+  w.Family("kvtier_namespaces_reclaimed_total", "counter",
+           "Namespaces reclaimed after idling with no block in any tier.");
+  w.Sample("kvtier_namespaces_reclaimed_total", "", s.namespaces_reclaimed);
+}
+
 void RenderCache(const CacheStats& s, PromWriter& w) {
   for (const auto& f : kTierFamilies) {
     w.Family(f.name, f.type, f.help);
@@ -231,6 +295,8 @@ void RenderCache(const CacheStats& s, PromWriter& w) {
     w.Family(f.name, f.type, f.help);
     w.Sample(f.name, "", s.*f.field);
   }
+  RenderSizes(s, w);
+  RenderNamespaces(s, w);
 }
 
 void RenderRpc(const RpcMetrics& m, PromWriter& w) {

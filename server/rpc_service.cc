@@ -53,6 +53,22 @@ void FillStats(const Cache& cache, const RpcMetrics& m, rpc::Stats::Builder out)
     t.setBytesOut(s.tiers[i].bytes_out);
     t.setEvictions(s.tiers[i].evictions);
   }
+  auto nss = out.initNamespaces(static_cast<unsigned>(s.namespaces.size()));
+  for (size_t i = 0; i < s.namespaces.size(); ++i) {
+    const NamespaceInfo& n = s.namespaces[i];
+    auto o = nss[static_cast<unsigned>(i)];
+    o.setId(n.id);
+    o.setModelId(n.spec.model_id);
+    o.setModelRevision(n.spec.model_revision);
+    o.setTpRank(n.spec.tp_rank);
+    o.setTpSize(n.spec.tp_size);
+    o.setBlockBytes(n.spec.layout.BlockBytes());
+    o.setSalted(!n.spec.tenant_salt.empty());
+    o.setBlocks(n.blocks);
+    o.setBytes(n.bytes);
+    o.setHits(n.hits);
+    o.setEvictions(n.evictions);
+  }
 }
 
 // A promise fulfilled (on this thread's event loop) when `lease` is ready.
@@ -179,8 +195,11 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
 
 class NamespaceImpl final : public rpc::Namespace::Server {
  public:
+  // Takes over one hold of `id` (OpenNamespace(spec, true)): the namespace
+  // is not reclaimed while a client holds this capability.
   NamespaceImpl(const RpcService* svc, NamespaceId id, const NamespaceSpec& spec)
       : svc_(svc), id_(id), hasher_(spec), block_bytes_(spec.layout.BlockBytes()) {}
+  ~NamespaceImpl() { svc_->cache()->CloseNamespace(id_); }
 
  protected:
   kj::Promise<void> acquire(AcquireContext ctx) override {
@@ -344,7 +363,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
     NamespaceSpec spec;
     Status st = rpcconv::SpecFromRpc(ctx.getParams().getSpec(), &spec);
     if (!st.ok()) Throw(st);
-    auto id = svc_->cache()->OpenNamespace(spec);
+    auto id = svc_->cache()->OpenNamespace(spec, /*hold=*/true);
     if (!id.ok()) Throw(id.status());
     auto res = ctx.getResults();
     res.setNs(kj::heap<NamespaceImpl>(svc_, *id, spec));

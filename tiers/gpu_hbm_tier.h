@@ -49,6 +49,7 @@ class GpuHbmTier final : public Tier {
     return alloc_.FreeingHelps(victim, bytes);
   }
   uint8_t* Address(const Slot& slot) const override { return base_ + slot.offset; }
+  SlabAllocator* slabs() override { return &alloc_; }
   uint64_t capacity_bytes() const override { return alloc_.capacity(); }
   uint64_t used_bytes() const override { return alloc_.used_bytes(); }
   TierCounters counters() const override { return counters_; }

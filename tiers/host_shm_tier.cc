@@ -45,7 +45,7 @@ Result<std::unique_ptr<HostShmTier>> HostShmTier::Create(const HostShmOptions& o
   so.region_bytes = o.region_bytes;
   auto alloc = SlabAllocator::Create(so);
   if (!alloc.ok()) return alloc.status();
-  uint64_t size = alloc->capacity();  // whole regions only
+  uint64_t size = alloc->capacity();  // the configured bytes, 4 KiB aligned
 
   int fd;
   if (o.path.empty()) {
@@ -164,8 +164,11 @@ Status HostShmTier::OpenMeta(const HostShmOptions& o) {
   std::vector<bool> ok;
   alloc_.Adopt(slots, &ok);
   for (size_t i = 0; i < found.size(); ++i) {
-    const HostSlotRecord& h = found[i];
+    HostSlotRecord& h = found[i];
+    const bool renumbered = h.slot.size_class != slots[i].size_class;
+    h.slot.size_class = slots[i].size_class;  // this run's id of the slot's class
     if (ok[i] && checksum::Sum64(base_ + h.slot.offset, h.slot.bytes) == h.checksum) {
+      if (renumbered) Record(h);
       reopened_.push_back(h);
       continue;
     }

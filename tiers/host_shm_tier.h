@@ -73,6 +73,7 @@ class HostShmTier final : public Tier {
     return alloc_.FreeingHelps(victim, bytes);
   }
   uint8_t* Address(const Slot& slot) const override { return base_ + slot.offset; }
+  SlabAllocator* slabs() override { return &alloc_; }
 
   bool persistent() const { return meta_ != nullptr; }
   // Persistent segment: records that `r.slot` holds a committed block. No-op

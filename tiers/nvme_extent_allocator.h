@@ -72,6 +72,19 @@ class NvmeExtentAllocator {
   uint64_t used_bytes() const { return used_bytes_; }
   uint64_t allocated_extents() const { return allocated_extents_; }
 
+  // Regions, for a user that frees every extent of a region so that it can
+  // serve another class (the cache's NVMe tier moves space between sizes).
+  uint32_t RegionOf(uint64_t offset) const {
+    return static_cast<uint32_t>((offset - data_offset_) / region_bytes_);
+  }
+  uint64_t RegionStart(uint32_t r) const { return RegionOffset(r); }
+  // Slot bytes of the class region r serves; 0 for a free region or a run.
+  uint64_t RegionSlotBytes(uint32_t r) const {
+    return regions_[r].cls >= 0 ? class_bytes_[regions_[r].cls] : 0;
+  }
+  uint32_t RegionSlots(uint32_t r) const { return regions_[r].cls >= 0 ? regions_[r].slots : 0; }
+  uint32_t RegionUsed(uint32_t r) const { return regions_[r].cls >= 0 ? regions_[r].used : 0; }
+
  private:
   static constexpr int32_t kFree = -1;
   static constexpr int32_t kLargeHead = -2;

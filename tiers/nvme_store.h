@@ -240,6 +240,8 @@ class NvmeStore {
   uint64_t ExtentBytes(uint64_t payload_bytes) const {
     return allocator_->SlotBytes(ExtentBytesNeeded(payload_bytes));
   }
+  // Where extents live (region geometry). Driving thread only.
+  const NvmeExtentAllocator& allocator() const { return *allocator_; }
   bool direct_io() const { return file_->direct_io(); }
   const std::string& io_fallback_reason() const { return file_->fallback_reason(); }
   std::string_view queue_name() const { return queue_->name(); }

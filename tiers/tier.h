@@ -20,6 +20,8 @@
 
 namespace kvtier {
 
+class SlabAllocator;
+
 enum class TierKind : uint8_t { kHbm = 0, kHost = 1, kNvme = 2 };
 const char* TierKindName(TierKind kind);
 
@@ -60,6 +62,11 @@ class Tier {
   // Address of the slot's first byte, or nullptr for tiers that are not
   // byte-addressable from this process (NVMe).
   virtual uint8_t* Address(const Slot& slot) const = 0;
+
+  // The slab allocator behind the tier's slots, for a cache that moves
+  // regions between size classes (rebalancing); nullptr when the tier has
+  // none it exposes. Guarded like the rest of the tier.
+  virtual SlabAllocator* slabs() { return nullptr; }
 
   virtual uint64_t capacity_bytes() const = 0;
   // Bytes of the address space held by allocated slots (size-class rounded).

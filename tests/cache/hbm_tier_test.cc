@@ -125,6 +125,46 @@ TEST(HbmTierTest, HitsMoveHostBlocksUpByteExact) {
   }
 }
 
+// An HBM tier full of one size serves another: its region's blocks move
+// down to the host tier (byte-exact) and the region serves the new size.
+TEST(HbmTierTest, FullOfOneSizeServesAnotherByMovingARegionDown) {
+  Fixture f = Make(/*store_tier=*/0, 0);
+  if (!f.cache) GTEST_SKIP() << "no GPU";
+  Store(f, 0, 32);  // HBM (one region) is full of 16 KiB blocks
+  const uint64_t kBig = 64 << 10;
+  std::vector<BlockKey> big(f.keys.begin() + 100, f.keys.begin() + 104);
+  auto r = f.cache->Reserve(f.ns, big, std::vector<uint64_t>(4, kBig));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->reserved(), 4u);
+  std::vector<uint64_t> sums(4);
+  std::vector<uint8_t> buf(kBig);
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& b = r->blocks()[i];
+    EXPECT_EQ(f.cache->tier_kind(b.tier), TierKind::kHbm);
+    FillFromKey(b.key, buf.data(), buf.size());
+    sums[i] = checksum::Sum64(buf.data(), buf.size());
+    ASSERT_TRUE(f.hbm->CopyIn(Slot{b.offset, b.size, 0}, buf.data(), buf.size()).ok());
+  }
+  ASSERT_TRUE(f.cache->Commit(*r, sums).ok());
+  CacheStats s = f.cache->Stats();
+  EXPECT_EQ(s.tiers[0].regions_moved, 1u);
+  EXPECT_EQ(s.tiers[1].blocks, 32u);  // moved down, not dropped
+  auto small = f.cache->Acquire(f.ns, std::span(f.keys).subspan(0, 32));
+  ASSERT_EQ(small->size(), 32u);
+  for (const auto& b : small->blocks()) {
+    EXPECT_EQ(f.cache->tier_kind(b.tier), TierKind::kHost);
+    auto bytes = Read(f, b);
+    EXPECT_TRUE(MatchesKey(b.key, bytes.data(), bytes.size()));
+  }
+  auto l = f.cache->Acquire(f.ns, big);
+  ASSERT_EQ(l->size(), 4u);
+  for (const auto& b : l->blocks()) {
+    EXPECT_EQ(f.cache->tier_kind(b.tier), TierKind::kHbm);
+    auto bytes = Read(f, b);
+    EXPECT_TRUE(MatchesKey(b.key, bytes.data(), bytes.size()));
+  }
+}
+
 TEST(HbmTierTest, UnavailableWithoutAGpuOrACudaBuild) {
   GpuHbmOptions go;
   go.device = 4096;
