@@ -183,6 +183,19 @@ struct Flags {
 
 }  // namespace
 
+std::vector<nlohmann::json> RunReference(const std::string& cmd) {
+  std::vector<nlohmann::json> out;
+  FILE* p = popen(cmd.c_str(), "r");
+  char line[8192];
+  while (p && std::fgets(line, sizeof line, p)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object()) out.push_back(std::move(j));
+  }
+  const int rc = p ? pclose(p) : -1;
+  if (rc != 0) std::fprintf(stderr, "reference exited with status %d\n", rc);
+  return out;
+}
+
 int RunEngineBench(int argc, char** argv) {
   Flags f;
   CLI::App app{"kvtier-bench engine: engine prefill/decode speed vs a PyTorch reference"};
@@ -364,18 +377,12 @@ int RunEngineBench(int argc, char** argv) {
                       std::to_string(f.decode_context) + " --decode-steps " +
                       std::to_string(f.decode_steps) + " --reps " + std::to_string(f.reps);
     std::fprintf(stderr, "reference: %s\n", cmd.c_str());
-    FILE* p = popen(cmd.c_str(), "r");
-    char line[8192];
-    while (p && std::fgets(line, sizeof line, p)) {
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) continue;
+    for (const nlohmann::json& j : RunReference(cmd)) {
       std::string kind = j.value("kind", "");
       if (kind == "info") ref_info = j;
       if (kind == "prefill" && j.contains("ms")) ref_prefill_ms[j["tokens"].get<uint32_t>()] = j["ms"];
       if (kind == "decode" && j.contains("step_ms")) ref_step_ms[j["batch"].get<uint32_t>()] = j["step_ms"];
     }
-    int rc = p ? pclose(p) : -1;
-    if (rc != 0) std::fprintf(stderr, "reference exited with status %d\n", rc);
     report["reference_info"] = ref_info;
   }
 

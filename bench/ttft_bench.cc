@@ -19,6 +19,7 @@
 #include "bench/bench_util.h"
 #include "server/cli.h"
 #include "bench/daemon_process.h"
+#include "bench/engine_bench.h"
 #include "bench/gpu_bandwidth.h"
 #include "bench/load_bench.h"
 #include "engine_adapter/client.h"
@@ -500,16 +501,9 @@ int RunTtftBench(int argc, char** argv) {
                       "' --prefill-lens " + lens + " --decode-batches 1 --decode-steps 2 --reps " +
                       std::to_string(f.reps);
     std::fprintf(stderr, "reference: %s\n", cmd.c_str());
-    FILE* p = popen(cmd.c_str(), "r");
-    char line[8192];
-    while (p && std::fgets(line, sizeof line, p)) {
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) continue;
+    for (const nlohmann::json& j : RunReference(cmd))
       if (j.value("kind", "") == "prefill" && j.contains("ms"))
         ref_ms[j["tokens"].get<uint32_t>()] = j["ms"].get<double>();
-    }
-    const int rc = p ? pclose(p) : -1;
-    if (rc != 0) std::fprintf(stderr, "reference exited with status %d\n", rc);
   }
   // The table.
   std::printf("\nTTFT, %s (median of %u; ms)\n", cfg.DebugString().c_str(), f.reps);

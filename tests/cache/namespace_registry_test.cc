@@ -18,6 +18,7 @@
 
 #include "cache/cache.h"
 #include "tests/cache/cache_test_util.h"
+#include "tests/tiers/nvme_test_util.h"
 
 namespace kvtier {
 namespace {
@@ -35,18 +36,7 @@ NamespaceSpec Spec(int i) {
 
 class NamespaceLifecycleTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("kvtier-nsreg-" + std::to_string(getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override {
-    cache_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { cache_.reset(); }
 
   void Open(bool with_file) {
     cache_.reset();
@@ -76,7 +66,8 @@ class NamespaceLifecycleTest : public ::testing::Test {
     ASSERT_TRUE(cache_->Commit(*r, FillReserved(*cache_, *r)).ok());
   }
 
-  std::string dir_;
+  testing::ScratchDir scratch_;  // removed after the cache is gone
+  const std::string dir_ = scratch_.path();
   uint64_t now_ = 1000 * kSec;
   std::unique_ptr<Cache> cache_;
 };

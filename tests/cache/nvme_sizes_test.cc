@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "tests/cache/cache_test_util.h"
+#include "tests/tiers/nvme_test_util.h"
 
 namespace kvtier {
 namespace {
@@ -25,18 +26,7 @@ constexpr Size kSizes[] = {{"a", 16 << 10}, {"b", 100 << 10}, {"c", 256 << 10}};
 
 class NvmeSizesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = (std::filesystem::current_path() /
-            ("nvme-sizes-test-" + std::to_string(getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override {
-    cache_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { cache_.reset(); }
 
   // Host: 4 MiB (1 MiB regions); NVMe: 16 MiB file (1 MiB regions), write-through.
   void Open(uint64_t namespace_idle_ns = 600ull * 1000000000ull) {
@@ -104,7 +94,8 @@ class NvmeSizesTest : public ::testing::Test {
     return hits;
   }
 
-  std::string dir_;
+  testing::ScratchDir scratch_;  // removed after the cache is gone
+  const std::string dir_ = scratch_.path();
   std::unique_ptr<Cache> cache_;
   NamespaceId ns_[3] = {0, 0, 0};
 };

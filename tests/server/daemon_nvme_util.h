@@ -21,6 +21,22 @@ inline std::vector<BlockKey> Keys(const ClientNamespace& ns, uint32_t prompt, si
   return ns.HashTokens(tokens);
 }
 
+// Looks each key up on its own and compares the bytes of those found with
+// FillFromKey's; adds to *found and *wrong (a load that fails is wrong).
+inline void AuditKeys(ClientNamespace& ns, std::span<const BlockKey> keys, size_t* found,
+                      size_t* wrong) {
+  std::vector<uint8_t> got(ns.block_bytes()), want(got.size());
+  for (const BlockKey& k : keys) {
+    auto lease = ns.Lookup(std::span(&k, 1));
+    if (!lease.ok() || lease->empty()) continue;
+    uint8_t* dst = got.data();
+    Status st = ns.Load(*lease, std::span(&dst, 1));
+    FillFromKey(k, want.data(), want.size());
+    if (!st.ok() || got != want) ++*wrong;
+    ++*found;
+  }
+}
+
 // Looks every key up on its own and checks the bytes of those found.
 // Returns {found, wrong}.
 // Prompts [first, first + prompts) of `blocks` blocks each.
@@ -30,20 +46,9 @@ inline std::pair<size_t, size_t> Audit(const std::string& socket, uint32_t promp
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   if (!c.ok()) return {0, 0};
   auto ns = (*c)->OpenNamespace(DemoSpec());
-  std::vector<uint8_t> got((*ns)->block_bytes()), want(got.size());
   size_t found = 0, wrong = 0;
-  for (uint32_t p = first; p < first + prompts; ++p) {
-    auto keys = Keys(**ns, p, blocks);
-    for (const auto& k : keys) {
-      auto lease = (*ns)->Lookup(std::span(&k, 1));
-      if (!lease.ok() || lease->empty()) continue;
-      uint8_t* dst = got.data();
-      Status st = (*ns)->Load(*lease, std::span(&dst, 1));
-      FillFromKey(k, want.data(), want.size());
-      if (!st.ok() || got != want) ++wrong;
-      ++found;
-    }
-  }
+  for (uint32_t p = first; p < first + prompts; ++p)
+    AuditKeys(**ns, Keys(**ns, p, blocks), &found, &wrong);
   return {found, wrong};
 }
 

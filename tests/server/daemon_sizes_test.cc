@@ -7,7 +7,7 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/server/daemon_fixture.h"
+#include "tests/server/daemon_nvme_util.h"
 
 namespace kvtier {
 namespace {
@@ -88,18 +88,8 @@ std::pair<size_t, size_t> AuditAll(const std::string& socket) {
     auto ns = (*c)->OpenNamespace(SpecOf(m));
     EXPECT_TRUE(ns.ok());
     if (!ns.ok()) continue;
-    std::vector<uint8_t> got((*ns)->block_bytes()), want(got.size());
-    for (uint32_t p = 0; p < m.prompts; ++p) {
-      for (const BlockKey& k : Keys(**ns, p)) {
-        auto lease = (*ns)->Lookup(std::span(&k, 1));
-        if (!lease.ok() || lease->empty()) continue;
-        uint8_t* dst = got.data();
-        Status st = (*ns)->Load(*lease, std::span(&dst, 1));
-        FillFromKey(k, want.data(), want.size());
-        if (!st.ok() || got != want) ++wrong;
-        ++found;
-      }
-    }
+    for (uint32_t p = 0; p < m.prompts; ++p)
+      testing::AuditKeys(**ns, Keys(**ns, p), &found, &wrong);
   }
   return {found, wrong};
 }
