@@ -93,6 +93,24 @@ int RunLoad(int argc, char** argv) {
             return t == "host" || t == "hbm" || t == "nvme" ? "" : "unknown tier '" + t + "' (host, hbm, nvme)";
           },
           "LIST"));
+  std::string pages = "16", paths = "sm,dma";
+  app.add_option("--page-tokens", pages, "tokens per page (and block): 16, 64, ...")
+      ->capture_default_str()
+      ->check(kvtier::cli::EachItem(
+          [](const std::string& t) {
+            return t == "16" || t == "32" || t == "64" || t == "128" ? "" : "page size '" + t + "' (16, 32, 64, 128)";
+          },
+          "LIST"));
+  app.add_option("--host-paths", paths,
+                 "host-tier copy paths to measure: sm (gather kernel over PCIe), dma (copy engines "
+                 "into staging + device scatter)")
+      ->capture_default_str()
+      ->check(kvtier::cli::EachItem(
+          [](const std::string& t) { return t == "sm" || t == "dma" ? "" : "unknown path '" + t + "' (sm, dma)"; },
+          "LIST"));
+  app.add_flag("--interference", o.interference,
+               "also time a bf16 GEMM (4096 x 4096 x 14336, cuBLAS) alone and during host loads by "
+               "each path (the first model and page size only)");
   int reps = o.reps;
   app.add_option("--tokens", o.tokens, "tokens per chain")->capture_default_str()->check(CLI::Range(1u, 1u << 22));
   app.add_option("--reps", reps, "timed repetitions (median)")->capture_default_str()->check(CLI::Range(1, 1000));
@@ -103,6 +121,9 @@ int RunLoad(int argc, char** argv) {
   if (int rc = kvtier::cli::Parse(app, argc - 1, argv + 1); rc >= 0) return rc;
   o.models = kvtier::bench::SplitList(models);
   o.tiers = kvtier::bench::SplitList(tiers);
+  o.page_tokens.clear();
+  for (const std::string& t : kvtier::bench::SplitList(pages)) o.page_tokens.push_back(std::stoul(t));
+  o.host_paths = kvtier::bench::SplitList(paths);
   if (app.get_option("--reps")->count() > 0) {
     o.reps = reps;
     o.hbm_reps = std::max(reps, o.hbm_reps);

@@ -37,6 +37,9 @@
 #include "tiers/nvme_format.h"
 #include "tiers/slab_allocator.h"
 #include "tiers/uring_io_queue.h"
+#if KVTIER_BENCH_ENGINE
+#include "bench/gemm_load.h"
+#endif
 
 namespace kvtier::bench {
 
@@ -96,6 +99,7 @@ std::string GiB(uint64_t b) {
 struct Model {
   std::string name;
   uint32_t layers;
+  uint32_t page = 16;  // tokens per page and block
 };
 
 // One line of the table.
@@ -114,6 +118,7 @@ struct Row {
   uint64_t baseline_bytes = 0;
   double goal = 0;             // ratio to reach; 0 = informational
   std::string note;
+  std::string path;            // host copy path the transfers took
 };
 
 std::vector<Row> g_rows;
@@ -165,7 +170,7 @@ Status MakeEngine(const Model& m, uint32_t blocks, Engine* e) {
   e->shape.num_layers = m.layers;
   e->shape.kv_heads = 8;
   e->shape.head_dim = 128;
-  e->shape.tokens_per_page = 16;
+  e->shape.tokens_per_page = m.page;
   e->shape.num_pages = blocks;
   const uint64_t per_layer = PerLayerTensorBytes(e->shape);
   e->bytes = per_layer * m.layers;
@@ -189,7 +194,7 @@ Status MakeEngine(const Model& m, uint32_t blocks, Engine* e) {
   for (uint32_t i = 0; i < blocks; ++i) e->pages[i] = i;
   std::shuffle(e->pages.begin(), e->pages.end(), rng);
   e->spec.model_id = "bench/" + m.name;
-  e->spec.layout = KvLayout{m.layers, 8, 128, 16, DType::kBF16, 2};
+  e->spec.layout = KvLayout{m.layers, 8, 128, m.page, DType::kBF16, 2};
   return Status::OK();
 }
 
@@ -293,10 +298,15 @@ struct Connected {
   std::unique_ptr<ClientNamespace> ns;
   std::unique_ptr<GpuSession> gpu;
   double register_s = 0;
+  // The session's copy-path settings, for the rows' "path" column.
+  HostCopyPath host_path = HostCopyPath::kAuto;
+  uint64_t auto_dma_min_bytes = GpuSessionOptions{}.auto_dma_min_bytes;
+  uint64_t store_chunk_bytes = GpuSessionOptions{}.store_chunk_bytes;
+  bool store_all_host = true;  // stores land in the host tier
 };
 
 Status Connect(const LoadBenchOptions& o, const Engine& e, std::vector<std::string> flags,
-               Connected* c) {
+               Connected* c, const GpuSessionOptions& so = {}) {
   flags.insert(flags.end(), {"--admin", "off", "--log-level", "warn"});
   std::string cmd;
   for (auto& f : flags) cmd += " " + f;
@@ -305,7 +315,7 @@ Status Connect(const LoadBenchOptions& o, const Engine& e, std::vector<std::stri
   KVTIER_ASSIGN_OR_RETURN(c->client, Client::Connect(c->daemon->socket()));
   KVTIER_ASSIGN_OR_RETURN(c->ns, c->client->OpenNamespace(e.spec));
   auto t0 = Clock::now();
-  KVTIER_ASSIGN_OR_RETURN(c->gpu, GpuSession::Create(c->client.get()));
+  KVTIER_ASSIGN_OR_RETURN(c->gpu, GpuSession::Create(c->client.get(), so));
   c->register_s = MsSince(t0) / 1000;
   c->ns->set_device(c->gpu->device());
   std::printf("  GpuSession::Create (cudaHostRegister of the %s host segment%s): %.2f s\n",
@@ -320,7 +330,7 @@ Status TimeLoads(Connected& c, Engine& e, const ClientLease& lease, int reps,
                  const GpuLoadOptions& lo, BaselineCopy& base, Row* row) {
   BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, e.stream.get(), lo), "warm-up load");
   GpuLoad load;
-  return TimeReps(
+  Status st = TimeReps(
       reps, e.stream.get(), base, row,
       [&]() -> Status {
         KVTIER_ASSIGN_OR_RETURN(load, c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages,
@@ -328,6 +338,8 @@ Status TimeLoads(Connected& c, Engine& e, const ClientLease& lease, int reps,
         return Status::OK();
       },
       [&] { return load.Wait(); });
+  row->path = HostCopyPathName(load.path());
+  return st;
 }
 
 // Stores prompts first_prompt .. first_prompt + reps - 1 (after a warm-up
@@ -340,6 +352,14 @@ Status TimeStores(Connected& c, Engine& e, uint32_t blocks, int reps, uint32_t f
     KVTIER_ASSIGN_OR_RETURN(StoreResult r,
                             c.gpu->Store(*c.ns, keys, e.pool, e.pages, {}, e.stream.get()));
     const double ms = MsSince(t0);
+    if (row->path.empty()) {
+      // The path the session's rule picks for chunks of this store.
+      const uint64_t bytes = std::min<uint64_t>(
+          uint64_t{blocks} * e.pool.block_bytes(),
+          c.store_chunk_bytes > 0 ? c.store_chunk_bytes : UINT64_MAX);
+      row->path = HostCopyPathName(
+          ChooseHostCopyPath(c.host_path, c.store_all_host, bytes, c.auto_dma_min_bytes));
+    }
     if (r.stored != blocks)
       return Status::ResourceExhausted("stored " + std::to_string(r.stored) + " of " +
                                        std::to_string(blocks) + " blocks (" +
@@ -354,7 +374,62 @@ Status TimeStores(Connected& c, Engine& e, uint32_t blocks, int reps, uint32_t f
 
 // ---- host tier ---------------------------------------------------------------
 
-Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks) {
+// Rows of one host copy path: stores (pipelined), then whole and layer-wise
+// loads of the last prompt stored.
+Status HostPathRows(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks,
+                    Connected& c, HostCopyPath path, uint32_t first_prompt, double h2d,
+                    double d2h) {
+  const std::string tag = std::string(" [") + HostCopyPathName(path) + "]";
+  const bool dma = path == HostCopyPath::kCopyEngine;
+  Row store(m.name, "engine → host: Store (Reserve + copy + Commit, pipelined)" + tag, e.bytes,
+            "memcpy D2H", d2h);
+  store.goal = dma ? 0.97 : 0.90;
+  BENCH_OK(TimeStores(c, e, blocks, o.reps, first_prompt, &store), "host stores");
+
+  // The last prompt stored is whole in the host tier (2x the data fits).
+  auto keys = PromptKeys(*c.ns, first_prompt + static_cast<uint32_t>(o.reps) - 1, blocks);
+  KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
+  if (lease.size() != blocks)
+    return Fail("host lookup", Status::Internal("lease of " + std::to_string(lease.size()) +
+                                                " blocks, expected " + std::to_string(blocks)));
+  for (const auto& b : lease.blocks())
+    if (b.tier != TierKind::kHost) return Fail("host lookup", Status::Internal("block not in host"));
+  KVTIER_ASSIGN_OR_RETURN(BaselineCopy h2d_copy,
+                          BaselineCopy::Create(e.buf.data(), c.client->segment_base(), e.bytes,
+                                               e.stream.get()));
+  Row load(m.name, "host → engine: Load (copy + verify)" + tag, e.bytes, "memcpy H2D", h2d);
+  load.goal = dma ? 0.97 : 0.92;
+  BENCH_OK(TimeLoads(c, e, lease, o.reps, {}, h2d_copy, &load), "host loads");
+
+  KVTIER_ASSIGN_OR_RETURN(LayerEvents events, LayerEvents::Create(m.layers));
+  GpuLoadOptions lo;
+  lo.layers_per_group = 1;
+  lo.events = &events;
+  Row layered(m.name, "host → engine: layer-wise Load (1 layer/event)" + tag, e.bytes,
+              "memcpy H2D", h2d);
+  layered.goal = 0.92;
+  BENCH_OK(TimeLoads(c, e, lease, o.reps, lo, h2d_copy, &layered), "layer-wise loads");
+  BENCH_OK(lease.Release(), "release");
+  g_rows.push_back(load);
+  g_rows.push_back(layered);
+  g_rows.push_back(store);
+  return Status::OK();
+}
+
+Status NewSession(Connected& c, const GpuSessionOptions& so) {
+  c.gpu.reset();  // unregisters the segment: the next session registers it again
+  KVTIER_ASSIGN_OR_RETURN(c.gpu, GpuSession::Create(c.client.get(), so));
+  c.host_path = so.host_path;
+  c.auto_dma_min_bytes = so.auto_dma_min_bytes;
+  c.store_chunk_bytes = so.store_chunk_bytes;
+  return Status::OK();
+}
+
+Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks,
+                        Connected& c);
+
+Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks,
+                 bool interference) {
   const uint64_t bb = e.pool.block_bytes();
   std::printf("[%s] host tier\n", m.name.c_str());
   Connected c;
@@ -366,55 +441,124 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
                                                e.stream.get(), o.reps));
   KVTIER_ASSIGN_OR_RETURN(double d2h, TimeCopy(c.client->segment_base(), e.buf.data(), e.bytes,
                                                e.stream.get(), o.reps));
-  Row store(m.name, "engine → host: Store (Reserve + scatter + Commit, pipelined)", e.bytes, "memcpy D2H", d2h);
-  store.goal = 0.90;
-  BENCH_OK(TimeStores(c, e, blocks, o.reps, 1, &store), "host stores");
+  uint32_t first_prompt = 1;
+  for (const std::string& name : o.host_paths) {
+    KVTIER_ASSIGN_OR_RETURN(HostCopyPath path, ParseHostCopyPath(name));
+    GpuSessionOptions so;
+    so.host_path = path;
+    BENCH_OK(NewSession(c, so), "session");
+    KVTIER_RETURN_IF_ERROR(HostPathRows(o, m, e, blocks, c, path, first_prompt, h2d, d2h));
+    first_prompt += 100;
+  }
 
-  // The last prompt stored is whole in the host tier (2x the data fits).
-  auto keys = PromptKeys(*c.ns, static_cast<uint32_t>(o.reps), blocks);
-  KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
-  if (lease.size() != blocks)
-    return Fail("host lookup", Status::Internal("lease of " + std::to_string(lease.size()) +
-                                                " blocks, expected " + std::to_string(blocks)));
-  for (const auto& b : lease.blocks())
-    if (b.tier != TierKind::kHost) return Fail("host lookup", Status::Internal("block not in host"));
-  KVTIER_ASSIGN_OR_RETURN(BaselineCopy h2d_copy,
-                          BaselineCopy::Create(e.buf.data(), c.client->segment_base(), e.bytes,
-                                               e.stream.get()));
-  Row load(m.name, "host → engine: Load (gather + verify)", e.bytes, "memcpy H2D", h2d);
-  load.goal = 0.92;
-  BENCH_OK(TimeLoads(c, e, lease, o.reps, {}, h2d_copy, &load), "host loads");
-
-  KVTIER_ASSIGN_OR_RETURN(LayerEvents events, LayerEvents::Create(m.layers));
-  GpuLoadOptions lo;
-  lo.layers_per_group = 1;
-  lo.events = &events;
-  Row layered(m.name, "host → engine: layer-wise Load (1 layer/launch)", e.bytes, "memcpy H2D", h2d);
-  BENCH_OK(TimeLoads(c, e, lease, o.reps, lo, h2d_copy, &layered), "layer-wise loads");
-  BENCH_OK(lease.Release(), "release");
-
-  Row full(m.name, "host → engine: Lookup + Load + Release", e.bytes, "memcpy H2D", h2d);
+  // With the default (kAuto) session: the whole round trip of a load, and a
+  // store without the pipeline.
+  BENCH_OK(NewSession(c, {}), "session");
+  auto keys = PromptKeys(*c.ns, first_prompt - 100 + static_cast<uint32_t>(o.reps) - 1, blocks);
+  Row full(m.name, "host → engine: Lookup + Load + Release [auto]", e.bytes, "memcpy H2D", h2d);
   for (int r = 0; r <= o.reps; ++r) {
     auto t0 = Clock::now();
     KVTIER_ASSIGN_OR_RETURN(ClientLease l, c.ns->Lookup(keys));
-    BENCH_OK(c.gpu->Load(*c.ns, l, e.pool, e.pages, e.stream.get()), "load");
+    if (l.size() != blocks) return Fail("host lookup", Status::Internal("partial lease"));
+    KVTIER_ASSIGN_OR_RETURN(GpuLoad load, c.gpu->StartLoad(*c.ns, l, e.pool, e.pages, e.stream.get()));
+    BENCH_OK(load.Wait(), "load");
+    full.path = HostCopyPathName(load.path());
     BENCH_OK(l.Release(), "release");
     if (r > 0) full.ms.push_back(MsSince(t0));  // r = 0 is the warm-up
   }
-  // The store without the pipeline: one Reserve, one scatter, one Commit
+  if (interference) KVTIER_RETURN_IF_ERROR(InterferenceRows(o, m, e, blocks, c));
+  // The store without the pipeline: one Reserve, one copy, one Commit
   // (prompts the loads above no longer need may be evicted by these).
-  Row whole(m.name, "engine → host: Store in one chunk (store_chunk_bytes = 0)", e.bytes, "memcpy D2H", d2h);
-  c.gpu.reset();  // unregisters the segment: the next session registers it again
+  Row whole(m.name, "engine → host: Store in one chunk (store_chunk_bytes = 0) [auto]", e.bytes,
+            "memcpy D2H", d2h);
   GpuSessionOptions so;
   so.store_chunk_bytes = 0;
-  KVTIER_ASSIGN_OR_RETURN(c.gpu, GpuSession::Create(c.client.get(), so));
+  BENCH_OK(NewSession(c, so), "session");
   BENCH_OK(TimeStores(c, e, blocks, o.reps, 2000, &whole), "host stores in one chunk");
-  g_rows.push_back(load);
-  g_rows.push_back(layered);
   g_rows.push_back(full);
-  g_rows.push_back(store);
   g_rows.push_back(whole);
   return Status::OK();
+}
+
+// ---- interference --------------------------------------------------------------
+
+// A cuBLAS GEMM's throughput alone and while host loads by each path run
+// back to back (two in flight) on the engine's stream.
+struct InterferenceRow {
+  std::string model, path;
+  double alone_tflops = 0, with_tflops = 0, load_gbps = 0;
+  int loads = 0;
+};
+std::vector<InterferenceRow> g_interference;
+
+Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks,
+                        Connected& c) {
+#if KVTIER_BENCH_ENGINE
+  constexpr uint32_t kM = 4096, kN = 4096, kK = 14336;
+  constexpr int kGemms = 150;  // ~100 ms alone on an H200: longer than a 32K-token load
+  std::printf("[%s] interference: bf16 GEMM %u x %u x %u, %d per batch\n", m.name.c_str(), kM,
+              kN, kK, kGemms);
+  KVTIER_ASSIGN_OR_RETURN(auto gemm, GemmLoop::Create(kM, kN, kK));
+  BENCH_OK(gemm->Queue(5), "GEMM warm-up");
+  BENCH_OK(gemm->WaitMs().status(), "GEMM warm-up");
+  auto keys = PromptKeys(*c.ns, 1 + 100 * static_cast<uint32_t>(o.host_paths.size() - 1) +
+                                    static_cast<uint32_t>(o.reps) - 1,
+                         blocks);
+  std::vector<double> alone;
+  for (const std::string& name : o.host_paths) {
+    KVTIER_ASSIGN_OR_RETURN(HostCopyPath path, ParseHostCopyPath(name));
+    GpuSessionOptions so;
+    so.host_path = path;
+    BENCH_OK(NewSession(c, so), "session");
+    KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
+    if (lease.size() != blocks) return Fail("interference lookup", Status::Internal("partial lease"));
+    BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, e.stream.get()), "warm-up load");
+    std::vector<double> with, gbps;
+    int loads_total = 0;
+    for (int r = 0; r < o.reps; ++r) {
+      // Alone, then with loads: alternated, so both see the same clocks.
+      BENCH_OK(gemm->Queue(kGemms), "GEMM");
+      KVTIER_ASSIGN_OR_RETURN(float a, gemm->WaitMs());
+      alone.push_back(a);
+      BENCH_OK(gemm->Queue(kGemms), "GEMM");
+      GpuLoad pending[2];
+      int loads = 0;
+      auto t0 = Clock::now();
+      for (;;) {
+        KVTIER_ASSIGN_OR_RETURN(bool done, gemm->Done());
+        if (done) break;
+        GpuLoad& slot = pending[loads % 2];
+        if (loads >= 2) BENCH_OK(slot.Wait(), "load during GEMM");
+        KVTIER_ASSIGN_OR_RETURN(slot, c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages, e.stream.get()));
+        ++loads;
+      }
+      KVTIER_ASSIGN_OR_RETURN(float w, gemm->WaitMs());
+      for (auto& p : pending) BENCH_OK(p.Wait(), "load during GEMM");
+      const double wall = MsSince(t0);
+      with.push_back(w);
+      gbps.push_back(GBps(uint64_t(loads) * e.bytes, wall));
+      loads_total += loads;
+    }
+    BENCH_OK(lease.Release(), "release");
+    InterferenceRow row;
+    row.model = m.name;
+    row.path = HostCopyPathName(path);
+    const double flops = gemm->flops_per_gemm() * kGemms;
+    row.alone_tflops = flops / (Median(alone) * 1e9);
+    row.with_tflops = flops / (Median(with) * 1e9);
+    row.load_gbps = Median(gbps);
+    row.loads = loads_total;
+    std::printf("  %s: GEMM %.0f TFLOP/s alone, %.0f during loads (%.3f), loads %.1f GB/s\n",
+                row.path.c_str(), row.alone_tflops, row.with_tflops,
+                row.with_tflops / row.alone_tflops, row.load_gbps);
+    g_interference.push_back(row);
+  }
+  return Status::OK();
+#else
+  (void)o, (void)m, (void)e, (void)blocks, (void)c;
+  std::printf("interference: this kvtier-bench was built without the engine (no cuBLAS)\n");
+  return Status::OK();
+#endif
 }
 
 // ---- HBM tier ----------------------------------------------------------------
@@ -461,6 +605,7 @@ Status HbmGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t b
                    &c),
            "starting the HBM-tier daemon");
   if (!c.gpu->has_hbm()) return Fail("HBM", Status::Unavailable(c.gpu->hbm_status().ToString()));
+  c.store_all_host = false;
   // Baseline: one contiguous device-to-device copy from the daemon's arena
   // (through the same IPC mapping) into the engine's pool.
   KVTIER_ASSIGN_OR_RETURN(double d2d, TimeCopy(e.buf.data(), c.gpu->segments().hbm, e.bytes,
@@ -726,8 +871,8 @@ void PrintTable(const std::string& device, const LoadBenchOptions& o) {
   std::printf("\nkvtier-bench load on %s: %u tokens per repetition, median of %d (host), %d (HBM), "
               "%d passes (NVMe); GB/s = 1e9 bytes/s\n\n",
               device.c_str(), o.tokens, o.reps, o.hbm_reps, o.nvme_passes);
-  std::printf("| model | operation | GB | ms | GB/s | GPU-timed GB/s | baseline | GB/s | ratio | goal |\n");
-  std::printf("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n");
+  std::printf("| model | operation | path | GB | ms | GB/s | GPU-timed GB/s | baseline | GB/s | ratio | goal |\n");
+  std::printf("| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n");
   for (const Row& r : g_rows) {
     const double ms = Median(r.ms);
     const double gb = GBps(r.bytes, ms);
@@ -738,9 +883,23 @@ void PrintTable(const std::string& device, const LoadBenchOptions& o) {
     char goal[48] = "-";
     if (r.goal > 0)
       std::snprintf(goal, sizeof(goal), "≥ %.2f %s", r.goal, gb / base >= r.goal ? "met" : "MISSED");
-    std::printf("| %s | %s | %.3f | %.2f | %.1f | %s | %s | %.1f | %.3f | %s |\n", r.model.c_str(),
-                r.op.c_str(), r.bytes / 1e9, ms, gb, gpu, r.baseline.c_str(), base, gb / base, goal);
-    if (!r.note.empty()) std::printf("|   | note: %s | | | | | | | | |\n", r.note.c_str());
+    std::printf("| %s | %s | %s | %.3f | %.2f | %.1f | %s | %s | %.1f | %.3f | %s |\n", r.model.c_str(),
+                r.op.c_str(), r.path.empty() ? "-" : r.path.c_str(), r.bytes / 1e9, ms, gb, gpu,
+                r.baseline.c_str(), base, gb / base, goal);
+    if (!r.note.empty()) std::printf("|   | note: %s | | | | | | | | | |\n", r.note.c_str());
+  }
+  if (!g_interference.empty()) {
+    std::printf("\nInterference: bf16 GEMM 4096 x 4096 x 14336 (cuBLAS) on its own stream, alone and "
+                "while host loads of the whole chain run back to back; GEMM batches alternated, "
+                "median of %d\n\n", o.reps);
+    std::printf("| model | path | GEMM TFLOP/s alone | during loads | kept | load GB/s meanwhile | goal (dma) |\n");
+    std::printf("| --- | --- | ---: | ---: | ---: | ---: | --- |\n");
+    for (const auto& r : g_interference) {
+      const double kept = r.with_tflops / r.alone_tflops;
+      std::printf("| %s | %s | %.0f | %.0f | %.3f | %.1f | %s |\n", r.model.c_str(), r.path.c_str(),
+                  r.alone_tflops, r.with_tflops, kept, r.load_gbps,
+                  r.path == "dma" ? (kept >= 0.97 ? "≥ 0.97 met" : "≥ 0.97 MISSED") : "reported");
+    }
   }
   std::printf("\nHost time until the call that queues a transfer returned (StartLoad: planning,\n"
               "block list upload, launches; GpuCopier::Copy for the copier rows), median:\n");
@@ -760,16 +919,17 @@ int RunLoadBench(const LoadBenchOptions& o) {
 #endif
     return 1;
   }
-  if (o.tokens % 16 != 0 || o.tokens == 0) {
-    std::fprintf(stderr, "kvtier-bench load: --tokens must be a positive multiple of 16\n");
+  if (o.tokens == 0) {
+    std::fprintf(stderr, "kvtier-bench load: --tokens must be positive\n");
     return 2;
   }
   auto dev = GpuDeviceName();
   const std::string device = dev.ok() ? *dev : "?";
-  const uint32_t blocks = o.tokens / 16;
   std::printf("kvtier-bench load on %s, daemon %s\n", device.c_str(), o.kvtierd_path.c_str());
   int failures = 0;
-  for (const std::string& name : o.models) {
+  bool interference_done = false;
+  for (const std::string& name : o.models)
+  for (uint32_t page : o.page_tokens) {
     Model m;
     if (name == "8b") {
       m = {"llama-3-8b", 32};
@@ -779,6 +939,14 @@ int RunLoadBench(const LoadBenchOptions& o) {
       std::fprintf(stderr, "kvtier-bench load: unknown model '%s' (8b, 70b)\n", name.c_str());
       return 2;
     }
+    m.page = page;
+    m.name += " p" + std::to_string(page);
+    if (page == 0 || o.tokens % page != 0) {
+      std::fprintf(stderr, "kvtier-bench load: --tokens must be a multiple of the page size %u\n",
+                   page);
+      return 2;
+    }
+    const uint32_t blocks = o.tokens / page;
     Engine e;
     Status st = MakeEngine(m, blocks, &e);
     if (!st.ok()) {
@@ -790,7 +958,8 @@ int RunLoadBench(const LoadBenchOptions& o) {
                 e.pool.DebugString().c_str(), blocks, e.pool.block_bytes(), GiB(e.bytes).c_str());
     for (const std::string& tier : o.tiers) {
       if (tier == "host") {
-        st = HostGroup(o, m, e, blocks);
+        st = HostGroup(o, m, e, blocks, o.interference && !interference_done);
+        interference_done = interference_done || o.interference;
       } else if (tier == "hbm") {
         st = HbmGroup(o, m, e, blocks);
       } else if (tier == "nvme") {

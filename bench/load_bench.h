@@ -7,8 +7,11 @@
 //   HBM → engine     GpuSession::Load from the HBM tier     vs cudaMemcpy D2D
 //   NVMe → engine    Lookup (promotes NVMe → host) + Load   vs io_uring O_DIRECT reads
 //
-// for Llama-3-8B- and 70B-shaped pools (8 KV heads x 128, bf16, 16-token
-// pages, vLLM layout) over --tokens tokens. It spawns one daemon per tier
+// for Llama-3-8B- and 70B-shaped pools (8 KV heads x 128, bf16, vLLM
+// layout, --page-tokens tokens per page) over --tokens tokens. Host rows come
+// once per copy path (--host-paths: the SM gather kernel, the copy engines);
+// --interference adds a cuBLAS GEMM's throughput alone and during a load by
+// each path. It spawns one daemon per tier
 // setup, sized so the data fits (docs/performance.md, "GPU path").
 //
 // Without CUDA (or a GPU) it prints why and returns 1. Single-threaded.
@@ -37,6 +40,9 @@ struct LoadBenchOptions {
   int hbm_reps = 9;      // of HBM rows
   int nvme_passes = 3;   // timed passes over all tokens from NVMe
   uint32_t nvme_chunk_blocks = 128;  // blocks per Lookup + Load from NVMe
+  std::vector<uint32_t> page_tokens = {16};            // tokens per page (block)
+  std::vector<std::string> host_paths = {"sm", "dma"};  // HostCopyPath names
+  bool interference = false;  // GEMM throughput alone and during host loads
 };
 
 int RunLoadBench(const LoadBenchOptions& options);

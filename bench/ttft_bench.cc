@@ -122,9 +122,11 @@ struct Bench {
   // at `tokens` and the disk's measured bandwidth; else every hit is loaded.
   Result<std::unique_ptr<KvtierConnector>> Connector(const std::string& socket, bool bind_gpu,
                                                      bool cost_aware = false, uint32_t tokens = 0,
-                                                     double nvme_bytes_per_s = 0) {
+                                                     double nvme_bytes_per_s = 0,
+                                                     HostCopyPath host_path = HostCopyPath::kAuto) {
     ConnectorOptions co;
     co.socket = socket;
+    co.host_path = host_path;
     co.bind_gpu = bind_gpu;
     co.cost_aware = cost_aware;
     if (cost_aware) {
@@ -183,7 +185,10 @@ struct Bench {
     const uint64_t maxL = *std::max_element(f.lens.begin(), f.lens.end());
     const uint64_t kv_max = maxL * kv_bytes_per_token;
     std::vector<std::string> flags;
-    if (tier == "host") flags = {"--host-capacity", std::to_string(3 * kv_max + (1ull << 30))};
+    // "host-sm": the host tier read by the SM gather kernel instead of the
+    // copy engines (the session's path before the copy-engine path existed).
+    const bool sm = tier == "host-sm";
+    if (tier == "host" || sm) flags = {"--host-capacity", std::to_string(3 * kv_max + (1ull << 30))};
     if (tier == "hbm")
       flags = {"--host-capacity", "1G", "--hbm-capacity", std::to_string(2 * kv_max + (1ull << 30)),
                "--store-tier", "hbm"};
@@ -193,7 +198,9 @@ struct Bench {
                "write-through", "--nvme-queue-depth", "256"};
     flags.insert(flags.end(), {"--log-level", "warn"});
     KVTIER_ASSIGN_OR_RETURN(auto d, DaemonProcess::Start(f.kvtierd, flags));
-    KVTIER_ASSIGN_OR_RETURN(auto conn, Connector(d->socket(), tier == "hbm"));
+    KVTIER_ASSIGN_OR_RETURN(auto conn,
+                            Connector(d->socket(), tier == "hbm", false, 0, 0,
+                                      sm ? HostCopyPath::kSmGather : HostCopyPath::kAuto));
     // Store every length's prompt; with NVMe, each written through before
     // the next may push it out of the host tier.
     std::unique_ptr<Client> watch;
@@ -224,7 +231,7 @@ struct Bench {
     for (uint32_t L : f.lens) {
       Row row;
       row.tokens = L;
-      row.path = "full hit, " + tier;
+      row.path = sm ? "full hit, host [sm]" : "full hit, " + tier;
       const uint64_t bytes = uint64_t((L - 1) / 16 * 16) * kv_bytes_per_token;
       std::vector<double> plain;
       // NVMe repetitions each start from a restarted daemon: no warm-up.
@@ -430,8 +437,12 @@ int RunTtftBench(int argc, char** argv) {
   app.add_option("--kvtierd", f.kvtierd, "daemon binary")->capture_default_str();
   app.add_option("--lens", f.lens, "prompt lengths")->delimiter(',')->capture_default_str()
       ->check(CLI::Range(17u, 1u << 20));
-  app.add_option("--tiers", f.tiers, "full-hit rows: hbm, host, nvme")->delimiter(',')
-      ->capture_default_str()->check(CLI::IsMember({"hbm", "host", "nvme"}));
+  app.add_option("--tiers", f.tiers,
+                 "full-hit rows: hbm, host, nvme, host-sm (the host tier through the SM gather "
+                 "kernel instead of the copy engines)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::IsMember({"hbm", "host", "nvme", "host-sm"}));
   app.add_option("--reps", f.reps, "timed repetitions per row (after one warm-up)")
       ->capture_default_str()->check(CLI::Range(1u, 100u));
   app.add_option("--half", f.half, "half-hit rows from the host tier")->capture_default_str();

@@ -132,6 +132,7 @@ Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> p
                                    Num(blocks.size()) + " blocks");
   scratch->refs.clear();
   scratch->all_hbm = !pages.empty();
+  scratch->all_host = !pages.empty();
   scratch->page_bits.assign((uint64_t{num_pages} + 63) / 64, 0);
   for (size_t i = 0; i < pages.size(); ++i) {
     const RemoteBlock& b = blocks[i];
@@ -149,6 +150,7 @@ Status PlanLoad(std::span<const RemoteBlock> blocks, std::span<const uint32_t> p
                                         block_bytes, &slot));
     scratch->refs.push_back(BlockRef{slot, p, 0});
     scratch->all_hbm = scratch->all_hbm && b.tier == TierKind::kHbm;
+    scratch->all_host = scratch->all_host && b.tier == TierKind::kHost;
   }
   return Status::OK();
 }
@@ -162,6 +164,7 @@ Status PlanStore(std::span<const ClientTxn::Slot> slots, std::span<const uint32_
   scratch->refs.clear();
   scratch->slot_index.clear();
   scratch->all_hbm = true;
+  scratch->all_host = true;
   for (size_t i = 0; i < slots.size(); ++i) {
     const ClientTxn::Slot& s = slots[i];
     if (pages[i] >= num_pages)
@@ -174,8 +177,10 @@ Status PlanStore(std::span<const ClientTxn::Slot> slots, std::span<const uint32_
     scratch->refs.push_back(BlockRef{slot, pages[i], 0});
     scratch->slot_index.push_back(static_cast<uint32_t>(i));
     scratch->all_hbm = scratch->all_hbm && s.tier == TierKind::kHbm;
+    scratch->all_host = scratch->all_host && s.tier == TierKind::kHost;
   }
   scratch->all_hbm = scratch->all_hbm && !scratch->refs.empty();
+  scratch->all_host = scratch->all_host && !scratch->refs.empty();
   return Status::OK();
 }
 

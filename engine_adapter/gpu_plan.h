@@ -29,6 +29,9 @@ namespace kvtier {
 struct GpuSegments {
   uint8_t* host = nullptr;  // the registered mapping of the host segment
   uint64_t host_bytes = 0;
+  // The same segment's host address (for DMA by the copy engines); may
+  // equal `host` (unified addressing).
+  uint8_t* host_cpu = nullptr;
   uint8_t* hbm = nullptr;  // the IPC mapping of the HBM arena; null: not open
   uint64_t hbm_bytes = 0;
   int hbm_device = -1;     // the CUDA device of that arena
@@ -40,6 +43,7 @@ struct GpuPlanScratch {
   std::vector<uint32_t> slot_index;  // store: the slot each ref writes
   std::vector<uint64_t> page_bits;   // load: pages already named
   bool all_hbm = false;              // every ref's slot is in the HBM tier
+  bool all_host = false;             // every ref's slot is in the host tier
 };
 
 // OK, or InvalidArgument naming the first difference between the pool's

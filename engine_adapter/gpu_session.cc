@@ -24,6 +24,7 @@ struct GpuTransferScratch {
   bool verify = true;            // sums computed (and, for loads, verified)
   uint64_t block_bytes = 0;
   std::vector<uint64_t> values;  // store: the sums to commit
+  std::vector<BlockRef> dma_refs;  // the plan with host addresses, for the copy engines
   // Load: the lease's blocks, whose committed checksums the sums are checked
   // against (the lease outlives Wait(), see StartLoad).
   const RemoteBlock* lease = nullptr;
@@ -54,6 +55,29 @@ Status CheckDevice(const ClientNamespace& ns, int device) {
 
 }  // namespace
 
+const char* HostCopyPathName(HostCopyPath path) {
+  switch (path) {
+    case HostCopyPath::kAuto: return "auto";
+    case HostCopyPath::kSmGather: return "sm";
+    case HostCopyPath::kCopyEngine: return "dma";
+  }
+  return "?";
+}
+
+Result<HostCopyPath> ParseHostCopyPath(const std::string& name) {
+  for (HostCopyPath p : {HostCopyPath::kAuto, HostCopyPath::kSmGather, HostCopyPath::kCopyEngine})
+    if (name == HostCopyPathName(p)) return p;
+  return Status::InvalidArgument("unknown host copy path '" + name +
+                                 "' (expected auto, sm or dma)");
+}
+
+HostCopyPath ChooseHostCopyPath(HostCopyPath setting, bool all_host, uint64_t bytes,
+                                uint64_t min_bytes) {
+  if (!all_host) return HostCopyPath::kSmGather;
+  if (setting != HostCopyPath::kAuto) return setting;
+  return bytes >= min_bytes ? HostCopyPath::kCopyEngine : HostCopyPath::kSmGather;
+}
+
 // ---- GpuLoad -----------------------------------------------------------------
 
 GpuLoad::GpuLoad() = default;
@@ -61,6 +85,7 @@ GpuLoad::GpuLoad() = default;
 GpuLoad::GpuLoad(GpuLoad&& o) noexcept
     : session_(std::exchange(o.session_, nullptr)),
       scratch_(std::move(o.scratch_)),
+      path_(o.path_),
       blocks_(o.blocks_),
       verified_(o.verified_),
       waited_(o.waited_),
@@ -71,6 +96,7 @@ GpuLoad& GpuLoad::operator=(GpuLoad&& o) noexcept {
     if (session_ != nullptr && scratch_) session_->ReturnScratch(std::move(scratch_));
     session_ = std::exchange(o.session_, nullptr);
     scratch_ = std::move(o.scratch_);
+    path_ = o.path_;
     blocks_ = o.blocks_;
     verified_ = o.verified_;
     waited_ = o.waited_;
@@ -123,6 +149,7 @@ GpuStore::GpuStore() = default;
 GpuStore::GpuStore(GpuStore&& o) noexcept
     : session_(std::exchange(o.session_, nullptr)),
       scratch_(std::move(o.scratch_)),
+      path_(o.path_),
       txn_(std::move(o.txn_)),
       result_(o.result_),
       waited_(o.waited_) {}
@@ -133,6 +160,7 @@ GpuStore& GpuStore::operator=(GpuStore&& o) noexcept {
     if (session_ != nullptr && scratch_) session_->ReturnScratch(std::move(scratch_));
     session_ = std::exchange(o.session_, nullptr);
     scratch_ = std::move(o.scratch_);
+    path_ = o.path_;
     txn_ = std::move(o.txn_);  // aborts ours
     result_ = o.result_;
     waited_ = o.waited_;
@@ -189,6 +217,8 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
   }
   std::unique_ptr<GpuSession> s(new GpuSession());
   s->store_chunk_bytes_ = options.store_chunk_bytes;
+  s->host_path_ = options.host_path;
+  s->auto_dma_min_bytes_ = options.auto_dma_min_bytes;
   if (options.device >= 0) {
     KVTIER_RETURN_IF_ERROR(GpuSetDevice(options.device));
     s->device_ = options.device;
@@ -201,6 +231,7 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
                                                      HostRegisterMode::kReadWrite));
   s->segments_.host = static_cast<uint8_t*>(s->host_reg_.device_ptr());
   s->segments_.host_bytes = client->segment_bytes();
+  s->segments_.host_cpu = client->segment_base();
   KVTIER_ASSIGN_OR_RETURN(s->copier_, GpuCopier::Create(options.copier));
   KVTIER_ASSIGN_OR_RETURN(s->hbm_copier_, GpuCopier::Create(options.hbm_copier));
   if (options.open_hbm) {
@@ -273,18 +304,42 @@ void GpuSession::ReturnScratch(std::unique_ptr<GpuTransferScratch> scratch) {
   free_scratch_.push_back(std::move(scratch));
 }
 
-Status GpuSession::Launch(GpuTransferScratch* s, const KvPool& pool, TransferDirection direction,
-                          GpuStream stream, const GpuLoadOptions& options) {
+Result<HostCopyPath> GpuSession::Launch(GpuTransferScratch* s, const KvPool& pool,
+                                        TransferDirection direction, GpuStream stream,
+                                        const GpuLoadOptions& options) {
   PagedTransfer t;
   t.pool = &pool;
   t.blocks = s->plan.refs;
   t.direction = direction;
   s->verify = options.verify;
   t.checksum_sums = s->verify ? static_cast<uint64_t*>(s->sums_device.data()) : nullptr;
-  GpuCopier* copier = s->plan.all_hbm ? hbm_copier_.get() : copier_.get();
-  Status st = options.layers_per_group > 0
-                  ? copier->CopyLayerwise(t, options.layers_per_group, options.events, stream)
-                  : copier->Copy(t, stream);
+  const uint64_t bytes = uint64_t{s->plan.refs.size()} * pool.block_bytes();
+  HostCopyPath path = ChooseHostCopyPath(host_path_, s->plan.all_host, bytes, auto_dma_min_bytes_);
+  // One block's layer group must fit a staging buffer; else the kernel path.
+  const uint32_t group =
+      options.layers_per_group > 0 ? options.layers_per_group : pool.shape.num_layers;
+  if (path == HostCopyPath::kCopyEngine &&
+      uint64_t{std::min(group, pool.shape.num_layers)} * pool.block_bytes() /
+              pool.shape.num_layers >
+          copier_->staging_buffer_bytes())
+    path = HostCopyPath::kSmGather;
+  Status st;
+  if (path == HostCopyPath::kCopyEngine) {
+    // The copy engines take host addresses of the registered segment.
+    s->dma_refs.resize(s->plan.refs.size());
+    for (size_t i = 0; i < s->plan.refs.size(); ++i) {
+      s->dma_refs[i] = s->plan.refs[i];
+      s->dma_refs[i].slot =
+          segments_.host_cpu + (static_cast<uint8_t*>(s->plan.refs[i].slot) - segments_.host);
+    }
+    t.blocks = s->dma_refs;
+    st = copier_->CopyStaged(t, options.layers_per_group, options.events, stream);
+  } else {
+    GpuCopier* copier = s->plan.all_hbm ? hbm_copier_.get() : copier_.get();
+    st = options.layers_per_group > 0
+             ? copier->CopyLayerwise(t, options.layers_per_group, options.events, stream)
+             : copier->Copy(t, stream);
+  }
   if (st.ok() && s->verify && !s->plan.refs.empty())
     st = GpuCopyBytesAsync(s->sums_host.host(), s->sums_device.data(),
                            s->plan.refs.size() * sizeof(uint64_t), stream);
@@ -294,8 +349,9 @@ Status GpuSession::Launch(GpuTransferScratch* s, const KvPool& pool, TransferDir
   } else {
     // Part of the work may be queued: let it finish before the buffers are reused.
     (void)GpuSynchronize(stream);
+    return st;
   }
-  return st;
+  return path;
 }
 
 Result<GpuLoad> GpuSession::StartLoad(const ClientNamespace& ns, const ClientLease& lease,
@@ -317,7 +373,9 @@ Result<GpuLoad> GpuSession::StartLoad(const ClientNamespace& ns, const ClientLea
   if (st.ok()) {
     s->block_bytes = pool.block_bytes();
     s->lease = lease.blocks().data();
-    st = Launch(s.get(), pool, TransferDirection::kLoad, stream, options);
+    auto path = Launch(s.get(), pool, TransferDirection::kLoad, stream, options);
+    st = path.status();
+    if (path.ok()) load.path_ = *path;
   }
   if (!st.ok()) {
     ReturnScratch(std::move(s));
@@ -371,7 +429,9 @@ Result<GpuStore> GpuSession::StartStore(ClientNamespace& ns, std::span<const Blo
                         segments_, &s->plan);
   if (st.ok()) {
     s->block_bytes = pool.block_bytes();
-    st = Launch(s.get(), pool, TransferDirection::kStore, stream, GpuLoadOptions{});
+    auto path = Launch(s.get(), pool, TransferDirection::kStore, stream, GpuLoadOptions{});
+    st = path.status();
+    if (path.ok()) store.path_ = *path;
   }
   if (!st.ok()) {
     ReturnScratch(std::move(s));

@@ -1,7 +1,9 @@
 // GpuSession: the GPU path of kvtier::Client. Loads leased blocks straight
 // into an engine's paged KV pool and stores pool pages straight into the
-// daemon's slots, with the loader's gather/scatter kernels (loader/gpu_copy.h);
-// no byte passes through the daemon or a staging buffer.
+// daemon's slots; no byte passes through the daemon. Host slots move either
+// by the loader's gather/scatter kernel over PCIe or by the copy engines
+// through a bounded device staging ring and a device scatter
+// (loader/gpu_copy.h, HostCopyPath below); HBM slots by the kernel.
 //
 //   auto client  = Client::Connect(socket).value();
 //   auto gpu     = GpuSession::Create(client.get(), {.device = 0}).value();
@@ -58,6 +60,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "engine_adapter/client.h"
@@ -71,6 +74,23 @@ namespace kvtier {
 
 class GpuSession;
 struct GpuTransferScratch;
+
+// How a transfer between host slots and the pool moves its bytes
+// (docs/loader.md, "Two paths for host slots").
+enum class HostCopyPath : uint8_t {
+  kAuto = 0,        // chosen per transfer from what was measured (below)
+  kSmGather = 1,    // the gather/scatter kernel reads (writes) the slots over PCIe
+  kCopyEngine = 2,  // DMA by the copy engines into device staging + a device scatter
+};
+const char* HostCopyPathName(HostCopyPath path);
+// "auto", "sm" or "dma" (the names --help shows); InvalidArgument otherwise.
+Result<HostCopyPath> ParseHostCopyPath(const std::string& name);
+
+// The kAuto rule: the copy engines for a transfer whose slots are all in the
+// host tier and that moves at least `min_bytes`; the SM gather for smaller
+// ones (one kernel, no staging hop) and for transfers that mix tiers.
+HostCopyPath ChooseHostCopyPath(HostCopyPath setting, bool all_host, uint64_t bytes,
+                                uint64_t min_bytes);
 
 struct GpuSessionOptions {
   // CUDA device of the engine's pool; -1: the calling thread's current device.
@@ -91,6 +111,13 @@ struct GpuSessionOptions {
   // it. A store whose first chunk lands wholly in HBM does the rest in one
   // chunk (its copy is shorter than the RPCs it would add). 0: one chunk.
   uint64_t store_chunk_bytes = 256ull << 20;
+  // Transfers of host slots: kAuto picks per transfer (ChooseHostCopyPath
+  // with auto_dma_min_bytes); kSmGather and kCopyEngine force one path
+  // (transfers that mix host and HBM slots always take the SM gather).
+  // copier.staging_bytes bounds the device memory the copy engines' path
+  // stages through.
+  HostCopyPath host_path = HostCopyPath::kAuto;
+  uint64_t auto_dma_min_bytes = 4ull << 20;
 };
 
 struct GpuLoadOptions {
@@ -125,11 +152,14 @@ class GpuLoad {
   // Wait() returned OK; the index of the first bad block on Corruption; 0 on
   // IOError or before Wait()). An engine keeps these and recomputes the rest.
   size_t verified_blocks() const { return verified_; }
+  // The path the copy took: kCopyEngine or kSmGather (also for HBM slots).
+  HostCopyPath path() const { return path_; }
 
  private:
   friend class GpuSession;
   GpuSession* session_ = nullptr;
   std::unique_ptr<GpuTransferScratch> scratch_;
+  HostCopyPath path_ = HostCopyPath::kSmGather;
   size_t blocks_ = 0;
   size_t verified_ = 0;
   bool waited_ = false;
@@ -153,11 +183,14 @@ class GpuStore {
   // checksums the kernel computed. Errors: IOError (CUDA; the reservation is
   // aborted), Commit's (Unavailable, InvalidArgument). Call once.
   Result<StoreResult> Wait();
+  // The path the copy took (as GpuLoad::path()).
+  HostCopyPath path() const { return path_; }
 
  private:
   friend class GpuSession;
   GpuSession* session_ = nullptr;
   std::unique_ptr<GpuTransferScratch> scratch_;
+  HostCopyPath path_ = HostCopyPath::kSmGather;
   ClientTxn txn_;
   StoreResult result_;
   bool waited_ = false;
@@ -235,11 +268,15 @@ class GpuSession {
   void ReturnScratch(std::unique_ptr<GpuTransferScratch> scratch);
   // Queues the copy of scratch->plan.refs and the checksum read-back, and
   // records scratch->done.
-  Status Launch(GpuTransferScratch* scratch, const KvPool& pool, TransferDirection direction,
-                GpuStream stream, const GpuLoadOptions& options);
+  // Returns the path the copy took.
+  Result<HostCopyPath> Launch(GpuTransferScratch* scratch, const KvPool& pool,
+                              TransferDirection direction, GpuStream stream,
+                              const GpuLoadOptions& options);
 
   int device_ = 0;
   uint64_t store_chunk_bytes_ = 0;
+  HostCopyPath host_path_ = HostCopyPath::kAuto;
+  uint64_t auto_dma_min_bytes_ = 0;
   HostRegistration host_reg_;
   IpcMemMapping hbm_map_;
   GpuSegments segments_;

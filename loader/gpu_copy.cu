@@ -248,11 +248,52 @@ struct GpuCopier::Impl {
   uint32_t next = 0;
   std::vector<BlockRef> sort_tmp;
 
+  // The copy-engine path's state, allocated at the first CopyStaged().
+  struct Staged {
+    char* buffers = nullptr;            // device, count * buffer_bytes
+    uint64_t buffer_bytes = 0;
+    uint32_t count = 0;
+    cudaStream_t dma = nullptr;         // the copy engines' queue
+    std::vector<cudaEvent_t> filled;    // per buffer: its DMA (load) or gather (store) is done
+    std::vector<cudaEvent_t> drained;   // per buffer: its contents are consumed
+    cudaEvent_t tail = nullptr;         // a store's last DMA
+    uint64_t next_buffer = 0;           // buffers are taken in turn across transfers
+    // Device block lists of staged transfers in flight, a ring like the
+    // copier's (each grows to the largest transfer that used it).
+    static constexpr uint32_t kLists = 8;
+    BlockRef* list_host[kLists] = {};
+    BlockRef* list_device[kLists] = {};
+    size_t list_capacity[kLists] = {};
+    cudaEvent_t list_done[kLists] = {};
+    uint32_t next_list = 0;
+    bool batch_supported = true;        // cudaMemcpyBatchAsync answered
+    // Reused host arrays of one chunk's copies.
+    std::vector<void*> dsts;
+    std::vector<const void*> srcs;
+    std::vector<size_t> sizes;
+    std::vector<BlockRef> refs;
+  };
+  Staged staged;
+
   ~Impl() {
     for (cudaEvent_t ev : done) {
       (void)cudaEventSynchronize(ev);
       (void)cudaEventDestroy(ev);
     }
+    if (staged.dma != nullptr) (void)cudaStreamSynchronize(staged.dma);
+    for (uint32_t i = 0; i < Staged::kLists; ++i) {
+      if (staged.list_done[i] != nullptr) {
+        (void)cudaEventSynchronize(staged.list_done[i]);
+        (void)cudaEventDestroy(staged.list_done[i]);
+      }
+      if (staged.list_device[i] != nullptr) (void)cudaFree(staged.list_device[i]);
+      if (staged.list_host[i] != nullptr) (void)cudaFreeHost(staged.list_host[i]);
+    }
+    for (cudaEvent_t ev : staged.filled) (void)cudaEventDestroy(ev);
+    for (cudaEvent_t ev : staged.drained) (void)cudaEventDestroy(ev);
+    if (staged.tail != nullptr) (void)cudaEventDestroy(staged.tail);
+    if (staged.dma != nullptr) (void)cudaStreamDestroy(staged.dma);
+    if (staged.buffers != nullptr) (void)cudaFree(staged.buffers);
     if (device != nullptr) (void)cudaFree(device);
     if (staging != nullptr) (void)cudaFreeHost(staging);
   }
@@ -308,12 +349,20 @@ struct GpuCopier::Impl {
   // canonical bytes of layers [l0, l1).
   Status Launch(const PagedTransfer& t, const CopyGeometry& geo, uint32_t slot, size_t first,
                 size_t n, uint32_t l0, uint32_t l1, bool run_major, cudaStream_t stream) {
+    return LaunchList(t, geo, device + size_t{slot} * options.max_blocks,
+                      t.checksum_sums == nullptr ? nullptr : t.checksum_sums + first, n, l0, l1,
+                      run_major, max_ctas, stream);
+  }
+
+  // One kernel over the n blocks of the device list `blocks`, whose checksum
+  // sums are sums[blocks[i].sum_index]; grid capped at `grid_cap` CTAs (0: none).
+  Status LaunchList(const PagedTransfer& t, const CopyGeometry& geo, const BlockRef* blocks,
+                    uint64_t* sums, size_t n, uint32_t l0, uint32_t l1, bool run_major,
+                    int grid_cap, cudaStream_t stream) {
     KernelParams p{};
     p.geo = geo;
-    p.blocks = device + size_t{slot} * options.max_blocks;
-    p.sums = t.checksum_sums == nullptr
-                 ? nullptr
-                 : reinterpret_cast<unsigned long long*>(t.checksum_sums + first);
+    p.blocks = blocks;
+    p.sums = reinterpret_cast<unsigned long long*>(sums);
     p.range_begin = l0 * geo.layer_bytes;
     p.range_end = l1 * geo.layer_bytes;
     const int unroll = options.vector_loads_per_thread;
@@ -329,7 +378,7 @@ struct GpuCopier::Impl {
     p.run_major = run_major;
     p.tiles_per_run = run_major ? geo.run_bytes / tile_bytes : 0;
     uint32_t grid = p.total_tiles;
-    if (max_ctas > 0) grid = std::min<uint32_t>(grid, static_cast<uint32_t>(max_ctas));
+    if (grid_cap > 0) grid = std::min<uint32_t>(grid, static_cast<uint32_t>(grid_cap));
     if (grid == 0) return Status::OK();
     if (unroll == 8) {
       LaunchPagedCopy<8>(load, sum, dim3(grid), stream, p);
@@ -339,6 +388,105 @@ struct GpuCopier::Impl {
       LaunchPagedCopy<4>(load, sum, dim3(grid), stream, p);
     }
     return CudaStatus(cudaGetLastError(), "PagedCopyKernel launch");
+  }
+
+  // Allocates the staging buffers, the DMA stream and their events.
+  Status EnsureStaged() {
+    if (staged.buffers != nullptr) return Status::OK();
+    const uint32_t count = options.staging_buffers;
+    const uint64_t bytes = options.staging_bytes / count / kVecBytes * kVecBytes;
+    if (cudaMalloc(reinterpret_cast<void**>(&staged.buffers), bytes * count) != cudaSuccess) {
+      (void)cudaGetLastError();
+      staged.buffers = nullptr;
+      return Status::ResourceExhausted("GpuCopier: no device memory for " +
+                                       std::to_string(bytes * count) + " bytes of staging");
+    }
+    staged.buffer_bytes = bytes;
+    staged.count = count;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&staged.dma, cudaStreamNonBlocking));
+    for (uint32_t i = 0; i < count; ++i) {
+      cudaEvent_t a, b;
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&a, cudaEventDisableTiming));
+      staged.filled.push_back(a);
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&b, cudaEventDisableTiming));
+      staged.drained.push_back(b);
+    }
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&staged.tail, cudaEventDisableTiming));
+    for (uint32_t i = 0; i < Staged::kLists; ++i)
+      KVTIER_CUDA_RETURN_IF_ERROR(
+          cudaEventCreateWithFlags(&staged.list_done[i], cudaEventDisableTiming));
+    return Status::OK();
+  }
+
+  // Queues the upload of staged.refs into the next list of the ring, after
+  // waiting (host) for the transfer that last used it. Returns the list.
+  Result<uint32_t> UploadStagedList(cudaStream_t stream) {
+    const uint32_t i = staged.next_list;
+    staged.next_list = (i + 1) % Staged::kLists;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(staged.list_done[i]));
+    const size_t n = staged.refs.size();
+    if (staged.list_capacity[i] < n) {
+      if (staged.list_device[i] != nullptr) (void)cudaFree(staged.list_device[i]);
+      if (staged.list_host[i] != nullptr) (void)cudaFreeHost(staged.list_host[i]);
+      staged.list_device[i] = nullptr;
+      staged.list_host[i] = nullptr;
+      staged.list_capacity[i] = 0;
+      const size_t cap = std::max<size_t>(n, 1024);
+      KVTIER_CUDA_RETURN_IF_ERROR(
+          cudaHostAlloc(reinterpret_cast<void**>(&staged.list_host[i]), cap * sizeof(BlockRef),
+                        cudaHostAllocPortable));
+      KVTIER_CUDA_RETURN_IF_ERROR(
+          cudaMalloc(reinterpret_cast<void**>(&staged.list_device[i]), cap * sizeof(BlockRef)));
+      staged.list_capacity[i] = cap;
+    }
+    std::memcpy(staged.list_host[i], staged.refs.data(), n * sizeof(BlockRef));
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staged.list_device[i], staged.list_host[i],
+                                                n * sizeof(BlockRef), cudaMemcpyHostToDevice,
+                                                stream));
+    return i;
+  }
+
+  // Queues the chunk's copies (staged.dsts/srcs/sizes) on the DMA stream:
+  // one cudaMemcpyBatchAsync, or one cudaMemcpyAsync each where the batch
+  // call is not supported.
+  Status QueueDma() {
+    const size_t n = staged.dsts.size();
+    if (n == 0) return Status::OK();
+    if (n > 1 && staged.batch_supported) {
+      cudaMemcpyAttributes attr{};
+      attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+      attr.flags = cudaMemcpyFlagPreferOverlapWithCompute;
+      size_t attr_index = 0;
+      const cudaError_t err =
+          cudaMemcpyBatchAsync(staged.dsts.data(), const_cast<const void**>(staged.srcs.data()),
+                               staged.sizes.data(), n, &attr, &attr_index, 1, staged.dma);
+      if (err == cudaSuccess) return Status::OK();
+      if (err != cudaErrorNotSupported && err != cudaErrorInvalidValue)
+        return CudaStatus(err, "cudaMemcpyBatchAsync");
+      (void)cudaGetLastError();
+      staged.batch_supported = false;  // the driver lacks it: copies one by one
+    }
+    for (size_t i = 0; i < n; ++i) {
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staged.dsts[i], staged.srcs[i], staged.sizes[i],
+                                                  cudaMemcpyDefault, staged.dma));
+    }
+    return Status::OK();
+  }
+
+  // Adds one piece to the chunk's copies, merged with the previous one where
+  // both sides continue it.
+  void AddPiece(void* dst, const void* src, size_t bytes) {
+    if (!staged.dsts.empty()) {
+      const size_t last = staged.dsts.size() - 1;
+      if (static_cast<char*>(staged.dsts[last]) + staged.sizes[last] == dst &&
+          static_cast<const char*>(staged.srcs[last]) + staged.sizes[last] == src) {
+        staged.sizes[last] += bytes;
+        return;
+      }
+    }
+    staged.dsts.push_back(dst);
+    staged.srcs.push_back(src);
+    staged.sizes.push_back(bytes);
   }
 
   // Blocks per launch: max_blocks, and few enough that tiles fit 32 bits.
@@ -356,6 +504,10 @@ GpuCopier::~GpuCopier() = default;
 Result<std::unique_ptr<GpuCopier>> GpuCopier::Create(const Options& options) {
   if (options.max_blocks == 0 || options.ring_depth == 0) {
     return Status::InvalidArgument("GpuCopier: max_blocks and ring_depth must be positive");
+  }
+  if (options.staging_buffers == 0 || options.staging_bytes / options.staging_buffers < kVecBytes) {
+    return Status::InvalidArgument(
+        "GpuCopier: staging_buffers must be positive and each buffer at least 16 bytes");
   }
   const int u = options.vector_loads_per_thread;
   if (u != 2 && u != 4 && u != 8) {
@@ -466,6 +618,184 @@ Status GpuCopier::CopyLayerwise(const PagedTransfer& t, uint32_t layers_per_grou
   events->layer_begin_ = l0;
   events->layer_end_ = l1;
   events->layers_per_group_ = layers_per_group;
+  return Status::OK();
+}
+
+uint64_t GpuCopier::staging_buffer_bytes() const {
+  return impl_->options.staging_bytes / impl_->options.staging_buffers / kVecBytes * kVecBytes;
+}
+
+// One chunk: blocks [first, first + n) of the transfer, layers [a, b), in
+// staging buffer `buffer`.
+namespace {
+struct StagedChunk {
+  size_t first = 0;
+  size_t n = 0;
+  uint32_t a = 0;
+  uint32_t b = 0;
+  uint32_t buffer = 0;
+  size_t list_offset = 0;  // its entries in the uploaded list
+};
+}  // namespace
+
+Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
+                             LayerEvents* events, GpuStream gpu_stream) {
+  KVTIER_RETURN_IF_ERROR(ValidateTransfer(t));
+  const bool load = t.direction == TransferDirection::kLoad;
+  if (layers_per_group > 0 && !load)
+    return Status::InvalidArgument("CopyStaged: layer-wise stores are not supported");
+  if (layers_per_group > 0 && events == nullptr)
+    return Status::InvalidArgument("CopyStaged: a layer-wise copy needs LayerEvents");
+  auto stream = static_cast<cudaStream_t>(gpu_stream);
+  const CopyGeometry geo = MakeCopyGeometry(*t.pool);
+  const uint32_t l0 = t.layer_begin;
+  const uint32_t l1 = t.resolved_layer_end();
+  const uint32_t group = layers_per_group > 0 ? layers_per_group : l1 - l0;
+  const uint32_t groups = (l1 - l0 + group - 1) / group;
+  if (layers_per_group > 0 && groups > events->max_groups()) {
+    return Status::InvalidArgument("CopyStaged: " + std::to_string(groups) +
+                                   " layer groups but LayerEvents holds " +
+                                   std::to_string(events->max_groups()));
+  }
+  Impl& m = *impl_;
+  KVTIER_RETURN_IF_ERROR(m.EnsureStaged());
+  Impl::Staged& st = m.staged;
+  const uint64_t buf_bytes = st.buffer_bytes;
+  if (uint64_t{group} * geo.layer_bytes > buf_bytes) {
+    return Status::InvalidArgument("CopyStaged: a block's group of " + std::to_string(group) +
+                                   " layer(s) is " +
+                                   std::to_string(uint64_t{group} * geo.layer_bytes) +
+                                   " bytes, more than a staging buffer (" +
+                                   std::to_string(buf_bytes) + ")");
+  }
+  // DMA in pieces of `dma_layers` layers of a block: whole caller groups,
+  // enough of them to reach min_dma_piece_bytes, within one buffer.
+  uint32_t dma_layers = group;
+  while (dma_layers < l1 - l0 &&
+         uint64_t{dma_layers} * geo.layer_bytes < m.options.min_dma_piece_bytes &&
+         uint64_t{dma_layers + group} * geo.layer_bytes <= buf_bytes)
+    dma_layers += group;
+  if (layers_per_group == 0) dma_layers = l1 - l0;
+
+  // Plan the chunks and the block list the kernels read.
+  std::vector<StagedChunk> chunks;
+  st.refs.clear();
+  for (uint32_t a = l0; a < l1; a += dma_layers) {
+    const uint32_t b = std::min(l1, a + dma_layers);
+    const uint64_t piece = uint64_t{b - a} * geo.layer_bytes;
+    const size_t per_chunk = static_cast<size_t>(std::max<uint64_t>(1, buf_bytes / piece));
+    for (size_t first = 0; first < t.blocks.size(); first += per_chunk) {
+      StagedChunk c;
+      c.first = first;
+      c.n = std::min(per_chunk, t.blocks.size() - first);
+      c.a = a;
+      c.b = b;
+      c.buffer = static_cast<uint32_t>((st.next_buffer + chunks.size()) % st.count);
+      c.list_offset = st.refs.size();
+      char* base = st.buffers + uint64_t{c.buffer} * buf_bytes;
+      for (size_t k = 0; k < c.n; ++k) {
+        // The kernel reads (writes) slot + offset for canonical offsets of
+        // layers [a, b): point "slot" so that layer a lands at the piece.
+        char* piece_at = base + k * piece;
+        BlockRef r;
+        r.slot = piece_at - uint64_t{a} * geo.layer_bytes;
+        r.page = t.blocks[first + k].page;
+        r.sum_index = static_cast<uint32_t>(first + k);
+        st.refs.push_back(r);
+      }
+      chunks.push_back(c);
+    }
+  }
+  st.next_buffer += chunks.size();
+  if (layers_per_group > 0) events->num_groups_ = 0;
+  if (t.checksum_sums != nullptr && !t.accumulate_checksums && !t.blocks.empty()) {
+    KVTIER_RETURN_IF_ERROR(m.ZeroSums(t.checksum_sums, t.blocks.size(), stream));
+  }
+  uint32_t list = 0;
+  if (!st.refs.empty()) {
+    KVTIER_ASSIGN_OR_RETURN(list, m.UploadStagedList(stream));
+  }
+  const int grid_cap = static_cast<int>(m.options.staged_ctas);
+  auto run = [&]() -> Status {
+    uint32_t next_event = 0;  // caller groups whose events are recorded
+    for (size_t ci = 0; ci < chunks.size(); ++ci) {
+      const StagedChunk& c = chunks[ci];
+      const uint64_t piece = uint64_t{c.b - c.a} * geo.layer_bytes;
+      char* base = st.buffers + uint64_t{c.buffer} * buf_bytes;
+      const cudaEvent_t filled = st.filled[c.buffer];
+      const cudaEvent_t drained = st.drained[c.buffer];
+      st.dsts.clear();
+      st.srcs.clear();
+      st.sizes.clear();
+      const BlockRef* list_at = st.list_device[list] + c.list_offset;
+      if (load) {
+        // DMA slot pieces into the buffer once its last contents are drained,
+        // then scatter it on the caller's stream.
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(st.dma, drained, 0));
+        for (size_t k = 0; k < c.n; ++k) {
+          const char* src = static_cast<const char*>(t.blocks[c.first + k].slot) +
+                            uint64_t{c.a} * geo.layer_bytes;
+          m.AddPiece(base + k * piece, src, piece);
+        }
+        KVTIER_RETURN_IF_ERROR(m.QueueDma());
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(filled, st.dma));
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, filled, 0));
+        KVTIER_RETURN_IF_ERROR(m.LaunchList(t, geo, list_at, t.checksum_sums, c.n, c.a, c.b,
+                                            /*run_major=*/false, grid_cap, stream));
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(drained, stream));
+        // Caller groups complete once the last chunk of their layers is in.
+        const bool last_of_layers = ci + 1 == chunks.size() || chunks[ci + 1].a != c.a;
+        if (layers_per_group > 0 && last_of_layers) {
+          for (; next_event < groups && l0 + (next_event + 1) * group <= c.b; ++next_event)
+            KVTIER_CUDA_RETURN_IF_ERROR(
+                cudaEventRecord(static_cast<cudaEvent_t>(events->events_[next_event]), stream));
+          if (c.b == l1) {
+            for (; next_event < groups; ++next_event)
+              KVTIER_CUDA_RETURN_IF_ERROR(
+                  cudaEventRecord(static_cast<cudaEvent_t>(events->events_[next_event]), stream));
+          }
+        }
+      } else {
+        // Gather pages into the buffer once its last DMA has read it, then
+        // DMA it into the slots.
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, drained, 0));
+        KVTIER_RETURN_IF_ERROR(m.LaunchList(t, geo, list_at, t.checksum_sums, c.n, c.a, c.b,
+                                            /*run_major=*/false, grid_cap, stream));
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(filled, stream));
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(st.dma, filled, 0));
+        for (size_t k = 0; k < c.n; ++k) {
+          char* dst = static_cast<char*>(t.blocks[c.first + k].slot) +
+                      uint64_t{c.a} * geo.layer_bytes;
+          m.AddPiece(dst, base + k * piece, piece);
+        }
+        KVTIER_RETURN_IF_ERROR(m.QueueDma());
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(drained, st.dma));
+      }
+    }
+    if (!load && !chunks.empty()) {
+      // The caller's stream reaches its end only once the slots are written.
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(st.tail, st.dma));
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, st.tail, 0));
+    }
+    if (layers_per_group > 0) {
+      for (; next_event < groups; ++next_event)  // an empty transfer
+        KVTIER_CUDA_RETURN_IF_ERROR(
+            cudaEventRecord(static_cast<cudaEvent_t>(events->events_[next_event]), stream));
+    }
+    return Status::OK();
+  };
+  Status ran = run();
+  if (!st.refs.empty()) {
+    Status rec = CudaStatus(cudaEventRecord(st.list_done[list], stream), "cudaEventRecord");
+    if (ran.ok()) ran = rec;
+  }
+  KVTIER_RETURN_IF_ERROR(ran);
+  if (layers_per_group > 0) {
+    events->num_groups_ = groups;
+    events->layer_begin_ = l0;
+    events->layer_end_ = l1;
+    events->layers_per_group_ = layers_per_group;
+  }
   return Status::OK();
 }
 

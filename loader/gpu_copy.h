@@ -19,6 +19,8 @@
 //   auto events = LayerEvents::Create(pool.shape.num_layers).value();
 //   copier->CopyLayerwise(t, /*layers_per_group=*/4, &events, stream);
 //   events.StreamWaitLayer(l, compute_stream);   // before attention of layer l
+// Through the copy engines (slots in pinned or registered host memory):
+//   copier->CopyStaged(t_with_host_addresses, /*layers_per_group=*/0, nullptr, stream);
 //
 // This header compiles without CUDA; without CUDA, Create() returns
 // Unavailable. Ownership: the copier owns its staging ring, LayerEvents its
@@ -112,6 +114,22 @@ class GpuCopier {
     // than scattered writes (docs/loader.md). Checksum sums keep the caller's
     // order. Applies with max_resident_waves = 0 and up to 4 loads per thread.
     bool write_order = true;
+
+    // The copy-engine path (CopyStaged): device staging memory of
+    // staging_bytes, allocated at the first staged copy and cut into
+    // staging_buffers equal buffers that the DMA and the scatter take in
+    // turn, so that the copy engines fill buffer i + 1 while the kernel
+    // drains buffer i. A transfer moves in chunks of at most one buffer.
+    uint64_t staging_bytes = 64ull << 20;
+    uint32_t staging_buffers = 4;
+    // CTAs of each scatter (gather) between a staging buffer and the pool: a
+    // device-to-device copy this size keeps ahead of the PCIe link with a
+    // fraction of the SMs, leaving the rest to the engine. 0: one per tile.
+    uint32_t staged_ctas = 32;
+    // A layer-wise staged load DMAs each block's layers in pieces of at least
+    // this many bytes (several of the caller's layer groups at once when one
+    // is smaller): the copy engines run far below the link on small pieces.
+    uint32_t min_dma_piece_bytes = 256u << 10;
   };
 
   // Unavailable without a GPU; ResourceExhausted if pinned or device memory
@@ -133,6 +151,26 @@ class GpuCopier {
   // the batch exceeds max_blocks or `events` has too few groups.
   Status CopyLayerwise(const PagedTransfer& transfer, uint32_t layers_per_group,
                        LayerEvents* events, GpuStream stream);
+
+  // The copy-engine path. Slots (t.blocks[i].slot) must be addresses the
+  // copy engines can reach by DMA: pinned or cudaHostRegister'ed host memory
+  // (host addresses), or device memory. A load DMAs each block's bytes (of
+  // each layer group: a contiguous piece of its slot; neighbouring pieces
+  // merge into one copy) into a staging buffer on an internal stream, and a
+  // kernel on `stream` scatters the buffer into the pool pages, computing the
+  // checksums, while the next buffer fills; a store gathers pages into a
+  // buffer on `stream`, and the DMA writes it into the slots. Everything the
+  // transfer does is complete once `stream` reaches this point.
+  // layers_per_group = 0: the whole layer range, `events` unused; n > 0
+  // (loads only): one event of `events` per group of n layers, recorded once
+  // those layers are in the pool. Errors: InvalidArgument (ValidateTransfer;
+  // layer-wise stores; too few events; one block's layer group larger than a
+  // staging buffer), ResourceExhausted (staging memory), IOError (CUDA).
+  Status CopyStaged(const PagedTransfer& transfer, uint32_t layers_per_group,
+                    LayerEvents* events, GpuStream stream);
+
+  // Bytes of one staging buffer (options.staging_bytes / staging_buffers).
+  uint64_t staging_buffer_bytes() const;
 
   struct Impl;
 

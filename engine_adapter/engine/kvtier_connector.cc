@@ -124,6 +124,7 @@ bool KvtierConnector::EnsureConnected() {
     if (ns.ok()) {
       conn->ns = std::move(ns.value());
       GpuSessionOptions go;  // the engine's (current) device
+      go.host_path = options_.host_path;
       Result<std::unique_ptr<GpuSession>> gpu = GpuSession::Create(conn->client.get(), go);
       if (gpu.ok()) {
         conn->gpu = std::move(gpu.value());

@@ -44,6 +44,7 @@
 
 #include "cache/keys.h"
 #include "engine_adapter/engine/checkpoint_identity.h"
+#include "engine_adapter/gpu_session.h"
 #include "engine_adapter/engine/engine.h"
 #include "engine_adapter/engine/load_plan.h"
 #include "engine_adapter/engine/safetensors.h"
@@ -67,6 +68,9 @@ struct ConnectorOptions {
   bool bind_gpu = false;
   // Layers per load launch (an event after each); 0: all layers in one.
   uint32_t layers_per_group = 1;
+  // How loads and stores move host-tier blocks (gpu_session.h): kAuto takes
+  // the copy engines for all but small transfers.
+  HostCopyPath host_path = HostCopyPath::kAuto;
   // Blocks shorter than this are not worth a lookup (a hit of fewer blocks
   // is loaded anyway once looked up).
   uint32_t min_lookup_blocks = 1;

@@ -122,6 +122,7 @@ struct RunFlags {
   bool kvtier_no_store = false;
   bool kvtier_hbm = false;
   bool kvtier_always_load = false;
+  std::string kvtier_host_path = "auto";
   uint32_t kvtier_layers_per_group = 1;
 };
 
@@ -190,6 +191,7 @@ int Run(const RunFlags& f) {
     co.bind_gpu = f.kvtier_hbm;
     co.layers_per_group = f.kvtier_layers_per_group;
     co.cost_aware = !f.kvtier_always_load;
+    co.host_path = ParseHostCopyPath(f.kvtier_host_path).value();  // checked by the parser
     Result<std::unique_ptr<KvtierConnector>> c = KvtierConnector::Create(&e, *ck, co);
     if (!c.ok()) return Fail(c.status());
     conn = std::move(c.value());
@@ -472,6 +474,13 @@ int main(int argc, char** argv) {
                 "load every hit, also NVMe blocks that this engine recomputes faster than the "
                 "disk reads them (default: skip those)")
       ->needs(ks);
+  run->add_option("--kvtier-host-path", rf.kvtier_host_path,
+                  "how host-tier blocks move: dma (copy engines into staging, then a device "
+                  "scatter), sm (a gather kernel over PCIe), auto (dma for all but small "
+                  "transfers)")
+      ->capture_default_str()
+      ->needs(ks)
+      ->check(CLI::IsMember({"auto", "dma", "sm"}));
   run->add_option("--kvtier-layers-per-group", rf.kvtier_layers_per_group,
                   "layers per load launch; layer l computes once its group is in (0: whole "
                   "load first)")

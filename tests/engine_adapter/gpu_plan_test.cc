@@ -112,15 +112,18 @@ TEST(GpuPlanTest, LoadPlanMapsBlocksToPages) {
   EXPECT_EQ(sc.refs[1].page, 0u);
   EXPECT_EQ(sc.refs[2].slot, g.host + 32768);
   EXPECT_FALSE(sc.all_hbm);
+  EXPECT_FALSE(sc.all_host);  // mixed: the copy engines do not take it
   // A prefix of the lease.
   ASSERT_TRUE(PlanLoad(blocks, std::span(pages).first(1), pool.block_bytes(), 8, g, &sc).ok());
   EXPECT_EQ(sc.refs.size(), 1u);
   EXPECT_FALSE(sc.all_hbm);
+  EXPECT_TRUE(sc.all_host);
   // Only HBM blocks: the session may pick its device-memory copier.
   ASSERT_TRUE(PlanLoad(std::span(blocks).subspan(1, 1), std::span(pages).first(1),
                        pool.block_bytes(), 8, g, &sc)
                   .ok());
   EXPECT_TRUE(sc.all_hbm);
+  EXPECT_FALSE(sc.all_host);
   // The transfer the session builds from it passes the loader's validation.
   PagedTransfer t{&pool, sc.refs, TransferDirection::kLoad};
   EXPECT_TRUE(ValidateTransfer(t).ok());
@@ -182,6 +185,7 @@ TEST(GpuPlanTest, StorePlanWritesReservedSlotsOnly) {
   EXPECT_EQ(sc.refs[1].page, 4u);
   EXPECT_EQ(sc.slot_index, (std::vector<uint32_t>{1, 3}));
   EXPECT_FALSE(sc.all_hbm);
+  EXPECT_FALSE(sc.all_host);
   // Stores may read one page twice (the same prefix stored under two chains).
   std::vector<uint32_t> same = {2, 2, 2, 2, 2};
   EXPECT_TRUE(PlanStore(slots, same, bb, 8, g, &sc).ok());

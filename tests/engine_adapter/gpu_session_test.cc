@@ -89,10 +89,18 @@ struct Case {
   Layout layout;
   KvDtype dtype;
   bool hbm;  // daemon with an HBM tier that takes the stores
+  // How the storing and the loading process move host slots.
+  HostCopyPath store_path = HostCopyPath::kAuto;
+  HostCopyPath load_path = HostCopyPath::kAuto;
 };
 
 std::string CaseName(const Case& c) {
-  return std::string(LayoutName(c.layout)) + "_" + KvDtypeName(c.dtype) + (c.hbm ? "_hbm" : "_host");
+  std::string n =
+      std::string(LayoutName(c.layout)) + "_" + KvDtypeName(c.dtype) + (c.hbm ? "_hbm" : "_host");
+  if (c.store_path != HostCopyPath::kAuto || c.load_path != HostCopyPath::kAuto)
+    n += std::string("_store_") + HostCopyPathName(c.store_path) + "_load_" +
+         HostCopyPathName(c.load_path);
+  return n;
 }
 
 KvPoolShape Shape(KvDtype dtype) {
@@ -186,6 +194,9 @@ int GpuStoreChild(const std::string& socket, const Case& c, uint32_t prompt, uin
   CHILD_OK(ns.status(), 11);
   GpuSessionOptions so;
   if (chunk_blocks > 0) so.store_chunk_bytes = uint64_t{chunk_blocks} * Shape(c.dtype).block_bytes();
+  so.host_path = c.store_path;
+  so.copier.staging_buffers = 3;  // a small ring: several chunks, wrapped
+  so.copier.staging_bytes = 3 * 5 * Shape(c.dtype).block_bytes();
   auto gpu = GpuSession::Create(client->get(), so);
   CHILD_OK(gpu.status(), 12);
   (*ns)->set_device((*gpu)->device());
@@ -198,9 +209,20 @@ int GpuStoreChild(const std::string& socket, const Case& c, uint32_t prompt, uin
   CHILD_OK(stream.status(), 16);
   auto keys = Keys(**ns, prompt, kBlocks);
   auto pages = StorePages();
+  {
+    // The path taken is the one asked for (kAuto: the SM gather below its
+    // threshold, as these small stores are).
+    auto probe = (*gpu)->StartStore(**ns, std::span(keys).first(1), pool.dev_desc,
+                                    std::span(pages).first(1), {}, stream->get());
+    CHILD_OK(probe.status(), 21);
+    const HostCopyPath want = c.hbm || c.store_path == HostCopyPath::kAuto ? HostCopyPath::kSmGather
+                                                                            : c.store_path;
+    CHILD_CHECK(probe->path() == want, 22, HostCopyPathName(probe->path()));
+    CHILD_OK(probe->Wait().status(), 23);
+  }
   auto r = (*gpu)->Store(**ns, keys, pool.dev_desc, pages, {}, stream->get());
   CHILD_OK(r.status(), 17);
-  CHILD_CHECK(r->stored == kBlocks, 18, std::to_string(r->stored));
+  CHILD_CHECK(r->stored == kBlocks - 1, 18, std::to_string(r->stored));
   // Again: everything is present, nothing is written.
   r = (*gpu)->Store(**ns, keys, pool.dev_desc, pages, {}, stream->get());
   CHILD_OK(r.status(), 19);
@@ -216,7 +238,11 @@ int GpuLoadChild(const std::string& socket, const Case& c, uint32_t prompt, uint
   CHILD_OK(client.status(), 30);
   auto ns = (*client)->OpenNamespace(Spec(c.dtype));
   CHILD_OK(ns.status(), 31);
-  auto gpu = GpuSession::Create(client->get());
+  GpuSessionOptions so;
+  so.host_path = c.load_path;
+  so.copier.staging_buffers = 2;
+  so.copier.staging_bytes = 2 * 7 * Shape(c.dtype).block_bytes();
+  auto gpu = GpuSession::Create(client->get(), so);
   CHILD_OK(gpu.status(), 32);
   (*ns)->set_device((*gpu)->device());
   Pool src;
@@ -266,7 +292,14 @@ int GpuLoadChild(const std::string& socket, const Case& c, uint32_t prompt, uint
   // One batched gather.
   std::memset(dst.host.data(), loader_test::kPoisonA, dst.host.size());
   CHILD_OK(dst.Upload(), 42);
-  CHILD_OK((*gpu)->Load(**ns, *lease, dst.dev_desc, pages, stream->get()), 43);
+  {
+    auto one = (*gpu)->StartLoad(**ns, *lease, dst.dev_desc, pages, stream->get());
+    CHILD_OK(one.status(), 43);
+    const HostCopyPath want = c.hbm || c.load_path == HostCopyPath::kAuto ? HostCopyPath::kSmGather
+                                                                           : c.load_path;
+    CHILD_CHECK(one->path() == want, 143, HostCopyPathName(one->path()));
+    CHILD_OK(one->Wait(), 144);
+  }
   CHILD_OK(dst.Download(&got), 44);
   HostBytes e = expect_after_load(loader_test::kPoisonA);
   int64_t diff = FirstDiff(got.data(), e.data(), e.size());
@@ -344,7 +377,19 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Layout::kVllmFlash, KvDtype::kBf16, true},
                       Case{Layout::kVllmFlash, KvDtype::kFp8E4M3, true},
                       Case{Layout::kFlashInferHnd, KvDtype::kBf16, true},
-                      Case{Layout::kFlashInferHnd, KvDtype::kFp8E4M3, true}),
+                      Case{Layout::kFlashInferHnd, KvDtype::kFp8E4M3, true},
+                      // The copy engines' path, and each path reading the other's blocks.
+                      Case{Layout::kVllmFlash, KvDtype::kBf16, false, HostCopyPath::kCopyEngine,
+                           HostCopyPath::kCopyEngine},
+                      Case{Layout::kFlashInferHnd, KvDtype::kFp8E4M3, false,
+                           HostCopyPath::kCopyEngine, HostCopyPath::kCopyEngine},
+                      Case{Layout::kVllmFlash, KvDtype::kBf16, false, HostCopyPath::kCopyEngine,
+                           HostCopyPath::kSmGather},
+                      Case{Layout::kVllmFlash, KvDtype::kBf16, false, HostCopyPath::kSmGather,
+                           HostCopyPath::kCopyEngine},
+                      // HBM slots take the kernel whatever the setting.
+                      Case{Layout::kVllmFlash, KvDtype::kBf16, true, HostCopyPath::kCopyEngine,
+                           HostCopyPath::kCopyEngine}),
     [](const ::testing::TestParamInfo<Case>& i) { return CaseName(i.param); });
 
 // Store() in a pipeline of 5-block chunks (5 chunks for 24 blocks) stores
@@ -423,12 +468,18 @@ TEST(GpuSessionCorruptionTest, FlippedHostByteIsCaughtOnLoad) {
     ASSERT_EQ(b.tier, TierKind::kHost);
     (*client)->segment_base()[b.offset + b.size / 2 + 5] ^= 0x10;
   }
+  // Both paths catch it: the kernel reading the slot, and the scatter from
+  // the staging buffer the copy engines filled.
+  for (HostCopyPath path : {HostCopyPath::kSmGather, HostCopyPath::kCopyEngine}) {
+  SCOPED_TRACE(HostCopyPathName(path));
   ASSERT_EQ(RunChild([&]() -> int {
               auto client = Client::Connect(d.socket());
               CHILD_OK(client.status(), 60);
               auto ns = (*client)->OpenNamespace(Spec(c.dtype));
               CHILD_OK(ns.status(), 61);
-              auto gpu = GpuSession::Create(client->get());
+              GpuSessionOptions so;
+              so.host_path = path;
+              auto gpu = GpuSession::Create(client->get(), so);
               CHILD_OK(gpu.status(), 62);
               Pool dst;
               CHILD_OK(dst.Init(c.layout, c.dtype, true), 63);
@@ -447,6 +498,7 @@ TEST(GpuSessionCorruptionTest, FlippedHostByteIsCaughtOnLoad) {
               return 0;
             }),
             0);
+  }
 }
 
 // An engine that does not open the HBM tier cannot store into it: the

@@ -291,6 +291,157 @@ TEST(GpuCopyTest, LayerwiseEventsFollowTheCopy) {
   EXPECT_TRUE(copier->CopyLayerwise(load, 3, &two, stream.get()).IsInvalidArgument());
 }
 
+// The copy-engine path (CopyStaged) gives the CPU's bytes and sums for every
+// layout: stores and loads, whole and layer-wise, slots in pinned host memory
+// (host addresses, DMA over PCIe) and in device memory, with a staging ring
+// large enough for the whole transfer and with one so small that each chunk
+// holds one block (or one layer group of one) and the ring wraps many times.
+TEST(GpuCopyTest, StagedPathMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const CaseSpec& c : AllCases()) {
+    for (bool pinned : {true, false}) {
+      for (bool tiny : {false, true}) {
+        SCOPED_TRACE(CaseName(c) + (pinned ? " pinned" : " device") + (tiny ? " tiny" : ""));
+        Fixture f;
+        ASSERT_OK(f.Init(c, pinned, 71, /*num_layers=*/6));
+        const size_t n = f.pages.size();
+        GpuCopier::Options o;
+        if (tiny) {
+          o.staging_buffers = 2;
+          o.staging_bytes = 2 * f.block_bytes;  // one block per chunk
+          o.min_dma_piece_bytes = 1;            // layer-wise: one group per DMA piece
+        }
+        ASSIGN_OR_FAIL(auto copier, GpuCopier::Create(o));
+        ASSIGN_OR_FAIL(OwnedGpuStream stream, OwnedGpuStream::Create());
+        ASSIGN_OR_FAIL(DeviceBuffer sums, DeviceBuffer::Allocate(n * 8));
+        char* dma_base = pinned ? static_cast<char*>(f.pinned_slots.host()) : f.slots_dev;
+        auto blocks = f.Blocks(dma_base);
+
+        // Store: device pool -> slots, through staging and the copy engines.
+        PagedTransfer store{&f.dev_desc, blocks, TransferDirection::kStore};
+        store.checksum_sums = static_cast<uint64_t*>(sums.data());
+        ASSERT_OK(copier->CopyStaged(store, 0, nullptr, stream.get()));
+        ASSERT_OK(GpuSynchronize(stream.get()));
+        HostBytes ref_slots(f.slots_bytes);
+        const std::vector<uint64_t> ref_sums = f.ReferenceStore(&ref_slots);
+        HostBytes got_slots(f.slots_bytes);
+        ASSERT_OK(GpuCopyBytes(got_slots.data(), f.slots_dev, f.slots_bytes));
+        ASSERT_EQ(FirstDiff(got_slots.data(), ref_slots.data(), f.slots_bytes), -1);
+        EXPECT_EQ(ReadSums(sums, n), ref_sums);
+
+        // The pool a load must produce: poison, then each slot in its page.
+        HostBytes ref_pool(f.pool_bytes);
+        std::memset(ref_pool.data(), kPoisonB, f.pool_bytes);
+        ASSIGN_OR_FAIL(KvPool ref_desc, BuildPool(c.layout, f.shape, ref_pool.data()));
+        auto ref_blocks = f.Blocks(ref_slots.data());
+        PagedTransfer ref_load{&ref_desc, ref_blocks, TransferDirection::kLoad};
+        ASSERT_OK(CpuCopy(ref_load));
+
+        for (uint32_t group : {0u, 1u, 4u}) {
+          SCOPED_TRACE("layers per group " + std::to_string(group));
+          ASSERT_OK(GpuFillBytes(f.dev_pool.data(), kPoisonB, f.pool_bytes));
+          ASSERT_OK(GpuFillBytes(sums.data(), 0x77, n * 8));
+          PagedTransfer load{&f.dev_desc, blocks, TransferDirection::kLoad};
+          load.checksum_sums = static_cast<uint64_t*>(sums.data());
+          ASSIGN_OR_FAIL(LayerEvents events, LayerEvents::Create(6));
+          ASSERT_OK(copier->CopyStaged(load, group, group ? &events : nullptr, stream.get()));
+          if (group > 0) {
+            EXPECT_EQ(events.num_groups(), (6 + group - 1) / group);
+            for (uint32_t l = 0; l < 6; ++l) ASSERT_OK(events.SynchronizeLayer(l));
+          }
+          ASSERT_OK(GpuSynchronize(stream.get()));
+          HostBytes got_pool(f.pool_bytes);
+          ASSERT_OK(GpuCopyBytes(got_pool.data(), f.dev_pool.data(), f.pool_bytes));
+          ASSERT_EQ(FirstDiff(got_pool.data(), ref_pool.data(), f.pool_bytes), -1);
+          EXPECT_EQ(ReadSums(sums, n), ref_sums);
+        }
+      }
+    }
+  }
+}
+
+// Contiguous slots merge into one DMA; a layer range moves only those layers;
+// a layer-wise store, too few events and a group larger than a staging
+// buffer are refused; the staged and kernel paths interleave on one copier.
+TEST(GpuCopyTest, StagedPathEdges) {
+  SKIP_WITHOUT_GPU();
+  CaseSpec c{Layout::kVllmFlash, KvDtype::kBf16, 16};
+  Fixture f;
+  ASSERT_OK(f.Init(c, /*pinned=*/true, 81, /*num_layers=*/8));
+  const size_t n = f.pages.size();
+  // Slots back to back in pinned memory, random bytes.
+  ASSIGN_OR_FAIL(PinnedHostBuffer slots, PinnedHostBuffer::Allocate(n * f.block_bytes));
+  FillRandom(slots.host(), n * f.block_bytes, 82);
+  std::vector<BlockRef> blocks;
+  for (size_t i = 0; i < n; ++i)
+    blocks.push_back({static_cast<char*>(slots.host()) + i * f.block_bytes, f.pages[i]});
+  GpuCopier::Options o;
+  o.staging_buffers = 3;
+  o.staging_bytes = 3 * 2 * f.block_bytes;  // two blocks per chunk
+  ASSIGN_OR_FAIL(auto copier, GpuCopier::Create(o));
+  EXPECT_EQ(copier->staging_buffer_bytes(), 2 * f.block_bytes);
+  ASSIGN_OR_FAIL(OwnedGpuStream stream, OwnedGpuStream::Create());
+  ASSIGN_OR_FAIL(DeviceBuffer sums, DeviceBuffer::Allocate(n * 8));
+
+  // Layers [2, 5) only: the other layers of every page keep their poison.
+  ASSERT_OK(GpuFillBytes(f.dev_pool.data(), kPoisonB, f.pool_bytes));
+  PagedTransfer part{&f.dev_desc, blocks, TransferDirection::kLoad};
+  part.layer_begin = 2;
+  part.layer_end = 5;
+  part.checksum_sums = static_cast<uint64_t*>(sums.data());
+  ASSERT_OK(copier->CopyStaged(part, 0, nullptr, stream.get()));
+  // The kernel path on the same copier, then the staged path again, queued
+  // behind each other on one stream.
+  PagedTransfer whole{&f.dev_desc, blocks, TransferDirection::kLoad};
+  ASSERT_OK(copier->Copy(whole, stream.get()));
+  ASSERT_OK(GpuSynchronize(stream.get()));
+  HostBytes ref_pool(f.pool_bytes);
+  std::memset(ref_pool.data(), kPoisonB, f.pool_bytes);
+  ASSIGN_OR_FAIL(KvPool ref_desc, BuildPool(c.layout, f.shape, ref_pool.data()));
+  std::vector<BlockRef> ref_blocks = blocks;
+  std::vector<uint64_t> ref_sums(n);
+  PagedTransfer ref{&ref_desc, ref_blocks, TransferDirection::kLoad};
+  ref.layer_begin = 2;
+  ref.layer_end = 5;
+  ref.checksum_sums = ref_sums.data();
+  ASSERT_OK(CpuCopy(ref));
+  EXPECT_EQ(ReadSums(sums, n), ref_sums);
+  // (the whole load then overwrote every layer)
+  PagedTransfer ref_whole{&ref_desc, ref_blocks, TransferDirection::kLoad};
+  ASSERT_OK(CpuCopy(ref_whole));
+  HostBytes got(f.pool_bytes);
+  ASSERT_OK(GpuCopyBytes(got.data(), f.dev_pool.data(), f.pool_bytes));
+  ASSERT_EQ(FirstDiff(got.data(), ref_pool.data(), f.pool_bytes), -1);
+
+  // Only the layer range: poison the pool again and load [2, 5) staged.
+  ASSERT_OK(GpuFillBytes(f.dev_pool.data(), kPoisonB, f.pool_bytes));
+  ASSERT_OK(copier->CopyStaged(part, 0, nullptr, stream.get()));
+  ASSERT_OK(GpuSynchronize(stream.get()));
+  std::memset(ref_pool.data(), kPoisonB, f.pool_bytes);
+  ASSERT_OK(CpuCopy(ref));
+  ASSERT_OK(GpuCopyBytes(got.data(), f.dev_pool.data(), f.pool_bytes));
+  ASSERT_EQ(FirstDiff(got.data(), ref_pool.data(), f.pool_bytes), -1);
+
+  // Refusals.
+  PagedTransfer store{&f.dev_desc, blocks, TransferDirection::kStore};
+  ASSIGN_OR_FAIL(LayerEvents events, LayerEvents::Create(8));
+  EXPECT_TRUE(copier->CopyStaged(store, 1, &events, stream.get()).IsInvalidArgument());
+  ASSIGN_OR_FAIL(LayerEvents two, LayerEvents::Create(2));
+  EXPECT_TRUE(copier->CopyStaged(whole, 1, &two, stream.get()).IsInvalidArgument());
+  EXPECT_TRUE(copier->CopyStaged(whole, 1, nullptr, stream.get()).IsInvalidArgument());
+  GpuCopier::Options small;
+  small.staging_buffers = 2;
+  small.staging_bytes = f.block_bytes;  // half a block per buffer
+  ASSIGN_OR_FAIL(auto small_copier, GpuCopier::Create(small));
+  EXPECT_TRUE(small_copier->CopyStaged(whole, 0, nullptr, stream.get()).IsInvalidArgument());
+  // ... while groups of a few layers fit.
+  ASSERT_OK(small_copier->CopyStaged(whole, 2, &events, stream.get()));
+  ASSERT_OK(GpuSynchronize(stream.get()));
+  GpuCopier::Options none;
+  none.staging_buffers = 0;
+  EXPECT_TRUE(GpuCopier::Create(none).status().IsInvalidArgument());
+}
+
 TEST(GpuCopyTest, CorruptedSlotIsDetected) {
   SKIP_WITHOUT_GPU();
   CaseSpec c{Layout::kFlashInferHnd, KvDtype::kBf16, 16};
