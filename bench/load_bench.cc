@@ -504,15 +504,31 @@ Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, ui
   auto keys = PromptKeys(*c.ns, 1 + 100 * static_cast<uint32_t>(o.host_paths.size() - 1) +
                                     static_cast<uint32_t>(o.reps) - 1,
                          blocks);
-  std::vector<double> alone;
+  // The loads run on a low-priority stream, as the engine's connector runs
+  // them (the GEMM stands for its compute).
+  KVTIER_ASSIGN_OR_RETURN(OwnedGpuStream load_stream, OwnedGpuStream::Create(StreamPriority::kLow));
+  struct Setup {
+    std::string label;
+    GpuSessionOptions so;
+  };
+  std::vector<Setup> setups;
   for (const std::string& name : o.host_paths) {
     KVTIER_ASSIGN_OR_RETURN(HostCopyPath path, ParseHostCopyPath(name));
-    GpuSessionOptions so;
-    so.host_path = path;
-    BENCH_OK(NewSession(c, so), "session");
+    Setup su{name, {}};
+    su.so.host_path = path;
+    setups.push_back(su);
+    if (path == HostCopyPath::kCopyEngine) {
+      su.label = name + ", 8-CTA scatter";
+      su.so.copier.staged_ctas = 8;
+      setups.push_back(su);
+    }
+  }
+  for (const Setup& su : setups) {
+    std::vector<double> alone;
+    BENCH_OK(NewSession(c, su.so), "session");
     KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
     if (lease.size() != blocks) return Fail("interference lookup", Status::Internal("partial lease"));
-    BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, e.stream.get()), "warm-up load");
+    BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, load_stream.get()), "warm-up load");
     std::vector<double> with, gbps;
     int loads_total = 0;
     for (int r = 0; r < o.reps; ++r) {
@@ -529,7 +545,7 @@ Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, ui
         if (done) break;
         GpuLoad& slot = pending[loads % 2];
         if (loads >= 2) BENCH_OK(slot.Wait(), "load during GEMM");
-        KVTIER_ASSIGN_OR_RETURN(slot, c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages, e.stream.get()));
+        KVTIER_ASSIGN_OR_RETURN(slot, c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages, load_stream.get()));
         ++loads;
       }
       KVTIER_ASSIGN_OR_RETURN(float w, gemm->WaitMs());
@@ -542,7 +558,7 @@ Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, ui
     BENCH_OK(lease.Release(), "release");
     InterferenceRow row;
     row.model = m.name;
-    row.path = HostCopyPathName(path);
+    row.path = su.label;
     const double flops = gemm->flops_per_gemm() * kGemms;
     row.alone_tflops = flops / (Median(alone) * 1e9);
     row.with_tflops = flops / (Median(with) * 1e9);
@@ -890,15 +906,16 @@ void PrintTable(const std::string& device, const LoadBenchOptions& o) {
   }
   if (!g_interference.empty()) {
     std::printf("\nInterference: bf16 GEMM 4096 x 4096 x 14336 (cuBLAS) on its own stream, alone and "
-                "while host loads of the whole chain run back to back; GEMM batches alternated, "
-                "median of %d\n\n", o.reps);
+                "while host loads of the whole chain run back to back on a low-priority stream; GEMM "
+                "batches alternated, median of %d\n\n", o.reps);
     std::printf("| model | path | GEMM TFLOP/s alone | during loads | kept | load GB/s meanwhile | goal (dma) |\n");
     std::printf("| --- | --- | ---: | ---: | ---: | ---: | --- |\n");
     for (const auto& r : g_interference) {
       const double kept = r.with_tflops / r.alone_tflops;
       std::printf("| %s | %s | %.0f | %.0f | %.3f | %.1f | %s |\n", r.model.c_str(), r.path.c_str(),
                   r.alone_tflops, r.with_tflops, kept, r.load_gbps,
-                  r.path == "dma" ? (kept >= 0.97 ? "≥ 0.97 met" : "≥ 0.97 MISSED") : "reported");
+                  r.path.rfind("dma", 0) == 0 ? (kept >= 0.97 ? "≥ 0.97 met" : "≥ 0.97 MISSED")
+                                              : "reported");
     }
   }
   std::printf("\nHost time until the call that queues a transfer returned (StartLoad: planning,\n"

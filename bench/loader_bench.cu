@@ -372,6 +372,33 @@ int main(int argc, char** argv) {
         staged_op(c.get(), host_shuffled, D::kLoad, 1)), "memcpy H2D", h2d);
   }
 
+  // Small transfers, where the kAuto rule chooses: the first n blocks by
+  // each path (shuffled slots), checksums on.
+  for (uint32_t n : {1u, 2u, 4u, 16u, 64u}) {
+    std::vector<BlockRef> few(host_shuffled.begin(), host_shuffled.begin() + n);
+    std::vector<BlockRef> few_dev(few);
+    for (auto& b : few_dev)
+      b.slot = static_cast<char*>(pinned_dev) + (static_cast<char*>(b.slot) - static_cast<char*>(pinned_host));
+    const uint64_t bytes = uint64_t{n} * block_bytes;
+    const float base = MedianMs(stream, kWarm, kRepsPcie, [&]() {
+      CUDA_CHECK(cudaMemcpyAsync(pool_mem, pinned_host, bytes, cudaMemcpyHostToDevice, stream));
+    });
+    const float sm = MedianMs(stream, kWarm, kRepsPcie, [&]() {
+      PagedTransfer t{&vllm, few_dev, D::kLoad};
+      t.checksum_sums = sums;
+      OK_CHECK(copier->Copy(t, stream));
+    });
+    const float ce = MedianMs(stream, kWarm, kRepsPcie, [&]() {
+      PagedTransfer t{&vllm, few, D::kLoad};
+      t.checksum_sums = sums;
+      OK_CHECK(copier->CopyStaged(t, 0, nullptr, stream));
+    });
+    rows.push_back({"  [small] " + std::to_string(n) + " blocks, SM gather", double(bytes), sm,
+                    "memcpy H2D", base});
+    rows.push_back({"  [small] " + std::to_string(n) + " blocks, copy engines", double(bytes), ce,
+                    "memcpy H2D", base});
+  }
+
   // Kernel tuning variants (GpuCopier::Options), for the record.
   struct Variant {
     const char* name;

@@ -315,9 +315,9 @@ Result<HostCopyPath> GpuSession::Launch(GpuTransferScratch* s, const KvPool& poo
   t.checksum_sums = s->verify ? static_cast<uint64_t*>(s->sums_device.data()) : nullptr;
   const uint64_t bytes = uint64_t{s->plan.refs.size()} * pool.block_bytes();
   HostCopyPath path = ChooseHostCopyPath(host_path_, s->plan.all_host, bytes, auto_dma_min_bytes_);
-  // One block's layer group must fit a staging buffer; else the kernel path.
-  const uint32_t group =
-      options.layers_per_group > 0 ? options.layers_per_group : pool.shape.num_layers;
+  // One block's layer group (or one layer) must fit a staging buffer; else
+  // the kernel path.
+  const uint32_t group = options.layers_per_group > 0 ? options.layers_per_group : 1;
   if (path == HostCopyPath::kCopyEngine &&
       uint64_t{std::min(group, pool.shape.num_layers)} * pool.block_bytes() /
               pool.shape.num_layers >
@@ -464,17 +464,23 @@ Result<StoreResult> GpuSession::Store(ClientNamespace& ns, std::span<const Block
     return store.Wait();
   }
   // Two chunks in flight: while the host waits for chunk i and commits it,
-  // the GPU copies chunk i + 1, queued behind it.
+  // the GPU copies chunk i + 1, queued behind it. The chunks grow from an
+  // eighth of the size: the first copy starts after a short Reserve.
   StoreResult total;
   GpuStore pending[2];
   size_t queued = 0, done = 0;
+  size_t next_chunk = std::max<size_t>(1, chunk / 8);
   for (size_t first = 0; first < keys.size();) {
-    const size_t n = std::min(chunk, keys.size() - first);
+    const size_t n = std::min(std::min(next_chunk, chunk), keys.size() - first);
+    next_chunk *= 2;
     KVTIER_ASSIGN_OR_RETURN(pending[queued % 2],
                             StartStore(ns, keys.subspan(first, n), pool, pages.subspan(first, n),
                                        StoreChunkOptions(options, keys, first, n), stream));
     const GpuStore& started = pending[queued % 2];
-    if (first == 0 && started.scratch_ && started.scratch_->plan.all_hbm) chunk = keys.size();
+    if (first == 0 && started.scratch_ && started.scratch_->plan.all_hbm) {
+      chunk = keys.size();
+      next_chunk = chunk;
+    }
     ++queued;
     first += n;
     if (queued - done == 2) {

@@ -250,7 +250,8 @@ class GpuSession {
                               const KvPool& pool, std::span<const uint32_t> pages,
                               const StoreOptions& options, GpuStream stream);
   // StartStore + Wait, pipelined in chunks above
-  // GpuSessionOptions::store_chunk_bytes: chunk i + 1 is chained to the last
+  // GpuSessionOptions::store_chunk_bytes (the first an eighth of it, each
+  // next one twice the last up to it): chunk i + 1 is chained to the last
   // key of chunk i, `options.ranges` apply to the keys they name, and each
   // chunk is committed once its copy is done. On an error, the chunks
   // committed before it stay stored and the rest is aborted.

@@ -661,21 +661,30 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
   KVTIER_RETURN_IF_ERROR(m.EnsureStaged());
   Impl::Staged& st = m.staged;
   const uint64_t buf_bytes = st.buffer_bytes;
-  if (uint64_t{group} * geo.layer_bytes > buf_bytes) {
-    return Status::InvalidArgument("CopyStaged: a block's group of " + std::to_string(group) +
-                                   " layer(s) is " +
-                                   std::to_string(uint64_t{group} * geo.layer_bytes) +
+  // What must fit one buffer: a caller group of one block (layer-wise), or
+  // one layer of one block (a whole copy cuts blocks larger than a buffer
+  // into layer ranges).
+  const uint32_t unit = layers_per_group > 0 ? group : 1;
+  if (uint64_t{unit} * geo.layer_bytes > buf_bytes) {
+    return Status::InvalidArgument("CopyStaged: " + std::to_string(unit) +
+                                   " layer(s) of a block take " +
+                                   std::to_string(uint64_t{unit} * geo.layer_bytes) +
                                    " bytes, more than a staging buffer (" +
                                    std::to_string(buf_bytes) + ")");
   }
-  // DMA in pieces of `dma_layers` layers of a block: whole caller groups,
+  // DMA in pieces of `dma_layers` layers of a block: a whole copy takes whole
+  // blocks where they fit a buffer; a layer-wise one whole caller groups,
   // enough of them to reach min_dma_piece_bytes, within one buffer.
   uint32_t dma_layers = group;
-  while (dma_layers < l1 - l0 &&
-         uint64_t{dma_layers} * geo.layer_bytes < m.options.min_dma_piece_bytes &&
-         uint64_t{dma_layers + group} * geo.layer_bytes <= buf_bytes)
-    dma_layers += group;
-  if (layers_per_group == 0) dma_layers = l1 - l0;
+  if (layers_per_group == 0) {
+    dma_layers = static_cast<uint32_t>(
+        std::min<uint64_t>(l1 - l0, buf_bytes / geo.layer_bytes));
+  } else {
+    while (dma_layers < l1 - l0 &&
+           uint64_t{dma_layers} * geo.layer_bytes < m.options.min_dma_piece_bytes &&
+           uint64_t{dma_layers + group} * geo.layer_bytes <= buf_bytes)
+      dma_layers += group;
+  }
 
   // Plan the chunks and the block list the kernels read.
   std::vector<StagedChunk> chunks;

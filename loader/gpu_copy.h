@@ -163,9 +163,10 @@ class GpuCopier {
   // transfer does is complete once `stream` reaches this point.
   // layers_per_group = 0: the whole layer range, `events` unused; n > 0
   // (loads only): one event of `events` per group of n layers, recorded once
-  // those layers are in the pool. Errors: InvalidArgument (ValidateTransfer;
-  // layer-wise stores; too few events; one block's layer group larger than a
-  // staging buffer), ResourceExhausted (staging memory), IOError (CUDA).
+  // those layers are in the pool. A block larger than a staging buffer moves
+  // in layer ranges. Errors: InvalidArgument (ValidateTransfer; layer-wise
+  // stores; too few events; one block's layer group, or one layer, larger
+  // than a staging buffer), ResourceExhausted (staging memory), IOError (CUDA).
   Status CopyStaged(const PagedTransfer& transfer, uint32_t layers_per_group,
                     LayerEvents* events, GpuStream stream);
 

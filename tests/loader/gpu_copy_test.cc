@@ -429,14 +429,42 @@ TEST(GpuCopyTest, StagedPathEdges) {
   ASSIGN_OR_FAIL(LayerEvents two, LayerEvents::Create(2));
   EXPECT_TRUE(copier->CopyStaged(whole, 1, &two, stream.get()).IsInvalidArgument());
   EXPECT_TRUE(copier->CopyStaged(whole, 1, nullptr, stream.get()).IsInvalidArgument());
+  // Buffers of 3 layers of a block (8 layers): whole copies move in layer
+  // ranges of 3, 3 and 2; a layer-wise copy in groups of 4 does not fit.
   GpuCopier::Options small;
   small.staging_buffers = 2;
-  small.staging_bytes = f.block_bytes;  // half a block per buffer
+  small.staging_bytes = 2 * 3 * (f.block_bytes / 8);
   ASSIGN_OR_FAIL(auto small_copier, GpuCopier::Create(small));
-  EXPECT_TRUE(small_copier->CopyStaged(whole, 0, nullptr, stream.get()).IsInvalidArgument());
-  // ... while groups of a few layers fit.
+  EXPECT_TRUE(small_copier->CopyStaged(whole, 4, &events, stream.get()).IsInvalidArgument());
+  ASSERT_OK(GpuFillBytes(f.dev_pool.data(), kPoisonB, f.pool_bytes));
+  ASSERT_OK(small_copier->CopyStaged(whole, 0, nullptr, stream.get()));
   ASSERT_OK(small_copier->CopyStaged(whole, 2, &events, stream.get()));
   ASSERT_OK(GpuSynchronize(stream.get()));
+  std::memset(ref_pool.data(), kPoisonB, f.pool_bytes);
+  ASSERT_OK(CpuCopy(ref_whole));
+  ASSERT_OK(GpuCopyBytes(got.data(), f.dev_pool.data(), f.pool_bytes));
+  ASSERT_EQ(FirstDiff(got.data(), ref_pool.data(), f.pool_bytes), -1);
+  // A store in layer ranges writes the pool's bytes back into the slots.
+  ASSIGN_OR_FAIL(PinnedHostBuffer back, PinnedHostBuffer::Allocate(n * f.block_bytes));
+  std::memset(back.host(), kPoisonA, n * f.block_bytes);
+  std::vector<BlockRef> back_blocks = blocks;
+  for (size_t i = 0; i < n; ++i)
+    back_blocks[i].slot = static_cast<char*>(back.host()) + i * f.block_bytes;
+  PagedTransfer store_back{&f.dev_desc, back_blocks, TransferDirection::kStore};
+  store_back.checksum_sums = static_cast<uint64_t*>(sums.data());
+  ASSERT_OK(small_copier->CopyStaged(store_back, 0, nullptr, stream.get()));
+  ASSERT_OK(GpuSynchronize(stream.get()));
+  ASSERT_EQ(FirstDiff(back.host(), slots.host(), n * f.block_bytes), -1);
+  std::vector<uint64_t> whole_sums(n);
+  ref_whole.checksum_sums = whole_sums.data();
+  ASSERT_OK(CpuCopy(ref_whole));
+  EXPECT_EQ(ReadSums(sums, n), whole_sums);
+  // Buffers smaller than one layer of a block: refused.
+  GpuCopier::Options tiny;
+  tiny.staging_buffers = 2;
+  tiny.staging_bytes = f.block_bytes / 8;
+  ASSIGN_OR_FAIL(auto tiny_copier, GpuCopier::Create(tiny));
+  EXPECT_TRUE(tiny_copier->CopyStaged(whole, 0, nullptr, stream.get()).IsInvalidArgument());
   GpuCopier::Options none;
   none.staging_buffers = 0;
   EXPECT_TRUE(GpuCopier::Create(none).status().IsInvalidArgument());
