@@ -106,14 +106,6 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int kend = min(kvlen, pos0 + m0 + BR);
   const int ntiles = (kend + BC - 1) / BC;
-  // Key tiles of this CTA: all, or its share of a split (PrefillArgs::kv_splits).
-  const int nsplit = gridDim.z, split = blockIdx.z;
-  int j_begin = 0, j_end = ntiles;
-  if (nsplit > 1) {
-    const int per = (ntiles + nsplit - 1) / nsplit;
-    j_begin = min(ntiles, split * per);
-    j_end = min(ntiles, j_begin + per);
-  }
 
   // Each thread copies chunk `ch` of rows r0, r0 + NTH/CH, ...
   const int ch = tid % CH, r0 = tid / CH;
@@ -138,7 +130,7 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
     const bf16_t* src = a.q + size_t(qs + (valid ? row : 0)) * a.q_stride + h * D + ch * 8;
     CpAsync16(aQ + Swz<CH>(r, ch), src, valid);
   }
-  load_kv(aK, a.k_cache, j_begin * BC);
+  load_kv(aK, a.k_cache, 0);
   CpAsyncCommit();
   CpAsyncWaitAll();
   __syncthreads();
@@ -176,7 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
     lrow[mt][0] = lrow[mt][1] = 0.f;
   }
 
-  for (int j = j_begin; j < j_end; ++j) {
+  for (int j = 0; j < ntiles; ++j) {
     const int n0 = j * BC;
     load_kv(aV, a.v_cache, n0);
     CpAsyncCommit();
@@ -253,7 +245,7 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
 
     CpAsyncWaitAll();
     __syncthreads();  // V tile in place; every warp is done with K
-    if (j + 1 < j_end) {
+    if (j + 1 < ntiles) {
       load_kv(aK, a.k_cache, n0 + BC);
       CpAsyncCommit();
     }
@@ -292,28 +284,6 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
     const int row0 = m0 + wr[mt] + g, row1 = row0 + 8;
     const float inv0 = lrow[mt][0] > 0.f ? 1.f / lrow[mt][0] : 0.f;
     const float inv1 = lrow[mt][1] > 0.f ? 1.f / lrow[mt][1] : 0.f;
-    if (nsplit > 1) {
-      // This split's softmax-normalized rows and their log2-sum-exp, for the
-      // merge (a split that saw no key of a row leaves -inf: weight 0).
-      const int NH = a.num_heads;
-      float* ws_o = p.split_ws;
-      float* ws_lse = p.split_ws + size_t(nsplit) * p.split_rows * NH * D;
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = r ? row1 : row0;
-        if (row >= qlen) continue;
-        const size_t idx = (size_t(split) * p.split_rows + qs + row) * NH + h;
-        const float inv = r ? inv1 : inv0;
-        float* dst = ws_o + idx * D + 2 * t4;
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt)
-          *reinterpret_cast<float2*>(dst + dt * 8) =
-              make_float2(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
-        if (t4 == 0)
-          ws_lse[idx] = lrow[mt][r] > 0.f ? mrow[mt][r] + __log2f(lrow[mt][r]) : -INFINITY;
-      }
-      continue;
-    }
     bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * D + 2 * t4;
     bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * D + 2 * t4;
 #pragma unroll
@@ -352,42 +322,12 @@ void LaunchPrefillShape(const PrefillArgs& p, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
-  dim3 grid(p.attn.num_heads, p.num_tiles, std::max(1, p.kv_splits));
+  dim3 grid(p.attn.num_heads, p.num_tiles);
   kernel<<<grid, W * 32, kSmem, stream>>>(p);
-}
-
-// Merges the key splits of a split prefill: row t, head h (one CTA of D
-// threads each) = sum over splits of 2^(lse_s - max) * o_s, normalized.
-template <int D>
-__global__ void PrefillMergeKernel(PrefillArgs p) {
-  const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
-  const int NH = p.attn.num_heads, S = p.kv_splits;
-  const float* ws_o = p.split_ws;
-  const float* ws_lse = p.split_ws + size_t(S) * p.split_rows * NH * D;
-  float mx = -INFINITY;
-  for (int s = 0; s < S; ++s) mx = fmaxf(mx, ws_lse[(size_t(s) * p.split_rows + t) * NH + h]);
-  float acc = 0.f, wsum = 0.f;
-  if (mx > -INFINITY) {
-    for (int s = 0; s < S; ++s) {
-      const size_t idx = (size_t(s) * p.split_rows + t) * NH + h;
-      const float w = exp2f(ws_lse[idx] - mx);
-      acc += w * ws_o[idx * D + d];
-      wsum += w;
-    }
-  }
-  p.attn.out[size_t(t) * p.attn.out_stride + h * D + d] =
-      __float2bfloat16(wsum > 0.f ? acc / wsum : 0.f);
-}
-
-template <int D>
-void LaunchPrefillSplit(const PrefillArgs& p, cudaStream_t stream) {
-  LaunchPrefillShape<D, 4, 1, 64>(p, stream);  // 64 rows (kSplitPrefillRows), 64 keys
-  PrefillMergeKernel<D><<<dim3(p.attn.num_heads, p.split_rows), D, 0, stream>>>(p);
 }
 
 template <int D>
 void LaunchPrefillD(const PrefillArgs& p, cudaStream_t stream) {
-  if (p.kv_splits > 1) return LaunchPrefillSplit<D>(p, stream);
   const int v = PrefillVariant();
   if (v >= kFirstWgmmaShape) {
     if (WgmmaPrefillAvailable(D)) return LaunchPrefillWgmma(p, v - kFirstWgmmaShape, stream);
@@ -604,44 +544,7 @@ int PrefillTileRows() {
 
 std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
                                const std::vector<int32_t>& kv_len) {
-  return PrefillTiles(q_len, kv_len, PrefillTileRows());
-}
-
-namespace {
-int g_prefill_split = -1;  // -1: not read from the environment yet
-}  // namespace
-
-bool PrefillSplitEnabled() {
-  if (g_prefill_split < 0) {
-    const char* env = std::getenv("KVTIER_PREFILL_SPLIT");
-    g_prefill_split = env != nullptr && std::string(env) == "0" ? 0 : 1;
-  }
-  return g_prefill_split == 1;
-}
-
-void SetPrefillSplitEnabled(bool enabled) { g_prefill_split = enabled ? 1 : 0; }
-
-size_t PrefillSplitWorkspaceFloats(int num_heads, int head_dim) {
-  return size_t(kMaxSplitRows) * num_heads * (head_dim + 1);
-}
-
-int PrefillKvSplits(const std::vector<int32_t>& q_len, const std::vector<int32_t>& kv_len,
-                    int num_heads, int num_sms) {
-  if (!PrefillSplitEnabled()) return 1;
-  int64_t rows = 0, ctas = 0, max_key_tiles = 0;
-  for (size_t s = 0; s < q_len.size(); ++s) {
-    rows += q_len[s];
-    ctas += int64_t(num_heads) * ((q_len[s] + kSplitPrefillRows - 1) / kSplitPrefillRows);
-    max_key_tiles = std::max<int64_t>(max_key_tiles, (kv_len[s] + 63) / 64);
-  }
-  if (rows == 0 || rows * 2 > kMaxSplitRows || ctas == 0) return 1;
-  int64_t splits = (2 * int64_t(num_sms) + ctas - 1) / ctas;
-  splits = std::min<int64_t>({splits, kMaxDecodeSplits, max_key_tiles / 4, kMaxSplitRows / rows});
-  return splits >= 2 ? int(splits) : 1;
-}
-
-std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
-                               const std::vector<int32_t>& kv_len, int rows) {
+  const int rows = PrefillTileRows();
   struct Tile {
     int64_t work;
     int2 t;

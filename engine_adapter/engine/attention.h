@@ -60,28 +60,7 @@ struct PrefillArgs {
   const int32_t* q_len = nullptr;    // [num_seqs]
   const int2* tiles = nullptr;       // [num_tiles]: (sequence, first query row)
   int num_tiles = 0;
-  // Split keys (PrefillKvSplits): each tile's keys are cut into kv_splits
-  // ranges, one CTA each, whose partial results a second kernel merges (as
-  // decode does). Tiles are then of kSplitPrefillRows rows. 1: no split.
-  int kv_splits = 1;
-  float* split_ws = nullptr;  // PrefillSplitWorkspaceFloats(num_heads, head_dim) floats
-  int split_rows = 0;         // query rows of the batch (all sequences)
 };
-
-// Prefills of a few query rows over long contexts (a short suffix after a
-// prefix loaded from kvtier) give one CTA per (64-row tile, head) too few
-// CTAs for the GPU, each walking every key: they split the keys instead.
-inline constexpr int kSplitPrefillRows = 64;
-inline constexpr int kMaxSplitRows = 1024;  // splits x query rows the workspace holds
-// The key splits for a batch of these query and key counts: 1 (no split)
-// unless the tiles leave most of the GPU idle and every split gets at least
-// 4 key tiles; KVTIER_PREFILL_SPLIT=0 in the environment (or
-// SetPrefillSplitEnabled(false)) turns splitting off.
-int PrefillKvSplits(const std::vector<int32_t>& q_len, const std::vector<int32_t>& kv_len,
-                    int num_heads, int num_sms);
-bool PrefillSplitEnabled();
-void SetPrefillSplitEnabled(bool enabled);
-size_t PrefillSplitWorkspaceFloats(int num_heads, int head_dim);
 
 // The prefill tile shape in use (an index into the shapes attention.cu
 // measures; KVTIER_PREFILL_ATTN in the environment overrides the default),
@@ -96,9 +75,6 @@ int PrefillTileRows();
 // counts, heaviest first.
 std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
                                const std::vector<int32_t>& kv_len);
-// The same with tiles of `rows` query rows (kSplitPrefillRows for a split).
-std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
-                               const std::vector<int32_t>& kv_len, int rows);
 
 void LaunchPrefillAttention(const PrefillArgs& args, cudaStream_t stream);
 

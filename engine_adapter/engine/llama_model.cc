@@ -67,7 +67,6 @@ struct LlamaModel::Buffers {
   // Activations.
   bf16_t *residual, *normed, *qkv, *attn, *gate_up, *act, *delta, *gathered;
   float* decode_ws;
-  float* split_ws;  // split prefills' partial results (attention.h)
 };
 
 LlamaModel::~LlamaModel() {
@@ -225,7 +224,6 @@ Status LlamaModel::Init(const Checkpoint& ckpt, const ModelOptions& opt) {
       b.delta = cv.Take<bf16_t>(T * H);
       b.gathered = cv.Take<bf16_t>(R * H);
       b.decode_ws = cv.Take<float>(DecodeWorkspaceFloats(int(B), int(NH), int(D), max_splits));
-      b.split_ws = cv.Take<float>(PrefillSplitWorkspaceFloats(int(NH), int(D)));
       logits_ = cv.Take<float>(R * V);
       d_sampled_ = cv.Take<int32_t>(R);
     };
@@ -324,12 +322,7 @@ Status LlamaModel::Stage(const StepInput& in) {
     o += in.q_len[s];
   }
   std::vector<int2> tiles;
-  int splits = 1;
-  if (!in.decode) {
-    splits = PrefillKvSplits(in.q_len, in.kv_len, int(config_.num_attention_heads), num_sms_);
-    tiles = splits > 1 ? PrefillTiles(in.q_len, in.kv_len, kSplitPrefillRows)
-                       : PrefillTiles(in.q_len, in.kv_len);
-  }
+  if (!in.decode) tiles = PrefillTiles(in.q_len, in.kv_len);
   if (tiles.size() > buf_->max_tiles) return bad("too many attention tiles");
 
   Buffers& b = *buf_;
@@ -361,7 +354,6 @@ Status LlamaModel::Stage(const StepInput& in) {
   staged_seqs_ = int(B);
   staged_logit_rows_ = int(R);
   staged_tiles_ = int(tiles.size());
-  staged_splits_ = splits;
   return Status::OK();
 }
 
@@ -436,9 +428,6 @@ void LlamaModel::Forward(const LayerHook& before_attention) {
       pa.q_len = b.q_len;
       pa.tiles = b.tiles;
       pa.num_tiles = staged_tiles_;
-      pa.kv_splits = staged_splits_;
-      pa.split_ws = b.split_ws;
-      pa.split_rows = T;
       LaunchPrefillAttention(pa, stream_);
     }
     Gemm(b.attn, L.wo, b.delta, T, H, NH * D, false);

@@ -146,7 +146,6 @@ class LlamaModel {
   // The staged step's shape (host copies).
   bool staged_decode_ = false;
   int staged_tokens_ = 0, staged_seqs_ = 0, staged_logit_rows_ = 0, staged_tiles_ = 0;
-  int staged_splits_ = 1;  // key splits of a staged prefill (attention.h)
   std::vector<cudaGraphExec_t> graphs_;  // by batch size; nullptr: not captured
   bool graphs_broken_ = false;
 };

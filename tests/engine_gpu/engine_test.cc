@@ -4,7 +4,6 @@
 // budgets, and bad requests. HF parity is tests/engine/hf_parity.py.
 // Skips without a GPU.
 #include "engine_adapter/engine/engine.h"
-#include "engine_adapter/engine/attention.h"
 
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -98,43 +97,6 @@ TEST_F(EngineGpuTest, ChunkedPrefillMatchesOneChunk) {
                     std::vector<float>(whole.begin() + 4096, whole.begin() + 8192)),
             kTol)
       << "different prompts must give different logits";
-}
-
-// A short suffix after a long computed prefix (a prefix loaded from kvtier,
-// or the last chunk of a long prompt) splits its keys across CTAs
-// (attention.h, PrefillKvSplits): the logits equal the unsplit kernel's and
-// the whole prompt's, within bf16 noise.
-TEST_F(EngineGpuTest, ShortSuffixOverLongPrefixSplitsKeys) {
-  constexpr uint32_t kLen = 1900, kChunk = 1890;  // the last chunk: 10 rows over 1,900 keys
-  auto e0 = Make(4096, false);
-  ASSERT_NE(e0, nullptr);
-  const int heads = int(e0->model().config().num_attention_heads);
-  ASSERT_GT(PrefillKvSplits({int32_t(kLen - kChunk)}, {int32_t(kLen)}, heads, e0->model().num_sms()),
-            1)
-      << "this shape must take the split path";
-  EXPECT_EQ(PrefillKvSplits({int32_t(kLen)}, {int32_t(kLen)}, heads, e0->model().num_sms()), 1)
-      << "a whole prompt has tiles enough";
-  std::vector<std::vector<float>> out;
-  for (int run = 0; run < 3; ++run) {  // whole; chunked, split; chunked, unsplit
-    SetPrefillSplitEnabled(run != 2);
-    auto e = run == 0 ? std::move(e0) : Make(kChunk, false);
-    ASSERT_NE(e, nullptr);
-    Request r;
-    r.prompt = Prompt(kLen, 7);
-    r.max_new_tokens = 2;
-    r.ignore_eos = true;
-    std::vector<int> ids = {e->Add(r).value()};
-    LogitCapture cap;
-    cap.last = true;
-    std::vector<float> l;
-    ASSERT_TRUE(e->Prefill(ids, cap, &l).ok());
-    EXPECT_EQ(e->Computed(ids[0]), kLen);
-    out.push_back(l);
-  }
-  SetPrefillSplitEnabled(true);
-  EXPECT_LT(MaxDiff(out[0], out[1]), kTol) << "split suffix against the whole prompt";
-  EXPECT_LT(MaxDiff(out[1], out[2]), kTol) << "split against unsplit keys";
-  EXPECT_LT(MaxDiff(out[0], out[2]), kTol);
 }
 
 TEST_F(EngineGpuTest, GraphReplayEqualsPlainForward) {
