@@ -117,7 +117,7 @@ struct GpuSessionOptions {
   // copier.staging_bytes bounds the device memory the copy engines' path
   // stages through.
   HostCopyPath host_path = HostCopyPath::kAuto;
-  uint64_t auto_dma_min_bytes = 4ull << 20;
+  uint64_t auto_dma_min_bytes = 16ull << 20;
 };
 
 struct GpuLoadOptions {

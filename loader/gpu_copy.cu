@@ -272,6 +272,7 @@ struct GpuCopier::Impl {
     std::vector<const void*> srcs;
     std::vector<size_t> sizes;
     std::vector<BlockRef> refs;
+    std::vector<uint32_t> order;  // blocks by slot address
   };
   Staged staged;
 
@@ -686,13 +687,26 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
       dma_layers += group;
   }
 
+  // Blocks go in the order of their slots' addresses: slots the allocator
+  // placed side by side (in whatever order the transfer names them) then sit
+  // side by side in the buffer too, and their pieces merge into one DMA.
+  const size_t n_blocks = t.blocks.size();
+  st.order.resize(n_blocks);
+  for (size_t i = 0; i < n_blocks; ++i) st.order[i] = static_cast<uint32_t>(i);
+  std::sort(st.order.begin(), st.order.end(), [&](uint32_t x, uint32_t y) {
+    return reinterpret_cast<uintptr_t>(t.blocks[x].slot) <
+           reinterpret_cast<uintptr_t>(t.blocks[y].slot);
+  });
   // Plan the chunks and the block list the kernels read.
   std::vector<StagedChunk> chunks;
   st.refs.clear();
   for (uint32_t a = l0; a < l1; a += dma_layers) {
     const uint32_t b = std::min(l1, a + dma_layers);
     const uint64_t piece = uint64_t{b - a} * geo.layer_bytes;
-    const size_t per_chunk = static_cast<size_t>(std::max<uint64_t>(1, buf_bytes / piece));
+    // At most a buffer, and at least three chunks where the blocks allow:
+    // a small transfer still overlaps its DMA with its scatter.
+    const size_t per_chunk = static_cast<size_t>(std::max<uint64_t>(
+        1, std::min<uint64_t>(buf_bytes / piece, (n_blocks + 2) / 3)));
     for (size_t first = 0; first < t.blocks.size(); first += per_chunk) {
       StagedChunk c;
       c.first = first;
@@ -708,8 +722,8 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
         char* piece_at = base + k * piece;
         BlockRef r;
         r.slot = piece_at - uint64_t{a} * geo.layer_bytes;
-        r.page = t.blocks[first + k].page;
-        r.sum_index = static_cast<uint32_t>(first + k);
+        r.page = t.blocks[st.order[first + k]].page;
+        r.sum_index = st.order[first + k];
         st.refs.push_back(r);
       }
       chunks.push_back(c);
@@ -742,7 +756,7 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
         // then scatter it on the caller's stream.
         KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(st.dma, drained, 0));
         for (size_t k = 0; k < c.n; ++k) {
-          const char* src = static_cast<const char*>(t.blocks[c.first + k].slot) +
+          const char* src = static_cast<const char*>(t.blocks[st.order[c.first + k]].slot) +
                             uint64_t{c.a} * geo.layer_bytes;
           m.AddPiece(base + k * piece, src, piece);
         }
@@ -773,7 +787,7 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
         KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(filled, stream));
         KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(st.dma, filled, 0));
         for (size_t k = 0; k < c.n; ++k) {
-          char* dst = static_cast<char*>(t.blocks[c.first + k].slot) +
+          char* dst = static_cast<char*>(t.blocks[st.order[c.first + k]].slot) +
                       uint64_t{c.a} * geo.layer_bytes;
           m.AddPiece(dst, base + k * piece, piece);
         }
