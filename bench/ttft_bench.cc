@@ -234,6 +234,7 @@ struct Bench {
       row.path = sm ? "full hit, host [sm]" : "full hit, " + tier;
       const uint64_t bytes = uint64_t((L - 1) / 16 * 16) * kv_bytes_per_token;
       std::vector<double> plain;
+      CacheRequestStats last;  // the last repetition's breakdown
       // NVMe repetitions each start from a restarted daemon: no warm-up.
       for (uint32_t r = tier == "nvme" ? 1 : 0; r <= f.reps; ++r) {
         if (tier == "nvme") {
@@ -252,6 +253,7 @@ struct Bench {
         }
         CacheRequestStats st;
         KVTIER_ASSIGN_OR_RETURN(int32_t tok, Request1(Prompt(L), conn.get(), &st, false));
+        last = st;
         if (r == 0) continue;  // warm-up
         row.ttft.push_back(st.ttft_ms);
         row.load.push_back(st.load_ms);
@@ -268,9 +270,12 @@ struct Bench {
         row.roofline = bw_name;
         row.roofline_ms = double(bytes) / bw * 1e3 + step_ms[L];
       }
-      std::printf("  %-16s %6u tokens: TTFT %.2f ms, load %.2f ms, %u tokens hit, roofline %.2f ms%s\n",
+      std::printf("  %-16s %6u tokens: TTFT %.2f ms, load %.2f ms, %u tokens hit, roofline %.2f ms%s"
+                  " (lookup %.2f ms, layer 0 computes %.2f ms into the load, prefill after the "
+                  "last layer's load %.2f ms)\n",
                   row.path.c_str(), L, Median(row.ttft), Median(row.load), row.hit_tokens,
-                  row.roofline_ms, row.tokens_match ? "" : " (first token differs!)");
+                  row.roofline_ms, row.tokens_match ? "" : " (first token differs!)", last.lookup_ms,
+                  last.first_layer_ms, last.after_last_layer_ms);
       std::fflush(stdout);
       rows.push_back(row);
       if (tier == "nvme") {

@@ -134,9 +134,7 @@ Status Engine::Run(StepInput& in, bool decode_graph, size_t rows, const LogitCap
   cudaStream_t stream = model_->stream();
   const size_t R = in.logit_rows.size();
   sampled->resize(R);
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(sampled->data(), model_->sampled_tokens(),
-                                              R * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                              stream));
+  KVTIER_RETURN_IF_ERROR(model_->QueueSampledReadback(int(R)));
   if (logits && (capture.last || capture.all_positions)) {
     const size_t V = config().vocab_size;
     size_t old = logits->size();
@@ -145,7 +143,9 @@ Status Engine::Run(StepInput& in, bool decode_graph, size_t rows, const LogitCap
                                                 R * V * sizeof(float), cudaMemcpyDeviceToHost,
                                                 stream));
   }
-  return CudaStatus(cudaStreamSynchronize(stream), "forward step");
+  KVTIER_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream), "forward step"));
+  std::copy(model_->host_sampled_tokens(), model_->host_sampled_tokens() + R, sampled->begin());
+  return Status::OK();
 }
 
 Status Engine::Prefill(const std::vector<int>& ids, const LogitCapture& capture,

@@ -283,4 +283,23 @@ void LaunchSample(const float* logits, int num_rows, int vocab, const float* tem
                                                         out);
 }
 
+namespace {
+__global__ void CopyPiecesKernel(const __grid_constant__ CopyPieces ps) {
+  const CopyPiece& p = ps.piece[blockIdx.y];
+  const uint32_t words = p.bytes / 4;
+  auto* d = static_cast<uint32_t*>(p.dst);
+  const auto* s = static_cast<const uint32_t*>(p.src);
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < words; i += gridDim.x * blockDim.x)
+    d[i] = s[i];
+}
+}  // namespace
+
+void LaunchCopyPieces(const CopyPieces& pieces, cudaStream_t stream) {
+  if (pieces.count <= 0) return;
+  uint32_t words = 1;
+  for (int i = 0; i < pieces.count; ++i) words = std::max(words, pieces.piece[i].bytes / 4);
+  const uint32_t blocks = std::min<uint32_t>(64, (words + 255) / 256);
+  CopyPiecesKernel<<<dim3(blocks, pieces.count), 256, 0, stream>>>(pieces);
+}
+
 }  // namespace kvtier::engine

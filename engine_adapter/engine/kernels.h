@@ -67,4 +67,21 @@ void LaunchGatherRows(const bf16_t* in, const int32_t* rows, int num_rows, int c
 void LaunchSample(const float* logits, int num_rows, int vocab, const float* temperature,
                   const uint64_t* seed, int32_t* step, int32_t* out, cudaStream_t stream);
 
+// Copies of a few small buffers by a kernel instead of the copy engines: a
+// step's inputs (pinned mirror -> device) and its sampled tokens (device ->
+// pinned) then never queue behind the bulk DMA of KV loads and stores that
+// keep the copy engines busy while the engine computes. Addresses are device
+// memory or mapped pinned host memory; sizes are multiples of 4 bytes.
+struct CopyPiece {
+  void* dst = nullptr;
+  const void* src = nullptr;
+  uint32_t bytes = 0;
+};
+inline constexpr int kMaxCopyPieces = 16;
+struct CopyPieces {
+  CopyPiece piece[kMaxCopyPieces];
+  int count = 0;
+};
+void LaunchCopyPieces(const CopyPieces& pieces, cudaStream_t stream);
+
 }  // namespace kvtier::engine

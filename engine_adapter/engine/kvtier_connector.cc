@@ -45,6 +45,9 @@ struct KvtierConnector::Loading {
   OwnedGpuStream stream;
   LayerEvents events;
   GpuEvent start, end;
+  // On the engine's stream: past the wait for layer 0, past the wait for
+  // the last layer, and the end of the prefill (CacheRequestStats timings).
+  GpuEvent first_layer, last_layer, done;
 };
 
 KvtierConnector::~KvtierConnector() {
@@ -258,6 +261,9 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
       Result<OwnedGpuStream> s = OwnedGpuStream::Create(StreamPriority::kLow);
       Result<LayerEvents> ev = LayerEvents::Create(layers);
       Result<GpuEvent> a = GpuEvent::Create(true), b = GpuEvent::Create(true);
+      Result<GpuEvent> f = GpuEvent::Create(true), la = GpuEvent::Create(true),
+                       dn = GpuEvent::Create(true);
+      if (!f.ok() || !la.ok() || !dn.ok()) b = !f.ok() ? f.status() : !la.ok() ? la.status() : dn.status();
       if (!s.ok() || !ev.ok() || !a.ok() || !b.ok()) {
         Failed("load", &counters_.load_failures,
                !s.ok() ? s.status() : !ev.ok() ? ev.status() : !a.ok() ? a.status() : b.status());
@@ -267,6 +273,9 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
       l->events = std::move(ev.value());
       l->start = std::move(a.value());
       l->end = std::move(b.value());
+      l->first_layer = std::move(f.value());
+      l->last_layer = std::move(la.value());
+      l->done = std::move(dn.value());
       loading_pool_.push_back(std::move(l));
     }
     Loading* l = loading_pool_[next_loading].get();
@@ -294,14 +303,19 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
     active.push_back(l);
     KVTIER_RETURN_IF_ERROR(engine_->SetComputed(it.id, hit * P));
   }
-  auto hook = [&active](int layer, cudaStream_t stream) {
-    for (Loading* l : active) (void)l->events.StreamWaitLayer(uint32_t(layer), stream);
+  auto hook = [&active, layers](int layer, cudaStream_t stream) {
+    for (Loading* l : active) {
+      (void)l->events.StreamWaitLayer(uint32_t(layer), stream);
+      if (layer == 0) (void)l->first_layer.Record(stream);
+      if (uint32_t(layer) + 1 == layers) (void)l->last_layer.Record(stream);
+    }
   };
   if (options_.loads_queued) options_.loads_queued();
   const size_t logit_base = logits ? logits->size() : 0;
   const auto p0 = Clock::now();
   Status result = engine_->Prefill(ids, capture, logits,
                                    active.empty() ? LlamaModel::LayerHook() : hook);
+  for (Loading* l : active) (void)l->done.Record(engine_->model().stream());
   // The engine's own speed, from prefills that waited for no load.
   if (result.ok() && active.empty()) {
     uint64_t computed = 0;
@@ -321,6 +335,12 @@ Status KvtierConnector::Prefill(const std::vector<int>& ids, std::vector<CacheRe
                            ? GpuEvent::ElapsedMs(it.loading->start, it.loading->end)
                            : Result<float>(Status::IOError("load events"));
     if (ms.ok()) it.st.load_ms = *ms;
+    if (it.loading->done.Synchronize().ok()) {
+      Result<float> first = GpuEvent::ElapsedMs(it.loading->start, it.loading->first_layer);
+      Result<float> tail = GpuEvent::ElapsedMs(it.loading->last_layer, it.loading->done);
+      if (first.ok()) it.st.first_layer_ms = *first;
+      if (tail.ok()) it.st.after_last_layer_ms = *tail;
+    }
     const uint32_t good = uint32_t(it.load.verified_blocks());
     if (!v.ok()) {
       if (v.code() == StatusCode::kCorruption)

@@ -103,6 +103,11 @@ struct CacheRequestStats {
   uint32_t skipped_tokens = 0;     // cached on NVMe, not worth reading (cost_aware)
   double lookup_ms = 0;            // hashing + lookup (all sequences' lookups in flight)
   double load_ms = 0;              // load queued -> every layer in place (GPU events)
+  // GPU events of a loaded sequence: load queued -> the engine's stream past
+  // its wait for layer 0, and past its wait for the last layer -> the
+  // prefill's end (what the load could not hide).
+  double first_layer_ms = 0;
+  double after_last_layer_ms = 0;
   double prefill_ms = 0;           // whole Prefill() call, first token sampled
   double ttft_ms = 0;              // Prefill() entered -> this sequence's first token
   std::string failure;             // empty, or why hits were dropped

@@ -60,9 +60,12 @@ struct LlamaModel::Buffers {
   uint64_t* seed;
   int2* tiles;
   size_t max_tiles;
-  // Pinned mirrors.
+  // Pinned mirrors (mapped: the staging kernel reads them at host_dev).
   void* host = nullptr;
+  void* host_dev = nullptr;
   size_t host_bytes = 0;
+  int32_t* sampled_host = nullptr;  // mapped: the readback kernel writes it
+  int32_t* sampled_host_dev = nullptr;
   cudaEvent_t staged = nullptr;
   // Activations.
   bf16_t *residual, *normed, *qkv, *attn, *gate_up, *act, *delta, *gathered;
@@ -75,6 +78,7 @@ LlamaModel::~LlamaModel() {
   if (buf_) {
     if (buf_->staged) cudaEventDestroy(buf_->staged);
     if (buf_->host) cudaFreeHost(buf_->host);
+    if (buf_->sampled_host) cudaFreeHost(buf_->sampled_host);
   }
   if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
   for (void* p : {cublas_workspace_, weights_, kv_, act_})
@@ -236,7 +240,14 @@ Status LlamaModel::Init(const Checkpoint& ckpt, const ModelOptions& opt) {
   // Pinned mirrors of the inputs: the first bytes of the activation layout
   // (tokens .. step) have the same offsets on the host.
   b.host_bytes = reinterpret_cast<char*>(b.residual) - reinterpret_cast<char*>(b.tokens);
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&b.host, b.host_bytes));
+  KVTIER_CUDA_RETURN_IF_ERROR(
+      cudaHostAlloc(&b.host, b.host_bytes, cudaHostAllocMapped | cudaHostAllocPortable));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&b.host_dev, b.host, 0));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&b.sampled_host),
+                                            std::max<size_t>(1, R) * sizeof(int32_t),
+                                            cudaHostAllocMapped | cudaHostAllocPortable));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(
+      reinterpret_cast<void**>(&b.sampled_host_dev), b.sampled_host, 0));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&b.staged, cudaEventDisableTiming));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(b.staged, stream_));
 
@@ -329,12 +340,18 @@ Status LlamaModel::Stage(const StepInput& in) {
   // The previous step's copies must have left the pinned mirror.
   KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(b.staged));
   char* host = static_cast<char*>(b.host);
+  char* host_dev = static_cast<char*>(b.host_dev);
   char* dev0 = reinterpret_cast<char*>(b.tokens);
+  // One kernel copies every input from the mapped mirror (kernels.h,
+  // LaunchCopyPieces): no copy-engine queue between the step and its inputs.
+  CopyPieces pieces;
   auto put = [&](void* dev, const void* src, size_t bytes) -> Status {
     if (bytes == 0) return Status::OK();
-    char* h = host + (static_cast<char*>(dev) - dev0);
-    std::memcpy(h, src, bytes);
-    return CudaStatus(cudaMemcpyAsync(dev, h, bytes, cudaMemcpyHostToDevice, stream_), "stage");
+    const size_t off = static_cast<char*>(dev) - dev0;
+    std::memcpy(host + off, src, bytes);
+    if (pieces.count == kMaxCopyPieces) return Status::Internal("stage: too many input pieces");
+    pieces.piece[pieces.count++] = CopyPiece{dev, host_dev + off, uint32_t(bytes)};
+    return Status::OK();
   };
   KVTIER_RETURN_IF_ERROR(put(b.tokens, in.tokens.data(), T * 4));
   KVTIER_RETURN_IF_ERROR(put(b.positions, in.positions.data(), T * 4));
@@ -348,6 +365,8 @@ Status LlamaModel::Stage(const StepInput& in) {
   KVTIER_RETURN_IF_ERROR(put(b.temperature, in.temperature.data(), R * 4));
   KVTIER_RETURN_IF_ERROR(put(b.seed, in.seed.data(), R * 8));
   KVTIER_RETURN_IF_ERROR(put(b.step, in.step.data(), R * 4));
+  LaunchCopyPieces(pieces, stream_);
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(b.staged, stream_));
   staged_decode_ = in.decode;
   staged_tokens_ = int(T);
@@ -356,6 +375,19 @@ Status LlamaModel::Stage(const StepInput& in) {
   staged_tiles_ = int(tiles.size());
   return Status::OK();
 }
+
+Status LlamaModel::QueueSampledReadback(int rows) {
+  if (rows <= 0) return Status::OK();
+  if (size_t(rows) > options_.max_logit_rows)
+    return Status::InvalidArgument("readback of " + std::to_string(rows) + " rows");
+  CopyPieces pieces;
+  pieces.piece[0] = CopyPiece{buf_->sampled_host_dev, d_sampled_, uint32_t(rows * sizeof(int32_t))};
+  pieces.count = 1;
+  LaunchCopyPieces(pieces, stream_);
+  return CudaStatus(cudaGetLastError(), "sampled tokens readback");
+}
+
+const int32_t* LlamaModel::host_sampled_tokens() const { return buf_->sampled_host; }
 
 void LlamaModel::Gemm(const bf16_t* x, const bf16_t* w, void* y, int m, int n, int k,
                       bool f32_out) {

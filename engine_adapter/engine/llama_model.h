@@ -110,6 +110,11 @@ class LlamaModel {
   // int32 tokens [rows].
   const float* logits() const { return logits_; }
   const int32_t* sampled_tokens() const { return d_sampled_; }
+  // Queues the copy of the first `rows` sampled tokens into pinned host
+  // memory by a kernel (no copy-engine queue; kernels.h LaunchCopyPieces);
+  // host_sampled_tokens() holds them once the stream has passed this point.
+  Status QueueSampledReadback(int rows);
+  const int32_t* host_sampled_tokens() const;
 
   // Replays (capturing on first use) a CUDA graph of Forward() for decode
   // steps of `num_seqs` sequences. Stage() first. Falls back to Forward()
