@@ -577,6 +577,7 @@ class Cache {
     uint64_t nvme_quota = 0;
     std::atomic<uint64_t> client_mismatches{0};
     std::atomic<int64_t> nvme_bytes{0};
+    std::atomic<int64_t> nvme_writing{0};  // payload bytes of its NVMe writes in flight
     std::atomic<uint64_t> nvme_declined{0};
   };
   // The host tier of `e`'s tenant (where NVMe reads and HBM demotions land).

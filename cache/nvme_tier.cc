@@ -345,7 +345,9 @@ bool NvmeTier::PrepareJob(Job& job) {
   // A tenant's NVMe quota: past it, the block stays in memory only.
   if (Cache::TenantState& ten = *cache_->tenants_[e.tenant];
       ten.nvme_quota != 0 &&
-      static_cast<uint64_t>(std::max<int64_t>(0, ten.nvme_bytes.load())) + e.size > ten.nvme_quota) {
+      static_cast<uint64_t>(std::max<int64_t>(0, ten.nvme_bytes.load() + ten.nvme_writing.load())) +
+              e.size >
+          ten.nvme_quota) {
     ten.nvme_declined.fetch_add(1, std::memory_order_relaxed);
     clear(kFlagNvmeDeclined);
     Settle(job.wait, Status::ResourceExhausted("tenant '" + ten.name + "' is at its NVMe quota of " +
@@ -386,6 +388,7 @@ bool NvmeTier::PrepareJob(Job& job) {
   }
   ++writes_in_flight_;
   writing_bytes_[e.tier] += e.size;
+  cache_->tenants_[e.tenant]->nvme_writing += e.size;
   job.extent.payload_bytes = e.size;
   in_flight_.emplace(ud, std::move(job));
   return true;
@@ -404,6 +407,7 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   --writes_in_flight_;
   BlockEntry& e = index.entry(job.id);
   writing_bytes_[e.tier] -= e.size;
+  cache_->tenants_[e.tenant]->nvme_writing -= e.size;
   if (!c.status.ok()) {
     ++io_errors_;
     NoteError(c.status);

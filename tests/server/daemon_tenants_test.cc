@@ -362,6 +362,46 @@ TEST(DaemonTenants, UncommittedReservationsDoNotStopEviction) {
   EXPECT_EQ(Metric(Metrics(d), "kvtier_blocks_writing"), 1100);
 }
 
+// A tenant's NVMe quota: its blocks past it stay in memory only (counted),
+// while the other tenant's NVMe writes go on.
+TEST(DaemonTenants, ATenantsNvmeQuotaCapsItsBlocksOnNvme) {
+  auto flags = TenantFlags(",nvme:1M");
+  for (const char* f : {"--nvme-capacity", "80M", "--nvme-write-policy", "write-async"})
+    flags.push_back(f);
+  Daemon d(flags);
+  ASSERT_TRUE(d.running());
+  OpenSocketDir(d);
+  auto alice = Client::Connect(d.socket());
+  ASSERT_TRUE(alice.ok());
+  auto ans = (*alice)->OpenNamespace(DemoSpec());
+  ASSERT_TRUE(ans.ok());
+  ASSERT_EQ(StoreSeed(**ans, 8, 64)->stored, 64u);  // 2 MiB: twice alice's NVMe quota
+  const int rc = RunChild(
+      [&](const ConnectOptions& o) {
+        auto c = Client::Connect(d.socket(), o);
+        if (!c.ok()) return 10;
+        auto ns = (*c)->OpenNamespace(DemoSpec());
+        if (!ns.ok()) return 11;
+        auto r = StoreSeed(**ns, 9, 64);
+        return r.ok() && r->stored == 64 ? 0 : 12;
+      },
+      /*as_bob=*/true);
+  ASSERT_EQ(rc, 0);
+  std::string m;
+  for (int i = 0; i < 250; ++i) {
+    m = Metrics(d);
+    if (Metric(m, "kvtier_tenant_nvme_bytes{tenant=\"bob\"}") >= 64 * 32768 &&
+        Metric(m, "kvtier_tenant_nvme_quota_declined_total{tenant=\"alice\"}") >= 32)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(Metric(m, "kvtier_tenant_nvme_bytes{tenant=\"alice\"}"), 1 << 20) << m.substr(0, 2000);
+  EXPECT_EQ(Metric(m, "kvtier_tenant_nvme_quota_declined_total{tenant=\"alice\"}"), 32);
+  EXPECT_EQ(Metric(m, "kvtier_tenant_nvme_bytes{tenant=\"bob\"}"), 64 * 32768);
+  EXPECT_EQ(Metric(m, "kvtier_tenant_nvme_quota_declined_total{tenant=\"bob\"}"), 0);
+  EXPECT_EQ(LoadSeed(**ans, 8, 64), 64);  // all still served, from memory
+}
+
 // Finding 9: the data dir and every file in it are the daemon user's only
 // (a file an earlier version left 0644 is tightened at start).
 TEST(DaemonTenants, DataDirAndFilesArePrivate) {
