@@ -50,8 +50,9 @@ CLI::Validator IntList(int lo, int hi) {
 int RunRpc(int argc, char** argv) {
   kvtier::bench::RpcBenchOptions o;
   o.kvtierd_path = kvtier::bench::DaemonProcess::FindBinary(argv[0]);
-  CLI::App app("acquire + release latency (1, 64, 2048-key chains) and acquires/s with concurrent "
-               "clients, against a live kvtierd over its socket",
+  CLI::App app("acquire + release latency (1, 64, 2048-key chains), reserve and commit latency "
+               "(1, 64 blocks) and acquires/s with concurrent clients, against a live kvtierd "
+               "over its socket",
                "kvtier-bench rpc");
   std::string clients = "1,8";
   app.add_option("--socket", o.socket, "measure this running daemon (default: spawn one)");

@@ -66,6 +66,7 @@ Result<BlockId> BlockIndex::InsertLocked(const BlockKey& key) {
   e.size = e.ns = e.hits = e.last_access_s = e.retention_deadline_s = 0;
   e.size_class = 0;
   e.tier = 0;
+  e.tenant = 0;
   e.priority = static_cast<uint8_t>(kDefaultPriority);
   e.flags.store(0, std::memory_order_relaxed);
   e.pins.store(0, std::memory_order_relaxed);

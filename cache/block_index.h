@@ -56,7 +56,8 @@ struct BlockEntry {
   std::atomic<uint8_t> state{0};  // BlockState
   uint8_t priority = 35;
   std::atomic<uint8_t> flags{0};  // kFlag*, changed under the shard lock
-  uint8_t reserved_[2] = {0, 0};
+  uint8_t tenant = 0;           // tenant index; immutable while the id is allocated
+  uint8_t reserved_ = 0;
 
   Slot slot() const { return Slot{offset, size, size_class}; }
 };

@@ -13,7 +13,9 @@
 
 #include "cache/lease_state.h"
 #include "cache/nvme_tier.h"
+#include "cache/sha256.h"
 #include "tiers/gpu_hbm_tier.h"
+#include "tiers/checksum.h"
 #include "tiers/host_shm_tier.h"
 #include "tiers/slab_allocator.h"
 
@@ -118,13 +120,25 @@ Reservation::~Reservation() {
 
 Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
   if (options.tiers.empty()) return Status::InvalidArgument("a cache needs at least one tier");
-  if (options.tiers.size() > 8) return Status::InvalidArgument("at most 8 tiers");
+  if (options.tiers.size() > kMaxTiers)
+    return Status::InvalidArgument("at most " + std::to_string(kMaxTiers) + " tiers");
   if (options.store_tier >= options.tiers.size())
     return Status::InvalidArgument("store tier " + std::to_string(options.store_tier) +
                                    " does not exist");
+  if (options.tenants.empty()) options.tenants.push_back(CacheTenant{});
+  if (options.tenants.size() > kMaxTenants)
+    return Status::InvalidArgument("at most " + std::to_string(kMaxTenants) + " tenants");
+  for (size_t i = 0; i < options.tenants.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (options.tenants[i].name == options.tenants[j].name)
+        return Status::InvalidArgument("tenant '" + options.tenants[i].name + "' is named twice");
   uint64_t total = 0;
   for (auto& t : options.tiers) {
     if (!t.tier) return Status::InvalidArgument("tier is null");
+    if (t.tenant >= options.tenants.size())
+      return Status::InvalidArgument("tier '" + std::string(t.tier->name()) +
+                                     "' names tenant " + std::to_string(t.tenant) +
+                                     ", which does not exist");
     total += t.tier->capacity_bytes();
   }
   if (options.nvme) total += options.nvme->store.capacity_bytes;
@@ -144,37 +158,57 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
     if (!p.ok()) return p.status();
     policies.push_back(std::move(p).value());
   }
+  const TierKind store_kind = options.tiers[options.store_tier].tier->kind();
   std::optional<NvmeTierOptions> nvme = std::move(options.nvme);
   options.nvme.reset();
   std::unique_ptr<Cache> c(new Cache(std::move(options), max_blocks));
   for (size_t i = 0; i < policies.size(); ++i) c->tiers_[i]->policy = std::move(policies[i]);
-  bool have_host = false;
-  for (size_t i = 0; i < c->tiers_.size() && !have_host; ++i)
-    if (c->tiers_[i]->tier->kind() == TierKind::kHost) {
-      c->host_tier_ = static_cast<TierId>(i);
-      have_host = true;
-    }
-  if (nvme && !have_host) return Status::InvalidArgument("the NVMe tier needs a host tier");
-  for (size_t i = 0; i < c->tiers_.size(); ++i)
-    if (c->tiers_[i]->tier->kind() == TierKind::kHbm && c->first_hbm_tier_ == kNoTier)
-      c->first_hbm_tier_ = static_cast<TierId>(i);
-  if (c->options_.promote_to_hbm_hits > 0) {
-    if (!have_host || c->first_hbm_tier_ == kNoTier)
-      return Status::InvalidArgument("promotion to HBM needs an HBM tier and a host tier");
-    c->promoter_ = std::thread([p = c.get()] { p->PromoterMain(); });
+  for (const CacheTenant& ct : c->options_.tenants) {
+    auto ts = std::make_unique<TenantState>();
+    ts->name = ct.name;
+    ts->scoped = !ct.name.empty();
+    ts->nvme_quota = ct.nvme_quota_bytes;
+    c->tenants_.push_back(std::move(ts));
   }
+  // Each tenant's host tier, default store tier and first HBM tier: its
+  // first tier of each kind.
+  for (size_t i = 0; i < c->tiers_.size(); ++i) {
+    TenantState& ten = *c->tenants_[c->tier_tenant_[i]];
+    const TierKind kind = c->tiers_[i]->tier->kind();
+    c->is_host_[i] = kind == TierKind::kHost;
+    if (kind == TierKind::kHost && ten.host == kNoTier) ten.host = static_cast<TierId>(i);
+    if (kind == TierKind::kHbm && ten.first_hbm == kNoTier) ten.first_hbm = static_cast<TierId>(i);
+    if (kind == store_kind && ten.store == kNoTier) ten.store = static_cast<TierId>(i);
+  }
+  // The configured store tier stays the default tenant's (its first of that kind
+  // unless said otherwise).
+  if (c->tier_tenant_[c->options_.store_tier] == 0) c->tenants_[0]->store = c->options_.store_tier;
+  for (const auto& ten : c->tenants_) {
+    if (ten->store == kNoTier)
+      return Status::InvalidArgument("tenant '" + ten->name + "' has no " +
+                                     TierKindName(store_kind) + " tier to store into");
+    if (nvme && ten->host == kNoTier)
+      return Status::InvalidArgument("the NVMe tier needs a host tier (tenant '" + ten->name +
+                                     "' has none)");
+    if (c->options_.promote_to_hbm_hits > 0 && (ten->host == kNoTier || ten->first_hbm == kNoTier))
+      return Status::InvalidArgument("promotion to HBM needs an HBM tier and a host tier (tenant '" +
+                                     ten->name + "')");
+    if (ten->host != kNoTier) {
+      auto* h = dynamic_cast<HostShmTier*>(c->tiers_[ten->host]->tier.get());
+      if (h != nullptr && h->persistent()) ten->persistent = h;
+    }
+  }
+  if (c->options_.promote_to_hbm_hits > 0)
+    c->promoter_ = std::thread([p = c.get()] { p->PromoterMain(); });
   NamespaceRegistryOptions ro;
   ro.file = c->options_.namespace_file;
   ro.idle_reclaim_ns = c->options_.namespace_idle_reclaim_ns;
   ro.clock = c->options_.clock;
   ro.log_warning = c->options_.log_warning;
+  ro.tenant_index = [p = c.get()](const std::string& name) { return p->TenantIndex(name); };
   auto reg = NamespaceRegistry::Open(std::move(ro));
   if (!reg.ok()) return reg.status();
   c->namespaces_ = std::move(reg).value();
-  if (have_host && c->tiers_[c->host_tier_]->tier->kind() == TierKind::kHost) {
-    auto* h = dynamic_cast<HostShmTier*>(c->tiers_[c->host_tier_]->tier.get());
-    if (h != nullptr && h->persistent()) c->persistent_host_ = h;
-  }
   KVTIER_RETURN_IF_ERROR(c->AdoptHostBlocks());
   if (nvme) {
     auto t = NvmeTier::Open(c.get(), std::move(*nvme));
@@ -184,8 +218,91 @@ Result<std::unique_ptr<Cache>> Cache::Create(CacheOptions options) {
   return c;
 }
 
+uint8_t Cache::TenantIndex(std::string_view name) const {
+  for (size_t i = 0; i < tenants_.size(); ++i)
+    if (tenants_[i]->name == name) return static_cast<uint8_t>(i);
+  return kNoTenant;
+}
+
+BlockKey Cache::ScopeKey(uint8_t t, const BlockKey& key) const {
+  const TenantState& ten = *tenants_[t];
+  if (!ten.scoped) return key;
+  // "kvtier/tenant-key/v1" | u32 name length | name | key.lo | key.hi (LE).
+  uint8_t m[20 + 4 + 64 + 16];
+  size_t n = 0;
+  std::memcpy(m, "kvtier/tenant-key/v1", 20);
+  n = 20;
+  const uint32_t len = static_cast<uint32_t>(std::min<size_t>(ten.name.size(), 64));
+  std::memcpy(m + n, &len, 4);
+  n += 4;
+  std::memcpy(m + n, ten.name.data(), len);
+  n += len;
+  std::memcpy(m + n, &key.lo, 8);
+  std::memcpy(m + n + 8, &key.hi, 8);
+  n += 16;
+  const Sha256Bytes d = Sha256Digest(m, n);
+  BlockKey out;
+  std::memcpy(&out.lo, d.data(), 8);
+  std::memcpy(&out.hi, d.data() + 8, 8);
+  return out;
+}
+
+void Cache::DropClientMismatch(BlockId id) {
+  BlockEntry& e = index_.entry(id);
+  TierState& ts = *tiers_[e.tier];  // a host tier: fixed while the block is kFlagDemoting
+  bool erased = false;
+  {
+    std::lock_guard<std::mutex> tl(ts.mu);
+    {
+      std::lock_guard<std::mutex> l(index_.MutexFor(e.key));
+      e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
+      e.flags.fetch_or(kFlagNvmeDeclined);
+      if (e.pins.load() == 0 && e.state.load() == kReady) {
+        index_.EraseLocked(id);
+        erased = true;
+      }
+    }
+    if (erased) {
+      ts.policy->Remove(id);
+      ts.tier->Free(e.slot());
+      --ts.blocks;
+    }
+  }
+  if (erased) {
+    namespaces_->RemoveBlock(e.ns, e.size);
+    index_.FreeId(id);
+  }
+}
+
+void Cache::NoteClientChecksumMismatch(const BlockEntry& e, const char* when) {
+  tenants_[e.tenant]->client_mismatches.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t now = SteadyNowNs();
+  std::string msg;
+  {
+    std::lock_guard<std::mutex> l(mismatch_log_mu_);
+    if (mismatch_log_ns_ != 0 && now - mismatch_log_ns_ < 10'000'000'000ull) {
+      ++mismatch_suppressed_;
+      return;
+    }
+    msg = "client checksum mismatch (a client's fault, not media corruption): tenant '" +
+          tenants_[e.tenant]->name + "' namespace " + std::to_string(e.ns) + " block " +
+          e.key.ToHex() + " was committed with a checksum its bytes do not have (" + when +
+          "); dropped";
+    if (mismatch_suppressed_ > 0)
+      msg += " (" + std::to_string(mismatch_suppressed_) + " more in the last burst)";
+    mismatch_suppressed_ = 0;
+    mismatch_log_ns_ = now;
+  }
+  if (options_.log_warning) {
+    options_.log_warning(msg);
+  } else {
+    std::fprintf(stderr, "kvtier: %s\n", msg.c_str());
+  }
+}
+
 void Cache::RecordInHost(const BlockEntry& e) {
-  if (persistent_host_ == nullptr) return;
+  HostShmTier* persistent = tenants_[e.tenant]->persistent;
+  if (persistent == nullptr || e.tier != tenants_[e.tenant]->host) return;
   HostSlotRecord r;
   r.slot = e.slot();
   std::memcpy(r.tag.data(), &e.key.lo, 8);
@@ -193,58 +310,68 @@ void Cache::RecordInHost(const BlockEntry& e) {
   r.ns = e.ns;
   r.checksum = e.checksum;
   r.priority = e.priority;
-  persistent_host_->Record(r);
+  persistent->Record(r);
 }
 
 // A persistent host segment's blocks from the last run (verified by the
 // tier): READY in the host tier again. Slots the cache cannot use (unknown
 // namespace, duplicate key, full index) are freed.
 Status Cache::AdoptHostBlocks() {
-  if (persistent_host_ == nullptr) return Status::OK();
-  TierState& ts = *tiers_[host_tier_];
-  uint64_t adopted = 0, dropped = 0;
-  for (const HostSlotRecord& r : persistent_host_->Reopened()) {
-    BlockKey key;
-    std::memcpy(&key.lo, r.tag.data(), 8);
-    std::memcpy(&key.hi, r.tag.data() + 8, 8);
-    bool ok = namespaces_->Live(r.ns) && r.slot.bytes <= 0xFFFFFFFFull;
-    BlockId id = kNoBlock;
-    if (ok) {
-      std::lock_guard<std::mutex> l(index_.MutexFor(key));
-      auto ins = index_.FindLocked(key) == kNoBlock ? index_.InsertLocked(key)
-                                                    : Result<BlockId>(Status::Rejected("dup"));
-      ok = ins.ok();
+  for (size_t t = 0; t < tenants_.size(); ++t) {
+    if (tenants_[t]->persistent == nullptr) continue;
+    const uint8_t tenant = static_cast<uint8_t>(t);
+    const TierId host = tenants_[t]->host;
+    TierState& ts = *tiers_[host];
+    uint64_t adopted = 0, dropped = 0;
+    for (const HostSlotRecord& r : tenants_[t]->persistent->Reopened()) {
+      BlockKey key;
+      std::memcpy(&key.lo, r.tag.data(), 8);
+      std::memcpy(&key.hi, r.tag.data() + 8, 8);
+      // Only a block of one of this tenant's namespaces (a segment holds
+      // nothing else, unless the configuration changed).
+      bool ok = namespaces_->Live(r.ns) && namespaces_->Tenant(r.ns) == tenant &&
+                r.slot.bytes <= 0xFFFFFFFFull;
+      BlockId id = kNoBlock;
       if (ok) {
-        id = *ins;
-        BlockEntry& e = index_.entry(id);
-        e.ns = r.ns;
-        e.size = static_cast<uint32_t>(r.slot.bytes);
-        e.checksum = r.checksum;
-        e.priority = r.priority;
-        e.tier = host_tier_;
-        e.offset = r.slot.offset;
-        e.size_class = static_cast<uint16_t>(r.slot.size_class);
-        e.state.store(kReady, std::memory_order_release);
+        std::lock_guard<std::mutex> l(index_.MutexFor(key));
+        auto ins = index_.FindLocked(key) == kNoBlock ? index_.InsertLocked(key)
+                                                      : Result<BlockId>(Status::Rejected("dup"));
+        ok = ins.ok();
+        if (ok) {
+          id = *ins;
+          BlockEntry& e = index_.entry(id);
+          e.ns = r.ns;
+          e.tenant = tenant;
+          e.size = static_cast<uint32_t>(r.slot.bytes);
+          e.checksum = r.checksum;
+          e.priority = r.priority;
+          e.tier = host;
+          e.offset = r.slot.offset;
+          e.size_class = static_cast<uint16_t>(r.slot.size_class);
+          e.state.store(kReady, std::memory_order_release);
+        }
       }
+      std::lock_guard<std::mutex> l(ts.mu);
+      if (!ok) {
+        ts.tier->Free(r.slot);
+        ++dropped;
+        continue;
+      }
+      // As a store's slot: its owner recorded (so that region release finds
+      // it) and its namespace's count raised (so that eviction lowers it).
+      if (SlabAllocator* sa = ts.tier->slabs()) sa->SetOwner(r.slot, id);
+      namespaces_->AddBlock(r.ns, r.slot.bytes);
+      ts.policy->Track(id, MetaOf(index_.entry(id)));
+      ++ts.blocks;
+      ++adopted;
     }
-    std::lock_guard<std::mutex> l(ts.mu);
-    if (!ok) {
-      ts.tier->Free(r.slot);
-      ++dropped;
-      continue;
-    }
-    // As a store's slot: its owner recorded (so that region release finds
-    // it) and its namespace's count raised (so that eviction lowers it).
-    if (SlabAllocator* sa = ts.tier->slabs()) sa->SetOwner(r.slot, id);
-    namespaces_->AddBlock(r.ns, r.slot.bytes);
-    ts.policy->Track(id, MetaOf(index_.entry(id)));
-    ++ts.blocks;
-    ++adopted;
+    if ((adopted > 0 || dropped > 0) && options_.log_info)
+      options_.log_info("host tier" + (tenants_[t]->name.empty() ? std::string()
+                                                                 : " of tenant '" + tenants_[t]->name + "'") +
+                        ": re-adopted " + std::to_string(adopted) +
+                        " verified blocks from the persistent segment, dropped " +
+                        std::to_string(dropped));
   }
-  if ((adopted > 0 || dropped > 0) && options_.log_info)
-    options_.log_info("host tier: re-adopted " + std::to_string(adopted) +
-                      " verified blocks from the persistent segment, dropped " +
-                      std::to_string(dropped));
   return Status::OK();
 }
 
@@ -256,6 +383,8 @@ Cache::Cache(CacheOptions options, uint32_t max_blocks)
   for (auto& t : options_.tiers) {
     auto ts = std::make_unique<TierState>();
     ts->tier = std::move(t.tier);
+    ts->name = t.name.empty() ? std::string(ts->tier->name()) : t.name;
+    tier_tenant_[tiers_.size()] = t.tenant;
     tiers_.push_back(std::move(ts));
   }
 }
@@ -303,13 +432,14 @@ void Cache::DrainPromotions() {
 
 bool Cache::PromoteToHbm(BlockId id, TierId to) {
   TierState& hbm = *tiers_[to];
-  TierState& host = *tiers_[host_tier_];
   BlockEntry& e = index_.entry(id);
+  const TierId host_tier = HostTierOfBlock(e);
+  TierState& host = *tiers_[host_tier];
   std::lock_guard<std::mutex> hl(hbm.mu);  // lock order: HBM, host, shard
   {
     std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
     // Moved, evicted or reused since it was queued: nothing to do.
-    if (e.tier != host_tier_ || e.state.load() != kReady ||
+    if (e.tier != host_tier || e.state.load() != kReady ||
         (e.flags.load() & kFlagHbmQueued) == 0)
       return true;
     if (e.pins.load() != 0 || (e.flags.load() & kFlagDemoting) != 0) return false;
@@ -323,7 +453,7 @@ bool Cache::PromoteToHbm(BlockId id, TierId to) {
   std::lock_guard<std::mutex> hostl(host.mu);
   {
     std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
-    if (e.tier != host_tier_ || e.state.load() != kReady || e.pins.load() != 0 ||
+    if (e.tier != host_tier || e.state.load() != kReady || e.pins.load() != 0 ||
         (e.flags.load() & kFlagDemoting) != 0) {
       hbm.tier->Free(*slot);
       return e.pins.load() == 0;
@@ -371,7 +501,10 @@ uint32_t Cache::NowSeconds() const {
 
 Result<NamespaceId> Cache::OpenNamespace(const NamespaceSpec& spec, bool hold) {
   KVTIER_RETURN_IF_ERROR(spec.Validate());
-  return namespaces_->Register(spec, hold);
+  const uint8_t tenant = TenantIndex(spec.tenant);
+  if (tenant == kNoTenant)
+    return Status::NotFound("tenant '" + spec.tenant + "' is not configured");
+  return namespaces_->Register(spec, hold, tenant);
 }
 
 void Cache::CloseNamespace(NamespaceId ns) { namespaces_->Release(ns); }
@@ -403,8 +536,8 @@ bool Cache::EvictOneLocked(TierState& ts, uint64_t bytes) {
 
 bool Cache::EvictBlockLocked(TierState& ts, BlockId victim) {
   Tier& tier = *ts.tier;
-  if (tier.kind() == TierKind::kHbm && host_tier_ != kNvmeTier &&
-      tiers_[host_tier_]->tier->kind() == TierKind::kHost && DemoteToHostLocked(ts, victim))
+  if (tier.kind() == TierKind::kHbm && HostTierOfBlock(index_.entry(victim)) != kNoTier &&
+      DemoteToHostLocked(ts, victim))
     return true;
   BlockEntry& e = index_.entry(victim);
   const Slot slot = e.slot();
@@ -446,7 +579,8 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
     e.state.store(kLoading, std::memory_order_release);  // not readable while it moves
   }
   const Slot from = e.slot();
-  TierState& host = *tiers_[host_tier_];
+  const TierId host_tier = HostTierOfBlock(e);
+  TierState& host = *tiers_[host_tier];
   bool moved = false;
   {
     // Lock order: HBM tier, then host tier.
@@ -458,7 +592,7 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
       if (st.ok()) {
         {
           std::lock_guard<std::mutex> sl(index_.MutexFor(e.key));
-          e.tier = host_tier_;
+          e.tier = host_tier;
           e.offset = slot->offset;
           e.size_class = static_cast<uint16_t>(slot->size_class);
           if (nvme_) nvme_->HostCopyMoved(e, +1);
@@ -487,10 +621,14 @@ bool Cache::DemoteToHostLocked(TierState& ts, BlockId victim) {
   return true;
 }
 
-Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> keys,
+Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> keys_in,
                                    std::span<const uint64_t> sizes, const StoreOptions& opt) {
   NamespaceGuard guard(*namespaces_, ns);
   if (!guard.entered()) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  const uint8_t tenant = namespaces_->Tenant(ns);
+  if (tenant >= tenants_.size())
+    return Status::NotFound("namespace " + std::to_string(ns) + " belongs to no configured tenant");
+  std::span<const BlockKey> keys = keys_in;
   if (keys.size() != sizes.size())
     return Status::InvalidArgument(std::to_string(keys.size()) + " keys but " +
                                    std::to_string(sizes.size()) + " sizes");
@@ -516,18 +654,30 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
 
   if (opt.tier != kNoTier && opt.tier >= tiers_.size())
     return Status::InvalidArgument("store tier " + std::to_string(opt.tier) + " does not exist");
-  const TierId t = opt.tier != kNoTier ? opt.tier : options_.store_tier;
+  if (opt.tier != kNoTier && tier_tenant_[opt.tier] != tenant)
+    return Status::InvalidArgument("store tier " + std::to_string(opt.tier) +
+                                   " is not one of the namespace's tenant's tiers");
+  const TierId t = opt.tier != kNoTier ? opt.tier : tenants_[tenant]->store;
   TierState& ts = *tiers_[t];
   const uint64_t now_ns = clock_();
+  // A tenant's keys meet the index scoped to it (ScopeKey).
+  std::vector<BlockKey> scoped;
+  if (tenants_[tenant]->scoped) {
+    scoped.reserve(keys_in.size());
+    for (const BlockKey& k : keys_in) scoped.push_back(ScopeKey(tenant, k));
+    keys = scoped;
+  }
   Reservation res;
   res.cache_ = this;
   res.blocks_.reserve(keys.size());
   // The chain parent of keys[0], so that prefix-aware policies link the new
   // suffix to the cached prefix.
   BlockId prev_id = kNoBlock;
-  if (!opt.first_parent.IsZero()) {
-    std::lock_guard<std::mutex> l(index_.MutexFor(opt.first_parent));
-    BlockId p = index_.FindLocked(opt.first_parent);
+  const BlockKey first_parent =
+      opt.first_parent.IsZero() ? opt.first_parent : ScopeKey(tenant, opt.first_parent);
+  if (!first_parent.IsZero()) {
+    std::lock_guard<std::mutex> l(index_.MutexFor(first_parent));
+    BlockId p = index_.FindLocked(first_parent);
     if (p != kNoBlock && index_.entry(p).tier == t) prev_id = p;
   }
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -561,8 +711,9 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
       }
       id = *ins;
       BlockEntry& e = index_.entry(id);
-      e.parent = i == 0 ? opt.first_parent : keys[i - 1];
+      e.parent = i == 0 ? first_parent : keys[i - 1];
       e.ns = ns;
+      e.tenant = tenant;
       e.size = static_cast<uint32_t>(sizes[i]);
       e.tier = t;
       e.priority = prio;
@@ -580,15 +731,13 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
         BlockEntry& e = index_.entry(id);
         e.offset = slot->offset;
         e.size_class = static_cast<uint16_t>(slot->size_class);
-        BlockMeta meta;
-        meta.priority = prio;
-        meta.retention_deadline_ns = duration == 0 ? 0 : now_ns + duration;
-        meta.parent = prev_id;
-        meta.bytes = e.size;
-        meta.fingerprint = key.lo;
-        ts.policy->Track(id, meta);
+        // The policy learns of the block at Commit: a block being written
+        // can never be a victim, and uncommitted reservations must not fill
+        // the policy's victim scan (they would stop eviction for everyone).
         ++ts.blocks;
         b.offset = slot->offset;
+        b.parent = prev_id;
+        b.retention_deadline_ns = duration == 0 ? 0 : now_ns + duration;
       }
     }
     if (!placed) {
@@ -628,7 +777,7 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
   if (res.pending_ == 0 && no_space > 0)
     return Status::ResourceExhausted(
         "no space for any of the " + std::to_string(keys.size()) + " blocks in the " +
-        std::string(ts.tier->name()) + " tier: no block that could make room is evictable (" +
+        ts.name + " tier: no block that could make room is evictable (" +
         std::to_string(c_.pinned.load(std::memory_order_relaxed)) + " blocks pinned by leases, " +
         std::to_string(c_.writing.load(std::memory_order_relaxed)) + " being written)");
   return res;
@@ -649,9 +798,28 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
   // allocates, and the other policies' commits must not pay for it).
   std::optional<std::promise<Status>> waited;
   const bool caller_waits = on_durable == nullptr;
+  // Checked at commit (verify_at_commit): host blocks whose bytes do not
+  // have their committed checksum are dropped here, never made READY.
+  std::vector<uint8_t> bad;
+  size_t n_bad = 0;
+  if (options_.verify_at_commit) {
+    bad.assign(r.blocks_.size(), 0);
+    for (size_t i = 0; i < r.blocks_.size(); ++i) {
+      const auto& b = r.blocks_[i];
+      if (b.outcome != ReserveOutcome::kReserved || !is_host(b.tier)) continue;
+      const uint8_t* p = tiers_[b.tier]->tier->Address(index_.entry(b.id).slot());
+      if (checksum::Sum64(p, b.size) != checksums[i]) {
+        if (n_bad == 0) r.first_mismatch_ = i;
+        bad[i] = 1;
+        ++n_bad;
+      }
+    }
+  }
   if (write_through && nvme_->durable_commit()) {
     size_t n = 0;
-    for (const auto& b : r.blocks_) n += b.outcome == ReserveOutcome::kReserved && b.tier == host_tier_;
+    for (size_t i = 0; i < r.blocks_.size(); ++i)
+      n += r.blocks_[i].outcome == ReserveOutcome::kReserved && is_host(r.blocks_[i].tier) &&
+           (bad.empty() || !bad[i]);
     if (n > 0) {
       wait = std::make_shared<NvmeDurableWait>();
       wait->remaining = n;
@@ -664,29 +832,53 @@ Status Cache::Commit(Reservation& r, std::span<const uint64_t> checksums,
     }
   }
   uint64_t bytes = 0;
-  for (size_t i = 0; i < r.blocks_.size(); ++i) {
-    const auto& b = r.blocks_[i];
-    if (b.outcome != ReserveOutcome::kReserved) continue;
-    BlockEntry& e = index_.entry(b.id);
-    // NVMe writes leave from host memory: blocks stored in HBM get their NVMe
-    // copy once they move down to the host tier (write-back).
-    const bool write = write_through && b.tier == host_tier_;
-    {
-      std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
-      e.checksum = checksums[i];
-      e.last_access_s = now_s;
-      if (write) e.flags.fetch_or(kFlagDemoting);
-      if (b.tier == host_tier_) RecordInHost(e);
-      e.state.store(kReady, std::memory_order_release);
-    }
-    if (write) nvme_->EnqueueWrite(b.id, wait);
-    bytes += b.size;
-  }
+  std::vector<BlockId> writes;
   if (!r.blocks_.empty()) {
+    // Lock order: the tier, then a shard. The policy learns of each block
+    // as it becomes READY, under the tier lock, so that nothing can evict
+    // it before it is tracked.
     TierState& ts = *tiers_[r.blocks_.front().tier];
-    std::lock_guard<std::mutex> l(ts.mu);
+    std::lock_guard<std::mutex> tl(ts.mu);
+    for (size_t i = 0; i < r.blocks_.size(); ++i) {
+      auto& b = r.blocks_[i];
+      if (b.outcome != ReserveOutcome::kReserved) continue;
+      BlockEntry& e = index_.entry(b.id);
+      if (!bad.empty() && bad[i]) {
+        {
+          std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
+          e.checksum = checksums[i];
+          NoteClientChecksumMismatch(e, "checked at commit");
+          index_.EraseLocked(b.id);
+        }
+        ts.tier->Free(e.slot());
+        --ts.blocks;
+        namespaces_->RemoveBlock(e.ns, e.size);
+        index_.FreeId(b.id);
+        b.outcome = ReserveOutcome::kNoSpace;  // not stored
+        continue;
+      }
+      // NVMe writes leave from host memory: blocks stored in HBM get their
+      // NVMe copy once they move down to the host tier (write-back).
+      const bool write = write_through && is_host(b.tier);
+      {
+        std::lock_guard<std::mutex> l(index_.MutexFor(b.key));
+        e.checksum = checksums[i];
+        e.last_access_s = now_s;
+        if (write) e.flags.fetch_or(kFlagDemoting);
+        if (is_host(b.tier)) RecordInHost(e);
+        e.state.store(kReady, std::memory_order_release);
+      }
+      BlockMeta meta = MetaOf(e);
+      meta.retention_deadline_ns = b.retention_deadline_ns;
+      meta.parent = b.parent;
+      ts.policy->Track(b.id, meta);
+      if (write) writes.push_back(b.id);
+      bytes += b.size;
+    }
     ts.bytes_in += bytes;
   }
+  for (BlockId id : writes) nvme_->EnqueueWrite(id, wait);
+  r.mismatches_ = n_bad;
   c_.writing.fetch_sub(r.pending_, std::memory_order_relaxed);
   c_.commits.fetch_add(1, std::memory_order_relaxed);
   r.pending_ = 0;
@@ -730,12 +922,22 @@ void Cache::Abort(Reservation& r) {
   r.pending_ = 0;
 }
 
-Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, TierId promote_to) {
+Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys_in, TierId promote_to) {
   NamespaceGuard guard(*namespaces_, ns);
   if (!guard.entered()) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  const uint8_t tenant = namespaces_->Tenant(ns);
+  if (tenant >= tenants_.size())
+    return Status::NotFound("namespace " + std::to_string(ns) + " belongs to no configured tenant");
+  std::span<const BlockKey> keys = keys_in;
   if (keys.size() > options_.max_keys_per_call)
     return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
                                    std::to_string(options_.max_keys_per_call) + " per call");
+  std::vector<BlockKey> scoped;
+  if (tenants_[tenant]->scoped) {
+    scoped.reserve(keys_in.size());
+    for (const BlockKey& k : keys_in) scoped.push_back(ScopeKey(tenant, k));
+    keys = scoped;
+  }
   Lease lease;
   lease.cache_ = this;
   lease.state_ = std::make_shared<Lease::State>();
@@ -745,7 +947,9 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
   const uint32_t now_s = NowSeconds();
   uint64_t newly_pinned = 0;
   // Host blocks hit often enough move up to an HBM tier (in the background).
-  if (promote_to == kNoTier) promote_to = first_hbm_tier_;
+  // Only into one of the tenant's own HBM tiers.
+  if (promote_to == kNoTier || promote_to >= tiers_.size() || tier_tenant_[promote_to] != tenant)
+    promote_to = tenants_[tenant]->first_hbm;
   const bool promoting = promoter_.joinable() && promote_to < tiers_.size() &&
                          tiers_[promote_to]->tier->kind() == TierKind::kHbm;
   std::vector<BlockId> up;
@@ -765,7 +969,7 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
     ++e.hits;
     e.last_access_s = now_s;
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagNvmeDeclined));  // seen again
-    if (promoting && e.tier == host_tier_ && e.hits >= options_.promote_to_hbm_hits &&
+    if (promoting && is_host(e.tier) && e.hits >= options_.promote_to_hbm_hits &&
         (e.flags.fetch_or(kFlagHbmQueued) & kFlagHbmQueued) == 0)
       up.push_back(id);
     blocks.push_back(Lease::Block{key, id, e.tier, e.offset, e.size, e.checksum});
@@ -809,12 +1013,16 @@ Result<Lease> Cache::Acquire(NamespaceId ns, std::span<const BlockKey> keys, Tie
 
 Result<std::vector<TierKind>> Cache::Probe(NamespaceId ns, std::span<const BlockKey> keys) const {
   if (!namespaces_->Live(ns)) return Status::NotFound("unknown namespace " + std::to_string(ns));
+  const uint8_t tenant = namespaces_->Tenant(ns);
+  if (tenant >= tenants_.size())
+    return Status::NotFound("namespace " + std::to_string(ns) + " belongs to no configured tenant");
   if (keys.size() > options_.max_keys_per_call)
     return Status::InvalidArgument(std::to_string(keys.size()) + " keys exceed the limit of " +
                                    std::to_string(options_.max_keys_per_call) + " per call");
   std::vector<TierKind> tiers;
   tiers.reserve(keys.size());
-  for (const BlockKey& key : keys) {
+  for (const BlockKey& raw : keys) {
+    const BlockKey key = ScopeKey(tenant, raw);
     std::lock_guard<std::mutex> l(index_.MutexFor(key));
     BlockId id = index_.FindLocked(key);
     if (id == kNoBlock) break;
@@ -879,7 +1087,7 @@ CacheStats Cache::Stats() const {
   for (const auto& tp : tiers_) {
     std::lock_guard<std::mutex> l(tp->mu);
     TierStats t;
-    t.name = std::string(tp->tier->name());
+    t.name = tp->name;
     t.capacity_bytes = tp->tier->capacity_bytes();
     t.used_bytes = tp->tier->used_bytes();
     t.blocks = tp->blocks;
@@ -913,6 +1121,15 @@ CacheStats Cache::Stats() const {
   namespaces_->MaybeReclaim();
   s.namespaces = namespaces_->List();
   s.namespaces_reclaimed = namespaces_->reclaimed();
+  for (const auto& ten : tenants_) {
+    TenantStats t;
+    t.name = ten->name;
+    t.client_checksum_mismatches = ten->client_mismatches.load(std::memory_order_relaxed);
+    t.nvme_bytes = static_cast<uint64_t>(std::max<int64_t>(0, ten->nvme_bytes.load()));
+    t.nvme_quota_bytes = ten->nvme_quota;
+    t.nvme_quota_declined = ten->nvme_declined.load(std::memory_order_relaxed);
+    s.tenants.push_back(std::move(t));
+  }
   return s;
 }
 

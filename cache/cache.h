@@ -17,6 +17,16 @@
 // tier full of one size still serves every other (cache/cache_rebalance.cc).
 // Namespaces are counted and reclaimed by a NamespaceRegistry.
 //
+// Tenants (docs/security.md): every memory tier belongs to one tenant and
+// every namespace to one tenant; a tenant's blocks live only in its own
+// tiers (its host segment, its HBM arenas), so what a client is handed to
+// map holds nothing of another tenant, and a tenant's stores evict only its
+// own blocks (its tiers' capacities are its quotas). The index is keyed by
+// (tenant, key): a tenant's keys are scoped (ScopeKey) before they meet the
+// index, so no request of one tenant can find, squat or evict another's
+// block. With no tenant configured there is one tenant, "", whose keys are
+// not scoped: the single-tenant path is the code path of before.
+//
 // Thread safety: all methods may be called concurrently. Lock order: a tier's
 // mutex before an index shard's mutex; no path holds two shard mutexes.
 // Lifetime: Reservations and Leases refer to the Cache, which must outlive them.
@@ -34,6 +44,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cache/block_index.h"
@@ -50,7 +61,11 @@ namespace kvtier {
 using TierId = uint8_t;
 
 // The NVMe tier's TierId in BlockEntry::tier and Lease blocks.
-inline constexpr TierId kNvmeTier = 7;
+inline constexpr TierId kNvmeTier = 0xFE;
+// Most memory tiers of one cache (HBM and host tiers of every tenant).
+inline constexpr size_t kMaxTiers = 64;
+// Most tenants of one cache.
+inline constexpr size_t kMaxTenants = 32;
 
 class NvmeTier;
 class HostShmTier;
@@ -84,6 +99,21 @@ struct NvmeTierOptions {
 struct TierSetup {
   std::unique_ptr<Tier> tier;
   std::string policy = "adaptive-2q";  // an eviction/policy.h name
+  // The tenant (index into CacheOptions::tenants) whose blocks live here.
+  uint8_t tenant = 0;
+  // Name in stats and metrics; empty: the tier's own ("host", "hbm").
+  std::string name;
+};
+
+// One tenant of a cache (docs/security.md).
+struct CacheTenant {
+  // NamespaceSpec::tenant of its namespaces. "" (the default tenant, the
+  // only one when none is configured): keys are used as they are; any other
+  // name: keys are scoped to the tenant (Cache::ScopeKey).
+  std::string name;
+  // Most payload bytes of the tenant's blocks on NVMe; 0: no limit. A
+  // write that would pass it is declined (the block stays in memory only).
+  uint64_t nvme_quota_bytes = 0;
 };
 
 struct CacheOptions {
@@ -92,7 +122,13 @@ struct CacheOptions {
   // to the host tier (the daemon's own CUDA stream copies it); one evicted
   // from the host tier lives on in the NVMe tier if it has a copy there.
   std::vector<TierSetup> tiers;
+  // The default store tier; a tenant stores into its own tier of the same
+  // kind (its first one).
   TierId store_tier = 0;
+  // Empty: one tenant "" owning every tier. Otherwise every tier names its
+  // tenant, and every tenant has a tier of the store tier's kind (and a host
+  // tier with an NVMe tier or HBM promotion).
+  std::vector<CacheTenant> tenants;
   // Most blocks indexed at once; 0 = derive from the tiers' capacities
   // (NVMe included) and `min_block_bytes`, the smallest slot (4 KiB).
   uint32_t max_blocks = 0;
@@ -119,6 +155,13 @@ struct CacheOptions {
   uint32_t promote_to_hbm_hits = 0;
   // Start-up facts (NVMe recovery counts). Null: not reported.
   std::function<void(const std::string&)> log_info;
+  // Checksums (docs/security.md, "Checksums"): every block is checked
+  // against its committed checksum before its first NVMe write (the write
+  // reads its bytes anyway); with this, host-tier blocks are also checked at
+  // Commit, so a block committed with a wrong checksum is never served. A
+  // mismatch is the client's fault: the block is dropped and counted
+  // (TenantStats::client_checksum_mismatches), never reported as corruption.
+  bool verify_at_commit = false;
 };
 
 // Per-block retention of a store, as TensorRT-LLM's KvCacheRetentionConfig:
@@ -203,6 +246,8 @@ class Reservation {
     TierId tier;
     uint64_t offset;
     uint32_t size;
+    BlockId parent = kNoBlock;  // chain predecessor in the same tier, for the policy
+    uint64_t retention_deadline_ns = 0;  // for the policy (0: none)
   };
   Reservation() = default;
   Reservation(Reservation&& o) noexcept
@@ -216,12 +261,19 @@ class Reservation {
   const std::vector<Block>& blocks() const { return blocks_; }
   size_t reserved() const { return pending_; }
   bool done() const { return pending_ == 0; }
+  // After Commit with CacheOptions::verify_at_commit: blocks whose bytes did
+  // not have their committed checksum (dropped, not stored; their outcome
+  // is then kNoSpace), and the index of the first of them.
+  size_t checksum_mismatches() const { return mismatches_; }
+  size_t first_checksum_mismatch() const { return first_mismatch_; }
 
  private:
   friend class Cache;
   Cache* cache_ = nullptr;
   std::vector<Block> blocks_;
   size_t pending_ = 0;  // reserved blocks not yet committed or aborted
+  size_t mismatches_ = 0;
+  size_t first_mismatch_ = 0;
 };
 
 struct TierStats {
@@ -260,6 +312,18 @@ struct SizeClassStats {
   uint64_t regions_moved = 0;  // regions taken from the class to serve another
 };
 
+// One tenant's share (CacheStats::tenants).
+struct TenantStats {
+  std::string name;
+  // Blocks whose committed checksum did not match their bytes when the
+  // daemon checked them (at commit, or before their first NVMe write): the
+  // client's fault; the block is dropped and never reported as corruption.
+  uint64_t client_checksum_mismatches = 0;
+  uint64_t nvme_bytes = 0;           // payload bytes of its blocks on NVMe
+  uint64_t nvme_quota_bytes = 0;     // 0: no limit
+  uint64_t nvme_quota_declined = 0;  // NVMe writes its quota declined
+};
+
 struct CacheStats {
   uint64_t blocks_ready = 0;
   uint64_t blocks_writing = 0;
@@ -281,6 +345,7 @@ struct CacheStats {
   std::vector<SizeClassStats> sizes;      // memory tiers' classes in use
   std::vector<NamespaceInfo> namespaces;  // live namespaces
   uint64_t namespaces_reclaimed = 0;
+  std::vector<TenantStats> tenants;       // by tenant index
 };
 
 // One namespace's share of the cache (Cache::Namespaces).
@@ -327,6 +392,23 @@ class Cache {
   // The namespace's spec. NotFound for unknown or reclaimed ids.
   Result<NamespaceSpec> GetNamespace(NamespaceId ns) const;
   NamespaceRegistry& namespaces() const { return *namespaces_; }
+
+  // ---- Tenants ----
+  size_t num_tenants() const { return tenants_.size(); }
+  const std::string& tenant_name(uint8_t t) const { return tenants_[t]->name; }
+  // The index of tenant `name`, or kNoTenant.
+  uint8_t TenantIndex(std::string_view name) const;
+  // The tenant of a live namespace (kNoTenant for unknown ids).
+  uint8_t TenantOf(NamespaceId ns) const { return namespaces_->Tenant(ns); }
+  // The tenant a memory tier belongs to.
+  uint8_t tier_tenant(TierId t) const { return t < tiers_.size() ? tier_tenant_[t] : kNoTenant; }
+  // The index key of `key` for tenant `t`: `key` itself for the default
+  // tenant "", else the first 16 bytes of SHA-256("kvtier/tenant-key/v1" |
+  // len | name | key.lo | key.hi) (little-endian), so that no key of one
+  // tenant can be chosen to meet another's (a preimage of SHA-256).
+  BlockKey ScopeKey(uint8_t t, const BlockKey& key) const;
+  // The tenant's host tier (kNoTier if none) and its tiers of kind `kind`.
+  TierId HostTierOf(uint8_t t) const { return tenants_[t]->host; }
 
   // Slots for `keys` (a consecutive chain) of `sizes[i]` bytes each.
   // Errors: NotFound (namespace), InvalidArgument (sizes/keys mismatch, zero
@@ -416,6 +498,7 @@ class Cache {
     std::unique_ptr<Tier> tier;
     std::unique_ptr<EvictionPolicy> policy;
     mutable std::mutex mu;  // guards tier, policy and the counters below
+    std::string name;  // TierSetup::name, else the tier's own
     uint64_t blocks = 0;
     uint64_t hits = 0, bytes_in = 0, bytes_out = 0, evictions = 0, evicted_bytes = 0;
     uint64_t regions_moved = 0;  // regions released for another size class
@@ -479,19 +562,45 @@ class Cache {
   void ReleaseBlocks(std::span<const Lease::Block> blocks);
   void PromoterMain();
   bool PromoteToHbm(BlockId id, TierId to);  // false: not now (pinned), try later
-  TierId first_hbm_tier_ = kNoTier;
-  // The host tier when its segment is persistent (else null): blocks that
-  // become READY in it are recorded there, and a restart re-adopts them.
-  HostShmTier* persistent_host_ = nullptr;
-  // REQUIRES: e is READY in the host tier, its shard lock held or the block
-  // otherwise owned by the caller.
+  // REQUIRES: e is READY in a host tier, its shard lock held or the block
+  // otherwise owned by the caller. Records it in a persistent segment.
   void RecordInHost(const BlockEntry& e);
+  struct TenantState {
+    std::string name;
+    bool scoped = false;       // keys scoped (any tenant but "")
+    TierId host = kNoTier;     // its host tier
+    TierId store = kNoTier;    // its default store tier
+    TierId first_hbm = kNoTier;
+    // Its host tier when that segment is persistent (else null): blocks that
+    // become READY in it are recorded there, and a restart re-adopts them.
+    HostShmTier* persistent = nullptr;
+    uint64_t nvme_quota = 0;
+    std::atomic<uint64_t> client_mismatches{0};
+    std::atomic<int64_t> nvme_bytes{0};
+    std::atomic<int64_t> nvme_writing{0};  // payload bytes of its NVMe writes in flight
+    std::atomic<uint64_t> nvme_declined{0};
+  };
+  // The host tier of `e`'s tenant (where NVMe reads and HBM demotions land).
+  TierId HostTierOfBlock(const BlockEntry& e) const { return tenants_[e.tenant]->host; }
+  bool is_host(TierId t) const { return t < tiers_.size() && is_host_[t]; }
+  // Counts a block whose bytes did not match its committed checksum (the
+  // client's fault) and logs it, once per burst.
+  void NoteClientChecksumMismatch(const BlockEntry& e, const char* when);
+  // Drops a READY host block being written to NVMe (kFlagDemoting) whose
+  // bytes did not match its checksum; one pinned by a lease now stays (its
+  // reader's verification fails) but is never written to NVMe.
+  void DropClientMismatch(BlockId id);
+  std::vector<std::unique_ptr<TenantState>> tenants_;
+  std::array<bool, kMaxTiers> is_host_{};
+  std::array<uint8_t, kMaxTiers> tier_tenant_{};
+  std::mutex mismatch_log_mu_;
+  uint64_t mismatch_log_ns_ = 0;
+  uint64_t mismatch_suppressed_ = 0;
   Status AdoptHostBlocks();
   void ReleaseIds(std::span<const BlockId> ids);
   void AbortBlocks(Reservation& r);
 
   CacheOptions options_;
-  TierId host_tier_ = 0;  // the first tier of kind kHost (NVMe reads land there)
   ClockFn clock_;
   uint64_t start_ns_;
   BlockIndex index_;

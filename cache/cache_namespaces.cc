@@ -14,7 +14,7 @@ constexpr uint8_t kReadyState = static_cast<uint8_t>(BlockState::kReady);
 
 std::vector<NamespaceUsage> Cache::Namespaces() const {
   std::vector<NamespaceUsage::Tier> tiers;
-  for (const auto& tp : tiers_) tiers.push_back({std::string(tp->tier->name()), 0, 0});
+  for (const auto& tp : tiers_) tiers.push_back({tp->name, 0, 0});
   if (nvme_) tiers.push_back({"nvme", 0, 0});
   // The registry's live namespaces (spec, evictions, holders); blocks,
   // bytes, hits, pins and tiers from one walk of the index.

@@ -82,12 +82,14 @@ Status NamespaceSpec::Validate() const {
   if (model_revision.size() > 1024)
     return Status::InvalidArgument("namespace.model_revision exceeds 1024 bytes");
   if (tenant_salt.size() > 1024) return Status::InvalidArgument("namespace.tenant_salt exceeds 1024 bytes");
+  if (tenant.size() > 64) return Status::InvalidArgument("namespace.tenant exceeds 64 bytes");
   // Bytes without NUL: Cap'n Proto's Text (the RPC schema) and most client
   // languages' strings end at a NUL, so "abc\0xyz" would become "abc" on the
   // way and share a namespace with it.
   for (auto [name, value] : {std::pair<const char*, const std::string*>{"model_id", &model_id},
                              {"model_revision", &model_revision},
-                             {"tenant_salt", &tenant_salt}})
+                             {"tenant_salt", &tenant_salt},
+                             {"tenant", &tenant}})
     if (value->find('\0') != std::string::npos)
       return Status::InvalidArgument(std::string("namespace.") + name +
                                      " contains a NUL byte (namespace strings are bytes without NUL)");

@@ -52,9 +52,15 @@ struct NamespaceSpec {
   uint32_t tp_size = 1;
   std::string tenant_salt;     // optional; isolates tenants' keys
   HashMode hash_mode = HashMode::kXxh3_128;
+  // The tenant that owns the namespace (docs/security.md): set by the daemon
+  // from the connection's credentials, never by a client, and no part of the
+  // seed (a client hashes the same keys whoever it is). Part of the
+  // namespace's identity: two tenants opening one spec get two namespaces.
+  // Empty: the single default tenant.
+  std::string tenant;
 
   // InvalidArgument: empty or over-long model id (max 1024 bytes), revision or
-  // salt over 1024 bytes, tp_rank >= tp_size, tp_size 0 or > 1024, bad layout.
+  // salt over 1024 bytes, tenant over 64 bytes, tp_rank >= tp_size, tp_size 0 or > 1024, bad layout.
   Status Validate() const;
 };
 

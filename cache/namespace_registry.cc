@@ -39,6 +39,9 @@ std::string SpecFields(const NamespaceSpec& s) {
        << s.layout.head_dim << ' ' << s.layout.tokens_per_block << ' ' << int(s.layout.dtype) << ' '
        << s.layout.planes << ' ' << s.tp_rank << ' ' << s.tp_size << ' ' << Hex(s.model_id) << ' '
        << Hex(s.model_revision) << ' ' << Hex(s.tenant_salt);
+  // The owning tenant, only when there is one: the default tenant's lines
+  // are those of earlier versions.
+  if (!s.tenant.empty()) line << " t" << Hex(s.tenant).substr(1);
   return line.str();
 }
 
@@ -46,7 +49,7 @@ std::string SpecFields(const NamespaceSpec& s) {
 
 // One line per registration:
 //   v1 <id> <mode> <layers> <heads> <dim> <tokens/block> <dtype> <planes>
-//      <tp_rank> <tp_size> x<hex model> x<hex revision> x<hex salt>
+//      <tp_rank> <tp_size> x<hex model> x<hex revision> x<hex salt> [t<hex tenant>]
 // and one per reclamation:
 //   rm <id>
 std::string NamespaceLine(NamespaceId id, const NamespaceSpec& spec) {
@@ -87,6 +90,12 @@ NamespaceRegistry::Entry& NamespaceRegistry::At(NamespaceId id) {
 bool NamespaceRegistry::Live(NamespaceId id) const {
   Entry* e = Find(id);
   return e != nullptr && e->state.load() == kLive;
+}
+
+uint8_t NamespaceRegistry::Tenant(NamespaceId id) const {
+  Entry* e = Find(id);
+  return e != nullptr && e->state.load() == kLive ? e->tenant.load(std::memory_order_relaxed)
+                                                  : kNoTenant;
 }
 
 bool NamespaceRegistry::Enter(NamespaceId id) {
@@ -144,7 +153,8 @@ Result<NamespaceSpec> NamespaceRegistry::Get(NamespaceId id) const {
   return e->spec;
 }
 
-Result<NamespaceId> NamespaceRegistry::Register(const NamespaceSpec& spec, bool hold) {
+Result<NamespaceId> NamespaceRegistry::Register(const NamespaceSpec& spec, bool hold,
+                                                uint8_t tenant) {
   const uint64_t now = options_.clock();
   std::lock_guard<std::mutex> l(mu_);
   const std::string key = KeyOf(spec);
@@ -180,6 +190,7 @@ Result<NamespaceId> NamespaceRegistry::Register(const NamespaceSpec& spec, bool 
   e.hits.store(0);
   e.evictions.store(0);
   e.active_ns.store(now);
+  e.tenant.store(tenant);
   if (hold) e.holds.fetch_add(1);
   e.state.store(kLive);
   by_spec_.emplace(key, id);
@@ -333,7 +344,7 @@ Status NamespaceRegistry::Load() {
     const size_t next = complete ? nl + 1 : text.size();
     ++n;
     std::istringstream ls(line);
-    std::string v, model, rev, salt, extra;
+    std::string v, model, rev, salt, tenant, extra;
     NamespaceId id = 0;
     ls >> v >> id;
     bool valid = complete && static_cast<bool>(ls) && id < kMaxIds;
@@ -352,7 +363,12 @@ Status NamespaceRegistry::Load() {
       ls >> mode >> spec.layout.num_layers >> spec.layout.num_kv_heads >> spec.layout.head_dim >>
           spec.layout.tokens_per_block >> dtype >> spec.layout.planes >> spec.tp_rank >>
           spec.tp_size >> model >> rev >> salt;
-      const bool fields = static_cast<bool>(ls) && !(ls >> extra);
+      bool fields = static_cast<bool>(ls);
+      if (fields && (ls >> tenant)) {  // an owning tenant (not the default one)
+        fields = tenant.size() > 1 && tenant[0] == 't' && !(ls >> extra);
+        tenant[0] = 'x';
+        fields = fields && Unhex(tenant, &spec.tenant) && !spec.tenant.empty();
+      }
       spec.hash_mode = static_cast<HashMode>(mode);
       spec.layout.dtype = static_cast<DType>(dtype);
       valid = fields && !Live(id) && Unhex(model, &spec.model_id) &&
@@ -362,6 +378,8 @@ Status NamespaceRegistry::Load() {
         Entry& e = At(id);
         e.spec = std::move(spec);
         e.active_ns.store(now);
+        e.tenant.store(options_.tenant_index ? options_.tenant_index(e.spec.tenant)
+                                             : (e.spec.tenant.empty() ? 0 : kNoTenant));
         e.state.store(kLive);
         by_spec_.emplace(KeyOf(e.spec), id);
         live_.fetch_add(1, std::memory_order_relaxed);

@@ -53,7 +53,15 @@ struct NamespaceRegistryOptions {
   uint64_t idle_reclaim_ns = 600ull * 1000000000ull;
   ClockFn clock;  // defaults to SteadyNowNs
   std::function<void(const std::string&)> log_warning;
+  // The tenant index of a tenant name (NamespaceSpec::tenant), for the
+  // namespaces loaded from the file; kNoTenant for a tenant no longer
+  // configured. Null: 0 for the default tenant "", kNoTenant for any other.
+  std::function<uint8_t(const std::string&)> tenant_index;
 };
+
+// A namespace whose tenant is not configured (any more): nobody can open
+// it, and its blocks are dropped at start.
+inline constexpr uint8_t kNoTenant = 0xFF;
 
 struct NamespaceInfo {
   NamespaceId id = 0;
@@ -74,10 +82,11 @@ class NamespaceRegistry {
   static Result<std::unique_ptr<NamespaceRegistry>> Open(NamespaceRegistryOptions options);
   ~NamespaceRegistry();
 
-  // Finds or registers `spec` (validated by the caller). With `hold`, the
-  // namespace is held until Release(id). Errors: ResourceExhausted (kMaxIds
-  // namespaces alive), IOError (file).
-  Result<NamespaceId> Register(const NamespaceSpec& spec, bool hold);
+  // Finds or registers `spec` (validated by the caller) for the tenant of
+  // index `tenant` (the index of spec.tenant). With `hold`, the namespace is
+  // held until Release(id). Errors: ResourceExhausted (kMaxIds namespaces
+  // alive), IOError (file).
+  Result<NamespaceId> Register(const NamespaceSpec& spec, bool hold, uint8_t tenant = 0);
   void Release(NamespaceId id);
 
   // Pins a live id for one call: while entered it is not reclaimed. False
@@ -85,6 +94,8 @@ class NamespaceRegistry {
   bool Enter(NamespaceId id);
   void Exit(NamespaceId id);
   bool Live(NamespaceId id) const;
+  // The tenant index of a live id (kNoTenant for unknown ids). Lock-free.
+  uint8_t Tenant(NamespaceId id) const;
 
   Result<NamespaceSpec> Get(NamespaceId id) const;
 
@@ -111,6 +122,7 @@ class NamespaceRegistry {
     // kFree → kLive (registered) → kDying (being reclaimed) → kFree.
     std::atomic<uint32_t> state{0};
     std::atomic<uint32_t> holds{0};  // Register(hold) and Enter
+    std::atomic<uint8_t> tenant{0};  // tenant index, set before kLive
     std::atomic<int64_t> blocks{0}, bytes{0};
     std::atomic<uint64_t> hits{0}, evictions{0};
     std::atomic<uint64_t> active_ns{0};  // last open, close, or last block gone

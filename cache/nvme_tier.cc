@@ -1,5 +1,7 @@
 #include "cache/nvme_tier.h"
 
+#include "tiers/checksum.h"
+
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -64,11 +66,17 @@ Result<std::unique_ptr<NvmeTier>> NvmeTier::Open(Cache* cache, NvmeTierOptions o
       return index.status();
     }
   }
-  // Reads land in, and writes leave from, the host segment: register it.
-  Tier& host = cache->tier(cache->host_tier_);
-  if (uint8_t* base = host.Address(Slot{}); base != nullptr) {
-    iovec seg{base, host.capacity_bytes()};
-    Status st = t->store_->RegisterBuffers(std::span(&seg, 1));
+  // Reads land in, and writes leave from, the host segments (one per
+  // tenant): register them.
+  std::vector<iovec> segs;
+  for (size_t i = 0; i < cache->num_tiers(); ++i) {
+    if (!cache->is_host(static_cast<TierId>(i))) continue;
+    Tier& host = cache->tier(static_cast<TierId>(i));
+    if (uint8_t* base = host.Address(Slot{}); base != nullptr)
+      segs.push_back(iovec{base, host.capacity_bytes()});
+  }
+  if (!segs.empty()) {
+    Status st = t->store_->RegisterBuffers(segs);
     if (!st.ok()) t->NoteError(Status(st.code(), "host segment not registered with io_uring (plain I/O used): " + st.message()));
   }
   if (damage.empty()) {
@@ -127,7 +135,7 @@ void NvmeTier::EnqueueWrite(BlockId id, std::shared_ptr<NvmeDurableWait> wait) {
 }
 
 void NvmeTier::BecomeResidentLocked(BlockEntry& e) {
-  if (e.tier == cache_->host_tier_) host_clean_bytes_ -= e.size;
+  if (cache_->is_host(e.tier)) host_clean_bytes_[e.tier] -= e.size;
   e.tier = kNvmeTier;
   e.offset = 0;
   e.size_class = 0;
@@ -142,7 +150,7 @@ void NvmeTier::StartPromotion(const std::shared_ptr<Lease::State>& st, size_t i)
     auto it = extents_.find(id);
     if (it != extents_.end()) extent = it->second;
   }
-  Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
+  Cache::TierState& ts = *cache_->tiers_[cache_->HostTierOfBlock(e)];
   Result<Slot> slot = Status::Internal("no extent");
   if (extent.payload_bytes != 0) {
     std::lock_guard<std::mutex> l(ts.mu);
@@ -224,7 +232,7 @@ bool NvmeTier::DropBlockLocked(BlockId id) {
       erase = true;
     } else {
       e.flags.fetch_and(static_cast<uint8_t>(~kFlagOnNvme));  // the memory copy stays
-      if (e.tier == cache_->host_tier_) host_clean_bytes_ -= e.size;
+      if (cache_->is_host(e.tier)) host_clean_bytes_[e.tier] -= e.size;
     }
   }
   evicted_bytes_ += e.size;
@@ -299,7 +307,7 @@ void NvmeTier::DropExtentLocked(BlockId id) {
   auto it = extents_.find(id);
   if (it == extents_.end()) return;
   const NvmeExtent x = it->second;
-  used_payload_bytes_ -= x.payload_bytes;
+  CountExtentLocked(id, -static_cast<int64_t>(x.payload_bytes));
   by_offset_.erase(x.offset);
   extents_.erase(it);
   policy_->Remove(id);
@@ -310,7 +318,7 @@ bool NvmeTier::PrepareJob(Job& job) {
   BlockIndex& index = cache_->index_;
   uint64_t ud = next_user_data_++;
   if (job.kind == Job::kRead) {
-    uint8_t* buf = cache_->tier(cache_->host_tier_).Address(job.slot);
+    uint8_t* buf = cache_->tier(cache_->HostTierOfBlock(cache_->index_.entry(job.id))).Address(job.slot);
     Status st = store_->PrepareRead(job.extent, buf, RoundUpToBlock(job.extent.payload_bytes), ud);
     if (st.code() == StatusCode::kRetry) return false;
     if (!st.ok()) {
@@ -334,6 +342,30 @@ bool NvmeTier::PrepareJob(Job& job) {
                                                                   : Stats().degraded));
     return true;
   }
+  // A tenant's NVMe quota: past it, the block stays in memory only.
+  if (Cache::TenantState& ten = *cache_->tenants_[e.tenant];
+      ten.nvme_quota != 0 &&
+      static_cast<uint64_t>(std::max<int64_t>(0, ten.nvme_bytes.load() + ten.nvme_writing.load())) +
+              e.size >
+          ten.nvme_quota) {
+    ten.nvme_declined.fetch_add(1, std::memory_order_relaxed);
+    clear(kFlagNvmeDeclined);
+    Settle(job.wait, Status::ResourceExhausted("tenant '" + ten.name + "' is at its NVMe quota of " +
+                                               std::to_string(ten.nvme_quota) + " bytes"));
+    return true;
+  }
+  // The bytes must have the checksum their writer committed: if not, the
+  // writer committed a wrong one (or rewrote the block since), and the
+  // block is dropped as the client's fault before it can ever be reported
+  // as media corruption after a round trip through NVMe.
+  if (checksum::Sum64(cache_->tier(e.tier).Address(e.slot()), e.size) != e.checksum) {
+    cache_->NoteClientChecksumMismatch(e, "checked before its first NVMe write");
+    cache_->DropClientMismatch(job.id);
+    Settle(job.wait, Status::InvalidArgument(
+                         "a block was committed with a checksum that does not match its bytes "
+                         "(client checksum mismatch): dropped"));
+    return true;
+  }
   NvmeWriteRequest req;
   req.tag = TagOf(e.key);
   req.ns = e.ns;
@@ -355,7 +387,8 @@ bool NvmeTier::PrepareJob(Job& job) {
     return true;
   }
   ++writes_in_flight_;
-  writing_bytes_ += e.size;
+  writing_bytes_[e.tier] += e.size;
+  cache_->tenants_[e.tenant]->nvme_writing += e.size;
   job.extent.payload_bytes = e.size;
   in_flight_.emplace(ud, std::move(job));
   return true;
@@ -373,7 +406,8 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   }
   --writes_in_flight_;
   BlockEntry& e = index.entry(job.id);
-  writing_bytes_ -= e.size;
+  writing_bytes_[e.tier] -= e.size;
+  cache_->tenants_[e.tenant]->nvme_writing -= e.size;
   if (!c.status.ok()) {
     ++io_errors_;
     NoteError(c.status);
@@ -403,14 +437,14 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
   }
   extents_[job.id] = c.extent;
   by_offset_[c.extent.offset] = job.id;
-  used_payload_bytes_ += c.extent.payload_bytes;
+  CountExtentLocked(job.id, static_cast<int64_t>(c.extent.payload_bytes));
   policy_->Track(job.id, cache_->MetaOf(e));
   {
     std::lock_guard<std::mutex> sl(index.MutexFor(e.key));
     e.flags.fetch_and(static_cast<uint8_t>(~kFlagDemoting));
     e.flags.fetch_or(kFlagOnNvme);
   }
-  host_clean_bytes_ += e.size;
+  host_clean_bytes_[e.tier] += e.size;
   ++demotions_;
   if (job.wait) durable_pending_.push_back(std::move(job.wait));
 }
@@ -418,11 +452,12 @@ void NvmeTier::HandleCompletion(const NvmeCompletion& c) {
 void NvmeTier::FinishRead(Job& job, const Status& st) {
   BlockIndex& index = cache_->index_;
   BlockEntry& e = index.entry(job.id);
-  Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
+  const TierId host_tier = cache_->HostTierOfBlock(e);
+  Cache::TierState& ts = *cache_->tiers_[host_tier];
   if (st.ok()) {
     {
       std::lock_guard<std::mutex> l(index.MutexFor(e.key));
-      e.tier = cache_->host_tier_;
+      e.tier = host_tier;
       e.offset = job.slot.offset;
       e.size_class = static_cast<uint16_t>(job.slot.size_class);
       cache_->RecordInHost(e);
@@ -434,7 +469,7 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
       ++ts.blocks;
       ts.bytes_in += e.size;
     }
-    host_clean_bytes_ += e.size;
+    host_clean_bytes_[e.tier] += e.size;
     ++promotions_;
     CompleteLeaseBlock(job.lease, job.lease_index, true, e.tier, e.offset);
     return;
@@ -482,7 +517,18 @@ void NvmeTier::FinishRead(Job& job, const Status& st) {
 
 void NvmeTier::Clean() {
   if (options_.write_through || !WritesAllowed()) return;
-  Cache::TierState& ts = *cache_->tiers_[cache_->host_tier_];
+  for (size_t t = 0; t < cache_->num_tiers(); ++t)
+    if (cache_->is_host(static_cast<TierId>(t))) CleanTier(static_cast<TierId>(t));
+}
+
+void NvmeTier::CountExtentLocked(BlockId id, int64_t bytes) {
+  used_payload_bytes_ += bytes;
+  const uint8_t tenant = cache_->index_.entry(id).tenant;
+  if (tenant < cache_->tenants_.size()) cache_->tenants_[tenant]->nvme_bytes += bytes;
+}
+
+void NvmeTier::CleanTier(TierId host) {
+  Cache::TierState& ts = *cache_->tiers_[host];
   BlockIndex& index = cache_->index_;
   std::vector<BlockId> picked;
   {
@@ -491,8 +537,8 @@ void NvmeTier::Clean() {
     const double cap = static_cast<double>(ts.tier->capacity_bytes());
     double need = (1.0 - options_.high_watermark) * cap -
                   (cap - static_cast<double>(ts.tier->used_bytes())) -
-                  static_cast<double>(host_clean_bytes_.load()) -
-                  static_cast<double>(writing_bytes_.load());
+                  static_cast<double>(host_clean_bytes_[host].load()) -
+                  static_cast<double>(writing_bytes_[host].load());
     if (need <= 0) return;
     uint32_t budget = options_.max_writes_in_flight > writes_in_flight_
                           ? options_.max_writes_in_flight - writes_in_flight_

@@ -36,6 +36,7 @@
 // nvme mutex → index shard mutex; jobs_mu_ is a leaf.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <condition_variable>
@@ -91,8 +92,8 @@ class NvmeTier {
   // A block with an NVMe copy moved into (+1) or out of (-1) the host tier
   // between memory tiers (HBM ⇄ host): write-back's accounting follows it.
   void HostCopyMoved(const BlockEntry& e, int direction) {
-    if (e.flags.load(std::memory_order_relaxed) & kFlagOnNvme)
-      host_clean_bytes_ += direction * static_cast<int64_t>(e.size);
+    if ((e.flags.load(std::memory_order_relaxed) & kFlagOnNvme) && e.tier < kMaxTiers)
+      host_clean_bytes_[e.tier] += direction * static_cast<int64_t>(e.size);
   }
 
   void Drain();
@@ -232,8 +233,14 @@ class NvmeTier {
   // Bytes of host-resident blocks that also have an NVMe copy (clean), and of
   // NVMe writes in flight: write-back keeps free + clean + writing above
   // (1 - high_watermark) of the host tier, so evictions find clean victims.
-  std::atomic<int64_t> host_clean_bytes_{0};
-  std::atomic<int64_t> writing_bytes_{0};
+  // One of each per host tier (a tenant's), by TierId.
+  std::array<std::atomic<int64_t>, kMaxTiers> host_clean_bytes_{};
+  std::array<std::atomic<int64_t>, kMaxTiers> writing_bytes_{};
+  // Extent payload bytes added (+) or dropped (-) for block `id`: the
+  // tier's and its tenant's counts. REQUIRES: mu_ held.
+  void CountExtentLocked(BlockId id, int64_t bytes);
+  // Write-back of one host tier (Clean).
+  void CleanTier(TierId host);
   // Error logging, once per burst.
   std::mutex log_mu_;
   uint64_t last_log_ns_ = 0;

@@ -77,27 +77,31 @@ bool NvmeTier::AdoptExtent(const NvmeExtent& x, uint8_t priority) {
       // clean copy. Anything else (a duplicate, a block stored meanwhile)
       // keeps no second copy.
       BlockEntry& e = index.entry(found);
-      if (e.tier != cache_->host_tier_ || e.state.load() != kReady ||
+      if (!cache_->is_host(e.tier) || e.state.load() != kReady ||
           (e.flags.load() & (kFlagOnNvme | kFlagDemoting)) != 0 || e.size != x.payload_bytes ||
           e.checksum != x.checksum || extents_.count(found) != 0)
         return false;
       e.flags.fetch_or(kFlagOnNvme);
       extents_[found] = x;
       by_offset_[x.offset] = found;
-      used_payload_bytes_ += x.payload_bytes;
+      CountExtentLocked(found, static_cast<int64_t>(x.payload_bytes));
       policy_->Track(found, cache_->MetaOf(e));
-      host_clean_bytes_ += e.size;
+      host_clean_bytes_[e.tier] += e.size;
       ++recovered_;
       return true;
     }
     // A record naming a reclaimed namespace (its deletion was lost in a
     // crash) is dropped: its id may be reused by another namespace.
     if (!cache_->options_.namespace_file.empty() && !cache_->namespaces_->Live(x.ns)) return false;
+    // A block of a tenant no longer configured is dropped with its record.
+    const uint8_t tenant = cache_->namespaces_->Live(x.ns) ? cache_->namespaces_->Tenant(x.ns) : 0;
+    if (tenant >= cache_->num_tenants()) return false;
     auto ins = index.InsertLocked(key);
     if (!ins.ok()) return false;
     id = *ins;
     BlockEntry& e = index.entry(id);
     e.ns = x.ns;
+    e.tenant = tenant;
     e.size = static_cast<uint32_t>(x.payload_bytes);
     e.checksum = x.checksum;
     e.priority = priority;
@@ -108,7 +112,7 @@ bool NvmeTier::AdoptExtent(const NvmeExtent& x, uint8_t priority) {
   cache_->namespaces_->AddBlock(x.ns, x.payload_bytes);
   extents_[id] = x;
   by_offset_[x.offset] = id;
-  used_payload_bytes_ += x.payload_bytes;
+  CountExtentLocked(id, static_cast<int64_t>(x.payload_bytes));
   policy_->Track(id, cache_->MetaOf(index.entry(id)));
   ++recovered_;
   return true;
@@ -302,13 +306,12 @@ void NvmeTier::Settle(const std::shared_ptr<NvmeDurableWait>& wait, const Status
 
 uint64_t NvmeTier::FlushHost(uint64_t deadline_ns) {
   BlockIndex& index = cache_->index_;
-  const TierId host = cache_->host_tier_;
   // Every READY host block without an NVMe copy, marked as being written
   // (so nothing evicts or rewrites it meanwhile).
   std::vector<BlockId> dirty;
   index.ForEachLocked([&](BlockId id) {
     BlockEntry& e = index.entry(id);
-    if (e.tier != host || e.state.load(std::memory_order_acquire) != kReady ||
+    if (!cache_->is_host(e.tier) || e.state.load(std::memory_order_acquire) != kReady ||
         (e.flags.load(std::memory_order_acquire) & (kFlagOnNvme | kFlagDemoting)) != 0)
       return;
     e.flags.fetch_or(kFlagDemoting);

@@ -109,6 +109,27 @@ struct Client::Impl {
   rpc::KvTier::Client boot = nullptr;
   uint8_t* base = nullptr;
   uint64_t bytes = 0;
+  std::string token;
+  std::string tenant;
+
+  // Fetches and maps the tenant's host segment (after a namespace is open).
+  Status MapSegment() {
+    if (base != nullptr) return Status::OK();
+    auto seg = Wait(boot.hostSegmentRequest().send());
+    uint64_t n = seg.getBytes();
+    rpc::HostSegment::Client cap = seg.getSegment();
+    // The fd arrives with the capability; it stays owned by the capability.
+    Wait(cap.bytesRequest().send());
+    KJ_IF_MAYBE(segfd, cap.getFd().wait(ws())) {
+      void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, *segfd, 0);
+      if (p == MAP_FAILED)
+        return Status::IOError(std::string("mapping the host segment: ") + std::strerror(errno));
+      base = static_cast<uint8_t*>(p);
+      bytes = n;
+      return Status::OK();
+    }
+    return Status::Unavailable("the daemon did not pass the host segment's fd");
+  }
 
   kj::WaitScope& ws() { return io->io.waitScope; }
   // Lets queued messages (releases of dropped capabilities) go out.
@@ -163,7 +184,10 @@ void Client::set_reply_spin(std::chrono::nanoseconds spin) {
 uint8_t* Client::segment_base() const { return impl_->base; }
 uint64_t Client::segment_bytes() const { return impl_->bytes; }
 
-Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path) {
+const std::string& Client::tenant() const { return impl_->tenant; }
+
+Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path,
+                                                const ConnectOptions& options) {
   sockaddr_un addr{};
   if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path))
     return Status::InvalidArgument("socket path '" + socket_path + "' is empty or too long");
@@ -178,23 +202,12 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path) 
   }
   auto impl = std::make_shared<Impl>();
   impl->io = AcquireIo();
+  impl->token = options.token;
   return Guard([&]() -> Result<std::unique_ptr<Client>> {
     impl->conn = kj::heap<Impl::Connection>(impl->io->io.unixEventPort, fd);
     impl->boot = impl->conn->Bootstrap().castAs<rpc::KvTier>();
-    auto seg = impl->Wait(impl->boot.hostSegmentRequest().send());
-    uint64_t bytes = seg.getBytes();
-    rpc::HostSegment::Client cap = seg.getSegment();
-    // The fd arrives with the capability; it stays owned by the capability.
-    impl->Wait(cap.bytesRequest().send());
-    KJ_IF_MAYBE(segfd, cap.getFd().wait(impl->ws())) {
-      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, *segfd, 0);
-      if (p == MAP_FAILED)
-        return Status::IOError(std::string("mapping the host segment: ") + std::strerror(errno));
-      impl->base = static_cast<uint8_t*>(p);
-      impl->bytes = bytes;
-    } else {
-      return Status::Unavailable("the daemon did not pass the host segment's fd");
-    }
+    // One round trip: a daemon that accepted but does not answer fails here.
+    impl->Wait(impl->boot.pingRequest().send());
     return std::unique_ptr<Client>(new Client(std::move(impl)));
   });
 }
@@ -204,7 +217,9 @@ Result<std::unique_ptr<ClientNamespace>> Client::OpenNamespace(const NamespaceSp
   return Guard([&]() -> Result<std::unique_ptr<ClientNamespace>> {
     auto req = impl_->boot.openNamespaceRequest();
     rpcconv::SpecToRpc(spec, req.initSpec());
+    if (!impl_->token.empty()) req.setToken(impl_->token);
     auto res = impl_->Wait(req.send());
+    impl_->tenant = res.getTenant();
     auto ns_impl = std::make_unique<ClientNamespace::Impl>();
     ns_impl->cap = res.getNs();
     BlockKey seed = rpcconv::FromRpc(res.getSeed());
@@ -213,6 +228,7 @@ Result<std::unique_ptr<ClientNamespace>> Client::OpenNamespace(const NamespaceSp
     if (!(seed == ns->hasher().seed()))
       return Status::Internal("the daemon's namespace seed differs from the client's "
                               "(hashing spec mismatch)");
+    KVTIER_RETURN_IF_ERROR(impl_->MapSegment());
     return ns;
   });
 }

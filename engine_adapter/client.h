@@ -8,7 +8,8 @@
 //   ... prefill the rest ...
 //   (*ns)->Store(new_keys, payloads);                         // reserve/write/commit
 //
-// The daemon hands over its host segment's fd at Connect(); the client maps it
+// The daemon hands over its host segment's fd — that of the client's tenant
+// (docs/security.md) — when the first namespace is opened; the client maps it
 // and reads and writes slots in place, so no payload byte crosses the socket.
 // Leases and transactions are RAII: dropping one releases its pins or aborts
 // its write on the daemon.
@@ -152,15 +153,28 @@ struct RemoteStats {
   std::vector<Namespace> namespaces;
 };
 
+struct ConnectOptions {
+  // The tenant token to give when opening namespaces (docs/security.md);
+  // empty: the daemon knows the tenant from the process's uid/gid.
+  std::string token;
+};
+
 class Client {
  public:
-  // Connects, fetches and maps the host segment. Errors: Unavailable (no
-  // daemon on the socket), IOError (mapping), InvalidArgument (bad path).
-  static Result<std::unique_ptr<Client>> Connect(const std::string& socket_path);
+  // Connects. Errors: Unavailable (no daemon on the socket), InvalidArgument
+  // (bad path).
+  static Result<std::unique_ptr<Client>> Connect(const std::string& socket_path,
+                                                 const ConnectOptions& options = {});
   ~Client();
 
-  // InvalidArgument (bad spec, as the daemon reports it), Unavailable.
+  // Opens a namespace of the client's tenant; the first one also fetches
+  // and maps the tenant's host segment. InvalidArgument (bad spec, as the
+  // daemon reports it), PermissionDenied (no tenant for this process or
+  // token), IOError (mapping), Unavailable.
   Result<std::unique_ptr<ClientNamespace>> OpenNamespace(const NamespaceSpec& spec);
+  // The tenant the daemon put this connection in ("" for the default one);
+  // empty before the first OpenNamespace.
+  const std::string& tenant() const;
   Result<RemoteStats> Stats();
   Status Ping();
 
@@ -189,7 +203,8 @@ class Client {
   Result<std::vector<ClientLease>> AcquireTp(std::span<ClientNamespace* const> ranks,
                                              std::span<const std::vector<BlockKey>> keys);
 
-  // The daemon's host segment as mapped in this process.
+  // The daemon's host segment (the tenant's) as mapped in this process;
+  // null before the first OpenNamespace.
   uint8_t* segment_base() const;
   uint64_t segment_bytes() const;
 

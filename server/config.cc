@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "eviction/policy.h"
+#include "server/data_dir.h"
+#include "server/tenants.h"
 
 #ifndef KVTIER_VERSION_STRING
 #define KVTIER_VERSION_STRING "unknown"
@@ -29,7 +31,7 @@ namespace {
 constexpr size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 constexpr uint64_t kBytesPerKeyInMessage = 64;
 
-enum class FlagType : uint8_t { kString, kSize, kU32, kBool, kConfig, kHelp, kVersion };
+enum class FlagType : uint8_t { kString, kSize, kU32, kBool, kList, kConfig, kHelp, kVersion };
 
 // One flag: its name (also the config-file key), what it sets, its limits and
 // its --help line. The parser, the file reader and DaemonHelpText() all read
@@ -42,6 +44,7 @@ struct FlagSpec {
   uint64_t DaemonConfig::*u64 = nullptr;
   uint32_t DaemonConfig::*u32 = nullptr;
   bool DaemonConfig::*boolean = nullptr;
+  std::vector<std::string> DaemonConfig::*list = nullptr;  // kList: every value kept
   uint64_t min = 0;
   uint64_t max = UINT64_MAX;
   Status (*check)(std::string_view value) = nullptr;  // for strings
@@ -104,6 +107,17 @@ Status CheckStoreTier(std::string_view v) {
 Status CheckAdmission(std::string_view v) {
   auto a = NewAdmissionPolicy(v);
   return a.ok() ? Status::OK() : a.status();
+}
+
+Status CheckGroup(std::string_view v) {
+  if (v.empty()) return Status::OK();
+  auto g = ResolveGroup(v);
+  return g.ok() ? Status::OK() : g.status();
+}
+
+Status CheckVerify(std::string_view v) {
+  if (v == "spill" || v == "commit") return Status::OK();
+  return Status::InvalidArgument("unknown value (spill, commit)");
 }
 
 Status CheckSocket(std::string_view v) {
@@ -235,6 +249,30 @@ const std::vector<FlagSpec>& Flags() {
                "(kinds read-eio, write-eio, write-enospc, read-short, read-flip, each with a "
                "probability per operation); what kvtier-crash-test --inject-faults runs the "
                "daemon with. Never in production."},
+      {.name = "tenant", .metavar = "NAME=RULES", .type = FlagType::kList, .list = &C::tenants,
+       .default_text = "none (one tenant: every connection)",
+       .help = "A tenant (repeat the flag, one per tenant): RULES are comma-separated uid:N, "
+               "gid:N (the peer's primary group), token-sha256:HEX (the SHA-256 of a token the "
+               "client gives when it opens a namespace), host:SIZE (its host segment), hbm:SIZE "
+               "(its HBM arena per GPU), nvme:SIZE (most bytes of its blocks on NVMe), e.g. "
+               "alice=uid:1000,host:8G. A tenant's blocks live in memory only its own "
+               "connections are handed; a connection that matches no tenant is refused. Host "
+               "and HBM capacity without an explicit share is split evenly. See "
+               "docs/security.md."},
+      {.name = "data-group", .metavar = "GROUP", .type = FlagType::kString,
+       .str = &C::data_group, .check = CheckGroup, .default_text = "none (owner only)",
+       .help = "A group (name or gid) that may read the data dir (mode 2750, files 0640) and, "
+               "without tenants, connect to the socket (0660). Without it the data dir is 0700, "
+               "its files 0600 and the socket 0600 (0666 with tenants: the daemon tells them "
+               "apart by their credentials)."},
+      {.name = "verify-checksums", .metavar = "WHEN", .type = FlagType::kString,
+       .str = &C::verify_checksums, .check = CheckVerify, .default_text = "spill",
+       .help = "When the daemon checks each block's committed checksum against its bytes: "
+               "spill (before its first NVMe write, off the RPC path) or commit (also at "
+               "commit for host-tier blocks, so that a block committed with a wrong checksum "
+               "is never served; costs one pass over the bytes per commit). A mismatch is the "
+               "client's fault: the block is dropped and counted in "
+               "kvtier_client_checksum_mismatch_total, never reported as NVMe corruption."},
       {.name = "config", .metavar = "FILE", .type = FlagType::kConfig, .default_text = "none",
        .help = "Read settings from FILE first; flags override them (see below)."},
       {.name = "help", .metavar = "", .type = FlagType::kHelp, .default_text = "",
@@ -311,6 +349,10 @@ Status ApplyValue(const FlagSpec& f, std::string_view value, DaemonConfig* c) {
       c->*f.boolean = *v;
       return Status::OK();
     }
+    case FlagType::kList:
+      if (value.empty()) return Status::InvalidArgument("must not be empty");
+      (c->*f.list).push_back(std::string(value));
+      return Status::OK();
     case FlagType::kConfig:
     case FlagType::kHelp:
     case FlagType::kVersion:
@@ -654,6 +696,21 @@ Status DaemonConfig::Validate() const {
                "must be 0 (off) or at least 65MiB (a 1MiB header and one 64MiB region)");
   if (nvme_capacity_bytes != 0 && nvme_path.empty())
     return bad("nvme-path", nvme_path, "must not be empty when the NVMe tier is on");
+  auto ts = ParseTenants(tenants);
+  if (!ts.ok()) return Status::InvalidArgument("--tenant: " + ts.status().message());
+  if (!ts->empty()) {
+    std::vector<uint64_t> host, hbm;
+    for (const auto& t : *ts) {
+      host.push_back(t.host_bytes);
+      hbm.push_back(t.hbm_bytes);
+    }
+    auto h = SplitShares(host, host_capacity_bytes, host_region_bytes, "host");
+    if (!h.ok()) return Status::InvalidArgument("--tenant: " + h.status().message());
+    if (hbm_capacity_bytes > 0) {
+      auto g = SplitShares(hbm, hbm_capacity_bytes, host_region_bytes, "HBM");
+      if (!g.ok()) return Status::InvalidArgument("--tenant: " + g.status().message());
+    }
+  }
   return Status::OK();
 }
 
@@ -681,6 +738,8 @@ std::string DaemonConfig::ToString() const {
       << " nvme_flush_timeout=" << nvme_flush_timeout_seconds;
   }
   if (!config_file.empty()) o << " config=" << config_file;
+  o << " tenants=" << tenants.size() << " data_group=" << (data_group.empty() ? "(none)" : data_group)
+    << " verify_checksums=" << verify_checksums;
   return o.str();
 }
 
@@ -750,9 +809,11 @@ Result<DaemonConfig> ParseDaemonConfig(int argc, const char* const* argv, const 
   if (!c.config_file.empty()) {
     KVTIER_RETURN_IF_ERROR(ApplyConfigFile(c.config_file, &c));
   }
-  // Then the flags; a flag given twice keeps its last value.
+  // Then the flags; a flag given twice keeps its last value (a list flag:
+  // its values replace the file's).
   for (const auto& [f, o] : options) {
     if (f->type == FlagType::kConfig || o->count() == 0) continue;
+    if (f->type == FlagType::kList) (c.*f->list).clear();
     for (const std::string& value : o->results()) {
       Status st = ApplyValue(*f, value, &c);
       if (!st.ok())
@@ -800,8 +861,9 @@ std::string DaemonHelpText() {
        "a flag name without the dashes (\"_\" may stand for \"-\"). Blank lines and lines\n"
        "starting with '#' are ignored; \" #\" after a value starts a comment; a value in\n"
        "double quotes is taken as is, and a comment may follow its closing quote.\n"
-       "log-json takes true/false (also 1/0, yes/no, on/off). config, help and version\n"
-       "are not keys. Example:\n"
+       "log-json takes true/false (also 1/0, yes/no, on/off). tenant may be given on\n"
+       "several lines, one tenant each (flags --tenant replace them all). config, help\n"
+       "and version are not keys. Example:\n"
        "\n"
        "  # /etc/kvtier/kvtierd.conf\n"
        "  socket = /run/kvtier/kvtier.sock\n"

@@ -116,6 +116,16 @@ struct DaemonConfig {
   // Testing only: NVMe I/O faults to inject (tiers/fault_io_queue.h,
   // ParseFaultSpec); empty: none.
   std::string nvme_fault_inject;
+  // Tenants (server/tenants.h, docs/security.md): one "NAME=RULE[,RULE...]"
+  // per tenant (--tenant, repeatable); empty: one tenant, every connection.
+  std::vector<std::string> tenants;
+  // A group that may read the data dir (then 02750, files 0640) and, without
+  // tenants, connect to the socket (0660); empty: the daemon's user only.
+  std::string data_group;
+  // When committed checksums are checked against the blocks' bytes:
+  // "spill" (before a block's first NVMe write) or "commit" (also at
+  // commit, for host-tier blocks: a wrong one is never served).
+  std::string verify_checksums = "spill";
 
   // Not settings: what the command line asked for.
   std::string config_file;    // the --config file that was read, if any

@@ -125,17 +125,25 @@ struct Stats {
 }
 
 interface KvTier {
-  # Registers (or finds) a namespace; the same spec always gives the same one.
-  openNamespace @0 (spec :NamespaceSpec) -> (ns :Namespace, id :UInt32, seed :Key, blockBytes :UInt64);
-  # The host tier's shared-memory segment; its capability carries the memfd
-  # (Capability::Client::getFd()).
+  # Registers (or finds) a namespace of the caller's tenant; the same spec
+  # always gives the same one. The tenant is that of the connection's peer
+  # credentials (SO_PEERCRED), or of `token` when one is given (the daemon
+  # compares its SHA-256 with its configuration); a connection belongs to
+  # one tenant, fixed by its first openNamespace. PermissionDenied when no
+  # tenant matches, or a later call names another tenant. docs/security.md.
+  openNamespace @0 (spec :NamespaceSpec, token :Text)
+      -> (ns :Namespace, id :UInt32, seed :Key, blockBytes :UInt64, tenant :Text);
+  # The host segment of the connection's tenant (its blocks, nobody else's);
+  # its capability carries the memfd (Capability::Client::getFd()).
+  # PermissionDenied before the connection opened a namespace.
   hostSegment @1 () -> (segment :HostSegment, bytes :UInt64);
   stats @2 () -> (stats :Stats);
   ping @3 () -> ();
-  # The HBM tier's arena on GPU `device`, shared by CUDA IPC: open
-  # `ipcHandle` (a cudaIpcMemHandle_t, 64 bytes) with cudaIpcOpenMemHandle;
-  # block offsets of tier `hbm` are relative to it. Fails with Unavailable
-  # when the daemon has no HBM tier.
+  # The HBM arena of the connection's tenant on GPU `device`, shared by CUDA
+  # IPC: open `ipcHandle` (a cudaIpcMemHandle_t, 64 bytes) with
+  # cudaIpcOpenMemHandle; block offsets of tier `hbm` are relative to it.
+  # Fails with Unavailable when the daemon has no HBM tier, PermissionDenied
+  # before the connection opened a namespace.
   hbmSegment @4 (device :Int32 = -1) -> (device :Int32, ipcHandle :Data, bytes :UInt64, pciBusId :Text);
 
   # Tensor parallelism: acquires each rank's keys in its namespace (an id

@@ -21,11 +21,13 @@
 #include "cache/cache.h"
 #include "server/admin_http.h"
 #include "server/config.h"
+#include "server/data_dir.h"
 #include "server/logging.h"
 #include "server/metrics.h"
 #include "server/rpc_server.h"
 #include "server/rpc_service.h"
 #include "server/systemd_notify.h"
+#include "server/tenants.h"
 #include "tiers/fault_io_queue.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
@@ -57,49 +59,108 @@ std::vector<int> HostNumaNodes(const DaemonConfig& cfg) {
 // The daemon's tiers and cache, with or without the NVMe tier.
 struct Tiers {
   std::unique_ptr<Cache> cache;
-  const HostShmTier* host_tier = nullptr;
-  std::vector<HbmTierRef> hbm_tiers;
+  std::vector<RpcTenant> tenants;  // by tenant index
 };
 
+// With tenants, each has its own host segment (and HBM arena per GPU), its
+// share of --host-capacity (--hbm-capacity); without, one tenant "" owns
+// them all, as before.
 Result<Tiers> BuildCache(const DaemonConfig& cfg, bool with_nvme, bool* cache_failed) {
-  HostShmOptions ho;
-  ho.capacity_bytes = cfg.host_capacity_bytes;
-  ho.region_bytes = cfg.host_region_bytes;
-  ho.numa_nodes = HostNumaNodes(cfg);
-  ho.path = cfg.host_shm_path;
-  if (!ho.numa_nodes.empty())
-    spdlog::info("host tier placed on NUMA node(s) {}", fmt::join(ho.numa_nodes, ","));
-  auto host = HostShmTier::Create(ho);
-  if (!host.ok()) return Status(host.status().code(), "host tier: " + host.status().message());
+  auto tenant_cfgs = ParseTenants(cfg.tenants);  // validated with the config
+  if (!tenant_cfgs.ok()) return tenant_cfgs.status();
+  const bool multi = !tenant_cfgs->empty();
+  std::vector<std::string> names;
+  std::vector<uint64_t> host_share, hbm_share;
+  if (multi) {
+    for (const auto& t : *tenant_cfgs) {
+      names.push_back(t.name);
+      host_share.push_back(t.host_bytes);
+      hbm_share.push_back(t.hbm_bytes);
+    }
+    auto h = SplitShares(host_share, cfg.host_capacity_bytes, cfg.host_region_bytes, "host");
+    if (!h.ok()) return h.status();
+    host_share = *h;
+    if (cfg.hbm_capacity_bytes > 0) {
+      auto g = SplitShares(hbm_share, cfg.hbm_capacity_bytes, cfg.host_region_bytes, "HBM");
+      if (!g.ok()) return g.status();
+      hbm_share = *g;
+    }
+  } else {
+    names.push_back("");
+    host_share.push_back(cfg.host_capacity_bytes);
+    hbm_share.push_back(cfg.hbm_capacity_bytes);
+  }
   Tiers t;
-  t.host_tier = host->get();
+  t.tenants.resize(names.size());
   CacheOptions co;
-  std::vector<HbmTierRef>& hbm_tiers = t.hbm_tiers;
+  std::vector<std::unique_ptr<HostShmTier>> hosts;
+  const auto numa = HostNumaNodes(cfg);
+  if (!numa.empty()) spdlog::info("host tier placed on NUMA node(s) {}", fmt::join(numa, ","));
+  for (size_t i = 0; i < names.size(); ++i) {
+    HostShmOptions ho;
+    ho.capacity_bytes = host_share[i];
+    ho.region_bytes = cfg.host_region_bytes;
+    ho.numa_nodes = numa;
+    ho.path = cfg.host_shm_path;
+    if (multi) {
+      ho.name = "kvtier-host-" + names[i];
+      if (!ho.path.empty()) ho.path += "." + names[i];
+    }
+    auto host = HostShmTier::Create(ho);
+    if (!host.ok())
+      return Status(host.status().code(),
+                    (multi ? "host tier of tenant '" + names[i] + "': " : std::string("host tier: ")) +
+                        host.status().message());
+    t.tenants[i].host = host->get();
+    hosts.push_back(std::move(host).value());
+    if (multi) spdlog::info("tenant '{}': host segment of {}", names[i], FormatSize(host_share[i]));
+  }
+  bool any_hbm = false;
   if (cfg.hbm_capacity_bytes > 0) {
     auto gpus = ParseGpuList(cfg.gpus);  // validated with the config
-    for (int gpu : *gpus) {
-      GpuHbmOptions go;
-      go.device = gpu;
-      go.capacity_bytes = cfg.hbm_capacity_bytes;
-      go.region_bytes = cfg.host_region_bytes;
-      // The host segment is registered (pinned) once, with the first GPU.
-      if (hbm_tiers.empty()) {
-        go.host_base = (*host)->base();
-        go.host_bytes = (*host)->segment_bytes();
+    for (size_t i = 0; i < names.size(); ++i) {
+      for (int gpu : *gpus) {
+        GpuHbmOptions go;
+        go.device = gpu;
+        go.capacity_bytes = hbm_share[i];
+        go.region_bytes = cfg.host_region_bytes;
+        // Each host segment is registered (pinned) once, with the first GPU.
+        if (t.tenants[i].hbm.empty()) {
+          go.host_base = hosts[i]->base();
+          go.host_bytes = hosts[i]->segment_bytes();
+        }
+        auto hbm = GpuHbmTier::Create(go);
+        if (!hbm.ok())
+          return Status(hbm.status().code(),
+                        "HBM tier on GPU " + std::to_string(gpu) +
+                            (multi ? " of tenant '" + names[i] + "'" : std::string()) + ": " +
+                            hbm.status().message());
+        t.tenants[i].hbm.push_back(HbmTierRef{hbm->get(), static_cast<TierId>(co.tiers.size())});
+        TierSetup ts{std::move(hbm).value(), cfg.host_policy};
+        ts.tenant = static_cast<uint8_t>(i);
+        if (multi) ts.name = "hbm/" + names[i];
+        co.tiers.push_back(std::move(ts));
+        any_hbm = true;
       }
-      auto hbm = GpuHbmTier::Create(go);
-      if (!hbm.ok())
-        return Status(hbm.status().code(),
-                      "HBM tier on GPU " + std::to_string(gpu) + ": " + hbm.status().message());
-      hbm_tiers.push_back(HbmTierRef{hbm->get(), static_cast<TierId>(co.tiers.size())});
-      co.tiers.push_back(TierSetup{std::move(hbm).value(), cfg.host_policy});
     }
   }
   // Stores land in the first HBM tier (or the writer's GPU's, when it says
   // which) with --store-tier hbm, else in the host tier, after the HBM tiers.
-  const TierId host_id = static_cast<TierId>(co.tiers.size());
-  co.store_tier = (!hbm_tiers.empty() && cfg.store_tier == "hbm") ? 0 : host_id;
-  co.tiers.push_back(TierSetup{std::move(host).value(), cfg.host_policy});
+  const TierId first_host = static_cast<TierId>(co.tiers.size());
+  co.store_tier = (any_hbm && cfg.store_tier == "hbm") ? 0 : first_host;
+  for (size_t i = 0; i < names.size(); ++i) {
+    TierSetup ts{std::move(hosts[i]), cfg.host_policy};
+    ts.tenant = static_cast<uint8_t>(i);
+    if (multi) {
+      ts.name = "host/" + names[i];
+      CacheTenant ct;
+      ct.name = names[i];
+      ct.nvme_quota_bytes = (*tenant_cfgs)[i].nvme_bytes;
+      co.tenants.push_back(ct);
+    }
+    co.tiers.push_back(std::move(ts));
+  }
+  co.verify_at_commit = cfg.verify_checksums == "commit";
   co.max_keys_per_call = cfg.max_keys_per_call;
   co.promote_to_hbm_hits = cfg.promote_to_hbm_hits;
   co.namespace_file = (std::filesystem::path(cfg.data_dir) / "namespaces").string();
@@ -160,12 +221,16 @@ int Run(const DaemonConfig& cfg) {
   sigaddset(&sigs, SIGHUP);  // never fatal (see below)
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.data_dir, ec);
-  if (ec) {
-    spdlog::error("cannot create data dir '{}': {}", cfg.data_dir, ec.message());
+  // Files: nothing the daemon writes is for other users (docs/security.md).
+  umask(DataUmask(!cfg.data_group.empty()));
+  auto secured = SecureDataDir(cfg.data_dir, cfg.data_group);
+  if (!secured.ok()) {
+    spdlog::error("data dir: {}", secured.status().ToString());
     return 1;
   }
+  if (*secured > 0)
+    spdlog::warn("data dir '{}': took group/other permissions off {} existing paths (files are "
+                 "0600, 0640 with --data-group)", cfg.data_dir, *secured);
   // The host tier serves whatever state the NVMe side is in: a device or
   // index error at start-up leaves the daemon up without its NVMe tier,
   // degraded (shown by /healthz, /readyz and kvtier_degraded). Two refusals
@@ -185,15 +250,15 @@ int Run(const DaemonConfig& cfg) {
     return 1;
   }
   auto cache = std::move(built->cache);
-  const HostShmTier* host_tier = built->host_tier;
-  std::vector<HbmTierRef> hbm_tiers = built->hbm_tiers;
+  const bool any_hbm = !built->tenants.empty() && !built->tenants[0].hbm.empty();
 
 
   RpcMetrics metrics;
   RpcServiceOptions so;
   so.max_keys_per_call = cfg.max_keys_per_call;
-  so.store_in_hbm = !hbm_tiers.empty() && cfg.store_tier == "hbm";
-  RpcService service(cache.get(), host_tier, &metrics, so, hbm_tiers);
+  so.store_in_hbm = any_hbm && cfg.store_tier == "hbm";
+  RpcService service(cache.get(), &metrics, so, std::move(built->tenants),
+                     TenantResolver(*ParseTenants(cfg.tenants)));
   RpcServerOptions ro;
   ro.socket_path = cfg.socket_path;
   ro.threads = static_cast<int>(cfg.rpc_threads);
@@ -202,6 +267,11 @@ int Run(const DaemonConfig& cfg) {
   auto rpc = RpcServer::Start(ro, &service);
   if (!rpc.ok()) {
     spdlog::error("rpc server: {}", rpc.status().ToString());
+    return 1;
+  }
+  if (Status st = SecureSocket(cfg.socket_path, service.resolver().multi_tenant(), cfg.data_group);
+      !st.ok()) {
+    spdlog::error("rpc server: {}", st.ToString());
     return 1;
   }
 

@@ -47,6 +47,16 @@ HistogramSnapshot LatencyHistogram::Snapshot() const {
   return s;
 }
 
+const char* TenantRefusalName(TenantRefusal r) {
+  switch (r) {
+    case TenantRefusal::kUnknownPeer: return "unknown_peer";
+    case TenantRefusal::kBadToken: return "bad_token";
+    case TenantRefusal::kNoNamespace: return "no_namespace";
+    case TenantRefusal::kTenantSwitch: return "tenant_switch";
+  }
+  return "unknown";
+}
+
 const char* RpcMethodName(RpcMethod m) {
   switch (m) {
     case RpcMethod::kOpenNamespace: return "open_namespace";
@@ -269,6 +279,26 @@ void RenderNamespaces(const CacheStats& s, PromWriter& w) {
   w.Sample("kvtier_namespaces_reclaimed_total", "", s.namespaces_reclaimed);
 }
 
+// Per tenant (docs/security.md); the default tenant is tenant="".
+void RenderTenants(const CacheStats& s, PromWriter& w) {
+  auto label = [](const TenantStats& t) { return "tenant=\"" + LabelValue(t.name) + "\""; };
+  w.Family("kvtier_client_checksum_mismatch_total", "counter",
+           "Blocks committed with a checksum their bytes do not have (found at commit or "
+           "before their first NVMe write): the client's fault, dropped, never counted as "
+           "NVMe corruption.");
+  for (const auto& t : s.tenants)
+    w.Sample("kvtier_client_checksum_mismatch_total", label(t), t.client_checksum_mismatches);
+  w.Family("kvtier_tenant_nvme_bytes", "gauge", "Payload bytes of the tenant's blocks on NVMe.");
+  for (const auto& t : s.tenants) w.Sample("kvtier_tenant_nvme_bytes", label(t), t.nvme_bytes);
+  w.Family("kvtier_tenant_nvme_quota_bytes", "gauge",
+           "The tenant's NVMe quota (0: none).");
+  for (const auto& t : s.tenants)
+    w.Sample("kvtier_tenant_nvme_quota_bytes", label(t), t.nvme_quota_bytes);
+  w.Family("kvtier_tenant_nvme_quota_declined_total", "counter",
+           "NVMe writes of the tenant's blocks declined by its quota (the block stays in memory).");
+  for (const auto& t : s.tenants)
+    w.Sample("kvtier_tenant_nvme_quota_declined_total", label(t), t.nvme_quota_declined);
+}
 void RenderCache(const CacheStats& s, PromWriter& w) {
   for (const auto& f : kTierFamilies) {
     w.Family(f.name, f.type, f.help);
@@ -297,9 +327,26 @@ void RenderCache(const CacheStats& s, PromWriter& w) {
   }
   RenderSizes(s, w);
   RenderNamespaces(s, w);
+  RenderTenants(s, w);
 }
 
+void RenderTenantRefusals(const RpcMetrics& m, PromWriter& w) {
+  w.Family("kvtier_tenant_refusals_total", "counter",
+           "Requests refused for their tenant (PermissionDenied), by reason: unknown_peer (no "
+           "tenant has the peer's uid or gid), bad_token, no_namespace (a memory mapping asked "
+           "for before opening a namespace), tenant_switch (a second tenant on one connection).");
+  for (size_t i = 0; i < kNumTenantRefusals; ++i)
+    w.Sample("kvtier_tenant_refusals_total",
+             std::string("reason=\"") + TenantRefusalName(static_cast<TenantRefusal>(i)) + "\"",
+             m.tenant_refusals[i].load(std::memory_order_relaxed));
+  w.Family("kvtier_commit_checksum_refusals_total", "counter",
+           "Commits answered InvalidArgument because a block's bytes did not match its checksum "
+           "(--verify-checksums commit).");
+  w.Sample("kvtier_commit_checksum_refusals_total", "",
+           m.commit_checksum_refusals.load(std::memory_order_relaxed));
+}
 void RenderRpc(const RpcMetrics& m, PromWriter& w) {
+  RenderTenantRefusals(m, w);
   std::array<HistogramSnapshot, kNumRpcMethods> snaps;
   for (size_t i = 0; i < kNumRpcMethods; ++i) snaps[i] = m.methods[i].latency.Snapshot();
 

@@ -88,6 +88,16 @@ inline constexpr size_t kNumRpcMethods = 9;
 // "open_namespace", "acquire", ..., "host_segment" (the Prometheus label).
 const char* RpcMethodName(RpcMethod m);
 
+// Why a request was refused for its tenant (docs/security.md).
+enum class TenantRefusal : uint8_t {
+  kUnknownPeer = 0,  // no tenant has the peer's uid or gid
+  kBadToken,         // the token matches no tenant
+  kNoNamespace,      // hostSegment/hbmSegment before opening a namespace
+  kTenantSwitch,     // a connection opening a namespace of a second tenant
+};
+inline constexpr size_t kNumTenantRefusals = 4;
+const char* TenantRefusalName(TenantRefusal r);
+
 struct RpcMetrics {
   struct alignas(64) Method {
     LatencyHistogram latency;        // every call, failed ones too
@@ -101,6 +111,13 @@ struct RpcMetrics {
   std::atomic<uint64_t> connections_total{0};
   alignas(64) std::atomic<int64_t> leases_open{0};
   alignas(64) std::atomic<int64_t> txns_open{0};
+  std::array<std::atomic<uint64_t>, kNumTenantRefusals> tenant_refusals{};
+  // Commits answered with an error because a block's bytes did not match
+  // its checksum (--verify-checksums commit).
+  std::atomic<uint64_t> commit_checksum_refusals{0};
+  void Refuse(TenantRefusal r) {
+    tenant_refusals[static_cast<size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  }
 
   Method& method(RpcMethod m) { return methods[static_cast<size_t>(m)]; }
   const Method& method(RpcMethod m) const { return methods[static_cast<size_t>(m)]; }

@@ -11,7 +11,8 @@ Status StatusFromException(const kj::Exception& e) {
   static const StatusCode kCodes[] = {
       StatusCode::kNotFound, StatusCode::kInvalidArgument, StatusCode::kResourceExhausted,
       StatusCode::kRejected, StatusCode::kRetry,          StatusCode::kIOError,
-      StatusCode::kCorruption, StatusCode::kUnavailable,  StatusCode::kInternal};
+      StatusCode::kCorruption, StatusCode::kUnavailable,  StatusCode::kInternal,
+      StatusCode::kPermissionDenied};
   for (StatusCode c : kCodes) {
     std::string_view name = StatusCodeName(c);
     if (d.size() > name.size() && d.substr(0, name.size()) == name && d[name.size()] == ':') {

@@ -169,7 +169,7 @@ void RpcServer::WorkerMain(Worker* w) {
     ++metrics->connections_open;
     ++metrics->connections_total;
     conns.push_back(kj::heap<Connection>(io.unixEventPort, cfd, options_.max_message_bytes,
-                                         service_->NewBootstrap(), ro));
+                                         service_->NewBootstrap(ReadPeerCredentials(cfd)), ro));
     auto it = std::prev(conns.end());
     tasks.add((*it)->network.onDisconnect().then([&, it]() {
       conns.erase(it);  // drops every capability the client held

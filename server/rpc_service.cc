@@ -28,8 +28,25 @@ using rpcconv::KeysFromRpc;
 using rpcconv::Throw;
 using rpcconv::ToRpc;
 
-void FillStats(const Cache& cache, const RpcMetrics& m, rpc::Stats::Builder out) {
+// What a connection of tenant `tenant` (-1: none yet) may see: with tenants,
+// only its own tiers (and NVMe) and its own namespaces; the aggregate
+// counters are the daemon's.
+void FillStats(const Cache& cache, const RpcService& svc, int tenant, rpc::Stats::Builder out) {
+  const RpcMetrics& m = *svc.metrics();
   CacheStats s = cache.Stats();
+  if (svc.resolver().multi_tenant()) {
+    std::vector<TierStats> tiers;
+    for (size_t i = 0; i < s.tiers.size(); ++i)
+      if (i >= cache.num_tiers() ||
+          (tenant >= 0 && cache.tier_tenant(static_cast<TierId>(i)) == tenant))
+        tiers.push_back(std::move(s.tiers[i]));
+    s.tiers = std::move(tiers);
+    std::vector<NamespaceInfo> nss;
+    for (auto& n : s.namespaces)
+      if (tenant >= 0 && n.spec.tenant == svc.resolver().name(static_cast<size_t>(tenant)))
+        nss.push_back(std::move(n));
+    s.namespaces = std::move(nss);
+  }
   out.setBlocksReady(s.blocks_ready);
   out.setBlocksWriting(s.blocks_writing);
   out.setPinnedBlocks(s.pinned_blocks);
@@ -128,6 +145,17 @@ class LeaseImpl final : public rpc::Lease::Server {
   RpcMetrics* m_;
 };
 
+// InvalidArgument for a commit that dropped blocks whose bytes did not have
+// their checksum (--verify-checksums commit); the others are stored.
+void ThrowIfMismatched(const Reservation& r, RpcMetrics* m) {
+  if (r.checksum_mismatches() == 0) return;
+  m->commit_checksum_refusals.fetch_add(1, std::memory_order_relaxed);
+  Throw(Status::InvalidArgument(
+      std::to_string(r.checksum_mismatches()) + " of the reserved blocks (the first: key " +
+      std::to_string(r.first_checksum_mismatch()) +
+      ") do not have the checksum committed for them: those were dropped, the others stored"));
+}
+
 class StoreTxnImpl final : public rpc::StoreTxn::Server {
  public:
   StoreTxnImpl(Cache* cache, Reservation r, RpcMetrics* m)
@@ -148,6 +176,7 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
     if (!cache_->durable_commits()) {
       Status st = cache_->Commit(res_, v);
       if (!st.ok()) Throw(st);
+      ThrowIfMismatched(res_, m_);
       return kj::READY_NOW;
     }
     // write-through: answer once the blocks are durable on NVMe (or say why
@@ -171,12 +200,13 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
       std::lock_guard<std::mutex> l(waker->mu);
       waker->fulfiller = nullptr;
     });
-    return paf.promise.attach(kj::mv(guard)).then([waker] {
+    return paf.promise.attach(kj::mv(guard)).then([this, waker] {
       Status durable;
       {
         std::lock_guard<std::mutex> l(waker->mu);
         durable = waker->durable;
       }
+      ThrowIfMismatched(res_, m_);
       if (!durable.ok()) Throw(durable);
     });
   }
@@ -197,8 +227,8 @@ class NamespaceImpl final : public rpc::Namespace::Server {
  public:
   // Takes over one hold of `id` (OpenNamespace(spec, true)): the namespace
   // is not reclaimed while a client holds this capability.
-  NamespaceImpl(const RpcService* svc, NamespaceId id, const NamespaceSpec& spec)
-      : svc_(svc), id_(id), hasher_(spec), block_bytes_(spec.layout.BlockBytes()) {}
+  NamespaceImpl(const RpcService* svc, NamespaceId id, const NamespaceSpec& spec, int tenant)
+      : svc_(svc), id_(id), tenant_(tenant), hasher_(spec), block_bytes_(spec.layout.BlockBytes()) {}
   ~NamespaceImpl() { svc_->cache()->CloseNamespace(id_); }
 
  protected:
@@ -208,7 +238,8 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     auto keys_in = ctx.getParams().getKeys();
     CheckKeyCount(keys_in.size(), "acquire");
     auto keys = KeysFromRpc(keys_in);
-    auto lease = svc_->cache()->Acquire(id_, keys, svc_->PromoteTier(ctx.getParams().getDevice()));
+    auto lease =
+        svc_->cache()->Acquire(id_, keys, svc_->PromoteTier(tenant_, ctx.getParams().getDevice()));
     if (!lease.ok()) Throw(lease.status());
     if (lease->ready()) {
       FillAcquire(ctx, std::move(lease).value());
@@ -252,7 +283,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
                                         r.getDurationMs() * 1000000ull});
     if (p.hasFirstParent()) so.first_parent = FromRpc(p.getFirstParent());
     if (svc_->options().store_in_hbm && p.getDevice() >= 0) {
-      const HbmTierRef* ref = svc_->hbm(p.getDevice());
+      const HbmTierRef* ref = svc_->hbm(tenant_, p.getDevice());
       if (ref == nullptr)
         Throw(Status::InvalidArgument("no HBM tier on GPU " + std::to_string(p.getDevice())));
       so.tier = ref->id;
@@ -296,7 +327,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
 
   kj::Promise<void> stats(StatsContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kStats);
-    FillStats(*svc_->cache(), *svc_->metrics(), ctx.getResults().initStats());
+    FillStats(*svc_->cache(), *svc_, tenant_, ctx.getResults().initStats());
     return kj::READY_NOW;
   }
 
@@ -328,6 +359,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
 
   const RpcService* svc_;
   NamespaceId id_;
+  int tenant_;
   KeyHasher hasher_;
   uint64_t block_bytes_;
 };
@@ -349,11 +381,27 @@ class HostSegmentImpl final : public rpc::HostSegment::Server {
 
 class KvTierImpl final : public rpc::KvTier::Server {
  public:
-  explicit KvTierImpl(const RpcService* svc) : svc_(svc) {}
+  KvTierImpl(const RpcService* svc, const PeerCredentials& peer) : svc_(svc), peer_(peer) {}
 
  private:
   // Namespaces opened on this connection (acquireTp names them by id).
   std::unordered_set<NamespaceId> opened_;
+  PeerCredentials peer_;
+  // The connection's tenant, fixed by its first openNamespace; -1 before.
+  int tenant_ = -1;
+
+  [[noreturn]] void Refuse(TenantRefusal why, const std::string& msg) const {
+    svc_->metrics()->Refuse(why);
+    Throw(Status::PermissionDenied(msg));
+  }
+  // REQUIRES nothing: refuses (PermissionDenied) before a namespace is open.
+  void RequireTenant(const char* method) const {
+    if (tenant_ < 0)
+      Refuse(TenantRefusal::kNoNamespace,
+             std::string(method) +
+                 ": open a namespace first (a connection is handed only its tenant's memory, "
+                 "once its tenant is known)");
+  }
 
  public:
 
@@ -361,13 +409,33 @@ class KvTierImpl final : public rpc::KvTier::Server {
   kj::Promise<void> openNamespace(OpenNamespaceContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kOpenNamespace);
     NamespaceSpec spec;
-    Status st = rpcconv::SpecFromRpc(ctx.getParams().getSpec(), &spec);
+    auto params = ctx.getParams();
+    Status st = rpcconv::SpecFromRpc(params.getSpec(), &spec);
     if (!st.ok()) Throw(st);
+    const auto token = params.getToken();
+    const TenantResolver::Match m =
+        svc_->resolver().Resolve(peer_, std::string_view(token.cStr(), token.size()));
+    if (m.tenant < 0) {
+      if (m.refusal == TenantResolver::Refusal::kBadToken)
+        Refuse(TenantRefusal::kBadToken, "openNamespace: the token matches no tenant");
+      Refuse(TenantRefusal::kUnknownPeer,
+             "openNamespace: no tenant has this connection's uid " + std::to_string(peer_.uid) +
+                 " or gid " + std::to_string(peer_.gid) + " (and no token was given)");
+    }
+    if (tenant_ >= 0 && m.tenant != tenant_)
+      Refuse(TenantRefusal::kTenantSwitch,
+             "openNamespace: this connection belongs to tenant '" +
+                 svc_->resolver().name(static_cast<size_t>(tenant_)) + "', not '" +
+                 svc_->resolver().name(static_cast<size_t>(m.tenant)) +
+                 "' (one tenant per connection)");
+    spec.tenant = svc_->resolver().name(static_cast<size_t>(m.tenant));
     auto id = svc_->cache()->OpenNamespace(spec, /*hold=*/true);
     if (!id.ok()) Throw(id.status());
+    tenant_ = m.tenant;
     auto res = ctx.getResults();
-    res.setNs(kj::heap<NamespaceImpl>(svc_, *id, spec));
+    res.setNs(kj::heap<NamespaceImpl>(svc_, *id, spec, tenant_));
     res.setId(*id);
+    res.setTenant(spec.tenant);
     opened_.insert(*id);
     ToRpc(NamespaceSeed(spec), res.initSeed());
     res.setBlockBytes(spec.layout.BlockBytes());
@@ -376,16 +444,18 @@ class KvTierImpl final : public rpc::KvTier::Server {
 
   kj::Promise<void> hostSegment(HostSegmentContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kHostSegment);
-    if (svc_->host() == nullptr) Throw(Status::Unavailable("this daemon has no host tier"));
+    RequireTenant("hostSegment");
+    const HostShmTier* host = svc_->host(tenant_);
+    if (host == nullptr) Throw(Status::Unavailable("this daemon has no host tier"));
     auto res = ctx.getResults();
-    res.setSegment(kj::heap<HostSegmentImpl>(svc_->host()));
-    res.setBytes(svc_->host()->segment_bytes());
+    res.setSegment(kj::heap<HostSegmentImpl>(host));
+    res.setBytes(host->segment_bytes());
     return kj::READY_NOW;
   }
 
   kj::Promise<void> stats(StatsContext ctx) override {
     RpcTimer timer(svc_->metrics(), RpcMethod::kStats);
-    FillStats(*svc_->cache(), *svc_->metrics(), ctx.getResults().initStats());
+    FillStats(*svc_->cache(), *svc_, tenant_, ctx.getResults().initStats());
     return kj::READY_NOW;
   }
 
@@ -413,7 +483,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
                                       std::to_string(svc_->options().max_keys_per_call)));
       auto keys = KeysFromRpc(rank.getKeys());
       auto lease = svc_->cache()->Acquire(rank.getNamespaceId(), keys,
-                                          svc_->PromoteTier(rank.getDevice()));
+                                          svc_->PromoteTier(tenant_, rank.getDevice()));
       if (!lease.ok()) Throw(lease.status());
       leases->push_back(std::make_shared<Lease>(std::move(lease).value()));
     }
@@ -438,7 +508,8 @@ class KvTierImpl final : public rpc::KvTier::Server {
 
   kj::Promise<void> hbmSegment(HbmSegmentContext ctx) override {
     const int device = ctx.getParams().getDevice();
-    const HbmTierRef* ref = svc_->hbm(device);
+    RequireTenant("hbmSegment");
+    const HbmTierRef* ref = svc_->hbm(tenant_, device);
     if (ref == nullptr)
       Throw(Status::Unavailable(device < 0 ? std::string("this daemon has no HBM tier")
                                            : "this daemon has no HBM tier on GPU " +
@@ -465,6 +536,8 @@ void RpcService::RefuseIfDraining(const char* method) const {
                               ": kvtierd is draining (shutting down): no new leases or stores"));
 }
 
-capnp::Capability::Client RpcService::NewBootstrap() { return kj::heap<KvTierImpl>(this); }
+capnp::Capability::Client RpcService::NewBootstrap(const PeerCredentials& peer) {
+  return kj::heap<KvTierImpl>(this, peer);
+}
 
 }  // namespace kvtier

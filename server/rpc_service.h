@@ -7,6 +7,12 @@
 // aborts unfinished writes. Every request is validated against the
 // namespace's layout and the limits below before it touches the cache.
 //
+// Tenants (server/tenants.h, docs/security.md): a connection's tenant is
+// resolved from its peer's credentials (or a token) when it opens its first
+// namespace; it is handed that tenant's host segment and HBM arenas only,
+// and only after that. Its namespaces are its tenant's, and the cache keeps
+// every tenant's blocks apart.
+//
 // Thread safety: one RpcService is shared by all RPC worker threads; each
 // capability object lives on the event loop of the connection that made it.
 // The Cache, HostShmTier and RpcMetrics must outlive every capability.
@@ -21,6 +27,7 @@
 
 #include "cache/cache.h"
 #include "server/metrics.h"
+#include "server/tenants.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
 
@@ -40,24 +47,48 @@ struct HbmTierRef {
   TierId id = kNoTier;
 };
 
+// The memory one tenant's connections are handed (by tenant index).
+struct RpcTenant {
+  const HostShmTier* host = nullptr;
+  std::vector<HbmTierRef> hbm;
+};
+
 class RpcService {
  public:
+  // One tenant (every connection), owning `host` and `hbm`.
   RpcService(Cache* cache, const HostShmTier* host, RpcMetrics* metrics,
              RpcServiceOptions options = {}, std::vector<HbmTierRef> hbm = {})
-      : cache_(cache), host_(host), hbm_(std::move(hbm)), metrics_(metrics), options_(options) {}
+      : RpcService(cache, metrics, options, {RpcTenant{host, std::move(hbm)}}, TenantResolver()) {}
+  // Tenants: `tenants[i]` is the memory of the resolver's tenant i (whose
+  // cache tenant index is i too).
+  RpcService(Cache* cache, RpcMetrics* metrics, RpcServiceOptions options,
+             std::vector<RpcTenant> tenants, TenantResolver resolver)
+      : cache_(cache),
+        tenants_(std::move(tenants)),
+        resolver_(std::move(resolver)),
+        metrics_(metrics),
+        options_(options) {}
 
-  capnp::Capability::Client NewBootstrap();
+  // The capability of one connection, whose peer has `peer`'s credentials.
+  capnp::Capability::Client NewBootstrap(const PeerCredentials& peer = {});
 
   Cache* cache() const { return cache_; }
-  // Where hits of a client on `device` are promoted (kNoTier: the default).
-  TierId PromoteTier(int device) const {
-    const HbmTierRef* ref = device >= 0 ? hbm(device) : nullptr;
+  const TenantResolver& resolver() const { return resolver_; }
+  // Where hits of a client of `tenant` on `device` are promoted (kNoTier:
+  // the tenant's default).
+  TierId PromoteTier(int tenant, int device) const {
+    const HbmTierRef* ref = device >= 0 ? hbm(tenant, device) : nullptr;
     return ref != nullptr ? ref->id : kNoTier;
   }
-  const HostShmTier* host() const { return host_; }
-  // The HBM tier on CUDA device `device` (-1: the first), or null.
-  const HbmTierRef* hbm(int device) const {
-    for (const auto& h : hbm_)
+  const HostShmTier* host(int tenant) const {
+    return tenant < 0 || static_cast<size_t>(tenant) >= tenants_.size()
+               ? nullptr
+               : tenants_[static_cast<size_t>(tenant)].host;
+  }
+  // The tenant's HBM tier on CUDA device `device` (-1: the first), or null.
+  const HbmTierRef* hbm(int tenant, int device) const {
+    if (tenant < 0 || static_cast<size_t>(tenant) >= tenants_.size()) return nullptr;
+    for (const auto& h : tenants_[static_cast<size_t>(tenant)].hbm)
       if (device < 0 || h.tier->device() == device) return &h;
     return nullptr;
   }
@@ -73,8 +104,8 @@ class RpcService {
 
  private:
   Cache* cache_;
-  const HostShmTier* host_;
-  std::vector<HbmTierRef> hbm_;
+  std::vector<RpcTenant> tenants_;
+  TenantResolver resolver_;
   RpcMetrics* metrics_;
   RpcServiceOptions options_;
   std::atomic<bool> draining_{false};

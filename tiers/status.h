@@ -30,6 +30,7 @@ enum class StatusCode : unsigned char {
   kCorruption,         // checksum or header mismatch
   kUnavailable,        // service or device not present (e.g. no GPU)
   kInternal,           // a bug: an invariant did not hold
+  kPermissionDenied,   // the caller's tenant may not do or see this
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -58,6 +59,9 @@ class [[nodiscard]] Status {
   static Status Corruption(std::string_view m) { return {StatusCode::kCorruption, m}; }
   static Status Unavailable(std::string_view m) { return {StatusCode::kUnavailable, m}; }
   static Status Internal(std::string_view m) { return {StatusCode::kInternal, m}; }
+  static Status PermissionDenied(std::string_view m) {
+    return {StatusCode::kPermissionDenied, m};
+  }
 
   bool ok() const { return rep_ == nullptr; }
   StatusCode code() const { return rep_ ? rep_->code : StatusCode::kOk; }
@@ -66,6 +70,7 @@ class [[nodiscard]] Status {
     return rep_ ? rep_->msg : kEmpty;
   }
   bool IsNotFound() const { return code() == StatusCode::kNotFound; }
+  bool IsPermissionDenied() const { return code() == StatusCode::kPermissionDenied; }
   bool IsInvalidArgument() const { return code() == StatusCode::kInvalidArgument; }
   bool IsResourceExhausted() const { return code() == StatusCode::kResourceExhausted; }
   bool IsCorruption() const { return code() == StatusCode::kCorruption; }
@@ -93,6 +98,7 @@ inline const char* StatusCodeName(StatusCode code) {
     case StatusCode::kCorruption: return "Corruption";
     case StatusCode::kUnavailable: return "Unavailable";
     case StatusCode::kInternal: return "Internal";
+    case StatusCode::kPermissionDenied: return "PermissionDenied";
   }
   return "Unknown";
 }

@@ -175,5 +175,89 @@ TEST(HbmTierTest, UnavailableWithoutAGpuOrACudaBuild) {
       << t.status().ToString();
 }
 
+// Tenants (docs/security.md): each has its own HBM arena and host segment.
+// A tenant stores only into its own arena, its HBM blocks move down into
+// its own host segment, and its hits move up into its own arena.
+TEST(HbmTierTest, EachTenantHasItsOwnArenaAndBlocksStayInItsOwnTiers) {
+  CacheOptions o;
+  std::vector<GpuHbmTier*> arenas;
+  for (uint8_t t = 0; t < 2; ++t) {
+    HostShmOptions ho;
+    ho.capacity_bytes = 128 * kBlock;
+    ho.region_bytes = 128 * kBlock;
+    auto host = HostShmTier::Create(ho);
+    ASSERT_TRUE(host.ok());
+    GpuHbmOptions go;
+    go.capacity_bytes = 32 * kBlock;
+    go.region_bytes = 32 * kBlock;
+    go.host_base = (*host)->base();
+    go.host_bytes = (*host)->segment_bytes();
+    auto hbm = GpuHbmTier::Create(go);
+    if (!hbm.ok()) GTEST_SKIP() << "no GPU";
+    arenas.push_back(hbm->get());
+    TierSetup h{std::move(hbm).value(), "lru"};
+    h.tenant = t;
+    h.name = t == 0 ? "hbm/a" : "hbm/b";
+    TierSetup s{std::move(host).value(), "lru"};
+    s.tenant = t;
+    s.name = t == 0 ? "host/a" : "host/b";
+    o.tiers.push_back(std::move(h));
+    o.tiers.push_back(std::move(s));
+  }
+  ASSERT_NE(arenas[0]->ipc_handle(), arenas[1]->ipc_handle());  // two exports, not one
+  o.tenants = {CacheTenant{"a"}, CacheTenant{"b"}};
+  o.store_tier = 0;  // HBM: each tenant stores into its own arena
+  o.promote_to_hbm_hits = 2;
+  auto c = Cache::Create(std::move(o));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  NamespaceSpec sa = SmallSpec(), sb = SmallSpec();
+  sa.tenant = "a";
+  sb.tenant = "b";
+  const NamespaceId a = *(*c)->OpenNamespace(sa), b = *(*c)->OpenNamespace(sb);
+  std::vector<uint32_t> tokens(16 * 64);
+  std::iota(tokens.begin(), tokens.end(), 3);
+  std::vector<BlockKey> keys;
+  KeyHasher(SmallSpec()).Hash(tokens, &keys);
+  // b may not name a's arena.
+  StoreOptions into_a;
+  into_a.tier = 0;
+  EXPECT_TRUE((*c)->Reserve(b, std::span(keys).first(1), std::vector<uint64_t>{kBlock}, into_a)
+                  .status()
+                  .IsInvalidArgument());
+  auto store = [&](NamespaceId ns, size_t n) {
+    auto r = (*c)->Reserve(ns, std::span(keys).first(n), std::vector<uint64_t>(n, kBlock));
+    ASSERT_TRUE(r.ok());
+    std::vector<uint64_t> sums(n);
+    std::vector<uint8_t> buf(kBlock);
+    for (size_t i = 0; i < n; ++i) {
+      const auto& blk = r->blocks()[i];
+      ASSERT_EQ((*c)->tier_tenant(blk.tier), (*c)->TenantOf(ns));
+      FillFromKey(blk.key, buf.data(), buf.size());
+      sums[i] = checksum::Sum64(buf.data(), buf.size());
+      ASSERT_TRUE(arenas[(*c)->TenantOf(ns)]->CopyIn(Slot{blk.offset, blk.size, 0}, buf.data(), kBlock).ok());
+    }
+    ASSERT_TRUE((*c)->Commit(*r, sums).ok());
+  };
+  store(a, 8);
+  store(b, 64);  // twice b's arena: 32 move down, into b's host segment
+  CacheStats s = (*c)->Stats();
+  EXPECT_EQ(s.tiers[0].blocks, 8u);   // hbm/a
+  EXPECT_EQ(s.tiers[1].blocks, 0u);   // host/a: nothing of b's
+  EXPECT_EQ(s.tiers[2].blocks, 32u);  // hbm/b
+  EXPECT_EQ(s.tiers[3].blocks, 32u);  // host/b
+  auto l = (*c)->Acquire(b, std::span(keys).first(64));
+  ASSERT_EQ(l->size(), 64u);
+  for (const auto& blk : l->blocks()) {
+    EXPECT_EQ((*c)->tier_tenant(blk.tier), 1);
+    std::vector<uint8_t> out(blk.size);
+    if ((*c)->tier_kind(blk.tier) == TierKind::kHbm) {
+      ASSERT_TRUE(arenas[1]->CopyOut(out.data(), Slot{blk.offset, blk.size, 0}, blk.size).ok());
+    } else {
+      std::memcpy(out.data(), (*c)->Address(blk.tier, blk.offset), blk.size);
+    }
+    EXPECT_TRUE(MatchesKey(blk.key, out.data(), out.size()));
+  }
+}
+
 }  // namespace
 }  // namespace kvtier

@@ -556,6 +556,10 @@ TEST(GpuSessionNoGpuTest, CreateIsUnavailable) {
   ASSERT_TRUE(d.running());
   auto client = Client::Connect(d.socket());
   ASSERT_TRUE(client.ok());
+  // No segment is mapped before a namespace is open (docs/security.md).
+  EXPECT_TRUE(GpuSession::Create(client->get()).status().IsInvalidArgument());
+  auto ns = (*client)->OpenNamespace(Spec(KvDtype::kBf16));
+  ASSERT_TRUE(ns.ok()) << ns.status().ToString();
   auto gpu = GpuSession::Create(client->get());
   EXPECT_EQ(gpu.status().code(), StatusCode::kUnavailable) << gpu.status().ToString();
   EXPECT_TRUE(GpuSession::Create(nullptr).status().IsInvalidArgument());

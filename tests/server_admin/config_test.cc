@@ -489,5 +489,47 @@ TEST(ConfigTest, NvmeCapacityIsUsedInWholeRegionsAfterTheHeader) {
   EXPECT_EQ(NvmeUsableBytes(kTiB), kMiB + (kTiB - kMiB) / kNvmeRegionBytes * kNvmeRegionBytes);
 }
 
+TEST(ConfigTest, TenantsAccumulateAndFlagsReplaceTheFilesTenants) {
+  auto c = Parse({"--host-capacity", "4G", "--tenant", "a=uid:1000", "--tenant", "b=gid:20,host:1G"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->tenants.size(), 2u);
+  EXPECT_EQ(c->tenants[1], "b=gid:20,host:1G");
+  TempFile f("host-capacity = 4G\ntenant = x=uid:1\ntenant = y=uid:2\n");
+  auto from_file = Parse({"--config", f.path()});
+  ASSERT_TRUE(from_file.ok()) << from_file.status().ToString();
+  EXPECT_EQ(from_file->tenants.size(), 2u);
+  auto replaced = Parse({"--config", f.path(), "--tenant", "z=uid:3"});
+  ASSERT_TRUE(replaced.ok());
+  ASSERT_EQ(replaced->tenants.size(), 1u);
+  EXPECT_EQ(replaced->tenants[0], "z=uid:3");
+}
+
+TEST(ConfigTest, BadTenantsAreRefusedWithTheReason) {
+  struct Case {
+    std::vector<const char*> args;
+    const char* why;
+  };
+  for (const Case& k : std::vector<Case>{
+           {{"--tenant", "nameonly"}, "expected NAME=RULE"},
+           {{"--tenant", "a=uid:1", "--tenant", "a=gid:2"}, "configured twice"},
+           {{"--tenant", "a=host:1G"}, "nobody could be it"},
+           {{"--tenant", "a=uid:x"}, "not a number"},
+           {{"--tenant", "a=colour:red"}, "unknown rule"},
+           {{"--tenant", "a b=uid:1"}, "may hold only"},
+           {{"--tenant", "a=token-sha256:00"}, "64 hex digits"},
+           {{"--host-capacity", "1G", "--tenant", "a=uid:1,host:1G", "--tenant", "b=uid:2"},
+            "less than one region"},
+           {{"--host-capacity", "1G", "--tenant", "a=uid:1,host:2G"}, "exceed"},
+           {{"--verify-checksums", "sometimes"}, "spill, commit"},
+           {{"--data-group", "no-such-group-kvtier"}, "unknown group"}}) {
+    std::vector<const char*> argv = {"kvtierd"};
+    argv.insert(argv.end(), k.args.begin(), k.args.end());
+    auto c = ParseDaemonConfig(static_cast<int>(argv.size()), argv.data(), PinnedSystem());
+    ASSERT_FALSE(c.ok()) << k.why;
+    EXPECT_TRUE(c.status().IsInvalidArgument());
+    EXPECT_NE(c.status().message().find(k.why), std::string::npos) << c.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace kvtier
