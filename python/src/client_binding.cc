@@ -99,9 +99,13 @@ std::vector<uint32_t> ToU32(const pyb::handle& values, const char* what) {
                    " is outside 0 .. 2^32 - 1");
     out.push_back(static_cast<uint32_t>(v));
   };
-  if (PyObject_CheckBuffer(values.ptr()) && !pyb::isinstance<pyb::bytes>(values) &&
-      !pyb::isinstance<pyb::bytearray>(values)) {
+  const bool array = !pyb::isinstance<pyb::list>(values) && !pyb::isinstance<pyb::tuple>(values) &&
+                     !pyb::isinstance<pyb::bytes>(values) && !pyb::isinstance<pyb::bytearray>(values) &&
+                     (PyObject_CheckBuffer(values.ptr()) || pyb::hasattr(values, "__dlpack__"));
+  if (array) {  // numpy, torch CPU tensors: read in place
     ArrayView v = ReadArray(values, what);
+    if (v.device != ArrayDevice::kCpu)
+      RaiseInvalid(std::string(what) + ": expected host memory, got a CUDA array");
     if (v.shape.size() != 1)
       RaiseInvalid(std::string(what) + ": expected a 1-D array, got shape " + v.ShapeString());
     if (v.kind != ElemKind::kInt && v.kind != ElemKind::kUInt)

@@ -7,6 +7,7 @@ bad arguments refused with the daemon intact; kvtier.hf saves a transformers
 cache and restores it bit for bit. Exits 77 (ctest: skipped) without torch,
 CUDA or a GPU. Run by ctest (python_gpu) and scripts/gpu-run.sh python."""
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -39,13 +40,16 @@ def random_pool(seed, device="cuda:0"):
 
 
 def pool_bytes(layers):
-    return b"".join(t.contiguous().view(torch.int16).cpu().numpy().tobytes() for t in layers)
+    out = []
+    for t in layers:
+        c = t.contiguous().cpu()
+        out.append(ctypes.string_at(c.data_ptr(), c.numel() * c.element_size()))
+    return b"".join(out)
 
 
 def from_bytes(raw):
-    import numpy as np
-    a = np.frombuffer(raw, dtype=np.int16).reshape(L, 2, P, 16, H, D)
-    return [torch.from_numpy(a[l].copy()).view(torch.bfloat16) for l in range(L)]
+    a = torch.frombuffer(bytearray(raw), dtype=torch.int16).reshape(L, 2, P, 16, H, D)
+    return [a[l].clone().view(torch.bfloat16) for l in range(L)]
 
 
 def page_map(seed, blocks):
