@@ -19,6 +19,11 @@
 // Thread safety: Call() and Post() are safe from any thread. Call() from the
 // worker thread itself runs the function at once (no deadlock). The worker
 // runs every queued function before its thread exits.
+//
+// fork(): a child process has no worker thread (nor the parent's event
+// loop): Call() there raises Unavailable instead of waiting for ever, and
+// Post() drops the function (the objects it would destroy belong to the
+// parent's connection).
 #pragma once
 
 #include <atomic>
@@ -33,6 +38,9 @@
 #include <utility>
 
 #include <sched.h>
+#include <unistd.h>
+
+#include "python/src/errors.h"
 
 namespace kvtier::py {
 
@@ -40,6 +48,10 @@ class Worker {
  public:
   Worker() : thread_([this] { Loop(); }) {}
   ~Worker() {
+    if (getpid() != pid_) {  // a forked child: the thread is the parent's
+      new std::thread(std::move(thread_));  // leaked: joining or destroying it would abort
+      return;
+    }
     {
       std::lock_guard<std::mutex> g(mu_);
       stop_ = true;
@@ -62,6 +74,9 @@ class Worker {
   auto Call(Fn&& fn) -> std::invoke_result_t<Fn&> {
     using R = std::invoke_result_t<Fn&>;
     if (OnWorker()) return fn();
+    if (getpid() != pid_)
+      Raise(Status::Unavailable("this kvtier Client was created in another process (before a fork): "
+                                "create a new Client in this process"));
     struct Slot {
       std::atomic<bool> done{false};
       std::mutex mu;
@@ -97,6 +112,10 @@ class Worker {
 
   // Queues fn() and returns at once. fn must not throw.
   void Post(std::function<void()> fn) {
+    if (getpid() != pid_) {
+      new std::function<void()>(std::move(fn));  // leaked: not ours to run or destroy
+      return;
+    }
     if (OnWorker()) {
       fn();
       return;
@@ -139,6 +158,7 @@ class Worker {
   std::deque<std::function<void()>> q_;
   std::atomic<bool> pending_{false};
   bool stop_ = false;
+  const pid_t pid_ = getpid();
   std::thread thread_;  // last: starts after the members above exist
 };
 

@@ -126,6 +126,26 @@ class LifetimesTest(unittest.TestCase):
         with self.ns.lookup(self.keys) as lease:
             self.assertEqual(len(lease), 6)
 
+    def test_forked_child_gets_an_error_not_a_hang(self):
+        lease = self.ns.lookup(self.keys)
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's Client has no thread here
+            code = 3
+            try:
+                self.client.ping()
+            except kvtier.Unavailable as e:
+                code = 0 if "another process" in str(e) else 4
+            except BaseException:
+                code = 5
+            del lease  # dropped in the child: must not touch the parent's connection
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(self.stats()["leases_open"], 1)  # the parent's lease is still held
+        del lease
+        self.assertNothingPinned()
+        kvtier.Client(self.daemon.socket).ping()  # a new Client after the fork works
+
     def test_one_client_many_threads(self):
         errors = []
 
