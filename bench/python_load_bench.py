@@ -114,6 +114,7 @@ def run_python(args):
     layers = [torch.randint(-(1 << 15), 1 << 15, (2, blocks, 16, H, D), dtype=torch.int16, device="cuda:0",
                             generator=gd).view(torch.bfloat16) for _ in range(L)]
     g = torch.Generator().manual_seed(20250101)
+    torch.cuda.synchronize()  # the contents exist before the bench's own stream reads them
     pool = kvtier.KvPool(layers, "vllm_flash")
     pages = torch.randperm(blocks, generator=g).to(torch.int32)  # read in place (DLPack), not element by element
     stream = torch.cuda.Stream()

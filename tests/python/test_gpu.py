@@ -111,6 +111,7 @@ class GpuPathTest(unittest.TestCase):
         keys = self.ns.hash_tokens(tokens_of(2002, blocks))
         dst = [torch.zeros((2, P, 16, H, D), dtype=torch.bfloat16, device="cuda:0") for _ in range(L)]
         side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())  # the zeros are written before the load
         with self.ns.lookup(keys) as lease:
             self.assertEqual(len(lease), blocks)
             self.assertEqual(lease.tiers, [self.expected_tier()] * blocks)

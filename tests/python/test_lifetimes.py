@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 import numpy as np
@@ -125,6 +126,27 @@ class LifetimesTest(unittest.TestCase):
         wait_until(lambda: self.stats()["connections_open"] == conns, what="the connection closed")
         with self.ns.lookup(self.keys) as lease:
             self.assertEqual(len(lease), 6)
+
+    def test_a_waiting_call_releases_the_gil(self):
+        # The daemon stopped (SIGSTOP): a probe waits for its answer. Python code
+        # on another thread must keep running meanwhile.
+        client = kvtier.Client(self.daemon.socket)
+        ns = open_ns(client)
+        done = threading.Event()
+        result = []
+        os.kill(self.daemon.proc.pid, signal.SIGSTOP)
+        try:
+            t = threading.Thread(target=lambda: (result.append(ns.probe(self.keys)), done.set()))
+            t.start()
+            spins, t0 = 0, time.time()
+            while time.time() - t0 < 0.5:
+                spins += 1
+            self.assertFalse(done.is_set(), "the probe answered while the daemon was stopped")
+            self.assertGreater(spins, 10000, "the main thread barely ran while the probe waited")
+        finally:
+            os.kill(self.daemon.proc.pid, signal.SIGCONT)
+        t.join(10)
+        self.assertEqual(result, [["host"] * 6])
 
     def test_forked_child_gets_an_error_not_a_hang(self):
         lease = self.ns.lookup(self.keys)
