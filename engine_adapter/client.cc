@@ -339,7 +339,10 @@ Status ClientLease::Release() {
   impl_->client = nullptr;
   return Guard([&]() -> Status {
     c->Wait(impl_->cap.releaseRequest().send());
+    // Dropping the capability sends its release message: let it go out now,
+    // so the daemon frees the lease's object (and counts it closed) at once.
     impl_->cap = nullptr;
+    c->Flush();
     return Status::OK();
   });
 }
@@ -512,6 +515,10 @@ Result<PendingLookup> ClientNamespace::StartLookup(std::span<const BlockKey> key
     PendingLookup p;
     p.impl_ = std::make_unique<PendingLookup::Impl>(
         client_, req.send(), std::vector<BlockKey>(keys.begin(), keys.end()));
+    // The request leaves now, not at this thread's next wait: a caller that
+    // does other work before Wait() (or another thread's Python code) must
+    // not keep the daemon from starting on it.
+    client_->Flush();
     return p;
   });
 }

@@ -12,10 +12,16 @@
 #   scripts/gpu-run.sh loop             # the engine's GPU tests, the loop through kvtier included
 #   scripts/gpu-run.sh ttft             # kvtier-bench ttft on the 8B shape (vs recompute, PyTorch)
 #   scripts/gpu-run.sh ttft-tiny        # the same on a tiny checkpoint (a quick check)
+#   scripts/gpu-run.sh python           # the Python module's tests (the GPU ones for real)
+#   scripts/gpu-run.sh python-bench     # Python vs C++ client: kvtier-bench load figures, same run
+#   scripts/gpu-run.sh python-hf        # HF transformers restores a prefix and continues (tiny, 8B)
 #   scripts/gpu-run.sh tests load tp    # any combination, in order
 #
 # The libraries it needs there come from ../shared/tools/device-deps, run here
-# once with the engine's extra packages: device-deps nlohmann-json3-dev libcli11-dev
+# once with the engine's and the Python module's extra packages:
+#   device-deps nlohmann-json3-dev libcli11-dev pybind11-dev
+# The Python module is built for that machine's python3 (the one with torch):
+# the configure names it with -DPython3_EXECUTABLE.
 #
 # The 8B-shaped checkpoint (16 GB of seeded random weights) is written once to
 # ${KVTIER_ENGINE_MODEL:-/tmp/kvtier-llama-3-8b} and reused. KVTIER_TARGETS
@@ -25,7 +31,10 @@ cd "$(dirname "$0")/.."
 out="${OUT:-.}"
 build="${KVTIER_BUILD_DIR:-/tmp/kvtier-build}"
 nvidia-smi --query-gpu=index,name,pci.bus_id,memory.total --format=csv | tee "$out/gpus.txt"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release > "$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+py="$(command -v python3 || true)"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release ${py:+-DPython3_EXECUTABLE="$py"} > "$out/cmake.log" 2>&1 ||
+  { tail -30 "$out/cmake.log"; exit 1; }
+grep -E "kvtier: (Python module|no pybind11)" "$out/cmake.log" 
 targets=()
 for t in ${KVTIER_TARGETS:-}; do targets+=(--target "$t"); done
 cmake --build "$build" -j "$(nproc)" "${targets[@]}" > "$out/build.log" 2>&1 ||
@@ -72,6 +81,37 @@ for what in "$@"; do
            "$build/bench/kvtier-bench" ttft --model "$tiny" --lens 1024,4096,16384 --reps 2 \
              --load-rounds 2 --json-out "$out/ttft-tiny.json" 2>&1 | tee "$out/ttft-tiny.txt" |
              grep -v "Loading weights" | tail -40 || rc=1 ;;
+    python|python-bench|python-hf)
+           if [ ! -f "$build/python/kvtier/__init__.py" ]; then
+             echo "$what: the module was not built (cmake.log says why)"; rc=1; continue
+           fi
+           export PYTHONPATH="$build/python" KVTIERD="$build/server/kvtierd"
+           export KVTIER_PYTHON_PEER="$build/tests/kvtier-python-peer" ;;&
+    python)
+           python3 -c "import torch, transformers, kvtier; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__)" | tee "$out/python-versions.txt"
+           for t in gpu cpu_path errors lifetimes stub; do
+             python3 tests/python/test_$t.py > "$out/python-$t.txt" 2>&1; r=$?
+             echo "python test_$t: exit $r ($(grep -E '^(Ran|OK|FAILED)' "$out/python-$t.txt" | tr '\n' ' '))"
+             [ $r -eq 0 ] || rc=1
+           done ;;
+    python-bench)
+           python3 bench/python_load_bench.py --kvtier-bench "$build/bench/kvtier-bench" --kvtierd "$KVTIERD" \
+             --json-out "$out/python-load.json" > "$out/python-load.txt" 2>&1 || rc=1
+           grep -A8 "^Python vs C++" "$out/python-load.txt" || tail -20 "$out/python-load.txt" ;;
+    python-hf)
+           tiny=/tmp/kvtier-tiny-py
+           if [ ! -f "$tiny/config.json" ]; then
+             "$engine_bin" make-random --config tiny --seed 3 --out /tmp/kvtier-tiny-py-cfg > /dev/null &&
+               sed 's/"max_position_embeddings": *[0-9]*/"max_position_embeddings": 32768/' \
+                 /tmp/kvtier-tiny-py-cfg/config.json > /tmp/kvtier-tiny-py.json &&
+               "$engine_bin" make-random --config /tmp/kvtier-tiny-py.json --seed 3 --out "$tiny" > /dev/null
+           fi
+           make_model
+           for m in tiny:$tiny 8b:$model; do
+             python3 tests/python/hf_continue.py drive --model "${m#*:}" --kvtierd "$KVTIERD" \
+               --json-out "$out/hf-${m%%:*}.json" > "$out/hf-${m%%:*}.txt" 2> "$out/hf-${m%%:*}.log" || rc=1
+             grep -A7 "^HF transformers" "$out/hf-${m%%:*}.txt" || tail -20 "$out/hf-${m%%:*}.log"
+           done ;;
     *)     echo "unknown step $what"; rc=2 ;;
   esac
 done
