@@ -209,8 +209,9 @@ class HfRoundTripTest(unittest.TestCase):
         model = LlamaForCausalLM(config).to(device="cuda:0", dtype=torch.bfloat16).eval()
         with Daemon(host_capacity="128M") as d:
             client = kvtier.Client(d.socket)
-            gpu = client.gpu_session(0)
+            # A connection maps its tenant's memory once it opened a namespace.
             ns = kvtier.hf.open_namespace(client, model, model_id="test/hf-tiny")
+            gpu = client.gpu_session(0)
             tokens = torch.randint(0, 512, (1, 150)).tolist()[0]
             with torch.no_grad():
                 out = model(torch.tensor([tokens], device="cuda:0"), past_key_values=DynamicCache(config=config),
