@@ -7,6 +7,7 @@
 #   scripts/gpu-run.sh tp               # kvtier-bench tp on every GPU present
 #   scripts/gpu-run.sh loader           # kvtier-loader-bench (kernels alone)
 #   scripts/gpu-run.sh hbm              # kvtier-bench load, HBM tier only
+#   scripts/gpu-run.sh copy             # host tier by both copy paths, 16/64-token pages, GEMM interference
 #   scripts/gpu-run.sh parity           # engine vs HF transformers: tiny (ctest) and 8B
 #   scripts/gpu-run.sh engine           # kvtier-bench engine on the 8B shape (vs PyTorch)
 #   scripts/gpu-run.sh loop             # the engine's GPU tests, the loop through kvtier included
@@ -55,6 +56,8 @@ for what in "$@"; do
     tp)    "$build/bench/kvtier-bench" tp 2>&1 | tee "$out/tp.txt" | tail -20 || rc=1 ;;
     loader) "$build/bench/kvtier-loader-bench" "$out/loader.csv" 2>&1 | tee "$out/loader.txt" | tail -40 || rc=1 ;;
     hbm)   "$build/bench/kvtier-bench" load --tiers hbm 2>&1 | tee "$out/hbm.txt" | tail -20 || rc=1 ;;
+    copy)  "$build/bench/kvtier-bench" load --tiers host --page-tokens 16,64 --interference --reps 3 2>&1 |
+             tee "$out/copy.txt" | grep -E "^\||Interference" || rc=1 ;;
     parity) ctest --test-dir "$build" -R engine_hf_parity --output-on-failure > "$out/parity-tiny.txt" 2>&1 || rc=1
             grep -E "PASS|FAIL|Skipped" "$out/parity-tiny.txt" | tail -3
             make_model
@@ -68,7 +71,7 @@ for what in "$@"; do
     loop)  "$build/tests/engine_gpu_tests" > "$out/engine_gpu.txt" 2>&1 || rc=1
            grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|actual" "$out/engine_gpu.txt" | head -60 ;;
     ttft)  make_model
-           "$build/bench/kvtier-bench" ttft --model "$model" --json-out "$out/ttft.json" 2>&1 |
+           "$build/bench/kvtier-bench" ttft --model "$model" --tiers host,host-sm,hbm,nvme --json-out "$out/ttft.json" 2>&1 |
              tee "$out/ttft.txt" | grep -v "Loading weights" | tail -60 || rc=1 ;;
     ttft-tiny)
            tiny=/tmp/kvtier-tiny-32k
