@@ -21,6 +21,22 @@ struct GpuTransferScratch {
   size_t capacity = 0;           // blocks the sum buffers hold
   GpuEvent done;                 // recorded after the copy and the sum read-back
   bool recorded = false;
+  // A store through the copy engines: its last DMA into the slots, which
+  // `done` does not cover (GpuCopier::CopyStaged's store_done_event).
+  GpuEvent dma_done;
+  bool dma_pending = false;
+
+  // Blocks until the transfer's work, the DMA into the slots included, is done.
+  Status Synchronize() const {
+    Status st = done.Synchronize();
+    if (st.ok() && dma_pending) st = dma_done.Synchronize();
+    return st;
+  }
+  Result<bool> Query() const {
+    Result<bool> r = done.Query();
+    if (!r.ok() || !*r || !dma_pending) return r;
+    return dma_done.Query();
+  }
   bool verify = true;            // sums computed (and, for loads, verified)
   uint64_t block_bytes = 0;
   std::vector<uint64_t> values;  // store: the sums to commit
@@ -111,7 +127,7 @@ GpuLoad::~GpuLoad() {
 
 Result<bool> GpuLoad::Ready() const {
   if (waited_ || !scratch_ || !scratch_->recorded) return true;
-  return scratch_->done.Query();
+  return scratch_->Query();
 }
 
 Status GpuLoad::Wait() {
@@ -122,7 +138,7 @@ Status GpuLoad::Wait() {
     return result_;
   }
   GpuTransferScratch& s = *scratch_;
-  result_ = s.done.Synchronize();
+  result_ = s.Synchronize();
   if (result_.ok()) verified_ = blocks_;
   if (result_.ok() && s.verify) {
     const uint64_t* sums = s.sums();
@@ -177,7 +193,7 @@ size_t GpuStore::blocks() const { return result_.stored; }
 
 Result<bool> GpuStore::Ready() const {
   if (waited_ || !scratch_ || !scratch_->recorded) return true;
-  return scratch_->done.Query();
+  return scratch_->Query();
 }
 
 Result<StoreResult> GpuStore::Wait() {
@@ -185,7 +201,7 @@ Result<StoreResult> GpuStore::Wait() {
   waited_ = true;
   if (!scratch_) return result_;  // nothing reserved: nothing to commit
   GpuTransferScratch& s = *scratch_;
-  Status st = s.done.Synchronize();
+  Status st = s.Synchronize();
   if (!st.ok()) {
     session_->ReturnScratch(std::move(scratch_));
     (void)txn_.Abort();
@@ -271,7 +287,7 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
 
 GpuSession::~GpuSession() {
   for (auto& sc : free_scratch_)
-    if (sc->recorded) (void)sc->done.Synchronize();
+    if (sc->recorded) (void)sc->Synchronize();
 }
 
 Result<std::unique_ptr<GpuTransferScratch>> GpuSession::TakeScratch(size_t blocks) {
@@ -282,6 +298,7 @@ Result<std::unique_ptr<GpuTransferScratch>> GpuSession::TakeScratch(size_t block
   } else {
     s = std::make_unique<GpuTransferScratch>();
     KVTIER_ASSIGN_OR_RETURN(s->done, GpuEvent::Create());
+    KVTIER_ASSIGN_OR_RETURN(s->dma_done, GpuEvent::Create());
   }
   if (s->capacity < blocks || s->capacity == 0) {
     size_t cap = std::max(kMinScratchBlocks, s->capacity);
@@ -295,12 +312,14 @@ Result<std::unique_ptr<GpuTransferScratch>> GpuSession::TakeScratch(size_t block
     s->capacity = cap;
   }
   s->recorded = false;
+  s->dma_pending = false;
   return s;
 }
 
 void GpuSession::ReturnScratch(std::unique_ptr<GpuTransferScratch> scratch) {
-  if (scratch->recorded) (void)scratch->done.Synchronize();
+  if (scratch->recorded) (void)scratch->Synchronize();
   scratch->recorded = false;
+  scratch->dma_pending = false;
   free_scratch_.push_back(std::move(scratch));
 }
 
@@ -333,7 +352,10 @@ Result<HostCopyPath> GpuSession::Launch(GpuTransferScratch* s, const KvPool& poo
           segments_.host_cpu + (static_cast<uint8_t*>(s->plan.refs[i].slot) - segments_.host);
     }
     t.blocks = s->dma_refs;
-    st = copier_->CopyStaged(t, options.layers_per_group, options.events, stream);
+    const bool store = direction == TransferDirection::kStore;
+    st = copier_->CopyStaged(t, options.layers_per_group, options.events, stream,
+                             store ? s->dma_done.get() : nullptr);
+    s->dma_pending = store && st.ok();
   } else {
     GpuCopier* copier = s->plan.all_hbm ? hbm_copier_.get() : copier_.get();
     st = options.layers_per_group > 0

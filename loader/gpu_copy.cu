@@ -640,7 +640,7 @@ struct StagedChunk {
 }  // namespace
 
 Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
-                             LayerEvents* events, GpuStream gpu_stream) {
+                             LayerEvents* events, GpuStream gpu_stream, void* store_done_event) {
   KVTIER_RETURN_IF_ERROR(ValidateTransfer(t));
   const bool load = t.direction == TransferDirection::kLoad;
   if (layers_per_group > 0 && !load)
@@ -795,7 +795,11 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
         KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(drained, st.dma));
       }
     }
-    if (!load && !chunks.empty()) {
+    if (!load && store_done_event != nullptr) {
+      // The caller learns of the slots through its event; its stream goes on.
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(static_cast<cudaEvent_t>(store_done_event),
+                                                  chunks.empty() ? stream : st.dma));
+    } else if (!load && !chunks.empty()) {
       // The caller's stream reaches its end only once the slots are written.
       KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(st.tail, st.dma));
       KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, st.tail, 0));
@@ -808,6 +812,10 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
     return Status::OK();
   };
   Status ran = run();
+  // A failure part-way may leave copies queued on the DMA stream that nothing
+  // the caller waits for covers: let them finish before the caller frees the
+  // slots (or reuses the staging).
+  if (!ran.ok()) (void)cudaStreamSynchronize(st.dma);
   if (!st.refs.empty()) {
     Status rec = CudaStatus(cudaEventRecord(st.list_done[list], stream), "cudaEventRecord");
     if (ran.ok()) ran = rec;

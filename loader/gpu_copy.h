@@ -167,8 +167,13 @@ class GpuCopier {
   // in layer ranges. Errors: InvalidArgument (ValidateTransfer; layer-wise
   // stores; too few events; one block's layer group, or one layer, larger
   // than a staging buffer), ResourceExhausted (staging memory), IOError (CUDA).
+  // `store_done_event` (a cudaEvent_t, stores only): the end of the store's
+  // last DMA is recorded there instead of `stream` waiting for it; `stream`
+  // then reaches its end once the pages are gathered (the checksums
+  // computed), and the slots are written once the event completes. A
+  // pipeline of stores then gathers the next while the last DMA runs.
   Status CopyStaged(const PagedTransfer& transfer, uint32_t layers_per_group,
-                    LayerEvents* events, GpuStream stream);
+                    LayerEvents* events, GpuStream stream, void* store_done_event = nullptr);
 
   // Bytes of one staging buffer (options.staging_bytes / staging_buffers).
   uint64_t staging_buffer_bytes() const;

@@ -62,7 +62,7 @@ Status GpuCopier::Copy(const PagedTransfer&, GpuStream) { return NoCuda(); }
 Status GpuCopier::CopyLayerwise(const PagedTransfer&, uint32_t, LayerEvents*, GpuStream) {
   return NoCuda();
 }
-Status GpuCopier::CopyStaged(const PagedTransfer&, uint32_t, LayerEvents*, GpuStream) {
+Status GpuCopier::CopyStaged(const PagedTransfer&, uint32_t, LayerEvents*, GpuStream, void*) {
   return NoCuda();
 }
 uint64_t GpuCopier::staging_buffer_bytes() const { return 0; }

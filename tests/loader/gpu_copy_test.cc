@@ -459,6 +459,15 @@ TEST(GpuCopyTest, StagedPathEdges) {
   ref_whole.checksum_sums = whole_sums.data();
   ASSERT_OK(CpuCopy(ref_whole));
   EXPECT_EQ(ReadSums(sums, n), whole_sums);
+  // The same store telling its end through an event: once the event is
+  // done, the slots are written (the stream need not wait for the DMA).
+  std::memset(back.host(), kPoisonA, n * f.block_bytes);
+  ASSIGN_OR_FAIL(GpuEvent slots_written, GpuEvent::Create());
+  ASSERT_OK(small_copier->CopyStaged(store_back, 0, nullptr, stream.get(), slots_written.get()));
+  ASSERT_OK(slots_written.Synchronize());
+  ASSERT_EQ(FirstDiff(back.host(), slots.host(), n * f.block_bytes), -1);
+  ASSERT_OK(GpuSynchronize(stream.get()));
+  EXPECT_EQ(ReadSums(sums, n), whole_sums);
   // Buffers smaller than one layer of a block: refused.
   GpuCopier::Options tiny;
   tiny.staging_buffers = 2;
