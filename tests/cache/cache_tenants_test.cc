@@ -3,6 +3,7 @@
 // never crosses tenants, and checksums checked at commit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -28,7 +29,7 @@ std::unique_ptr<Cache> TwoTenants(uint64_t bytes, bool verify = false,
   for (uint8_t t = 0; t < 2; ++t) {
     HostShmOptions ho;
     ho.capacity_bytes = bytes;
-    ho.region_bytes = 1 << 20;
+    ho.region_bytes = std::min<uint64_t>(bytes, 1 << 20);
     auto tier = HostShmTier::Create(ho);
     if (!tier.ok()) return nullptr;
     TierSetup ts{std::move(tier).value(), "priority-lru"};
@@ -138,6 +139,64 @@ TEST(CacheTenants, OneTenantFillingItsTierEvictsOnlyItsOwnBlocks) {
   CacheStats s = c->Stats();
   EXPECT_EQ(s.tiers[0].evictions, 0u);   // a's tier
   EXPECT_GT(s.tiers[1].evictions, 0u);   // b evicted its own
+  auto la = c->Acquire(*a, keys_a);
+  ASSERT_TRUE(la.ok());
+  EXPECT_EQ(la->size(), keys_a.size());
+}
+
+// What HbmTierTest.EachTenantHasItsOwnArenaAndBlocksStayInItsOwnTiers
+// stores, with host segments instead of HBM arenas (a tenant's tier of 32
+// blocks): one Reserve of twice the tier places only what fits. The blocks
+// it reserved are being written, which no eviction or move down may take,
+// so the rest have no space (kNoSpace): nothing of the tenant's own is
+// evicted for them and the other tenant's tier is not touched. Stored in
+// reserves of at most the tier, the older blocks make room (in HBM: they
+// move down into the tenant's host segment).
+TEST(CacheTenants, OneReserveLargerThanItsTenantsTierPlacesOnlyWhatFits) {
+  auto c = TwoTenants(32 * kBlock);
+  ASSERT_NE(c, nullptr);
+  auto a = c->OpenNamespace(SpecOf("a"));
+  auto b = c->OpenNamespace(SpecOf("b"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  const auto keys_a = Keys(1, 8);
+  ASSERT_EQ(Store(*c, *a, keys_a), keys_a.size());
+  const auto keys_b = Keys(1000, 64);
+  std::vector<uint64_t> sizes(keys_b.size(), kBlock);
+  {
+    auto r = c->Reserve(*b, keys_b, sizes);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->reserved(), 32u);
+    for (size_t i = 0; i < keys_b.size(); ++i)
+      EXPECT_EQ(r->blocks()[i].outcome, i < 32 ? ReserveOutcome::kReserved : ReserveOutcome::kNoSpace)
+          << i;
+    auto sums = FillReserved(*c, *r);
+    ASSERT_TRUE(c->Commit(*r, sums).ok());
+  }
+  CacheStats s = c->Stats();
+  EXPECT_EQ(s.blocks_no_space, 32u);
+  EXPECT_EQ(s.tiers[0].blocks, 8u);  // a's
+  EXPECT_EQ(s.tiers[0].evictions, 0u);
+  EXPECT_EQ(s.tiers[1].blocks, 32u);  // b's: the first 32, nothing evicted for the rest
+  EXPECT_EQ(s.tiers[1].evictions, 0u);
+  auto l = c->Acquire(*b, keys_b);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->size(), 32u);
+  l->Release();
+  // The second half in its own reserve: b's first 32 make room for it.
+  const std::vector<BlockKey> second(keys_b.begin() + 32, keys_b.end());
+  ASSERT_EQ(Store(*c, *b, second), second.size());
+  s = c->Stats();
+  EXPECT_EQ(s.tiers[0].blocks, 8u);
+  EXPECT_EQ(s.tiers[0].evictions, 0u);
+  EXPECT_EQ(s.tiers[1].blocks, 32u);
+  EXPECT_EQ(s.tiers[1].evictions, 32u);
+  auto l2 = c->Acquire(*b, second);
+  ASSERT_TRUE(l2.ok());
+  ASSERT_EQ(l2->size(), second.size());
+  for (const auto& blk : l2->blocks()) {
+    EXPECT_EQ(blk.tier, c->HostTierOf(1));
+    EXPECT_TRUE(MatchesKey(blk.key, c->Address(blk.tier, blk.offset), blk.size));
+  }
   auto la = c->Acquire(*a, keys_a);
   ASSERT_TRUE(la.ok());
   EXPECT_EQ(la->size(), keys_a.size());

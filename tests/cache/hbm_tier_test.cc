@@ -224,9 +224,12 @@ TEST(HbmTierTest, EachTenantHasItsOwnArenaAndBlocksStayInItsOwnTiers) {
   EXPECT_TRUE((*c)->Reserve(b, std::span(keys).first(1), std::vector<uint64_t>{kBlock}, into_a)
                   .status()
                   .IsInvalidArgument());
-  auto store = [&](NamespaceId ns, size_t n) {
-    auto r = (*c)->Reserve(ns, std::span(keys).first(n), std::vector<uint64_t>(n, kBlock));
+  // One reserve of at most an arena: blocks being written are never moved
+  // down, so a reserve larger than the arena would place only what fits.
+  auto store = [&](NamespaceId ns, size_t first, size_t n) {
+    auto r = (*c)->Reserve(ns, std::span(keys).subspan(first, n), std::vector<uint64_t>(n, kBlock));
     ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->reserved(), n);
     std::vector<uint64_t> sums(n);
     std::vector<uint8_t> buf(kBlock);
     for (size_t i = 0; i < n; ++i) {
@@ -238,8 +241,9 @@ TEST(HbmTierTest, EachTenantHasItsOwnArenaAndBlocksStayInItsOwnTiers) {
     }
     ASSERT_TRUE((*c)->Commit(*r, sums).ok());
   };
-  store(a, 8);
-  store(b, 64);  // twice b's arena: 32 move down, into b's host segment
+  store(a, 0, 8);
+  store(b, 0, 32);
+  store(b, 32, 32);  // b's arena is full: its first 32 move down, into b's host segment
   CacheStats s = (*c)->Stats();
   EXPECT_EQ(s.tiers[0].blocks, 8u);   // hbm/a
   EXPECT_EQ(s.tiers[1].blocks, 0u);   // host/a: nothing of b's
