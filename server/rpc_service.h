@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cache/cache.h"
+#include "server/connection_limits.h"
 #include "server/metrics.h"
 #include "tiers/gpu_hbm_tier.h"
 #include "tiers/host_shm_tier.h"
@@ -32,6 +33,8 @@ struct RpcServiceOptions {
   uint32_t max_tp_ranks = 64;               // acquireTp
   // Stores from a client that names its GPU land in that GPU's HBM tier.
   bool store_in_hbm = false;
+  // What one connection, and one uid, may hold (server/connection_limits.h).
+  ConnectionLimits limits;
 };
 
 // One HBM tier of the daemon: which cache tier it is.
@@ -46,7 +49,10 @@ class RpcService {
              RpcServiceOptions options = {}, std::vector<HbmTierRef> hbm = {})
       : cache_(cache), host_(host), hbm_(std::move(hbm)), metrics_(metrics), options_(options) {}
 
-  capnp::Capability::Client NewBootstrap();
+  // The bootstrap capability of one connection, whose holdings `usage`
+  // counts and bounds. Without one: no limits (in-process clients).
+  capnp::Capability::Client NewBootstrap(std::shared_ptr<ConnectionUsage> usage);
+  capnp::Capability::Client NewBootstrap() { return NewBootstrap(ConnectionUsage::Unlimited()); }
 
   Cache* cache() const { return cache_; }
   // Where hits of a client on `device` are promoted (kNoTier: the default).
