@@ -258,6 +258,8 @@ void HttpServer::Stop() {
   }
   if (wake_[1] >= 0) (void)!write(wake_[1], "x", 1);
   if (acceptor_.joinable()) acceptor_.join();
+  if (listen_fd_ >= 0) close(listen_fd_);  // new clients are refused, not left waiting
+  listen_fd_ = -1;
   std::unique_lock<std::mutex> l(mu_);
   done_.wait(l, [this] { return normal_ == 0 && probes_ == 0; });
 }

@@ -218,6 +218,8 @@ TEST(DaemonLimitsTest, FrameHeadersAloneCostNothingAndBodiesStayWithinTheMemoryB
   // Bound: 48 x 64 KiB read buffers and connection state, far below 48 x 15 MiB.
   EXPECT_LT(rss_headers, rss0 + (24ull << 20)) << "RSS grew by " << (rss_headers - rss0) / 1024 << " KiB";
   EXPECT_LT(WorstPing(**probe, 20), 0.1);
+  // Nor memory budget: 48 x 15 MiB announced against 48 MiB, nothing refused.
+  EXPECT_EQ(Refused(d, "memory"), 0) << RefusedLines(d);
 
   // Eight of them send 12 MiB of their bodies: 96 MiB against a 48 MiB uid
   // budget; some are refused (closed), and what the daemon holds stays within it.
