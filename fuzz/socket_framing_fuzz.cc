@@ -3,7 +3,9 @@
 // in pieces whose sizes the input also chooses, with fds attached to some
 // pieces; every whole message is read back and parsed as an RPC message.
 // Nothing may crash, leak or read out of bounds; malformed or oversized
-// frames must fail the read cleanly.
+// frames must fail the read cleanly. The RPC server's fast look at each
+// message (server/rpc_peek.h) must agree with a real reader whenever it
+// answers.
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "server/rpc_peek.h"
 #include "server/socket_message_stream.h"
 
 namespace {
@@ -79,6 +82,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           // Walk the message as the RPC system would start to.
           auto root = r->reader->getRoot<capnp::rpc::Message>();
           if (root.isCall()) (void)root.getCall().getParams().getContent().targetSize();
+          // The fast look agrees with the reader.
+          uint16_t tag, real_tag;
+          uint32_t id, real_id;
+          auto segment0 = r->reader->getSegment(0);
+          if (kvtier::PeekRpc(segment0, &tag, &id)) {
+            kvtier::ReadRpc(*r->reader, &real_tag, &real_id);
+            if (tag != real_tag || id != real_id) __builtin_trap();
+          }
         }
       })) {
         (void)e;

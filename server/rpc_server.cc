@@ -1,5 +1,6 @@
 #include "server/rpc_server.h"
 
+#include "server/rpc_peek.h"
 #include "server/socket_message_stream.h"
 
 #include <capnp/rpc-twoparty.h>
@@ -186,9 +187,7 @@ class ConnectionGuard final : public StreamObserver {
  public:
   ConnectionGuard(std::shared_ptr<ConnectionUsage> usage, RefusalMetrics* refused)
       : usage_(std::move(usage)), refused_(refused) {}
-  ~ConnectionGuard() {
-    for (auto& [id, bytes] : answers_) usage_->ChargeMemory(-static_cast<int64_t>(bytes));
-  }
+  ~ConnectionGuard() { usage_->ChargeMemory(-static_cast<int64_t>(answer_bytes_)); }
   void set_stream(SocketMessageStream* s) { stream_ = s; }
 
   bool OnInputBuffer(size_t old_bytes, size_t new_bytes) override {
@@ -198,28 +197,37 @@ class ConnectionGuard final : public StreamObserver {
     return false;
   }
   void OnMessageIn(kj::ArrayPtr<const capnp::word> words) override {
-    capnp::ReaderOptions ro;
-    ro.traversalLimitInWords = 1 << 20;  // the root's header only
-    try {
-      capnp::FlatArrayMessageReader r(words, ro);
-      auto m = r.getRoot<capnp::rpc::Message>();
-      switch (m.which()) {
-        case capnp::rpc::Message::CALL: Open(m.getCall().getQuestionId()); break;
-        case capnp::rpc::Message::BOOTSTRAP: Open(m.getBootstrap().getQuestionId()); break;
-        case capnp::rpc::Message::FINISH: Close(m.getFinish().getQuestionId()); break;
-        default: break;
+    // The stream checked the segment table: segment 0 follows it.
+    uint32_t count, seg0;
+    std::memcpy(&count, words.begin(), 4);
+    std::memcpy(&seg0, reinterpret_cast<const uint8_t*>(words.begin()) + 4, 4);
+    const size_t table = (4ull * (count + 2) + 7) / 8;
+    uint16_t tag;
+    uint32_t id;
+    if (!PeekRpc(words.slice(table, std::min<size_t>(words.size(), table + seg0)), &tag, &id)) {
+      try {
+        capnp::ReaderOptions ro;
+        ro.traversalLimitInWords = 1 << 20;  // the root's header only
+        capnp::FlatArrayMessageReader r(words, ro);
+        ReadRpc(r, &tag, &id);
+      } catch (const kj::Exception&) {
+        refused_->Count(Refusal::kMalformed);
+        throw;
       }
-    } catch (const kj::Exception& e) {
-      if (e.getType() != kj::Exception::Type::OVERLOADED) refused_->Count(Refusal::kMalformed);
-      throw;
     }
+    if (tag == kRpcTagCall || tag == kRpcTagBootstrap) Open(id);
+    if (tag == kRpcTagFinish) Close(id);
   }
   void OnMessageOut(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
-    capnp::SegmentArrayMessageReader r(segments);
-    auto m = r.getRoot<capnp::rpc::Message>();
-    if (!m.isReturn()) return;
-    auto it = answers_.find(m.getReturn().getAnswerId());
-    if (it == answers_.end()) return;  // finished already
+    uint16_t tag;
+    uint32_t id;
+    if (!PeekRpc(segments[0], &tag, &id)) {
+      capnp::SegmentArrayMessageReader r(segments);
+      ReadRpc(r, &tag, &id);
+    }
+    if (tag != kRpcTagReturn) return;
+    uint64_t* held = Find(id);
+    if (held == nullptr) return;  // finished already
     size_t bytes = 0;
     for (auto s : segments) bytes += s.size() * sizeof(capnp::word);
     if (!usage_->ChargeMemory(static_cast<int64_t>(bytes))) {
@@ -231,7 +239,8 @@ class ConnectionGuard final : public StreamObserver {
                                     "(--max-connection-memory / --max-uid-memory)"));
       return;
     }
-    it->second += bytes;
+    *held += bytes;
+    answer_bytes_ += bytes;
   }
   void OnFdsDropped(size_t count) override { refused_->Count(Refusal::kFds, count); }
   void OnBadFrame(bool too_large) override {
@@ -239,27 +248,54 @@ class ConnectionGuard final : public StreamObserver {
   }
 
  private:
+  // Open questions: their answers' bytes (+1, 0 = not open), in a vector
+  // for the small ids Cap'n Proto clients use (it reuses the lowest free
+  // id), in a map for the others.
+  static constexpr uint32_t kSmallIds = 4096;
+  uint64_t* Find(uint32_t id) {
+    if (id < kSmallIds) return id < small_.size() && small_[id] != 0 ? &small_[id] : nullptr;
+    auto it = large_.find(id);
+    return it == large_.end() ? nullptr : &it->second;
+  }
+
   void Open(uint32_t id) {
-    if (answers_.size() >= usage_->limits().max_questions) {
+    if (open_ >= usage_->limits().max_questions) {
       refused_->Count(Refusal::kQuestions);
       kj::throwFatalException(KJ_EXCEPTION(
           OVERLOADED, "ResourceExhausted: too many unfinished calls on this connection "
                       "(--max-questions)",
           usage_->limits().max_questions));
     }
-    answers_.emplace(id, 0);
+    if (Find(id) != nullptr) return;  // a reused id (a broken client): counted once
+    if (id < kSmallIds) {
+      if (id >= small_.size()) small_.resize(id + 1, 0);
+      small_[id] = 1;
+    } else {
+      large_.emplace(id, 1);
+    }
+    ++open_;
   }
   void Close(uint32_t id) {
-    auto it = answers_.find(id);
-    if (it == answers_.end()) return;
-    usage_->ChargeMemory(-static_cast<int64_t>(it->second));
-    answers_.erase(it);
+    uint64_t* held = Find(id);
+    if (held == nullptr) return;
+    const uint64_t bytes = *held - 1;
+    usage_->ChargeMemory(-static_cast<int64_t>(bytes));
+    answer_bytes_ -= bytes;
+    if (id < kSmallIds) {
+      small_[id] = 0;
+    } else {
+      large_.erase(id);
+    }
+    --open_;
   }
 
   std::shared_ptr<ConnectionUsage> usage_;
   RefusalMetrics* refused_;
   SocketMessageStream* stream_ = nullptr;
-  std::unordered_map<uint32_t, size_t> answers_;  // question id -> bytes of its answer
+  std::vector<uint64_t> small_;
+  std::unordered_map<uint32_t, uint64_t> large_;
+  uint32_t open_ = 0;           // questions open
+  uint64_t answer_bytes_ = 0;   // bytes of their answers, charged to the usage
 };
 
 SocketMessageStream::Options StreamOptions(uint64_t max_message_bytes, const ConnectionLimits& l,

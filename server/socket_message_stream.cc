@@ -3,6 +3,7 @@
 #include <capnp/serialize.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,18 @@ uint32_t LoadU32(const uint8_t* p) {
 }
 
 constexpr size_t kMapAbove = 1 << 20;  // buffers larger than this are mappings of their own
+
+// The steady clock at the resolution of a scheduler tick (a few ms), for
+// the timestamps kept per read and send: a fraction of the cost of a
+// precise reading, and as good for timeouts counted in seconds. Same epoch
+// as std::chrono::steady_clock (CLOCK_MONOTONIC).
+SocketMessageStream::Clock::time_point CoarseNow() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return SocketMessageStream::Clock::time_point(
+      std::chrono::duration_cast<SocketMessageStream::Clock::duration>(
+          std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
 
 }  // namespace
 
@@ -89,7 +102,7 @@ SocketMessageStream::SocketMessageStream(kj::UnixEventPort& port, int fd, Option
       observer_(port, NonBlocking(fd), kj::UnixEventPort::FdObserver::OBSERVE_READ) {
   in_.resize(kReadChunk);
   if (options_.observer != nullptr) options_.observer->OnInputBuffer(0, in_.size());
-  last_recv_ = send_progress_ = partial_since_ = Clock::now();
+  last_recv_ = send_progress_ = partial_since_ = CoarseNow();
   watch_ = Watch().eagerlyEvaluate(nullptr);
 }
 
@@ -201,7 +214,7 @@ void SocketMessageStream::Fill(uint64_t need) {
     eof_ = true;
     return;
   }
-  last_recv_ = Clock::now();
+  last_recv_ = CoarseNow();
   if (in_end_ == in_begin_) partial_since_ = last_recv_;
   in_end_ += static_cast<size_t>(n);
   bool got_fds = false;
@@ -252,7 +265,7 @@ capnp::MessageReaderAndFds SocketMessageStream::TakeMessage(uint64_t total,
       in_.resize(kReadChunk);
     }
   } else {
-    partial_since_ = Clock::now();  // the next message has begun
+    partial_since_ = CoarseNow();  // the next message has begun
   }
 
   size_t nfds = 0;
@@ -306,7 +319,7 @@ void SocketMessageStream::Append(kj::ArrayPtr<const int> fds,
   KJ_REQUIRE(segments.size() > 0 && segments.size() <= kMaxSegments, "bad segment count",
              segments.size());
   if (options_.observer != nullptr) options_.observer->OnMessageOut(segments);
-  if (out_.empty()) send_progress_ = Clock::now();  // the unsent clock starts
+  if (out_.empty()) send_progress_ = CoarseNow();  // the unsent clock starts
   if (fds.size() > 0 || out_.empty() || out_.back().sealed) out_.emplace_back();
   OutChunk& c = out_.back();
   if (fds.size() > 0) ++out_fd_messages_;
@@ -406,7 +419,7 @@ bool SocketMessageStream::SendSome() {
     c.fds.clear();  // they went with the first byte
     c.sent += static_cast<size_t>(n);
     out_bytes_ -= static_cast<uint64_t>(n);
-    if (n > 0) send_progress_ = Clock::now();
+    if (n > 0) send_progress_ = CoarseNow();
     if (c.sent < c.bytes.size()) return false;  // the buffer filled part way
     out_.pop_front();
   }
