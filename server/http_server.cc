@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace kvtier {
 namespace {
@@ -299,14 +300,26 @@ void HttpServer::AcceptLoop() {
       close(fd);
       continue;
     }
-    std::thread([this, fd, probe] {
-      ServeConnection(fd, probe);
-      std::lock_guard<std::mutex> l(mu_);
-      open_.erase(fd);
+    try {
+      std::thread([this, fd, probe] {
+        ServeConnection(fd, probe);
+        std::lock_guard<std::mutex> l(mu_);
+        open_.erase(fd);
+        close(fd);
+        --(probe ? probes_ : normal_);
+        done_.notify_all();
+      }).detach();
+    } catch (const std::system_error&) {  // no thread to be had: refuse, never crash
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        open_.erase(fd);
+        --(probe ? probes_ : normal_);
+        done_.notify_all();
+      }
+      Count(Refusal::kAdminConnections);
+      SendStatus(fd, 503, "too many admin connections\n");
       close(fd);
-      --(probe ? probes_ : normal_);
-      done_.notify_all();
-    }).detach();
+    }
   }
 }
 
