@@ -448,11 +448,19 @@ void RpcServer::WorkerMain(Worker* w) {
                             ", --max-connections-per-uid)");
       return true;
     }
+    auto usage = std::make_shared<ConnectionUsage>(&lim, &refused, per_uid, cred.uid, cred.pid);
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+      conns.push_back(kj::heap<Connection>(io.unixEventPort, cfd, options_.max_message_bytes,
+                                           usage, &refused, service_->NewBootstrap(usage), ro));
+    })) {
+      // (The stream, built first, took the fd and closed it on the way out.)
+      log.Warn("could not serve a connection of pid {}: {}", cred.pid, e->getDescription().cStr());
+      --per_uid->connections;
+      --connections_;
+      return true;
+    }
     ++metrics->connections_open;
     ++metrics->connections_total;
-    auto usage = std::make_shared<ConnectionUsage>(&lim, &refused, per_uid, cred.uid, cred.pid);
-    conns.push_back(kj::heap<Connection>(io.unixEventPort, cfd, options_.max_message_bytes, usage,
-                                         &refused, service_->NewBootstrap(usage), ro));
     auto it = std::prev(conns.end());
     tasks.add((*it)->network.onDisconnect().then([&, it, per_uid]() {
       conns.erase(it);  // drops every capability the client held
