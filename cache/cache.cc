@@ -667,6 +667,29 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
     for (const BlockKey& k : keys_in) scoped.push_back(ScopeKey(tenant, k));
     keys = scoped;
   }
+  // Which range sets each key's priority (the last one covering it), in
+  // time linear in keys + ranges: the ranges painted last to first, each key
+  // once, skipping painted runs through `next` (a path-halving union-find).
+  constexpr uint32_t kNoRange = UINT32_MAX;
+  std::vector<uint32_t> range_of;
+  if (!opt.ranges.empty()) {
+    range_of.assign(keys.size(), kNoRange);
+    std::vector<uint32_t> next(keys.size() + 1);
+    for (size_t i = 0; i <= keys.size(); ++i) next[i] = static_cast<uint32_t>(i);
+    auto find = [&next](uint32_t i) {
+      while (next[i] != i) {
+        next[i] = next[next[i]];
+        i = next[i];
+      }
+      return i;
+    };
+    for (size_t r = opt.ranges.size(); r-- > 0;) {
+      for (uint32_t i = find(opt.ranges[r].begin); i < opt.ranges[r].end; i = find(i)) {
+        range_of[i] = static_cast<uint32_t>(r);
+        next[i] = i + 1;
+      }
+    }
+  }
   Reservation res;
   res.cache_ = this;
   res.blocks_.reserve(keys.size());
@@ -686,11 +709,10 @@ Result<Reservation> Cache::Reserve(NamespaceId ns, std::span<const BlockKey> key
                          static_cast<uint32_t>(sizes[i])};
     uint8_t prio = opt.priority;
     uint64_t duration = opt.duration_ns;
-    for (const PriorityRange& r : opt.ranges)
-      if (i >= r.begin && i < r.end) {
-        prio = r.priority;
-        duration = r.duration_ns;
-      }
+    if (!range_of.empty() && range_of[i] != kNoRange) {
+      prio = opt.ranges[range_of[i]].priority;
+      duration = opt.ranges[range_of[i]].duration_ns;
+    }
     BlockId id;
     {
       std::lock_guard<std::mutex> l(index_.MutexFor(key));

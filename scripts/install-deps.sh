@@ -9,7 +9,8 @@ pkgs=(build-essential cmake pkg-config git
       libsystemd-dev prometheus systemd  # prometheus: promtool, systemd: systemd-analyze (deploy checks)
       nlohmann-json3-dev libcli11-dev libssl-dev libarchive-dev
       python3 python3-xxhash python3-matplotlib python3-yaml curl
-      python3-dev pybind11-dev python3-numpy)  # the Python module (python/) and its tests
+      python3-dev pybind11-dev python3-numpy  # the Python module (python/) and its tests
+      clang libclang-rt-14-dev)  # libFuzzer harnesses (scripts/fuzz.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

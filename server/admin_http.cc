@@ -1,9 +1,5 @@
 #include "server/admin_http.h"
 
-#include <netdb.h>
-#include <sys/socket.h>
-
-#include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -154,148 +150,85 @@ double AdminServer::UptimeSeconds() const {
       .count();
 }
 
+std::unique_ptr<AdminServer> AdminServer::ForHandling(AdminSources sources) {
+  return std::unique_ptr<AdminServer>(new AdminServer(std::move(sources)));
+}
+
 Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& address,
-                                                        AdminSources sources) {
+                                                        AdminSources sources,
+                                                        AdminOptions options) {
   auto hp = ParseHostPort(address);
   if (!hp.ok()) return Status::InvalidArgument("admin address: " + hp.status().message());
-
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  if (int rc = getaddrinfo(hp->host.c_str(), nullptr, &hints, &found); rc != 0) {
-    return Status::InvalidArgument("admin address '" + address + "': cannot resolve host '" +
-                                   hp->host + "': " + gai_strerror(rc));
-  }
-  freeaddrinfo(found);
-
   std::unique_ptr<AdminServer> s(new AdminServer(std::move(sources)));
   s->host_ = hp->host;
-  s->server_ = std::make_unique<httplib::Server>();
-  httplib::Server& srv = *s->server_;
-  srv.new_task_queue = [] { return new httplib::ThreadPool(kAdminThreads); };
-  srv.set_keep_alive_timeout(2);
-  srv.set_read_timeout(5);
-  srv.set_write_timeout(5);
-  srv.set_payload_max_length(64 * 1024);  // no request carries a body
-  // SO_REUSEADDR (a restart may bind while old connections sit in TIME_WAIT)
-  // but not httplib's default SO_REUSEPORT, with which a second daemon would
-  // silently share the port instead of failing to bind.
-  srv.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-
+  HttpServer::Options ho;
+  ho.max_connections = options.max_connections;
+  ho.timeout = options.timeout;
+  ho.refused = options.refused;
   AdminServer* self = s.get();
-  // A probe answers 200 "<ok_word>[, degraded: ...]" or 503 "<bad_word>: <reason>".
-  auto probe = [self](std::function<Status()> AdminSources::*source, const char* ok_word,
-                      const char* bad_word) {
-    return [self, source, ok_word, bad_word](const httplib::Request&, httplib::Response& res) {
-      const auto& fn = self->sources_.*source;
-      Status st = fn ? fn() : Status::OK();
-      if (st.ok()) {
-        res.set_content(ok_word + self->DegradedNote() + "\n", "text/plain; charset=utf-8");
-      } else {
-        res.status = 503;
-        res.set_content(std::string(bad_word) + ": " + st.ToString() + "\n",
-                        "text/plain; charset=utf-8");
-      }
-    };
-  };
-  srv.Get("/healthz", probe(&AdminSources::health, "ok", "unhealthy"));
-  srv.Get("/readyz", probe(&AdminSources::readiness, "ready", "not ready"));
-  srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
-    res.set_content(self->MetricsText(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  srv.Get("/v1/stats", [self](const httplib::Request&, httplib::Response& res) {
-    res.set_content(self->StatsJson(), "application/json");
-  });
-  srv.Get("/v1/namespaces", [self](const httplib::Request& req, httplib::Response& res) {
-    const auto list = self->sources_.namespaces ? self->sources_.namespaces()
-                                                : std::vector<NamespaceUsage>{};
-    if (req.get_param_value("format") == "text") {
-      res.set_content(NamespacesText(list), "text/plain; charset=utf-8");
-    } else {
-      res.set_content(NamespacesJson(list), "application/json");
-    }
-  });
-  // Evicting a namespace is privileged: only a peer on the loopback
-  // interface may (someone on the daemon's host or in its pod), whatever
-  // address the endpoint listens on; scrapers elsewhere only read.
-  srv.Post(R"(/v1/namespaces/(\d{1,9})/evict)", [self](const httplib::Request& req,
-                                                        httplib::Response& res) {
-    if (!IsLoopbackPeer(req.remote_addr)) {
-      res.status = 403;
-      res.set_content("forbidden: evict is served to loopback peers only (run kvtier evict on the "
-                      "daemon's host)\n", "text/plain; charset=utf-8");
-      return;
-    }
-    if (!self->sources_.evict_namespace) {
-      res.status = 404;
-      res.set_content("not found: this daemon has no cache to evict from\n", "text/plain; charset=utf-8");
-      return;
-    }
-    const auto ns = static_cast<NamespaceId>(std::stoul(req.matches[1]));
-    auto r = self->sources_.evict_namespace(ns);
-    if (!r.ok()) {
-      res.status = r.status().IsNotFound() ? 404 : 500;
-      res.set_content(r.status().ToString() + "\n", "text/plain; charset=utf-8");
-      return;
-    }
-    spdlog::info("admin: namespace {} evicted by {}: {} blocks, {} bytes, {} NVMe copies (kept {} in use)",
-                 ns, req.remote_addr, r->blocks, r->bytes, r->nvme_blocks, r->kept_pinned);
-    if (req.get_param_value("format") == "text") {
-      res.set_content(EvictionText(ns, *r), "text/plain; charset=utf-8");
-    } else {
-      res.set_content(EvictionJson(ns, *r), "application/json");
-    }
-  });
-  srv.Get("/", [self](const httplib::Request&, httplib::Response& res) {
-    res.set_content(self->StatusPage(), "text/html; charset=utf-8");
-  });
-  srv.set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const httplib::Request&, httplib::Response& res) {
-        if (res.status == 404 && res.body.empty()) {
-          res.set_content("not found\n", "text/plain; charset=utf-8");
-          return httplib::Server::HandlerResponse::Handled;
-        }
-        return httplib::Server::HandlerResponse::Unhandled;
-      }));
-
-  errno = 0;
-  if (hp->port == 0) {
-    int port = srv.bind_to_any_port(hp->host);
-    if (port <= 0) {
-      return Status::IOError("admin address '" + address + "': cannot bind" +
-                             (errno != 0 ? std::string(": ") + std::strerror(errno) : ""));
-    }
-    s->port_ = port;
-  } else {
-    if (!srv.bind_to_port(hp->host, hp->port)) {
-      return Status::IOError("admin address '" + address + "': cannot bind" +
-                             (errno != 0 ? std::string(": ") + std::strerror(errno)
-                                         : std::string(" (port in use?)")));
-    }
-    s->port_ = hp->port;
+  auto server = HttpServer::Start(hp->host, hp->port, ho,
+                                  [self](const HttpRequest& req) { return self->Handle(req); });
+  if (!server.ok()) {
+    const Status& st = server.status();
+    return Status(st.code(), "admin address '" + address + "': " + st.message());
   }
-
-  s->thread_ = std::thread([&srv] { srv.listen_after_bind(); });
-  // Stop() is a no-op until the server runs: wait for it, so that a Stop()
-  // right after Start() cannot hang.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!srv.is_running()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      // listen_after_bind() failed or never started; the thread has ended or
-      // will on stop().
-      srv.stop();
-      if (s->thread_.joinable()) s->thread_.join();
-      return Status::IOError("admin address '" + address + "': server did not start");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  s->server_ = std::move(server).value();
+  s->port_ = s->server_->port();
   if (s->sources_.cache_stats) s->sampler_ = std::thread([p = s.get()] { p->SamplerMain(); });
   return s;
+}
+
+HttpResponse AdminServer::Handle(const HttpRequest& req) const {
+  auto text = [](int status, std::string body) {
+    return HttpResponse{status, "text/plain; charset=utf-8", std::move(body)};
+  };
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  // A probe answers 200 "<ok_word>[, degraded: ...]" or 503 "<bad_word>: <reason>".
+  auto probe = [&](const std::function<Status()>& fn, const char* ok_word, const char* bad_word) {
+    Status st = fn ? fn() : Status::OK();
+    if (st.ok()) return text(200, ok_word + DegradedNote() + "\n");
+    return text(503, std::string(bad_word) + ": " + st.ToString() + "\n");
+  };
+  if (get && req.path == "/healthz") return probe(sources_.health, "ok", "unhealthy");
+  if (get && req.path == "/readyz") return probe(sources_.readiness, "ready", "not ready");
+  if (get && req.path == "/metrics")
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", MetricsText()};
+  if (get && req.path == "/v1/stats") return HttpResponse{200, "application/json", StatsJson()};
+  if (get && req.path == "/v1/namespaces") {
+    const auto list = sources_.namespaces ? sources_.namespaces() : std::vector<NamespaceUsage>{};
+    if (req.param("format") == "text") return text(200, NamespacesText(list));
+    return HttpResponse{200, "application/json", NamespacesJson(list)};
+  }
+  if (get && req.path == "/") return HttpResponse{200, "text/html; charset=utf-8", StatusPage()};
+  // POST /v1/namespaces/ID/evict, ID of 1..9 digits.
+  constexpr std::string_view kPrefix = "/v1/namespaces/", kSuffix = "/evict";
+  std::string_view path = req.path;
+  if (req.method == "POST" && path.size() > kPrefix.size() + kSuffix.size() &&
+      path.substr(0, kPrefix.size()) == kPrefix &&
+      path.substr(path.size() - kSuffix.size()) == kSuffix) {
+    std::string_view digits =
+        path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size());
+    bool ok = !digits.empty() && digits.size() <= 9;
+    for (char c : digits) ok = ok && c >= '0' && c <= '9';
+    if (ok) {
+      // Evicting a namespace is privileged: only a peer on the loopback
+      // interface may (someone on the daemon's host or in its pod), whatever
+      // address the endpoint listens on; scrapers elsewhere only read.
+      if (!IsLoopbackPeer(req.remote_addr))
+        return text(403, "forbidden: evict is served to loopback peers only (run kvtier evict "
+                         "on the daemon's host)\n");
+      if (!sources_.evict_namespace)
+        return text(404, "not found: this daemon has no cache to evict from\n");
+      const auto ns = static_cast<NamespaceId>(std::stoul(std::string(digits)));
+      auto r = sources_.evict_namespace(ns);
+      if (!r.ok()) return text(r.status().IsNotFound() ? 404 : 500, r.status().ToString() + "\n");
+      spdlog::info("admin: namespace {} evicted by {}: {} blocks, {} bytes, {} NVMe copies (kept {} in use)",
+                   ns, req.remote_addr, r->blocks, r->bytes, r->nvme_blocks, r->kept_pinned);
+      if (req.param("format") == "text") return text(200, EvictionText(ns, *r));
+      return HttpResponse{200, "application/json", EvictionJson(ns, *r)};
+    }
+  }
+  return text(404, "not found\n");
 }
 
 void AdminServer::SamplerMain() {
@@ -309,8 +242,7 @@ void AdminServer::SamplerMain() {
 }
 
 void AdminServer::Stop() {
-  if (server_ != nullptr) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (server_ != nullptr) server_->Stop();
   {
     std::lock_guard<std::mutex> l(sampler_mu_);
     sampler_stop_ = true;

@@ -16,14 +16,19 @@
 //                  namespaces, RPC latencies
 //   anything else  404
 //
+// Transport: server/http_server.h (one request per connection, a deadline
+// for the whole request, a connection cap with slots of their own for
+// /healthz and /readyz, bounded heads and bodies); AdminOptions sets it.
+//
 // The server reads the daemon only through AdminSources: callbacks and a
 // const RpcMetrics*, called from the server's own threads while it runs.
 //
 // Ownership: the AdminServer owns its listening socket and threads; the
 // caller keeps everything AdminSources points to (RpcMetrics, the cache
 // behind cache_stats) alive until Stop() returns or the server is destroyed.
-// Thread safety: the sources' callbacks are called concurrently from up to
-// kAdminThreads threads and must be thread-safe (Cache::Stats() is).
+// Thread safety: the sources' callbacks are called concurrently from the
+// connection threads (up to max_connections + 4) and must be thread-safe
+// (Cache::Stats() is).
 // Stop() and the destructor may be called from any one thread.
 #pragma once
 
@@ -40,9 +45,7 @@
 #include "server/metrics.h"
 #include "tiers/status.h"
 
-namespace httplib {
-class Server;
-}
+#include "server/http_server.h"
 
 namespace kvtier {
 
@@ -65,17 +68,21 @@ struct AdminSources {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
+struct AdminOptions {
+  uint32_t max_connections = 32;           // --admin-max-connections
+  std::chrono::milliseconds timeout{5000};  // --admin-timeout
+  RefusalMetrics* refused = nullptr;        // counts refusals when set
+};
+
 class AdminServer {
  public:
-  // Threads serving requests (a scraper and a browser at once, with room).
-  static constexpr int kAdminThreads = 4;
-
   // Binds `address` ("HOST:PORT", "[v6]:PORT"; port 0 picks a free port) and
   // serves until Stop(). Errors: InvalidArgument (malformed address, host
   // that does not resolve), IOError (bind or listen failed, e.g. the port is
   // in use), each naming the address.
   static Result<std::unique_ptr<AdminServer>> Start(const std::string& address,
-                                                    AdminSources sources);
+                                                    AdminSources sources,
+                                                    AdminOptions options = {});
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
@@ -93,6 +100,10 @@ class AdminServer {
   std::string DegradedNote() const;  // ", degraded: ..." or empty
   std::string StatsJson() const;
   std::string StatusPage() const;
+  // The answer to one request (routing and every endpoint above).
+  HttpResponse Handle(const HttpRequest& request) const;
+  // An AdminServer that serves nothing, for Handle() alone (the fuzzer).
+  static std::unique_ptr<AdminServer> ForHandling(AdminSources sources);
 
  private:
   explicit AdminServer(AdminSources sources);
@@ -101,8 +112,7 @@ class AdminServer {
   void SamplerMain();
 
   AdminSources sources_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::unique_ptr<HttpServer> server_;
   // The status page's rates: samples taken by sampler_ (while cache_stats is set).
   RateWindow rates_;
   std::thread sampler_;

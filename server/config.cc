@@ -184,6 +184,73 @@ const std::vector<FlagSpec>& Flags() {
       {.name = "max-connections", .metavar = "N", .type = FlagType::kU32,
        .u32 = &C::max_connections, .min = 1, .max = 1u << 20, .default_text = "1024",
        .help = "Most client connections at once, 1..1048576; more are refused."},
+      {.name = "max-connections-per-uid", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::max_connections_per_uid, .min = 1, .max = 1u << 20, .default_text = "256",
+       .help = "Most connections of one peer uid (SO_PEERCRED) at once, 1..1048576 (and at "
+               "most --max-connections); more are refused, so that one user cannot take every "
+               "slot."},
+      {.name = "max-connection-memory", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::max_connection_memory, .min = 1 * kMiB, .max = 64 * kGiB,
+       .default_text = "128MiB",
+       .help = "Memory one connection may make the daemon hold: the message it is sending "
+               "(allocated as its bytes arrive) and the answers it has not finished. Past it "
+               "the connection is closed. At least --max-message."},
+      {.name = "max-uid-memory", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::max_uid_memory, .min = 1 * kMiB, .max = 1024 * kGiB, .default_text = "1GiB",
+       .help = "The same for all connections of one peer uid together."},
+      {.name = "max-questions", .metavar = "N", .type = FlagType::kU32, .u32 = &C::max_questions,
+       .min = 1, .max = 1u << 20, .default_text = "1024",
+       .help = "Most calls one connection may have unfinished (answered or not, until the "
+               "client's Finish), 1..1048576; past it the connection is closed."},
+      {.name = "max-leases", .metavar = "N", .type = FlagType::kU32, .u32 = &C::max_leases,
+       .min = 1, .max = 1u << 30, .default_text = "4096",
+       .help = "Most leases (pinned prefixes) one connection may hold; acquire past it fails "
+               "with ResourceExhausted."},
+      {.name = "max-uid-leases", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::max_uid_leases, .min = 1, .max = 1u << 30, .default_text = "16384",
+       .help = "Most leases all connections of one peer uid may hold together."},
+      {.name = "max-txns", .metavar = "N", .type = FlagType::kU32, .u32 = &C::max_txns, .min = 1,
+       .max = 1u << 30, .default_text = "1024",
+       .help = "Most write transactions one connection may hold uncommitted; reserve past it "
+               "fails with ResourceExhausted."},
+      {.name = "max-uid-txns", .metavar = "N", .type = FlagType::kU32, .u32 = &C::max_uid_txns,
+       .min = 1, .max = 1u << 30, .default_text = "4096",
+       .help = "Most uncommitted write transactions of one peer uid."},
+      {.name = "max-uncommitted-blocks", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::max_uncommitted_blocks, .min = 1, .max = 1u << 30, .default_text = "65536",
+       .help = "Most blocks one connection may hold reserved and uncommitted (a reserve "
+               "counts each of its keys until it is answered)."},
+      {.name = "max-uid-uncommitted-blocks", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::max_uid_uncommitted_blocks, .min = 1, .max = 1u << 30,
+       .default_text = "262144",
+       .help = "Most reserved, uncommitted blocks of one peer uid."},
+      {.name = "max-priority-ranges", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::max_priority_ranges, .min = 1, .max = 1u << 20, .default_text = "256",
+       .help = "Most priority ranges in one reserve; more are refused (InvalidArgument)."},
+      {.name = "max-unread-answers", .metavar = "SIZE", .type = FlagType::kSize,
+       .u64 = &C::max_unread_answers, .min = 64 * kKiB, .max = 4 * kGiB, .default_text = "4MiB",
+       .help = "Unsent answers of one connection above which its further calls are not read "
+               "until the client reads (backpressure)."},
+      {.name = "handshake-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::handshake_timeout_seconds, .min = 0, .max = 86400, .default_text = "10",
+       .help = "Close a connection that has not sent a whole first message within this long; "
+               "0: never."},
+      {.name = "io-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::io_timeout_seconds, .min = 0, .max = 86400, .default_text = "30",
+       .help = "Close a connection that has begun a message and not finished it, or left its "
+               "answers unread, for this long; 0: never."},
+      {.name = "idle-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::idle_timeout_seconds, .min = 0, .max = 100000000, .default_text = "300",
+       .help = "Close a connection that holds no namespace, lease or transaction and has been "
+               "silent this long; 0: never."},
+      {.name = "admin-max-connections", .metavar = "N", .type = FlagType::kU32,
+       .u32 = &C::admin_max_connections, .min = 1, .max = 4096, .default_text = "32",
+       .help = "Admin HTTP connections served at once, 1..4096; more are answered 503 at once. "
+               "/healthz and /readyz have 4 more of their own."},
+      {.name = "admin-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
+       .u32 = &C::admin_timeout_seconds, .min = 1, .max = 3600, .default_text = "5",
+       .help = "Time an admin client has to send its whole request (and to read the answer), "
+               "1..3600."},
       {.name = "drain-timeout", .metavar = "SECONDS", .type = FlagType::kU32,
        .u32 = &C::drain_timeout_seconds, .min = 0, .max = 3600, .default_text = "10",
        .help = "On SIGTERM, refuse new leases and stores and wait up to this long, 0..3600, "
@@ -686,6 +753,13 @@ Status DaemonConfig::Validate() const {
                "too small for --max-keys " + std::to_string(max_keys_per_call) + " (needs " +
                    std::to_string(kBytesPerKeyInMessage) + " bytes per key, " +
                    FormatSize(uint64_t{max_keys_per_call} * kBytesPerKeyInMessage) + ")");
+  if (max_connection_memory < max_message_bytes)
+    return bad("max-connection-memory", ExactSize(max_connection_memory),
+               "smaller than --max-message " + FormatSize(max_message_bytes) +
+                   " (a connection must be able to send its largest message)");
+  if (max_uid_memory < max_connection_memory)
+    return bad("max-uid-memory", ExactSize(max_uid_memory),
+               "smaller than --max-connection-memory " + FormatSize(max_connection_memory));
   if (promote_to_hbm_hits > 0 && hbm_capacity_bytes == 0)
     return bad("promote-to-hbm-hits", std::to_string(promote_to_hbm_hits),
                "needs an HBM tier (--hbm-capacity)");
@@ -724,7 +798,17 @@ std::string DaemonConfig::ToString() const {
     << " admin=" << admin_address << " log_level=" << log_level
     << " log_json=" << (log_json ? "true" : "false") << " rpc_threads=" << rpc_threads
     << " max_keys=" << max_keys_per_call << " max_message=" << ExactSize(max_message_bytes)
-    << " max_connections=" << max_connections << " drain_timeout=" << drain_timeout_seconds
+    << " max_connections=" << max_connections
+    << " max_connections_per_uid=" << max_connections_per_uid
+    << " max_connection_memory=" << ExactSize(max_connection_memory)
+    << " max_uid_memory=" << ExactSize(max_uid_memory) << " max_questions=" << max_questions
+    << " max_leases=" << max_leases << "/" << max_uid_leases << " max_txns=" << max_txns << "/"
+    << max_uid_txns << " max_uncommitted_blocks=" << max_uncommitted_blocks << "/"
+    << max_uid_uncommitted_blocks << " max_priority_ranges=" << max_priority_ranges
+    << " max_unread_answers=" << ExactSize(max_unread_answers)
+    << " timeouts=" << handshake_timeout_seconds << "/" << io_timeout_seconds << "/"
+    << idle_timeout_seconds << "s admin_max_connections=" << admin_max_connections
+    << " admin_timeout=" << admin_timeout_seconds << "s drain_timeout=" << drain_timeout_seconds
     << "s hbm_capacity=" << ExactSize(hbm_capacity_bytes)
     << " gpus=" << gpus << " store_tier=" << store_tier
     << " promote_to_hbm_hits=" << promote_to_hbm_hits;

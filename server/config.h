@@ -78,6 +78,27 @@ struct DaemonConfig {
   uint64_t max_message_bytes = 64 * kMiB;
   // Most client connections at once; more are refused.
   uint32_t max_connections = 1024;
+  // What clients may make the daemon hold (server/connection_limits.h,
+  // docs/security.md); each refusal is counted in kvtier_refused_total.
+  uint32_t max_connections_per_uid = 256;
+  uint64_t max_connection_memory = 128 * kMiB;
+  uint64_t max_uid_memory = 1 * kGiB;
+  uint32_t max_questions = 1024;
+  uint32_t max_leases = 4096;
+  uint32_t max_uid_leases = 16384;
+  uint32_t max_txns = 1024;
+  uint32_t max_uid_txns = 4096;
+  uint32_t max_uncommitted_blocks = 65536;
+  uint32_t max_uid_uncommitted_blocks = 262144;
+  uint32_t max_priority_ranges = 256;
+  uint64_t max_unread_answers = 4 * kMiB;
+  uint32_t handshake_timeout_seconds = 10;
+  uint32_t io_timeout_seconds = 30;
+  uint32_t idle_timeout_seconds = 300;
+  // The admin endpoint: connections served at once (more are answered 503
+  // at once) and the time a client has to send its whole request.
+  uint32_t admin_max_connections = 32;
+  uint32_t admin_timeout_seconds = 5;
   // SIGTERM: seconds to wait for open leases and stores to finish (no new
   // ones are taken meanwhile) before the daemon exits.
   uint32_t drain_timeout_seconds = 10;

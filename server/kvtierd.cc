@@ -257,13 +257,29 @@ int Run(const DaemonConfig& cfg) {
   RpcServiceOptions so;
   so.max_keys_per_call = cfg.max_keys_per_call;
   so.store_in_hbm = any_hbm && cfg.store_tier == "hbm";
+  ConnectionLimits& lim = so.limits;
+  lim.max_connections = cfg.max_connections;
+  lim.max_connections_per_uid = std::min(cfg.max_connections_per_uid, cfg.max_connections);
+  lim.max_connection_memory = cfg.max_connection_memory;
+  lim.max_uid_memory = cfg.max_uid_memory;
+  lim.max_questions = cfg.max_questions;
+  lim.max_leases = cfg.max_leases;
+  lim.max_uid_leases = cfg.max_uid_leases;
+  lim.max_txns = cfg.max_txns;
+  lim.max_uid_txns = cfg.max_uid_txns;
+  lim.max_uncommitted_blocks = cfg.max_uncommitted_blocks;
+  lim.max_uid_uncommitted_blocks = cfg.max_uid_uncommitted_blocks;
+  lim.max_priority_ranges = cfg.max_priority_ranges;
+  lim.max_unread_answers = cfg.max_unread_answers;
+  lim.handshake_timeout_s = cfg.handshake_timeout_seconds;
+  lim.io_timeout_s = cfg.io_timeout_seconds;
+  lim.idle_timeout_s = cfg.idle_timeout_seconds;
   RpcService service(cache.get(), &metrics, so, std::move(built->tenants),
                      TenantResolver(*ParseTenants(cfg.tenants)));
   RpcServerOptions ro;
   ro.socket_path = cfg.socket_path;
   ro.threads = static_cast<int>(cfg.rpc_threads);
   ro.max_message_bytes = cfg.max_message_bytes;
-  ro.max_connections = cfg.max_connections;
   auto rpc = RpcServer::Start(ro, &service);
   if (!rpc.ok()) {
     spdlog::error("rpc server: {}", rpc.status().ToString());
@@ -290,13 +306,25 @@ int Run(const DaemonConfig& cfg) {
       return service.draining() ? Status::Unavailable("draining (SIGTERM received)")
                                 : Status::OK();
     };
-    src.degraded = [c, nvme_down] {
+    RpcServer* server = rpc->get();
+    src.degraded = [c, nvme_down, server, &metrics] {
       std::string d = nvme_down;
+      // A worker whose loop has not turned for 5 s: a request hogs it, and
+      // every connection on it waits.
+      const int stalled = server->StalledWorkers();
+      metrics.workers_stalled.store(stalled, std::memory_order_relaxed);
+      if (stalled > 0)
+        d = "rpc: " + std::to_string(stalled) + " worker thread(s) busy for over 5 s" +
+            (d.empty() ? "" : "; " + d);
       for (const TierStats& t : c->Stats().tiers)
         if (!t.degraded.empty()) d += (d.empty() ? "" : "; ") + t.name + " tier: " + t.degraded;
       return d;
     };
-    auto a = AdminServer::Start(cfg.admin_address, std::move(src));
+    AdminOptions aopt;
+    aopt.max_connections = cfg.admin_max_connections;
+    aopt.timeout = std::chrono::seconds(cfg.admin_timeout_seconds);
+    aopt.refused = &metrics.refused;
+    auto a = AdminServer::Start(cfg.admin_address, std::move(src), aopt);
     if (!a.ok()) {
       spdlog::error("admin endpoint: {}", a.status().ToString());
       return 1;

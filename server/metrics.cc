@@ -72,6 +72,31 @@ const char* RpcMethodName(RpcMethod m) {
   return "unknown";
 }
 
+const char* RefusalName(Refusal r) {
+  switch (r) {
+    case Refusal::kConnections: return "connections";
+    case Refusal::kConnectionsPerUid: return "connections_per_uid";
+    case Refusal::kFdExhausted: return "fd_exhausted";
+    case Refusal::kMessageTooLarge: return "message_too_large";
+    case Refusal::kMalformed: return "malformed";
+    case Refusal::kMemory: return "memory";
+    case Refusal::kFds: return "fds";
+    case Refusal::kQuestions: return "questions";
+    case Refusal::kLeases: return "leases";
+    case Refusal::kTxns: return "txns";
+    case Refusal::kUncommittedBlocks: return "uncommitted_blocks";
+    case Refusal::kRanges: return "priority_ranges";
+    case Refusal::kHandshakeTimeout: return "handshake_timeout";
+    case Refusal::kFrameTimeout: return "frame_timeout";
+    case Refusal::kStalled: return "stalled";
+    case Refusal::kIdleTimeout: return "idle_timeout";
+    case Refusal::kAdminConnections: return "admin_connections";
+    case Refusal::kAdminTimeout: return "admin_timeout";
+    case Refusal::kAdminBadRequest: return "admin_bad_request";
+  }
+  return "unknown";
+}
+
 std::string PrometheusDouble(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
@@ -382,6 +407,17 @@ void RenderRpc(const RpcMetrics& m, PromWriter& w) {
   w.SampleSigned("kvtier_leases_open", "", m.leases_open.load(std::memory_order_relaxed));
   w.Family("kvtier_txns_open", "gauge", "Write transactions (reservations) open now.");
   w.SampleSigned("kvtier_txns_open", "", m.txns_open.load(std::memory_order_relaxed));
+  w.Family("kvtier_refused_total", "counter",
+           "Things refused to clients because a limit was hit, by reason (docs/security.md).");
+  for (size_t i = 0; i < kNumRefusals; ++i) {
+    w.Sample("kvtier_refused_total",
+             std::string("reason=\"") + RefusalName(static_cast<Refusal>(i)) + "\"",
+             m.refused.counts[i].load(std::memory_order_relaxed));
+  }
+  w.Family("kvtier_rpc_workers_stalled", "gauge",
+           "RPC worker threads whose event loop has not turned for over 5 s.");
+  w.SampleSigned("kvtier_rpc_workers_stalled", "",
+                 m.workers_stalled.load(std::memory_order_relaxed));
 }
 
 }  // namespace

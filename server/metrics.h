@@ -98,6 +98,45 @@ enum class TenantRefusal : uint8_t {
 inline constexpr size_t kNumTenantRefusals = 4;
 const char* TenantRefusalName(TenantRefusal r);
 
+// Why the daemon refused a client something: a connection, a message, a
+// call, or an admin request. Each is a label of kvtier_refused_total.
+enum class Refusal : uint8_t {
+  kConnections = 0,     // --max-connections reached
+  kConnectionsPerUid,   // --max-connections-per-uid reached
+  kFdExhausted,         // accept() failed for want of fds (EMFILE/ENFILE)
+  kMessageTooLarge,     // a frame header announced more than --max-message
+  kMalformed,           // a frame or RPC message that does not parse
+  kMemory,              // --max-connection-memory or --max-uid-memory exceeded
+  kFds,                 // fds sent to the daemon (no method takes one), closed on arrival
+  kQuestions,           // --max-questions unfinished calls on one connection
+  kLeases,              // --max-leases (per connection or per uid)
+  kTxns,                // --max-txns uncommitted reservations (per connection or per uid)
+  kUncommittedBlocks,   // --max-uncommitted-blocks (per connection or per uid)
+  kRanges,              // --max-priority-ranges in one reserve
+  kHandshakeTimeout,    // no whole first message within --handshake-timeout
+  kFrameTimeout,        // a message begun and not finished within --io-timeout
+  kStalled,             // answers left unread for --io-timeout
+  kIdleTimeout,         // holding nothing, silent for --idle-timeout
+  kAdminConnections,    // --admin-max-connections reached
+  kAdminTimeout,        // an admin request not received within --admin-timeout
+  kAdminBadRequest,     // an admin request that does not parse or is too large
+};
+inline constexpr size_t kNumRefusals = 19;
+// "connections", "connections_per_uid", ... (the Prometheus label).
+const char* RefusalName(Refusal r);
+
+// Counts of refusals, shared by the RPC server, the RPC service and the
+// admin endpoint. Thread-safe; relaxed atomics.
+struct RefusalMetrics {
+  std::array<std::atomic<uint64_t>, kNumRefusals> counts{};
+  void Count(Refusal r, uint64_t n = 1) noexcept {
+    counts[static_cast<size_t>(r)].fetch_add(n, std::memory_order_relaxed);
+  }
+  uint64_t Get(Refusal r) const noexcept {
+    return counts[static_cast<size_t>(r)].load(std::memory_order_relaxed);
+  }
+};
+
 struct RpcMetrics {
   struct alignas(64) Method {
     LatencyHistogram latency;        // every call, failed ones too
@@ -118,6 +157,12 @@ struct RpcMetrics {
   void Refuse(TenantRefusal r) {
     tenant_refusals[static_cast<size_t>(r)].fetch_add(1, std::memory_order_relaxed);
   }
+
+  // Refusals of clients (limits hit), by reason.
+  RefusalMetrics refused;
+  // RPC worker threads whose event loop has not turned for over 5 s (a
+  // request hogging it); set by the RPC server, shown by /healthz.
+  std::atomic<int64_t> workers_stalled{0};
 
   Method& method(RpcMethod m) { return methods[static_cast<size_t>(m)]; }
   const Method& method(RpcMethod m) const { return methods[static_cast<size_t>(m)]; }

@@ -8,13 +8,25 @@
 // them. Incoming messages are bounded (traversal limit = max_message_bytes,
 // nesting limit 64); at most one fd per incoming message, and none is used.
 //
+// Limits (the service's ConnectionLimits, docs/security.md): connections in
+// all and per peer uid (SO_PEERCRED), refused with a Cap'n Proto Abort
+// message naming the limit; fd exhaustion (a reserve fd lets the server
+// accept and refuse the waiting clients instead of leaving them queued);
+// per connection and per uid memory (input buffer, answers not finished),
+// unfinished questions, unread answers (backpressure), and the handshake,
+// io and idle timeouts, checked by each worker four times a second. Every
+// refusal is counted in RpcMetrics::refused and logged (at most once a
+// second per worker).
+//
 // Thread safety: Start/Stop from one controlling thread. Stop() (also run by
 // the destructor) closes the listener and every connection, which releases
 // all leases and aborts all open transactions, then joins the workers.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,7 +40,6 @@ struct RpcServerOptions {
   std::string socket_path;
   int threads = 2;
   uint64_t max_message_bytes = 64ull << 20;
-  uint32_t max_connections = 1024;
 };
 
 class RpcServer {
@@ -41,17 +52,26 @@ class RpcServer {
   void Stop();
 
   const std::string& socket_path() const { return options_.socket_path; }
+  // Worker threads whose event loop has not turned for over `for_at_least`
+  // (a request hogging it). Thread-safe.
+  int StalledWorkers(std::chrono::milliseconds for_at_least = std::chrono::seconds(5)) const;
 
  private:
   struct Worker;
   RpcServer(RpcServerOptions options, RpcService* service, int listen_fd);
   void WorkerMain(Worker* w);
+  // accept() failed for want of fds: accepts one waiting client on the
+  // reserve fd and refuses it. Returns whether one was refused.
+  bool RefuseForWantOfFds();
 
   RpcServerOptions options_;
   RpcService* service_;
   int listen_fd_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<uint32_t> connections_{0};
+  UidTable uids_;
+  std::mutex reserve_mu_;
+  int reserve_fd_ = -1;  // /dev/null, closed to make room for one accept()
   bool stopped_ = false;
 };
 

@@ -129,10 +129,38 @@ void FillBlocks(const Cache& cache, const Lease& lease,
   }
 }
 
+using Usage = std::shared_ptr<ConnectionUsage>;
+
+// Leases taken from a connection's usage before the work, given back on
+// destruction unless LeaseImpls took them over (one each).
+class LeaseHold {
+ public:
+  LeaseHold(Usage u, int64_t n) : u_(std::move(u)), n_(n) {}
+  LeaseHold(LeaseHold&& o) noexcept : u_(std::move(o.u_)), n_(o.n_) { o.n_ = 0; }
+  ~LeaseHold() {
+    if (u_ && n_ > 0) u_->GiveLeases(n_);
+  }
+  Usage TakeOne() {
+    --n_;
+    return u_;
+  }
+
+ private:
+  Usage u_;
+  int64_t n_;
+};
+
 class LeaseImpl final : public rpc::Lease::Server {
  public:
-  LeaseImpl(Lease lease, RpcMetrics* m) : lease_(std::move(lease)), m_(m) { ++m_->leases_open; }
-  ~LeaseImpl() noexcept(false) { --m_->leases_open; }  // lease_ releases its pins
+  // Takes over one lease the caller took from `usage` (TakeLease).
+  LeaseImpl(Lease lease, RpcMetrics* m, Usage usage)
+      : lease_(std::move(lease)), m_(m), usage_(std::move(usage)) {
+    ++m_->leases_open;
+  }
+  ~LeaseImpl() noexcept(false) {  // lease_ releases its pins
+    --m_->leases_open;
+    usage_->GiveLeases(1);
+  }
 
  protected:
   kj::Promise<void> release(ReleaseContext) override {
@@ -143,6 +171,7 @@ class LeaseImpl final : public rpc::Lease::Server {
  private:
   Lease lease_;
   RpcMetrics* m_;
+  Usage usage_;
 };
 
 // InvalidArgument for a commit that dropped blocks whose bytes did not have
@@ -158,11 +187,15 @@ void ThrowIfMismatched(const Reservation& r, RpcMetrics* m) {
 
 class StoreTxnImpl final : public rpc::StoreTxn::Server {
  public:
-  StoreTxnImpl(Cache* cache, Reservation r, RpcMetrics* m)
-      : cache_(cache), res_(std::move(r)), m_(m) {
+  // Takes over a transaction of `blocks` blocks the caller took from `usage`.
+  StoreTxnImpl(Cache* cache, Reservation r, RpcMetrics* m, Usage usage, int64_t blocks)
+      : cache_(cache), res_(std::move(r)), m_(m), usage_(std::move(usage)), blocks_(blocks) {
     ++m_->txns_open;
   }
-  ~StoreTxnImpl() noexcept(false) { --m_->txns_open; }  // res_ aborts what is pending
+  ~StoreTxnImpl() noexcept(false) {  // res_ aborts what is pending
+    --m_->txns_open;
+    Done();
+  }
 
  protected:
   kj::Promise<void> commit(CommitContext ctx) override {
@@ -173,6 +206,7 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
       Throw(Status::InvalidArgument(std::to_string(sums.size()) + " checksums for " +
                                     std::to_string(res_.blocks().size()) + " reserved keys"));
     std::vector<uint64_t> v = ToVector<uint64_t>(sums);
+    KJ_DEFER(if (res_.done()) Done());
     if (!cache_->durable_commits()) {
       Status st = cache_->Commit(res_, v);
       if (!st.ok()) Throw(st);
@@ -214,22 +248,39 @@ class StoreTxnImpl final : public rpc::StoreTxn::Server {
   kj::Promise<void> abort(AbortContext) override {
     RpcTimer timer(m_, RpcMethod::kAbort);
     cache_->Abort(res_);
+    Done();
     return kj::READY_NOW;
   }
 
  private:
+  // The transaction no longer holds uncommitted blocks.
+  void Done() {
+    if (counted_) usage_->GiveTxn(blocks_);
+    counted_ = false;
+  }
+
   Cache* cache_;
   Reservation res_;
   RpcMetrics* m_;
+  Usage usage_;
+  int64_t blocks_;
+  bool counted_ = true;
 };
 
 class NamespaceImpl final : public rpc::Namespace::Server {
  public:
   // Takes over one hold of `id` (OpenNamespace(spec, true)): the namespace
   // is not reclaimed while a client holds this capability.
-  NamespaceImpl(const RpcService* svc, NamespaceId id, const NamespaceSpec& spec, int tenant)
-      : svc_(svc), id_(id), tenant_(tenant), hasher_(spec), block_bytes_(spec.layout.BlockBytes()) {}
-  ~NamespaceImpl() { svc_->cache()->CloseNamespace(id_); }
+  NamespaceImpl(const RpcService* svc, NamespaceId id, const NamespaceSpec& spec, int tenant,
+                Usage usage)
+      : svc_(svc), id_(id), tenant_(tenant), hasher_(spec), block_bytes_(spec.layout.BlockBytes()),
+        usage_(std::move(usage)) {
+    usage_->AddNamespace(1);
+  }
+  ~NamespaceImpl() {
+    svc_->cache()->CloseNamespace(id_);
+    usage_->AddNamespace(-1);
+  }
 
  protected:
   kj::Promise<void> acquire(AcquireContext ctx) override {
@@ -237,19 +288,21 @@ class NamespaceImpl final : public rpc::Namespace::Server {
     svc_->RefuseIfDraining("acquire");
     auto keys_in = ctx.getParams().getKeys();
     CheckKeyCount(keys_in.size(), "acquire");
+    if (Status st = usage_->TakeLeases(1); !st.ok()) Throw(st);
+    auto hold = std::make_shared<LeaseHold>(usage_, 1);  // until a LeaseImpl holds it
     auto keys = KeysFromRpc(keys_in);
     auto lease =
         svc_->cache()->Acquire(id_, keys, svc_->PromoteTier(tenant_, ctx.getParams().getDevice()));
     if (!lease.ok()) Throw(lease.status());
     if (lease->ready()) {
-      FillAcquire(ctx, std::move(lease).value());
+      FillAcquire(ctx, std::move(lease).value(), *hold);
       return kj::READY_NOW;
     }
     // Blocks are being promoted from NVMe: answer when their reads are done,
     // without holding this worker's event loop meanwhile.
     auto held = std::make_shared<Lease>(std::move(lease).value());
-    return WhenReady(svc_->cache(), held).then([this, ctx, held]() mutable {
-      FillAcquire(ctx, std::move(*held));
+    return WhenReady(svc_->cache(), held).then([this, ctx, held, hold]() mutable {
+      FillAcquire(ctx, std::move(*held), *hold);
     });
   }
 
@@ -276,6 +329,13 @@ class NamespaceImpl final : public rpc::Namespace::Server {
                                     " exceeds 100"));
     so.priority = p.getPriority();
     so.duration_ns = p.getDurationMs() * 1000000ull;
+    if (p.getRanges().size() > svc_->options().limits.max_priority_ranges) {
+      usage_->Count(Refusal::kRanges);
+      Throw(Status::InvalidArgument(
+          std::to_string(p.getRanges().size()) + " priority ranges exceed the limit of " +
+          std::to_string(svc_->options().limits.max_priority_ranges) +
+          " (--max-priority-ranges)"));
+    }
     if (p.getRanges().size() > keys_in.size())
       Throw(Status::InvalidArgument("more priority ranges than keys"));
     for (auto r : p.getRanges())
@@ -288,6 +348,12 @@ class NamespaceImpl final : public rpc::Namespace::Server {
         Throw(Status::InvalidArgument("no HBM tier on GPU " + std::to_string(p.getDevice())));
       so.tier = ref->id;
     }
+    // At most every key reserved: taken before any work, the surplus given
+    // back below.
+    const int64_t asked = static_cast<int64_t>(keys_in.size());
+    if (Status st = usage_->TakeTxn(asked); !st.ok()) Throw(st);
+    bool taken_over = false;
+    KJ_DEFER(if (!taken_over) usage_->GiveTxn(asked));
     auto keys = KeysFromRpc(keys_in);
     auto r = svc_->cache()->Reserve(id_, keys, sizes, so);
     if (!r.ok()) Throw(r.status());
@@ -302,8 +368,13 @@ class NamespaceImpl final : public rpc::Namespace::Server {
       o.setSize(b.size);
       o.setDevice(DeviceOf(*svc_->cache(), b.tier));
     }
-    if (r->reserved() > 0)
-      res.setTxn(kj::heap<StoreTxnImpl>(svc_->cache(), std::move(r).value(), svc_->metrics()));
+    if (r->reserved() > 0) {
+      const int64_t reserved = static_cast<int64_t>(r->reserved());
+      usage_->GiveBlocks(asked - reserved);
+      taken_over = true;
+      res.setTxn(kj::heap<StoreTxnImpl>(svc_->cache(), std::move(r).value(), svc_->metrics(),
+                                        usage_, reserved));
+    }
     return kj::READY_NOW;
   }
 
@@ -344,10 +415,11 @@ class NamespaceImpl final : public rpc::Namespace::Server {
   }
 
  private:
-  void FillAcquire(AcquireContext& ctx, Lease lease) {
+  void FillAcquire(AcquireContext& ctx, Lease lease, LeaseHold& hold) {
     auto res = ctx.getResults();
     FillBlocks(*svc_->cache(), lease, res.initBlocks(static_cast<unsigned>(lease.size())));
-    if (!lease.empty()) res.setLease(kj::heap<LeaseImpl>(std::move(lease), svc_->metrics()));
+    if (!lease.empty())
+      res.setLease(kj::heap<LeaseImpl>(std::move(lease), svc_->metrics(), hold.TakeOne()));
   }
 
   void CheckKeyCount(size_t n, const char* what) const {
@@ -362,6 +434,7 @@ class NamespaceImpl final : public rpc::Namespace::Server {
   int tenant_;
   KeyHasher hasher_;
   uint64_t block_bytes_;
+  Usage usage_;
 };
 
 class HostSegmentImpl final : public rpc::HostSegment::Server {
@@ -381,7 +454,8 @@ class HostSegmentImpl final : public rpc::HostSegment::Server {
 
 class KvTierImpl final : public rpc::KvTier::Server {
  public:
-  KvTierImpl(const RpcService* svc, const PeerCredentials& peer) : svc_(svc), peer_(peer) {}
+  KvTierImpl(const RpcService* svc, const PeerCredentials& peer, Usage usage)
+      : svc_(svc), peer_(peer), usage_(std::move(usage)) {}
 
  private:
   // Namespaces opened on this connection (acquireTp names them by id).
@@ -433,7 +507,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
     if (!id.ok()) Throw(id.status());
     tenant_ = m.tenant;
     auto res = ctx.getResults();
-    res.setNs(kj::heap<NamespaceImpl>(svc_, *id, spec, tenant_));
+    res.setNs(kj::heap<NamespaceImpl>(svc_, *id, spec, tenant_, usage_));
     res.setId(*id);
     res.setTenant(spec.tenant);
     opened_.insert(*id);
@@ -469,6 +543,8 @@ class KvTierImpl final : public rpc::KvTier::Server {
       Throw(Status::InvalidArgument("acquireTp needs 1.." +
                                     std::to_string(svc_->options().max_tp_ranks) + " ranks, got " +
                                     std::to_string(ranks.size())));
+    if (Status st = usage_->TakeLeases(ranks.size()); !st.ok()) Throw(st);
+    auto hold = std::make_shared<LeaseHold>(usage_, ranks.size());
     auto leases = std::make_shared<std::vector<std::shared_ptr<Lease>>>();
     for (unsigned r = 0; r < ranks.size(); ++r) {
       auto rank = ranks[r];
@@ -489,7 +565,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
     }
     auto all = kj::heapArrayBuilder<kj::Promise<void>>(leases->size());
     for (auto& l : *leases) all.add(WhenReady(svc_->cache(), l));
-    return kj::joinPromises(all.finish()).then([this, ctx, leases]() mutable {
+    return kj::joinPromises(all.finish()).then([this, ctx, leases, hold]() mutable {
       // A prefix is a hit only if every rank has it.
       size_t prefix = SIZE_MAX;
       for (auto& l : *leases) prefix = std::min(prefix, l->size());
@@ -501,7 +577,8 @@ class KvTierImpl final : public rpc::KvTier::Server {
         l.Truncate(prefix);
         auto o = out[static_cast<unsigned>(r)];
         FillBlocks(*svc_->cache(), l, o.initBlocks(static_cast<unsigned>(l.size())));
-        if (!l.empty()) o.setLease(kj::heap<LeaseImpl>(std::move(l), svc_->metrics()));
+        if (!l.empty())
+          o.setLease(kj::heap<LeaseImpl>(std::move(l), svc_->metrics(), hold->TakeOne()));
       }
     });
   }
@@ -526,6 +603,7 @@ class KvTierImpl final : public rpc::KvTier::Server {
 
  private:
   const RpcService* svc_;
+  Usage usage_;
 };
 
 }  // namespace
@@ -536,8 +614,9 @@ void RpcService::RefuseIfDraining(const char* method) const {
                               ": kvtierd is draining (shutting down): no new leases or stores"));
 }
 
-capnp::Capability::Client RpcService::NewBootstrap(const PeerCredentials& peer) {
-  return kj::heap<KvTierImpl>(this, peer);
+capnp::Capability::Client RpcService::NewBootstrap(const PeerCredentials& peer,
+                                                   std::shared_ptr<ConnectionUsage> usage) {
+  return kj::heap<KvTierImpl>(this, peer, std::move(usage));
 }
 
 }  // namespace kvtier

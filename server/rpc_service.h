@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cache/cache.h"
+#include "server/connection_limits.h"
 #include "server/metrics.h"
 #include "server/tenants.h"
 #include "tiers/gpu_hbm_tier.h"
@@ -39,6 +40,8 @@ struct RpcServiceOptions {
   uint32_t max_tp_ranks = 64;               // acquireTp
   // Stores from a client that names its GPU land in that GPU's HBM tier.
   bool store_in_hbm = false;
+  // What one connection, and one uid, may hold (server/connection_limits.h).
+  ConnectionLimits limits;
 };
 
 // One HBM tier of the daemon: which cache tier it is.
@@ -69,8 +72,17 @@ class RpcService {
         metrics_(metrics),
         options_(options) {}
 
-  // The capability of one connection, whose peer has `peer`'s credentials.
-  capnp::Capability::Client NewBootstrap(const PeerCredentials& peer = {});
+  // The capability of one connection, whose peer has `peer`'s credentials
+  // and whose holdings `usage` counts and bounds. Without a usage: no
+  // limits (in-process clients).
+  capnp::Capability::Client NewBootstrap(const PeerCredentials& peer,
+                                         std::shared_ptr<ConnectionUsage> usage);
+  capnp::Capability::Client NewBootstrap(const PeerCredentials& peer = {}) {
+    return NewBootstrap(peer, ConnectionUsage::Unlimited());
+  }
+  capnp::Capability::Client NewBootstrap(std::shared_ptr<ConnectionUsage> usage) {
+    return NewBootstrap(PeerCredentials{}, std::move(usage));
+  }
 
   Cache* cache() const { return cache_; }
   const TenantResolver& resolver() const { return resolver_; }

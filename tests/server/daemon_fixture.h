@@ -122,6 +122,7 @@ class Daemon {
   }
   const std::string& socket() const { return socket_; }
   const std::string& dir() const { return dir_; }
+  pid_t pid() const { return pid_; }
   int admin_port() const { return admin_port_; }
 
  private:
