@@ -77,10 +77,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       h->cmsg_len = CMSG_LEN(sizeof(int));
       std::memcpy(CMSG_DATA(h), &devnull, sizeof(int));
     }
-    if (sendmsg(sv[1], &msg, MSG_NOSIGNAL) < 0) break;
+    // Non-blocking: small pieces each take a whole buffer slot, and nothing
+    // reads until every piece is sent; what does not fit is left out.
+    if (sendmsg(sv[1], &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) break;
   }
   close(devnull);
   shutdown(sv[1], SHUT_WR);
+  // What the stream leaves unread is drained below, its fds received and
+  // closed: fds left in a closed socket wait for the kernel's garbage
+  // collector, which throttles every later sender of fds.
+  const int keep = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
   {
     Counting observer;
     kvtier::SocketMessageStream::Options o;
@@ -116,7 +122,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       if (!more) break;
     }
-  }  // the stream closes sv[0]
+  }  // the stream closes sv[0]; `keep` still holds the socket
+  if (keep >= 0) {
+    for (;;) {
+      char buf[4096];
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+      iovec iov{buf, sizeof(buf)};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      const ssize_t n = recvmsg(keep, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+          int f;
+          std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+          close(f);
+        }
+      }
+      if (n <= 0) break;
+    }
+    close(keep);
+  }
   close(sv[1]);
   return 0;
 }
