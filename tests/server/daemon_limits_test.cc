@@ -306,12 +306,26 @@ TEST(DaemonLimitsTest, FdsSentOrLeftUnreadDoNotFillTheFdTableAndExhaustionIsAnsw
   }
 
   // (c) The fd table full: the daemon may have 64 fds; clients past them are
-  // refused at once with a clear error (not left queued), and counted.
+  // refused at once with a clear error (not left queued), and counted. First
+  // the daemon's side of (b)'s connection must be gone: an fd it frees while
+  // the hogs connect would let the client below in.
+  for (int i = 0; i < 50 && FdCount(d.pid()) > fds0 + 4; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   rlimit lim{64, 64};
   ASSERT_EQ(prlimit(d.pid(), RLIMIT_NOFILE, &lim, nullptr), 0);
   std::vector<int> hogs;
   for (int i = 0; i < 80; ++i) hogs.push_back(RawConnect(d.socket()));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Refusals in progress hold fds for a moment: once they are done the daemon
+  // may take a few more. Connect until it refuses one, so that it is full.
+  for (int i = 0; i < 64; ++i) {
+    const int h = RawConnect(d.socket());
+    if (HungUpWithin(h, 0.5)) {
+      close(h);
+      break;
+    }
+    hogs.push_back(h);
+  }
   auto t = Clock::now();
   auto refused = Client::Connect(d.socket());
   EXPECT_LT(Since(t), 2.0) << "a client past the fds waited";
