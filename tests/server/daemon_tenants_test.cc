@@ -20,6 +20,7 @@
 
 #include "cache/sha256.h"
 #include "server/kvtier.capnp.h"
+#include "tests/server/raw_connection.h"
 #include "tests/server/daemon_fixture.h"
 #include "tiers/checksum.h"
 
@@ -29,6 +30,7 @@ namespace {
 using testing::Daemon;
 using testing::DemoSpec;
 using testing::FillFromKey;
+using testing::RawConnection;
 
 constexpr uint32_t kOtherUid = 65534;  // nobody
 const char kBobToken[] = "bob-token-7f3a";
@@ -122,6 +124,17 @@ int LoadSeed(ClientNamespace& ns, uint32_t seed, size_t n) {
   return good;
 }
 
+// Writes each reserved slot with its key's bytes; returns their true checksums.
+std::vector<uint64_t> FillSlots(const ClientTxn& txn, const std::vector<BlockKey>& keys) {
+  std::vector<uint64_t> sums;
+  for (size_t i = 0; i < txn.slots().size(); ++i) {
+    const auto& s = txn.slots()[i];
+    FillFromKey(keys[i], s.data, s.size);
+    sums.push_back(checksum::Sum64(s.data, s.size));
+  }
+  return sums;
+}
+
 std::string Metrics(const Daemon& d) {
   httplib::Client http("127.0.0.1", d.admin_port());
   auto m = http.Get("/metrics");
@@ -138,57 +151,6 @@ double Metric(const std::string& body, const std::string& series) {
   return -1;
 }
 
-// Raw Cap'n Proto: what the C++ client never sends.
-class Raw {
- public:
-  explicit Raw(const std::string& path) : io_(kj::setupAsyncIo()) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    stream_ = io_.lowLevelProvider->wrapUnixSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-    rpc_ = kj::heap<capnp::TwoPartyClient>(*stream_, 2);
-    boot_ = rpc_->bootstrap().castAs<rpc::KvTier>();
-  }
-  kj::WaitScope& ws() { return io_.waitScope; }
-  rpc::KvTier::Client& boot() { return boot_; }
-  // openNamespace of DemoSpec(); the error text, or "" and *ns set.
-  std::string Open(const std::string& token, rpc::Namespace::Client* ns = nullptr) {
-    auto req = boot_.openNamespaceRequest();
-    auto s = req.initSpec();
-    s.setModelId("test/llama-mini");
-    s.setNumLayers(4);
-    s.setNumKvHeads(2);
-    s.setHeadDim(64);
-    s.setTokensPerBlock(16);
-    s.setDtype(rpc::DType::BF16);
-    if (!token.empty()) req.setToken(token);
-    try {
-      auto r = req.send().wait(ws());
-      if (ns != nullptr) *ns = r.getNs();
-      return "";
-    } catch (const kj::Exception& e) {
-      return e.getDescription().cStr();
-    }
-  }
-  template <typename Req>
-  std::string Error(Req&& req) {
-    try {
-      req.send().wait(ws());
-      return "";
-    } catch (const kj::Exception& e) {
-      return e.getDescription().cStr();
-    }
-  }
-
- private:
-  kj::AsyncIoContext io_;
-  kj::Own<kj::AsyncCapabilityStream> stream_;
-  kj::Own<capnp::TwoPartyClient> rpc_;
-  rpc::KvTier::Client boot_ = nullptr;
-};
-
 bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0 || s.find("exception: " + p) != std::string::npos; }
 
 // Finding 1: no mapping before a namespace, and then only the tenant's own.
@@ -197,12 +159,12 @@ TEST(DaemonTenants, MemoryIsHandedOnlyAfterANamespaceAndOnlyTheTenants) {
   ASSERT_TRUE(d.running());
   OpenSocketDir(d);
   {
-    Raw raw(d.socket());
+    RawConnection raw(d.socket());
     const std::string host_err = raw.Error(raw.boot().hostSegmentRequest());
     EXPECT_TRUE(StartsWith(host_err, "PermissionDenied:")) << host_err;
     const std::string hbm_err = raw.Error(raw.boot().hbmSegmentRequest());
     EXPECT_TRUE(StartsWith(hbm_err, "PermissionDenied:")) << hbm_err;
-    ASSERT_EQ(raw.Open(""), "");
+    ASSERT_EQ(raw.TryOpen(""), "");
     auto seg = raw.boot().hostSegmentRequest().send().wait(raw.ws());
     EXPECT_EQ(seg.getBytes(), 16u << 20);  // alice's share, not the host tier
   }
@@ -321,9 +283,9 @@ TEST(DaemonTenants, ATenantOverItsShareEvictsOnlyItsOwnBlocks) {
 TEST(DaemonTenants, UncommittedReservationsDoNotStopEviction) {
   Daemon d;  // one tenant, 64 MiB = 2,048 blocks of 32 KiB
   ASSERT_TRUE(d.running());
-  Raw raw(d.socket());
+  RawConnection raw(d.socket());
   rpc::Namespace::Client ns = nullptr;
-  ASSERT_EQ(raw.Open("", &ns), "");
+  ASSERT_EQ(raw.TryOpen("", &ns), "");
   std::vector<rpc::StoreTxn::Client> held;
   for (int call = 0; call < 11; ++call) {
     auto req = ns.reserveRequest();
@@ -464,13 +426,8 @@ TEST(DaemonTenants, WrongCommittedChecksumsAreTheClientsFaultNotCorruption) {
   auto keys = Keys(**ns, 6, 8);
   auto txn = (*ns)->Reserve(keys);
   ASSERT_TRUE(txn.ok());
-  std::vector<uint64_t> sums;
-  for (size_t i = 0; i < txn->slots().size(); ++i) {
-    const auto& s = txn->slots()[i];
-    FillFromKey(keys[i], s.data, s.size);
-    uint64_t sum = checksum::Sum64(s.data, s.size);
-    sums.push_back(i % 2 == 1 ? sum ^ 0x10 : sum);  // 4 lies
-  }
+  std::vector<uint64_t> sums = FillSlots(*txn, keys);
+  for (size_t i = 1; i < sums.size(); i += 2) sums[i] ^= 0x10;  // 4 lies
   ASSERT_TRUE(txn->Commit(sums).ok());  // checked when spilled, off the commit path
   double mismatches = 0, demoted = 0;
   for (int i = 0; i < 250 && (mismatches < 4 || demoted < 4); ++i) {
@@ -498,12 +455,8 @@ TEST(DaemonTenants, VerifyAtCommitRefusesWrongChecksumsClearly) {
   auto keys = Keys(**ns, 7, 4);
   auto txn = (*ns)->Reserve(keys);
   ASSERT_TRUE(txn.ok());
-  std::vector<uint64_t> sums;
-  for (size_t i = 0; i < txn->slots().size(); ++i) {
-    const auto& s = txn->slots()[i];
-    FillFromKey(keys[i], s.data, s.size);
-    sums.push_back(checksum::Sum64(s.data, s.size) ^ (i == 2 ? 1 : 0));
-  }
+  std::vector<uint64_t> sums = FillSlots(*txn, keys);
+  sums[2] ^= 1;
   Status st = txn->Commit(sums);
   EXPECT_TRUE(st.IsInvalidArgument()) << st.ToString();
   EXPECT_NE(st.message().find("do not have the checksum"), std::string::npos) << st.ToString();
@@ -519,14 +472,14 @@ TEST(DaemonTenants, UnknownPeersBadTokensAndTenantSwitchesAreRefused) {
   ASSERT_TRUE(d.running());
   OpenSocketDir(d);
   {
-    Raw raw(d.socket());
-    const std::string bad = raw.Open("not-a-token");
+    RawConnection raw(d.socket());
+    const std::string bad = raw.TryOpen("not-a-token");
     EXPECT_TRUE(StartsWith(bad, "PermissionDenied:")) << bad;
-    ASSERT_EQ(raw.Open(kAliceToken), "");
-    const std::string sw = raw.Open(kBobToken);  // a second tenant on one connection
+    ASSERT_EQ(raw.TryOpen(kAliceToken), "");
+    const std::string sw = raw.TryOpen(kBobToken);  // a second tenant on one connection
     EXPECT_TRUE(StartsWith(sw, "PermissionDenied:")) << sw;
     EXPECT_NE(sw.find("one tenant per connection"), std::string::npos) << sw;
-    ASSERT_EQ(raw.Open(""), "");  // alice again, by uid: fine
+    ASSERT_EQ(raw.TryOpen(""), "");  // alice again, by uid: fine
   }
   // A daemon where no tenant has this uid.
   Daemon other({"--tenant", "carol=uid:4242", "--tenant", "dave=gid:4243"});

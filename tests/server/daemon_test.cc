@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "server/kvtier.capnp.h"
+#include "tests/server/raw_connection.h"
 #include "tests/server/daemon_fixture.h"
 #include "tiers/checksum.h"
 
@@ -19,6 +20,7 @@ namespace {
 using testing::Daemon;
 using testing::DemoSpec;
 using testing::FillFromKey;
+using testing::RawConnection;
 
 std::vector<BlockKey> PromptKeys(const ClientNamespace& ns, uint32_t seed, size_t blocks) {
   std::vector<uint32_t> tokens(blocks * ns.spec().layout.tokens_per_block);
@@ -218,52 +220,6 @@ TEST(DaemonTest, KilledClientLeavesNoPinsOrWritingSlots) {
   auto ns = (*c)->OpenNamespace(DemoSpec());
   EXPECT_EQ((*ns)->Lookup(PromptKeys(**ns, 2, 6))->size(), 0u);
 }
-
-// Raw Cap'n Proto access, to send what the C++ client never would.
-class RawConnection {
- public:
-  explicit RawConnection(const std::string& path) : io_(kj::setupAsyncIo()) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    stream_ = io_.lowLevelProvider->wrapUnixSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-    rpc_ = kj::heap<capnp::TwoPartyClient>(*stream_, 2);
-    boot_ = rpc_->bootstrap().castAs<rpc::KvTier>();
-  }
-  kj::WaitScope& ws() { return io_.waitScope; }
-  rpc::KvTier::Client& boot() { return boot_; }
-
-  rpc::Namespace::Client Open() {
-    auto req = boot_.openNamespaceRequest();
-    auto s = req.initSpec();
-    s.setModelId("test/llama-mini");
-    s.setNumLayers(4);
-    s.setNumKvHeads(2);
-    s.setHeadDim(64);
-    s.setTokensPerBlock(16);
-    s.setDtype(rpc::DType::BF16);
-    return req.send().wait(ws()).getNs();
-  }
-
-  // The error description of a failed call, or "" when it succeeded.
-  template <typename Req>
-  std::string Error(Req&& req) {
-    try {
-      req.send().wait(ws());
-      return "";
-    } catch (const kj::Exception& e) {
-      return e.getDescription().cStr();
-    }
-  }
-
- private:
-  kj::AsyncIoContext io_;
-  kj::Own<kj::AsyncCapabilityStream> stream_;
-  kj::Own<capnp::TwoPartyClient> rpc_;
-  rpc::KvTier::Client boot_ = nullptr;
-};
 
 TEST(DaemonTest, InvalidRequestsGetErrorsAndTheDaemonKeepsServing) {
   Daemon d({"--max-keys", "1000"});
