@@ -523,6 +523,52 @@ Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, ui
       setups.push_back(su);
     }
   }
+  // The floor first: the same bytes as one contiguous pinned cudaMemcpyAsync,
+  // back to back (two in flight) on the same low-priority stream. No kernel
+  // runs beside the GEMM, only the copy engines and the link: what this
+  // keeps is the most any copy-engine path can keep on this machine.
+  {
+    GpuEvent done[2];
+    for (auto& ev : done) {
+      KVTIER_ASSIGN_OR_RETURN(ev, GpuEvent::Create());
+    }
+    std::vector<double> alone, with, gbps;
+    int copies_total = 0;
+    for (int r = 0; r < o.reps; ++r) {
+      BENCH_OK(gemm->Queue(kGemms), "GEMM");
+      KVTIER_ASSIGN_OR_RETURN(float a, gemm->WaitMs());
+      alone.push_back(a);
+      BENCH_OK(gemm->Queue(kGemms), "GEMM");
+      int copies = 0;
+      auto t0 = Clock::now();
+      for (;;) {
+        KVTIER_ASSIGN_OR_RETURN(bool finished, gemm->Done());
+        if (finished) break;
+        if (copies >= 2) BENCH_OK(done[copies % 2].Synchronize(), "memcpy during GEMM");
+        BENCH_OK(GpuCopyBytesAsync(e.buf.data(), c.client->segment_base(), e.bytes, load_stream.get()),
+                 "memcpy during GEMM");
+        BENCH_OK(done[copies % 2].Record(load_stream.get()), "memcpy during GEMM");
+        ++copies;
+      }
+      KVTIER_ASSIGN_OR_RETURN(float w, gemm->WaitMs());
+      BENCH_OK(GpuSynchronize(load_stream.get()), "memcpy during GEMM");
+      with.push_back(w);
+      gbps.push_back(GBps(uint64_t(copies) * e.bytes, MsSince(t0)));
+      copies_total += copies;
+    }
+    InterferenceRow row;
+    row.model = m.name;
+    row.path = "memcpy only (floor)";
+    const double flops = gemm->flops_per_gemm() * kGemms;
+    row.alone_tflops = flops / (Median(alone) * 1e9);
+    row.with_tflops = flops / (Median(with) * 1e9);
+    row.load_gbps = Median(gbps);
+    row.loads = copies_total;
+    std::printf("  %s: GEMM %.0f TFLOP/s alone, %.0f during copies (%.3f), copies %.1f GB/s\n",
+                row.path.c_str(), row.alone_tflops, row.with_tflops,
+                row.with_tflops / row.alone_tflops, row.load_gbps);
+    g_interference.push_back(row);
+  }
   for (const Setup& su : setups) {
     std::vector<double> alone;
     BENCH_OK(NewSession(c, su.so), "session");

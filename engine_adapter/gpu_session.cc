@@ -292,10 +292,14 @@ GpuSession::~GpuSession() {
 
 Result<std::unique_ptr<GpuTransferScratch>> GpuSession::TakeScratch(size_t blocks) {
   std::unique_ptr<GpuTransferScratch> s;
-  if (!free_scratch_.empty()) {
-    s = std::move(free_scratch_.back());
-    free_scratch_.pop_back();
-  } else {
+  {
+    std::lock_guard<std::mutex> g(scratch_mu_);
+    if (!free_scratch_.empty()) {
+      s = std::move(free_scratch_.back());
+      free_scratch_.pop_back();
+    }
+  }
+  if (!s) {
     s = std::make_unique<GpuTransferScratch>();
     KVTIER_ASSIGN_OR_RETURN(s->done, GpuEvent::Create());
     KVTIER_ASSIGN_OR_RETURN(s->dma_done, GpuEvent::Create());
@@ -320,6 +324,7 @@ void GpuSession::ReturnScratch(std::unique_ptr<GpuTransferScratch> scratch) {
   if (scratch->recorded) (void)scratch->Synchronize();
   scratch->recorded = false;
   scratch->dma_pending = false;
+  std::lock_guard<std::mutex> g(scratch_mu_);
   free_scratch_.push_back(std::move(scratch));
 }
 

@@ -52,13 +52,17 @@
 //
 // Thread safety: like the Client — a session and its handles belong to the
 // thread that uses the Client (RPCs run on that thread's event loop). Every
-// call makes the session's device current on the calling thread.
+// call makes the session's device current on the calling thread. One
+// exception: GpuLoad::Ready() and GpuLoad::Wait() make no RPC and may run on
+// any thread, provided nothing else uses that GpuLoad meanwhile (the
+// session's pool of scratch buffers, which they return to, is locked).
 //
 // Without CUDA (or without a GPU) Create() returns Unavailable.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -284,6 +288,7 @@ class GpuSession {
   Status hbm_status_;
   std::unique_ptr<GpuCopier> copier_;      // transfers touching host slots
   std::unique_ptr<GpuCopier> hbm_copier_;  // transfers of HBM slots only
+  std::mutex scratch_mu_;  // GpuLoad::Wait() may return scratch from another thread
   std::vector<std::unique_ptr<GpuTransferScratch>> free_scratch_;
 };
 

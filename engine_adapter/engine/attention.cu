@@ -303,11 +303,15 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
 struct PrefillShape {
   int warps, mt, bc;
 };
-// Shapes 4 to 6 are the wgmma kernel (attention_sm90.cu: two warpgroups,
-// 128 rows; 64 keys, 64 keys at two CTAs per multiprocessor, 128 keys); where it is not available (head_dim 64, another GPU) they run
-// shape 1, which has as many rows per tile.
-constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64}, {4, 2, 64}, {4, 2, 32}, {8, 1, 64},
-                                           {8, 1, 64}, {8, 1, 64}, {8, 1, 128}};
+// Shapes 4 to 9 are the wgmma kernels (attention_sm90.cu), all 128 rows: 4 to
+// 6 two warpgroups (64 keys, 64 keys at two CTAs per multiprocessor, 128
+// keys); 7 to 9 warp-specialised, a producer warpgroup and two consumers (128
+// keys ping-pong, 128 keys without, 64 keys ping-pong). Where wgmma is not
+// available (head_dim 64, another GPU) they run shape 1, which has as many
+// rows per tile.
+constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64},  {4, 2, 64},  {4, 2, 32},  {8, 1, 64},
+                                           {8, 1, 64},  {8, 1, 64},  {8, 1, 128}, {12, 1, 128},
+                                           {12, 1, 128}, {12, 1, 64}};
 constexpr int kFirstWgmmaShape = 4;
 constexpr int kNumPrefillShapes = sizeof(kPrefillShapes) / sizeof(kPrefillShapes[0]);
 
@@ -528,6 +532,9 @@ std::string PrefillVariantName(int variant) {
   variant = std::clamp(variant, 0, kNumPrefillShapes - 1);
   if (variant >= kFirstWgmmaShape) {
     const int w = variant - kFirstWgmmaShape;
+    if (w >= 3)  // warp-specialised (attention_sm90.cu)
+      return std::string("wgmma, producer + 2 warpgroups, ") + (w == 5 ? "64 keys, 5" : "128 keys, 3") +
+             " stages" + (w == 4 ? "" : ", ping-pong");
     return std::string("wgmma, 2 warpgroups (128 rows), ") + (w == 2 ? "128" : "64") + " keys" +
            (w == 1 ? ", 2 CTAs/SM" : "");
   }

@@ -254,10 +254,270 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
   }
 }
 
+
+// ---- Warp-specialised: one producer warpgroup gathers, two compute. ----
+//
+// The CTA has three warpgroups. Warpgroup 0 gathers Q once and K/V tiles of
+// BC keys from the pages with cp.async into a ring of ST stages; when its
+// copies of a tile have landed it fences them for the async proxy (wgmma
+// reads shared memory through it) and arrives on the stage's `full`
+// mbarrier. Warpgroups 1 and 2 own 64 query rows each: they wait on `full`,
+// issue S_j = Q K_j^T together with O += P_{j-1} V_{j-1} (the previous
+// tile's PV, so the tensor cores get both GEMMs in one batch), then run the
+// online softmax of S_j while the other warpgroup's GEMMs run: with PING the
+// two take turns through named barriers (FlashAttention-3's ping-pong), so
+// one's softmax always sits under the other's MMAs. A stage is released
+// (its `empty` mbarrier, one arrival per consumer warp) once the PV that read
+// its V has completed. setmaxnreg moves registers from the producer to the
+// consumers (S, P and O: 64 + 32 + 64 per thread).
+__device__ __forceinline__ void MbarInit(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void MbarArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void MbarWait(uint32_t bar, int parity) {
+  asm volatile(
+      "{\n.reg .pred P1;\n"
+      "LAB_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+      "@P1 bra DONE;\n"
+      "bra LAB_WAIT;\n"
+      "DONE:\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void NamedSync(int id) {
+  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
+__device__ __forceinline__ void NamedArrive(int id) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
+}
+
+constexpr int kWsThreads = 384;
+constexpr int kProducerRegs = 56, kConsumerRegs = 224;  // 128*56 + 256*224 <= 65536
+
+template <int BC, int ST>
+__host__ __device__ constexpr int WsSmemBytes() {
+  return kQBytes + 2 * ST * KVBytes<BC>() + 1024 + 16 * ST;  // + alignment slack, mbarriers
+}
+
+template <int BC, int ST, bool PING>
+__global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) {
+  static_assert(ST >= 3, "the producer keeps two tiles in flight; fewer stages deadlock");
+  constexpr int kKVBytes = KVBytes<BC>();
+  constexpr int NT = BC / 8;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t base = (uint32_t(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
+  const uint32_t aQ = base;
+  // Stage s: K at aKV + s * 2 * kKVBytes, V right after it.
+  const uint32_t aKV = base + kQBytes;
+  const uint32_t bars = aKV + 2 * ST * kKVBytes;  // full[s] at bars + 8 s, empty[s] at bars + 8 (ST + s)
+  auto full = [&](int s) { return bars + 8u * uint32_t(s); };
+  auto empty = [&](int s) { return bars + 8u * uint32_t(ST + s); };
+
+  const AttnArgs& a = p.attn;
+  const int h = blockIdx.x;
+  const int2 tile = p.tiles[blockIdx.y];
+  const int seq = tile.x, m0 = tile.y;
+  const int qlen = p.q_len[seq], kvlen = a.kv_len[seq], qs = p.q_start[seq];
+  const int pos0 = kvlen - qlen;
+  const int kvh = h / (a.num_heads / a.kv_heads);
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wg = warp / 4;
+  const int kend = min(kvlen, pos0 + m0 + kRows);
+  const int ntiles = (kend + BC - 1) / BC;
+
+  if (tid == 0) {
+    for (int s = 0; s < ST; ++s) {
+      MbarInit(full(s), 128);  // every producer thread
+      MbarInit(empty(s), 8);   // lane 0 of every consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+    const int32_t* pt = a.page_table + size_t(seq) * a.page_table_stride;
+    const int P = a.page_tokens;
+    const int ch = tid % 16, r0 = tid / 16;  // 8 rows per pass
+#pragma unroll
+    for (int r = r0; r < kRows; r += 8) {
+      int row = m0 + r;
+      bool valid = row < qlen;
+      const bf16_t* src = a.q + size_t(qs + (valid ? row : 0)) * a.q_stride + h * kD + ch * 8;
+      CpAsync16(aQ + SubSwz(kRows, r, ch), src, valid);
+    }
+    for (int j = 0; j < ntiles; ++j) {
+      const int st = j % ST;
+      if (j >= ST) MbarWait(empty(st), ((j / ST) - 1) & 1);
+      const uint32_t sk = aKV + st * 2 * kKVBytes, sv = sk + kKVBytes;
+      const int n0 = j * BC;
+#pragma unroll 4
+      for (int r = r0; r < BC; r += 8) {
+        int key = n0 + r;
+        bool valid = key < kvlen;
+        int kk = valid ? key : 0;
+        size_t off = ((size_t(pt[kk / P]) * P + kk % P) * a.kv_heads + kvh) * kD + ch * 8;
+        uint32_t o = SubSwz(BC, r, ch);
+        CpAsync16(sk + o, a.k_cache + off, valid);
+        CpAsync16(sv + o, a.v_cache + off, valid);
+      }
+      asm volatile("cp.async.commit_group;\n" ::);
+      if (j >= 1) {
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        MbarArrive(full((j - 1) % ST));
+      }
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    MbarArrive(full((ntiles - 1) % ST));
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
+  const int c = wg - 1;  // consumer 0 or 1
+  const int wwarp = warp % 4;
+  const int g = lane / 4, t4 = lane % 4;
+  const int row_lo = c * 64 + wwarp * 16 + g;  // this thread's rows: row_lo, row_lo + 8
+  const int lim0 = min(pos0 + m0 + row_lo, kvlen - 1);
+  const int lim1 = min(pos0 + m0 + row_lo + 8, kvlen - 1);
+  const int warp_min_lim = min(pos0 + m0 + c * 64 + wwarp * 16, kvlen - 1);
+  const float sl2 = a.scale * kLog2e;
+  const uint32_t v_lbo = BC * 128, v_sbo = 1024;
+  if (PING && c == 1) NamedArrive(1);  // consumer 0 issues first
+
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.f;
+  float mrow[2] = {-FLT_MAX, -FLT_MAX}, lrow[2] = {0.f, 0.f};
+  uint32_t pa[BC / 16][4];
+
+  // The online softmax of tile j's scores, O rescaled, P packed for the PV.
+  auto softmax = [&](float (&s)[BC / 2], int n0) {
+    if (n0 + BC - 1 > warp_min_lim) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        int key = n0 + nt * 8 + 2 * t4;
+        if (key > lim0) s[nt * 4 + 0] = -INFINITY;
+        if (key + 1 > lim0) s[nt * 4 + 1] = -INFINITY;
+        if (key > lim1) s[nt * 4 + 2] = -INFINITY;
+        if (key + 1 > lim1) s[nt * 4 + 3] = -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(mrow[r], mx * sl2);
+      const float corr = Exp2(mrow[r] - m_new);
+      mrow[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        float e0 = Exp2(s[nt * 4 + 2 * r] * sl2 - m_new);
+        float e1 = Exp2(s[nt * 4 + 2 * r + 1] * sl2 - m_new);
+        s[nt * 4 + 2 * r] = e0;
+        s[nt * 4 + 2 * r + 1] = e1;
+        sum += e0 + e1;
+      }
+      lrow[r] = lrow[r] * corr + sum;
+#pragma unroll
+      for (int dt = 0; dt < 16; ++dt) {
+        o[dt * 4 + 2 * r] *= corr;
+        o[dt * 4 + 2 * r + 1] *= corr;
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) {
+      pa[kk][0] = PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
+      pa[kk][1] = PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
+      pa[kk][2] = PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
+      pa[kk][3] = PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
+    }
+  };
+  auto issue_qk = [&](float (&s)[BC / 2], uint32_t sk) {
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      uint64_t dq = Desc(aQ + (ks >> 2) * kRows * 128 + c * 64 * 128 + (ks & 3) * 32, 16, 1024);
+      uint64_t dk = Desc(sk + (ks >> 2) * BC * 128 + (ks & 3) * 32, 16, 1024);
+      WgmmaSS(s, dq, dk, ks > 0);
+    }
+  };
+  auto issue_pv = [&](uint32_t sv) {
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) WgmmaRS(o, pa[kk], Desc(sv + kk * 16 * 128, v_lbo, v_sbo));
+  };
+
+  // Tile 0 (no PV yet), then every later tile with the previous one's PV.
+  // Consumer 1 arrives on consumer 0's barrier once per tile and once at the
+  // start, so consumer 0 syncs once more after the loop: every named-barrier
+  // phase completes, and the loop body has no branch around its wgmmas.
+  {
+    float s[BC / 2];
+    MbarWait(full(0), 0);
+    if (PING) NamedSync(1 + c);
+    WgFence();
+    issue_qk(s, aKV);
+    WgCommit();
+    if (PING) NamedArrive(2 - c);
+    WgWait0();
+    softmax(s, 0);
+  }
+  for (int j = 1; j < ntiles; ++j) {
+    const int st = j % ST, prev = (j - 1) % ST;
+    float s[BC / 2];
+    MbarWait(full(st), (j / ST) & 1);
+    if (PING) NamedSync(1 + c);
+    WgFence();
+    issue_qk(s, aKV + st * 2 * kKVBytes);
+    issue_pv(aKV + prev * 2 * kKVBytes + kKVBytes);
+    WgCommit();
+    if (PING) NamedArrive(2 - c);
+    WgWait0();
+    if (lane == 0) MbarArrive(empty(prev));
+    softmax(s, j * BC);
+  }
+  if (PING && c == 0) NamedSync(1);
+  WgFence();
+  issue_pv(aKV + ((ntiles - 1) % ST) * 2 * kKVBytes + kKVBytes);
+  WgCommit();
+  WgWait0();
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+  }
+  const int row0 = m0 + row_lo, row1 = row0 + 8;
+  const float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
+  const float inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
+  bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * kD + 2 * t4;
+  bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * kD + 2 * t4;
+#pragma unroll
+  for (int dt = 0; dt < 16; ++dt) {
+    if (row0 < qlen)
+      *reinterpret_cast<uint32_t*>(out0 + dt * 8) = PackBf16(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
+    if (row1 < qlen)
+      *reinterpret_cast<uint32_t*>(out1 + dt * 8) =
+          PackBf16(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
+  }
+}
+
 #else  // not sm_90a: never launched (WgmmaPrefillAvailable() is false)
 
 template <int BC, int MINB>
 __global__ void PrefillWgmmaKernel(PrefillArgs) { __trap(); }
+constexpr int kWsThreads = 384;
+template <int BC, int ST>
+constexpr int WsSmemBytes() { return kQBytes + 2 * ST * KVBytes<BC>() + 1024 + 16 * ST; }
+template <int BC, int ST, bool PING>
+__global__ void PrefillWsKernel(PrefillArgs) { __trap(); }
 
 
 #endif
@@ -287,13 +547,29 @@ void LaunchWgmmaShape(const PrefillArgs& p, cudaStream_t stream) {
   dim3 grid(p.attn.num_heads, p.num_tiles);
   kernel<<<grid, kThreads, SmemBytes<BC>(), stream>>>(p);
 }
+template <int BC, int ST, bool PING>
+void LaunchWsShape(const PrefillArgs& p, cudaStream_t stream) {
+  auto kernel = PrefillWsKernel<BC, ST, PING>;
+  constexpr int kSmem = WsSmemBytes<BC, ST>();
+  static_assert(kSmem <= 227 * 1024, "shared memory of one CTA");
+  static bool configured = [&] {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    return true;
+  }();
+  (void)configured;
+  dim3 grid(p.attn.num_heads, p.num_tiles);
+  kernel<<<grid, kWsThreads, kSmem, stream>>>(p);
+}
 }  // namespace
 
 void LaunchPrefillWgmma(const PrefillArgs& p, int shape, cudaStream_t stream) {
   switch (shape) {
     case 0: return LaunchWgmmaShape<64, 1>(p, stream);
     case 1: return LaunchWgmmaShape<64, 2>(p, stream);
-    default: return LaunchWgmmaShape<128, 1>(p, stream);
+    case 2: return LaunchWgmmaShape<128, 1>(p, stream);
+    case 3: return LaunchWsShape<128, 3, true>(p, stream);
+    case 4: return LaunchWsShape<128, 3, false>(p, stream);
+    default: return LaunchWsShape<64, 5, true>(p, stream);
   }
 }
 

@@ -15,8 +15,11 @@ bool WgmmaPrefillAvailable(int head_dim);
 // Query rows per tile (PrefillTiles must cut tiles of this size).
 int WgmmaPrefillRows();
 // shape 0: 64 keys per tile, one CTA per multiprocessor; 1: 64 keys, two
-// CTAs (registers capped at 128); 2: 128 keys, one CTA.
-inline constexpr int kWgmmaShapes = 3;
+// CTAs (registers capped at 128); 2: 128 keys, one CTA. Warp-specialised
+// (a cp.async producer warpgroup, two consumer warpgroups, mbarriers): 3: 128
+// keys, 3 stages, ping-pong; 4: the same without ping-pong; 5: 64 keys, 5
+// stages, ping-pong.
+inline constexpr int kWgmmaShapes = 6;
 void LaunchPrefillWgmma(const PrefillArgs& args, int shape, cudaStream_t stream);
 
 }  // namespace kvtier::engine

@@ -95,14 +95,18 @@ A load in flight (GpuSession.start_load). wait() blocks until the copy is
 done and verifies every block's checksum; until then the lease and the pool
 are kept alive by this object.)doc")
       .def_property_readonly("blocks", [](const PyGpuLoad& l) { return l.load->blocks(); }, "Blocks being loaded.")
+      // ready() and wait() make no RPC: they run on the calling thread
+      // (GpuSession allows it), so a wait costs no hand-off to the worker.
       .def("ready", [](PyGpuLoad& l) {
              pyb::gil_scoped_release rel;
-             return Take(l.worker->Call([&] { return l.load->Ready(); }));
+             std::lock_guard<std::mutex> g(l.mu);
+             return Take(l.load->Ready());
            }, "Whether the copy is done (wait() would not block).")
       .def("wait", [](PyGpuLoad& l) {
              pyb::gil_scoped_release rel;
+             std::lock_guard<std::mutex> g(l.mu);
              l.waited = true;
-             Check(l.worker->Call([&] { return l.load->Wait(); }));
+             Check(l.load->Wait());
            }, R"doc(
 Blocks until the copy is done, then verifies. Raises Corruption naming the
 first block whose bytes differ from what was committed (verified_blocks says

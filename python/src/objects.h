@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,7 @@ struct PyGpuLoad {
   std::shared_ptr<GpuLoad> load;
   pyb::object pool;                     // the arrays being written
   pyb::object events;
+  std::mutex mu;  // ready() and wait() run on the calling thread, one at a time
   bool waited = false;
   ~PyGpuLoad() {
     DropOnWorker(worker, load);  // first: its destruction waits for the GPU

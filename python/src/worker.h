@@ -124,7 +124,7 @@ class Worker {
   }
 
  private:
-  static constexpr std::chrono::microseconds kSpin{50};
+  static constexpr std::chrono::microseconds kSpin{200};
 
   void Enqueue(std::function<void()> fn) {
     {
