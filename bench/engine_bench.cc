@@ -128,7 +128,7 @@ void AttentionShapes(const ModelConfig& c, const std::vector<uint32_t>& lens,
     for (int v : shapes) {
       if (v < 0 || v >= engine::NumPrefillVariants()) continue;
       engine::SetPrefillVariant(v);
-      std::vector<int2> tiles = engine::PrefillTiles({int32_t(L)}, {int32_t(L)});
+      std::vector<int2> tiles = engine::PrefillTiles({int32_t(L)}, {int32_t(L)}, D);
       cudaMemcpy(dtiles, tiles.data(), tiles.size() * sizeof(int2), cudaMemcpyHostToDevice);
       pa.num_tiles = int(tiles.size());
       std::vector<double> ms;

@@ -66,7 +66,7 @@ def run_cpp(args):
         cells = [c.strip() for c in line.split("|")]
         if col is None and "operation" in cells and "GB/s" in cells:
             col = cells.index("GB/s")  # the first: wall-clock GB/s
-        elif col is not None and len(cells) > col and cells[1] == MODEL["name"]:
+        elif col is not None and len(cells) > col and cells[1].split(" ")[0] == MODEL["name"]:  # "llama-3-8b p16"
             try:
                 rows[cells[2]] = float(cells[col])
             except ValueError:

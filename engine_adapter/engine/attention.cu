@@ -21,7 +21,7 @@ namespace kvtier::engine {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kDefaultPrefillVariant = 5;  // measured fastest on the H200 (docs/engine.md)
+constexpr int kDefaultPrefillVariant = 11;  // measured fastest at 4K-32K (docs/engine.md)
 
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -305,13 +305,15 @@ struct PrefillShape {
 };
 // Shapes 4 to 9 are the wgmma kernels (attention_sm90.cu), all 128 rows: 4 to
 // 6 two warpgroups (64 keys, 64 keys at two CTAs per multiprocessor, 128
-// keys); 7 to 9 warp-specialised, a producer warpgroup and two consumers (128
-// keys ping-pong, 128 keys without, 64 keys ping-pong). Where wgmma is not
+// keys); 7 to 10 warp-specialised, a producer warpgroup and two consumers
+// taking turns (128 keys, 128 keys with the softmax under the warpgroup's own
+// PV, 64 keys, 64 keys overlapped); 11 is 10 with three consumers (192 rows).
+// Where wgmma is not
 // available (head_dim 64, another GPU) they run shape 1, which has as many
 // rows per tile.
 constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64},  {4, 2, 64},  {4, 2, 32},  {8, 1, 64},
                                            {8, 1, 64},  {8, 1, 64},  {8, 1, 128}, {12, 1, 128},
-                                           {12, 1, 128}, {12, 1, 64}};
+                                           {12, 1, 128}, {12, 1, 64}, {12, 1, 64}, {16, 1, 64}};
 constexpr int kFirstWgmmaShape = 4;
 constexpr int kNumPrefillShapes = sizeof(kPrefillShapes) / sizeof(kPrefillShapes[0]);
 
@@ -532,9 +534,9 @@ std::string PrefillVariantName(int variant) {
   variant = std::clamp(variant, 0, kNumPrefillShapes - 1);
   if (variant >= kFirstWgmmaShape) {
     const int w = variant - kFirstWgmmaShape;
-    if (w >= 3)  // warp-specialised (attention_sm90.cu)
-      return std::string("wgmma, producer + 2 warpgroups, ") + (w == 5 ? "64 keys, 5" : "128 keys, 3") +
-             " stages" + (w == 4 ? "" : ", ping-pong");
+    if (w >= 3)  // warp-specialised (attention_sm90.cu), all ping-pong
+      return std::string("wgmma, producer + ") + (w == 7 ? "3 warpgroups (192 rows), " : "2 warpgroups, ") +
+             (w >= 5 ? "64 keys, 5" : "128 keys, 3") + " stages" + (w == 4 || w >= 6 ? ", overlapped" : "");
     return std::string("wgmma, 2 warpgroups (128 rows), ") + (w == 2 ? "128" : "64") + " keys" +
            (w == 1 ? ", 2 CTAs/SM" : "");
   }
@@ -543,15 +545,18 @@ std::string PrefillVariantName(int variant) {
          std::to_string(16 * s.warps * s.mt) + " rows), " + std::to_string(s.bc) + " keys";
 }
 
-int PrefillTileRows() {
-  if (PrefillVariant() >= kFirstWgmmaShape) return WgmmaPrefillRows();  // = shape 1's rows
+int PrefillTileRows(int head_dim) {
+  if (PrefillVariant() >= kFirstWgmmaShape) {
+    if (!WgmmaPrefillAvailable(head_dim)) return 128;  // shape 1 runs instead
+    return WgmmaPrefillRows(PrefillVariant() - kFirstWgmmaShape);
+  }
   const PrefillShape& s = kPrefillShapes[PrefillVariant()];
   return 16 * s.warps * s.mt;
 }
 
 std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
-                               const std::vector<int32_t>& kv_len) {
-  const int rows = PrefillTileRows();
+                               const std::vector<int32_t>& kv_len, int head_dim) {
+  const int rows = PrefillTileRows(head_dim);
   struct Tile {
     int64_t work;
     int2 t;

@@ -69,12 +69,12 @@ int PrefillVariant();
 void SetPrefillVariant(int variant);
 int NumPrefillVariants();
 std::string PrefillVariantName(int variant);
-int PrefillTileRows();
+int PrefillTileRows(int head_dim);
 
 // Tiles of PrefillTileRows() query rows for sequences of these query and key
 // counts, heaviest first.
 std::vector<int2> PrefillTiles(const std::vector<int32_t>& q_len,
-                               const std::vector<int32_t>& kv_len);
+                               const std::vector<int32_t>& kv_len, int head_dim);
 
 void LaunchPrefillAttention(const PrefillArgs& args, cudaStream_t stream);
 

@@ -188,6 +188,7 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
         if (key + 1 > lim1) s[nt * 4 + 3] = -INFINITY;
       }
     }
+    float corr_r[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;
@@ -208,10 +209,18 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
         sum += e0 + e1;
       }
       lrow[r] = lrow[r] * corr + sum;
+      corr_r[r] = corr;
+    }
+    // Rescale O only where a row maximum moved: after the first tiles it
+    // rarely does, and the 64 multiplies are a third of the softmax's work.
+    if (__any_sync(0xffffffffu, corr_r[0] != 1.f || corr_r[1] != 1.f)) {
 #pragma unroll
-      for (int dt = 0; dt < 16; ++dt) {
-        o[dt * 4 + 2 * r] *= corr;
-        o[dt * 4 + 2 * r + 1] *= corr;
+      for (int r = 0; r < 2; ++r) {
+#pragma unroll
+        for (int dt = 0; dt < 16; ++dt) {
+          o[dt * 4 + 2 * r] *= corr_r[r];
+          o[dt * 4 + 2 * r + 1] *= corr_r[r];
+        }
       }
     }
 
@@ -294,24 +303,34 @@ __device__ __forceinline__ void NamedArrive(int id) {
   asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
 }
 
-constexpr int kWsThreads = 384;
-constexpr int kProducerRegs = 56, kConsumerRegs = 224;  // 128*56 + 256*224 <= 65536
+// NC consumer warpgroups of 64 rows each and the producer.
+template <int NC>
+__host__ __device__ constexpr int WsThreads() { return 128 * (NC + 1); }
+// Registers per thread after setmaxnreg: 128 * producer + 128 * NC * consumer
+// <= 65536 (two consumers: 56 + 224; three: 40 + 152).
+template <int NC>
+__host__ __device__ constexpr int WsProducerRegs() { return NC == 2 ? 56 : 40; }
+template <int NC>
+__host__ __device__ constexpr int WsConsumerRegs() { return NC == 2 ? 224 : 152; }
 
-template <int BC, int ST>
+template <int BC, int ST, int NC>
 __host__ __device__ constexpr int WsSmemBytes() {
-  return kQBytes + 2 * ST * KVBytes<BC>() + 1024 + 16 * ST;  // + alignment slack, mbarriers
+  return 2 * 64 * NC * 128 + 2 * ST * KVBytes<BC>() + 1024 + 16 * ST;  // + alignment slack, mbarriers
 }
 
-template <int BC, int ST, bool PING>
-__global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) {
+template <int BC, int ST, bool PING, bool OVL, int NC>
+__global__ void __launch_bounds__(WsThreads<NC>(), 1) PrefillWsKernel(PrefillArgs p) {
   static_assert(ST >= 3, "the producer keeps two tiles in flight; fewer stages deadlock");
+  static_assert(NC == 2 || NC == 3, "two or three consumer warpgroups");
+  constexpr int kRowsWs = 64 * NC;
+  constexpr int kQBytesWs = 2 * kRowsWs * 128;
   constexpr int kKVBytes = KVBytes<BC>();
   constexpr int NT = BC / 8;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (uint32_t(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
   const uint32_t aQ = base;
   // Stage s: K at aKV + s * 2 * kKVBytes, V right after it.
-  const uint32_t aKV = base + kQBytes;
+  const uint32_t aKV = base + kQBytesWs;
   const uint32_t bars = aKV + 2 * ST * kKVBytes;  // full[s] at bars + 8 s, empty[s] at bars + 8 (ST + s)
   auto full = [&](int s) { return bars + 8u * uint32_t(s); };
   auto empty = [&](int s) { return bars + 8u * uint32_t(ST + s); };
@@ -325,29 +344,29 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
   const int kvh = h / (a.num_heads / a.kv_heads);
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wg = warp / 4;
-  const int kend = min(kvlen, pos0 + m0 + kRows);
+  const int kend = min(kvlen, pos0 + m0 + kRowsWs);
   const int ntiles = (kend + BC - 1) / BC;
 
   if (tid == 0) {
     for (int s = 0; s < ST; ++s) {
       MbarInit(full(s), 128);  // every producer thread
-      MbarInit(empty(s), 8);   // lane 0 of every consumer warp
+      MbarInit(empty(s), 4 * NC);  // lane 0 of every consumer warp
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
   if (wg == 0) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WsProducerRegs<NC>()));
     const int32_t* pt = a.page_table + size_t(seq) * a.page_table_stride;
     const int P = a.page_tokens;
     const int ch = tid % 16, r0 = tid / 16;  // 8 rows per pass
 #pragma unroll
-    for (int r = r0; r < kRows; r += 8) {
+    for (int r = r0; r < kRowsWs; r += 8) {
       int row = m0 + r;
       bool valid = row < qlen;
       const bf16_t* src = a.q + size_t(qs + (valid ? row : 0)) * a.q_stride + h * kD + ch * 8;
-      CpAsync16(aQ + SubSwz(kRows, r, ch), src, valid);
+      CpAsync16(aQ + SubSwz(kRowsWs, r, ch), src, valid);
     }
     for (int j = 0; j < ntiles; ++j) {
       const int st = j % ST;
@@ -377,8 +396,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
     return;
   }
 
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
-  const int c = wg - 1;  // consumer 0 or 1
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(WsConsumerRegs<NC>()));
+  const int c = wg - 1;  // consumer 0 .. NC - 1
   const int wwarp = warp % 4;
   const int g = lane / 4, t4 = lane % 4;
   const int row_lo = c * 64 + wwarp * 16 + g;  // this thread's rows: row_lo, row_lo + 8
@@ -387,7 +406,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
   const int warp_min_lim = min(pos0 + m0 + c * 64 + wwarp * 16, kvlen - 1);
   const float sl2 = a.scale * kLog2e;
   const uint32_t v_lbo = BC * 128, v_sbo = 1024;
-  if (PING && c == 1) NamedArrive(1);  // consumer 0 issues first
+  // Consumers take turns in order 0, 1, .., NC - 1: c waits on barrier 1 + c
+  // and lets the next one go; the last lets consumer 0 go first.
+  const int next_bar = 1 + (c + 1) % NC;
+  if (PING && c == NC - 1) NamedArrive(1);
 
   float o[64];
 #pragma unroll
@@ -395,8 +417,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
   float mrow[2] = {-FLT_MAX, -FLT_MAX}, lrow[2] = {0.f, 0.f};
   uint32_t pa[BC / 16][4];
 
-  // The online softmax of tile j's scores, O rescaled, P packed for the PV.
-  auto softmax = [&](float (&s)[BC / 2], int n0) {
+  // The online softmax of tile j's scores in two halves: `scores` masks,
+  // finds the new row maxima and turns S into exp2 in place (O untouched, so
+  // it may run while a PV into O is still in flight); `rescale_pack` scales O
+  // by the correction and packs P for the next PV.
+  auto scores = [&](float (&s)[BC / 2], int n0, float (&corr)[2]) {
     if (n0 + BC - 1 > warp_min_lim) {
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
@@ -415,7 +440,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float m_new = fmaxf(mrow[r], mx * sl2);
-      const float corr = Exp2(mrow[r] - m_new);
+      corr[r] = Exp2(mrow[r] - m_new);
       mrow[r] = m_new;
       float sum = 0.f;
 #pragma unroll
@@ -426,11 +451,18 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
         s[nt * 4 + 2 * r + 1] = e1;
         sum += e0 + e1;
       }
-      lrow[r] = lrow[r] * corr + sum;
+      lrow[r] = lrow[r] * corr[r] + sum;
+    }
+  };
+  auto rescale_pack = [&](float (&s)[BC / 2], const float (&corr)[2]) {
+    if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {  // a row maximum moved
 #pragma unroll
-      for (int dt = 0; dt < 16; ++dt) {
-        o[dt * 4 + 2 * r] *= corr;
-        o[dt * 4 + 2 * r + 1] *= corr;
+      for (int r = 0; r < 2; ++r) {
+#pragma unroll
+        for (int dt = 0; dt < 16; ++dt) {
+          o[dt * 4 + 2 * r] *= corr[r];
+          o[dt * 4 + 2 * r + 1] *= corr[r];
+        }
       }
     }
 #pragma unroll
@@ -444,7 +476,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
   auto issue_qk = [&](float (&s)[BC / 2], uint32_t sk) {
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      uint64_t dq = Desc(aQ + (ks >> 2) * kRows * 128 + c * 64 * 128 + (ks & 3) * 32, 16, 1024);
+      uint64_t dq = Desc(aQ + (ks >> 2) * kRowsWs * 128 + c * 64 * 128 + (ks & 3) * 32, 16, 1024);
       uint64_t dk = Desc(sk + (ks >> 2) * BC * 128 + (ks & 3) * 32, 16, 1024);
       WgmmaSS(s, dq, dk, ks > 0);
     }
@@ -455,9 +487,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
   };
 
   // Tile 0 (no PV yet), then every later tile with the previous one's PV.
-  // Consumer 1 arrives on consumer 0's barrier once per tile and once at the
-  // start, so consumer 0 syncs once more after the loop: every named-barrier
-  // phase completes, and the loop body has no branch around its wgmmas.
+  // The last consumer arrives on consumer 0's barrier once per tile and once
+  // at the start, so consumer 0 syncs once more after the loop: every
+  // named-barrier phase completes, and the loop body has no branch around its
+  // wgmmas.
   {
     float s[BC / 2];
     MbarWait(full(0), 0);
@@ -465,9 +498,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
     WgFence();
     issue_qk(s, aKV);
     WgCommit();
-    if (PING) NamedArrive(2 - c);
+    if (PING) NamedArrive(next_bar);
     WgWait0();
-    softmax(s, 0);
+    float corr[2];
+    scores(s, 0, corr);
+    rescale_pack(s, corr);
   }
   for (int j = 1; j < ntiles; ++j) {
     const int st = j % ST, prev = (j - 1) % ST;
@@ -476,12 +511,27 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
     if (PING) NamedSync(1 + c);
     WgFence();
     issue_qk(s, aKV + st * 2 * kKVBytes);
-    issue_pv(aKV + prev * 2 * kKVBytes + kKVBytes);
-    WgCommit();
-    if (PING) NamedArrive(2 - c);
-    WgWait0();
+    float corr[2];
+    if constexpr (OVL) {
+      // S_j in its own group: its softmax runs while this warpgroup's
+      // PV_{j-1} is still on the tensor cores (FlashAttention-3's
+      // intra-warpgroup overlap); O is rescaled once the PV is done.
+      WgCommit();
+      issue_pv(aKV + prev * 2 * kKVBytes + kKVBytes);
+      WgCommit();
+      if (PING) NamedArrive(next_bar);
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      scores(s, j * BC, corr);
+      WgWait0();
+    } else {
+      issue_pv(aKV + prev * 2 * kKVBytes + kKVBytes);
+      WgCommit();
+      if (PING) NamedArrive(next_bar);
+      WgWait0();
+      scores(s, j * BC, corr);
+    }
     if (lane == 0) MbarArrive(empty(prev));
-    softmax(s, j * BC);
+    rescale_pack(s, corr);
   }
   if (PING && c == 0) NamedSync(1);
   WgFence();
@@ -513,10 +563,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) PrefillWsKernel(PrefillArgs p) 
 
 template <int BC, int MINB>
 __global__ void PrefillWgmmaKernel(PrefillArgs) { __trap(); }
-constexpr int kWsThreads = 384;
-template <int BC, int ST>
-constexpr int WsSmemBytes() { return kQBytes + 2 * ST * KVBytes<BC>() + 1024 + 16 * ST; }
-template <int BC, int ST, bool PING>
+template <int NC>
+constexpr int WsThreads() { return 128 * (NC + 1); }
+template <int BC, int ST, int NC>
+constexpr int WsSmemBytes() { return 2 * 64 * NC * 128 + 2 * ST * KVBytes<BC>() + 1024 + 16 * ST; }
+template <int BC, int ST, bool PING, bool OVL, int NC>
 __global__ void PrefillWsKernel(PrefillArgs) { __trap(); }
 
 
@@ -533,7 +584,7 @@ bool WgmmaPrefillAvailable(int head_dim) {
   return major == 9 && minor == 0;
 }
 
-int WgmmaPrefillRows() { return kRows; }
+int WgmmaPrefillRows(int shape) { return shape == 7 ? 192 : kRows; }
 
 namespace {
 template <int BC, int MINB>
@@ -547,10 +598,10 @@ void LaunchWgmmaShape(const PrefillArgs& p, cudaStream_t stream) {
   dim3 grid(p.attn.num_heads, p.num_tiles);
   kernel<<<grid, kThreads, SmemBytes<BC>(), stream>>>(p);
 }
-template <int BC, int ST, bool PING>
+template <int BC, int ST, bool PING, bool OVL, int NC = 2>
 void LaunchWsShape(const PrefillArgs& p, cudaStream_t stream) {
-  auto kernel = PrefillWsKernel<BC, ST, PING>;
-  constexpr int kSmem = WsSmemBytes<BC, ST>();
+  auto kernel = PrefillWsKernel<BC, ST, PING, OVL, NC>;
+  constexpr int kSmem = WsSmemBytes<BC, ST, NC>();
   static_assert(kSmem <= 227 * 1024, "shared memory of one CTA");
   static bool configured = [&] {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
@@ -558,7 +609,7 @@ void LaunchWsShape(const PrefillArgs& p, cudaStream_t stream) {
   }();
   (void)configured;
   dim3 grid(p.attn.num_heads, p.num_tiles);
-  kernel<<<grid, kWsThreads, kSmem, stream>>>(p);
+  kernel<<<grid, WsThreads<NC>(), kSmem, stream>>>(p);
 }
 }  // namespace
 
@@ -567,9 +618,11 @@ void LaunchPrefillWgmma(const PrefillArgs& p, int shape, cudaStream_t stream) {
     case 0: return LaunchWgmmaShape<64, 1>(p, stream);
     case 1: return LaunchWgmmaShape<64, 2>(p, stream);
     case 2: return LaunchWgmmaShape<128, 1>(p, stream);
-    case 3: return LaunchWsShape<128, 3, true>(p, stream);
-    case 4: return LaunchWsShape<128, 3, false>(p, stream);
-    default: return LaunchWsShape<64, 5, true>(p, stream);
+    case 3: return LaunchWsShape<128, 3, true, false>(p, stream);
+    case 4: return LaunchWsShape<128, 3, true, true>(p, stream);
+    case 5: return LaunchWsShape<64, 5, true, false>(p, stream);
+    case 6: return LaunchWsShape<64, 5, true, true>(p, stream);
+    default: return LaunchWsShape<64, 5, true, true, 3>(p, stream);
   }
 }
 

@@ -333,7 +333,7 @@ Status LlamaModel::Stage(const StepInput& in) {
     o += in.q_len[s];
   }
   std::vector<int2> tiles;
-  if (!in.decode) tiles = PrefillTiles(in.q_len, in.kv_len);
+  if (!in.decode) tiles = PrefillTiles(in.q_len, in.kv_len, config_.head_dim);
   if (tiles.size() > buf_->max_tiles) return bad("too many attention tiles");
 
   Buffers& b = *buf_;
