@@ -33,7 +33,18 @@ out="${OUT:-.}"
 build="${KVTIER_BUILD_DIR:-/tmp/kvtier-build}"
 nvidia-smi --query-gpu=index,name,pci.bus_id,memory.total --format=csv | tee "$out/gpus.txt"
 py="$(command -v python3 || true)"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release ${py:+-DPython3_EXECUTABLE="$py"} > "$out/cmake.log" 2>&1 ||
+extra=()
+# That python3's own pybind11 (pip) where it has one: newer than Debian's 2.10,
+# which predates Python 3.12.
+if [ -n "$py" ] && pyb="$("$py" -m pybind11 --cmakedir 2>/dev/null)"; then extra+=(-Dpybind11_DIR="$pyb"); fi
+# The bundled OpenSSL (device-deps) brings only a static libcrypto, which left
+# the Python test peer with undefined EVP symbols there; the machine's shared
+# libcrypto (same 3.0 ABI) links.
+for lib in crypto ssl; do
+  so=/usr/lib/x86_64-linux-gnu/lib$lib.so.3
+  [ -f "$so" ] && extra+=(-DOPENSSL_$(echo "$lib" | tr a-z A-Z)_LIBRARY="$so")
+done
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release ${py:+-DPython3_EXECUTABLE="$py"} "${extra[@]}" > "$out/cmake.log" 2>&1 ||
   { tail -30 "$out/cmake.log"; exit 1; }
 grep -E "kvtier: (Python module|no pybind11)" "$out/cmake.log" 
 targets=()
