@@ -303,14 +303,13 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillKernel(PrefillArgs p) {
 struct PrefillShape {
   int warps, mt, bc;
 };
-// Shapes 4 to 9 are the wgmma kernels (attention_sm90.cu), all 128 rows: 4 to
-// 6 two warpgroups (64 keys, 64 keys at two CTAs per multiprocessor, 128
+// Shapes 4 to 11 are the wgmma kernels (attention_sm90.cu): 4 to 6 two
+// warpgroups of 64 rows (64 keys, 64 keys at two CTAs per multiprocessor, 128
 // keys); 7 to 10 warp-specialised, a producer warpgroup and two consumers
 // taking turns (128 keys, 128 keys with the softmax under the warpgroup's own
-// PV, 64 keys, 64 keys overlapped); 11 is 10 with three consumers (192 rows).
-// Where wgmma is not
-// available (head_dim 64, another GPU) they run shape 1, which has as many
-// rows per tile.
+// PV, 64 keys, 64 keys overlapped); 11 is 10 with three consumers, 192 rows
+// per tile (the others 128). Where wgmma is not available (head_dim 64,
+// another GPU) they run shape 1 on 128-row tiles (PrefillTileRows).
 constexpr PrefillShape kPrefillShapes[] = {{4, 1, 64},  {4, 2, 64},  {4, 2, 32},  {8, 1, 64},
                                            {8, 1, 64},  {8, 1, 64},  {8, 1, 128}, {12, 1, 128},
                                            {12, 1, 128}, {12, 1, 64}, {12, 1, 64}, {16, 1, 64}};

@@ -264,21 +264,21 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
 }
 
 
-// ---- Warp-specialised: one producer warpgroup gathers, two compute. ----
+// ---- Warp-specialised: one producer warpgroup gathers, NC (2 or 3) compute. ----
 //
-// The CTA has three warpgroups. Warpgroup 0 gathers Q once and K/V tiles of
-// BC keys from the pages with cp.async into a ring of ST stages; when its
-// copies of a tile have landed it fences them for the async proxy (wgmma
-// reads shared memory through it) and arrives on the stage's `full`
-// mbarrier. Warpgroups 1 and 2 own 64 query rows each: they wait on `full`,
-// issue S_j = Q K_j^T together with O += P_{j-1} V_{j-1} (the previous
-// tile's PV, so the tensor cores get both GEMMs in one batch), then run the
-// online softmax of S_j while the other warpgroup's GEMMs run: with PING the
-// two take turns through named barriers (FlashAttention-3's ping-pong), so
-// one's softmax always sits under the other's MMAs. A stage is released
-// (its `empty` mbarrier, one arrival per consumer warp) once the PV that read
-// its V has completed. setmaxnreg moves registers from the producer to the
-// consumers (S, P and O: 64 + 32 + 64 per thread).
+// Warpgroup 0 gathers Q once and K/V tiles of BC keys from the pages with
+// cp.async into a ring of ST stages; when its copies of a tile have landed it
+// fences them for the async proxy (wgmma reads shared memory through it) and
+// arrives on the stage's `full` mbarrier. Warpgroups 1 .. NC own 64 query rows
+// each: they wait on `full`, issue S_j = Q K_j^T together with
+// O += P_{j-1} V_{j-1} (the previous tile's PV, so the tensor cores get both
+// GEMMs in one batch), then run the online softmax of S_j while the other
+// warpgroups' GEMMs run: with PING they take turns through named barriers
+// (FlashAttention-3's ping-pong), so one's softmax sits under the others'
+// MMAs; with OVL the softmax also runs under the warpgroup's own PV. A stage
+// is released (its `empty` mbarrier, one arrival per consumer warp) once the
+// PV that read its V has completed. setmaxnreg moves registers from the
+// producer to the consumers (S, P and O: BC/2 + BC/4 + 64 per thread).
 __device__ __forceinline__ void MbarInit(uint32_t bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
