@@ -280,14 +280,15 @@ int Run(const DaemonConfig& cfg) {
   ro.socket_path = cfg.socket_path;
   ro.threads = static_cast<int>(cfg.rpc_threads);
   ro.max_message_bytes = cfg.max_message_bytes;
+  // The socket's final mode and group are set before it listens: no client
+  // ever finds it wider or narrower than configured.
+  const bool multi_tenant = service.resolver().multi_tenant();
+  ro.before_listen = [&](const std::string& path) {
+    return SecureSocket(path, multi_tenant, cfg.data_group);
+  };
   auto rpc = RpcServer::Start(ro, &service);
   if (!rpc.ok()) {
     spdlog::error("rpc server: {}", rpc.status().ToString());
-    return 1;
-  }
-  if (Status st = SecureSocket(cfg.socket_path, service.resolver().multi_tenant(), cfg.data_group);
-      !st.ok()) {
-    spdlog::error("rpc server: {}", st.ToString());
     return 1;
   }
 

@@ -119,13 +119,22 @@ Result<std::unique_ptr<RpcServer>> RpcServer::Start(const RpcServerOptions& o, R
   if (fd < 0) return Errno("socket");
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, o.socket_path.c_str(), sizeof(addr.sun_path) - 1);
-  mode_t old = umask(0117);  // socket mode 0660: the daemon's user and group
+  // Created 0600 (the daemon's user only); before_listen widens it (group,
+  // tenants) before any client can connect: connect() is refused until listen.
+  mode_t old = umask(0177);
   int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   umask(old);
   if (rc != 0) {
     Status s = Errno("bind '" + o.socket_path + "'");
     close(fd);
     return s;
+  }
+  if (o.before_listen) {
+    if (Status s = o.before_listen(o.socket_path); !s.ok()) {
+      close(fd);
+      unlink(o.socket_path.c_str());
+      return s;
+    }
   }
   if (listen(fd, 1024) != 0) {
     Status s = Errno("listen");

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,11 @@ struct RpcServerOptions {
   std::string socket_path;
   int threads = 2;
   uint64_t max_message_bytes = 64ull << 20;
+  // Called with the socket's path after bind and before listen: the socket
+  // is created 0600, and whatever this sets (mode, group: kvtierd's
+  // SecureSocket) is in place before the first client can connect. An error
+  // fails Start().
+  std::function<Status(const std::string& socket_path)> before_listen;
 };
 
 class RpcServer {
