@@ -53,6 +53,27 @@ LoadArgs ParseLoad(PyGpuSession& s, const PyNamespace& ns, const PyLease& lease,
   return a;
 }
 
+struct StoreArgs {
+  std::vector<BlockKey> keys;
+  std::vector<uint32_t> pages;
+  StoreOptions options;
+  GpuStream stream = nullptr;
+};
+
+StoreArgs ParseStore(PyGpuSession& s, const pyb::object& keys, const pyb::object& pool,
+                     const pyb::object& pages, const pyb::object& stream, int priority, double duration_s,
+                     const pyb::object& ranges, const pyb::object& first_parent) {
+  StoreArgs a;
+  a.keys = ToKeys(keys);
+  const PyPool& p = GpuPool(pool, *s.session, false);
+  a.pages = ToPages(pages, p.pool.shape.num_pages, false);
+  if (a.pages.size() != a.keys.size())
+    RaiseInvalid(std::to_string(a.keys.size()) + " keys but " + std::to_string(a.pages.size()) + " pages");
+  a.options = ToStoreOptions(priority, duration_s, ranges, first_parent, a.keys.size());
+  a.stream = reinterpret_cast<GpuStream>(ReadStream(stream));
+  return a;
+}
+
 std::unique_ptr<PyGpuLoad> StartLoad(PyGpuSession& s, PyNamespace& ns, PyLease& lease, const pyb::object& pool,
                                      const pyb::object& pages, const pyb::object& stream,
                                      uint32_t layers_per_group, const pyb::object& events, bool verify) {
@@ -180,20 +201,15 @@ open), IOError (CUDA); nothing is queued then.)doc")
       .def("start_store", [](PyGpuSession& s, PyNamespace& ns, const pyb::object& keys, const pyb::object& pool,
                              const pyb::object& pages, const pyb::object& stream, int priority, double duration_s,
                              const pyb::object& ranges, const pyb::object& first_parent) {
-             std::vector<BlockKey> k = ToKeys(keys);
-             const PyPool& p = GpuPool(pool, *s.session, false);
-             std::vector<uint32_t> pg = ToPages(pages, p.pool.shape.num_pages, false);
-             if (pg.size() != k.size())
-               RaiseInvalid(std::to_string(k.size()) + " keys but " + std::to_string(pg.size()) + " pages");
-             StoreOptions o = ToStoreOptions(priority, duration_s, ranges, first_parent, k.size());
-             GpuStream st = reinterpret_cast<GpuStream>(ReadStream(stream));
+             StoreArgs a = ParseStore(s, keys, pool, pages, stream, priority, duration_s, ranges, first_parent);
+             const PyPool& p = PoolOf(pool);
              auto out = std::make_unique<PyGpuStore>();
              out->worker = s.worker;
              out->session = s.session;
              out->pool = pool;
              pyb::gil_scoped_release rel;
              out->store = std::make_shared<GpuStore>(Take(s.worker->Call([&] {
-               return s.session->StartStore(*ns.ns, k, p.pool, pg, o, st);
+               return s.session->StartStore(*ns.ns, a.keys, p.pool, a.pages, a.options, a.stream);
              })));
              return out;
            },
@@ -208,15 +224,12 @@ this session's GPU.)doc")
       .def("store", [](PyGpuSession& s, PyNamespace& ns, const pyb::object& keys, const pyb::object& pool,
                        const pyb::object& pages, const pyb::object& stream, int priority, double duration_s,
                        const pyb::object& ranges, const pyb::object& first_parent) {
-             std::vector<BlockKey> k = ToKeys(keys);
-             const PyPool& p = GpuPool(pool, *s.session, false);
-             std::vector<uint32_t> pg = ToPages(pages, p.pool.shape.num_pages, false);
-             if (pg.size() != k.size())
-               RaiseInvalid(std::to_string(k.size()) + " keys but " + std::to_string(pg.size()) + " pages");
-             StoreOptions o = ToStoreOptions(priority, duration_s, ranges, first_parent, k.size());
-             GpuStream st = reinterpret_cast<GpuStream>(ReadStream(stream));
+             StoreArgs a = ParseStore(s, keys, pool, pages, stream, priority, duration_s, ranges, first_parent);
+             const PyPool& p = PoolOf(pool);
              pyb::gil_scoped_release rel;
-             return Take(s.worker->Call([&] { return s.session->Store(*ns.ns, k, p.pool, pg, o, st); }));
+             return Take(s.worker->Call([&] {
+               return s.session->Store(*ns.ns, a.keys, p.pool, a.pages, a.options, a.stream);
+             }));
            },
            pyb::arg("ns"), pyb::arg("keys"), pyb::arg("pool"), pyb::arg("pages"), pyb::arg("stream") = pyb::none(),
            pyb::kw_only(), pyb::arg("priority") = kDefaultPriority, pyb::arg("duration_s") = 0.0,

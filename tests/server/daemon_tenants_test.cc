@@ -124,6 +124,22 @@ int LoadSeed(ClientNamespace& ns, uint32_t seed, size_t n) {
   return good;
 }
 
+// A connection as this process's tenant (alice) with the demo namespace open
+// and blocks [0, n) of `seed` stored in it.
+struct Tenant {
+  std::unique_ptr<Client> client;
+  std::unique_ptr<ClientNamespace> ns;  // borrows the client: destroyed first
+};
+void ConnectAliceAndStore(const Daemon& d, uint32_t seed, size_t n, Tenant* t) {
+  auto c = Client::Connect(d.socket());
+  ASSERT_TRUE(c.ok());
+  t->client = std::move(*c);
+  auto ns = t->client->OpenNamespace(DemoSpec());
+  ASSERT_TRUE(ns.ok());
+  t->ns = std::move(*ns);
+  ASSERT_EQ(StoreSeed(*t->ns, seed, n)->stored, n);
+}
+
 // Writes each reserved slot with its key's bytes; returns their true checksums.
 std::vector<uint64_t> FillSlots(const ClientTxn& txn, const std::vector<BlockKey>& keys) {
   std::vector<uint64_t> sums;
@@ -211,11 +227,8 @@ TEST(DaemonTenants, ASecondTenantCannotProbeSquatOrOverwriteBlocks) {
   Daemon d(TenantFlags());
   ASSERT_TRUE(d.running());
   OpenSocketDir(d);
-  auto alice = Client::Connect(d.socket());
-  ASSERT_TRUE(alice.ok());
-  auto ans = (*alice)->OpenNamespace(DemoSpec());
-  ASSERT_TRUE(ans.ok());
-  ASSERT_EQ(StoreSeed(**ans, 2, 16)->stored, 16u);
+  Tenant alice;
+  ASSERT_NO_FATAL_FAILURE(ConnectAliceAndStore(d, 2, 16, &alice));
   const int rc = RunChild(
       [&](const ConnectOptions& o) {
         auto c = Client::Connect(d.socket(), o);
@@ -240,12 +253,12 @@ TEST(DaemonTenants, ASecondTenantCannotProbeSquatOrOverwriteBlocks) {
       },
       /*as_bob=*/true);
   ASSERT_EQ(rc, 0);
-  EXPECT_EQ(LoadSeed(**ans, 2, 16), 16);  // alice's own bytes
-  auto r = StoreSeed(**ans, 3, 16);       // bob's squat does not stop alice
+  EXPECT_EQ(LoadSeed(*alice.ns, 2, 16), 16);  // alice's own bytes
+  auto r = StoreSeed(*alice.ns, 3, 16);       // bob's squat does not stop alice
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->stored, 16u);
   EXPECT_EQ(r->present, 0u);
-  EXPECT_EQ(LoadSeed(**ans, 3, 16), 16);
+  EXPECT_EQ(LoadSeed(*alice.ns, 3, 16), 16);
 }
 
 // Finding 3: bob storing far more than his share evicts only his blocks.
@@ -253,11 +266,8 @@ TEST(DaemonTenants, ATenantOverItsShareEvictsOnlyItsOwnBlocks) {
   Daemon d(TenantFlags(",host:32M", ",host:32M"));
   ASSERT_TRUE(d.running());
   OpenSocketDir(d);
-  auto alice = Client::Connect(d.socket());
-  ASSERT_TRUE(alice.ok());
-  auto ans = (*alice)->OpenNamespace(DemoSpec());
-  ASSERT_TRUE(ans.ok());
-  ASSERT_EQ(StoreSeed(**ans, 4, 200)->stored, 200u);  // 6.25 MiB of alice's 32
+  Tenant alice;
+  ASSERT_NO_FATAL_FAILURE(ConnectAliceAndStore(d, 4, 200, &alice));  // 6.25 MiB of alice's 32
   const int rc = RunChild(
       [&](const ConnectOptions& o) {
         auto c = Client::Connect(d.socket(), o);
@@ -272,7 +282,7 @@ TEST(DaemonTenants, ATenantOverItsShareEvictsOnlyItsOwnBlocks) {
       },
       /*as_bob=*/true);
   ASSERT_EQ(rc, 0);
-  EXPECT_EQ(LoadSeed(**ans, 4, 200), 200);
+  EXPECT_EQ(LoadSeed(*alice.ns, 4, 200), 200);
   const std::string m = Metrics(d);
   EXPECT_EQ(Metric(m, "kvtier_tier_evictions_total{tier=\"host/alice\"}"), 0) << m.substr(0, 3000);
   EXPECT_GT(Metric(m, "kvtier_tier_evictions_total{tier=\"host/bob\"}"), 0);
@@ -333,11 +343,8 @@ TEST(DaemonTenants, ATenantsNvmeQuotaCapsItsBlocksOnNvme) {
   Daemon d(flags);
   ASSERT_TRUE(d.running());
   OpenSocketDir(d);
-  auto alice = Client::Connect(d.socket());
-  ASSERT_TRUE(alice.ok());
-  auto ans = (*alice)->OpenNamespace(DemoSpec());
-  ASSERT_TRUE(ans.ok());
-  ASSERT_EQ(StoreSeed(**ans, 8, 64)->stored, 64u);  // 2 MiB: twice alice's NVMe quota
+  Tenant alice;
+  ASSERT_NO_FATAL_FAILURE(ConnectAliceAndStore(d, 8, 64, &alice));  // 2 MiB: twice alice's NVMe quota
   const int rc = RunChild(
       [&](const ConnectOptions& o) {
         auto c = Client::Connect(d.socket(), o);
@@ -361,7 +368,7 @@ TEST(DaemonTenants, ATenantsNvmeQuotaCapsItsBlocksOnNvme) {
   EXPECT_EQ(Metric(m, "kvtier_tenant_nvme_quota_declined_total{tenant=\"alice\"}"), 32);
   EXPECT_EQ(Metric(m, "kvtier_tenant_nvme_bytes{tenant=\"bob\"}"), 64 * 32768);
   EXPECT_EQ(Metric(m, "kvtier_tenant_nvme_quota_declined_total{tenant=\"bob\"}"), 0);
-  EXPECT_EQ(LoadSeed(**ans, 8, 64), 64);  // all still served, from memory
+  EXPECT_EQ(LoadSeed(*alice.ns, 8, 64), 64);  // all still served, from memory
 }
 
 // Finding 9: the data dir and every file in it are the daemon user's only
