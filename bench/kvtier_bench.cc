@@ -112,6 +112,15 @@ int RunLoad(int argc, char** argv) {
   app.add_flag("--interference", o.interference,
                "also time a bf16 GEMM (4096 x 4096 x 14336, cuBLAS) alone and during host loads by "
                "each path (the first model and page size only)");
+  app.add_option("--store-depth", o.store_depth,
+                 "host-tier stores: chunks of a pipelined Store in flight "
+                 "(GpuSessionOptions::store_pipeline_depth; 0: the default, 2)")
+      ->capture_default_str()->check(CLI::Range(0u, 64u));
+  uint32_t store_chunk_mib = 0;
+  app.add_option("--store-chunk-mib", store_chunk_mib,
+                 "host-tier stores: MiB per pipelined chunk (store_chunk_bytes; 0: the default, "
+                 "256)")
+      ->capture_default_str()->check(CLI::Range(0u, 1u << 20));
   int reps = o.reps;
   app.add_option("--tokens", o.tokens, "tokens per chain")->capture_default_str()->check(CLI::Range(1u, 1u << 22));
   app.add_option("--reps", reps, "timed repetitions (median)")->capture_default_str()->check(CLI::Range(1, 1000));
@@ -125,6 +134,7 @@ int RunLoad(int argc, char** argv) {
   o.page_tokens.clear();
   for (const std::string& t : kvtier::bench::SplitList(pages)) o.page_tokens.push_back(std::stoul(t));
   o.host_paths = kvtier::bench::SplitList(paths);
+  o.store_chunk_bytes = uint64_t{store_chunk_mib} << 20;
   if (app.get_option("--reps")->count() > 0) {
     o.reps = reps;
     o.hbm_reps = std::max(reps, o.hbm_reps);

@@ -343,9 +343,11 @@ Status TimeLoads(Connected& c, Engine& e, const ClientLease& lease, int reps,
 }
 
 // Stores prompts first_prompt .. first_prompt + reps - 1 (after a warm-up
-// prompt), each all blocks, timing each GpuSession::Store.
+// prompt), each all blocks, timing each GpuSession::Store. The row's note
+// tells where the host's time went (GpuSession::last_store_stats, mean).
 Status TimeStores(Connected& c, Engine& e, uint32_t blocks, int reps, uint32_t first_prompt,
                   Row* row) {
+  GpuStoreStats sum;
   auto store = [&](uint32_t prompt, bool timed) -> Status {
     auto keys = PromptKeys(*c.ns, prompt, blocks);
     auto t0 = Clock::now();
@@ -364,12 +366,37 @@ Status TimeStores(Connected& c, Engine& e, uint32_t blocks, int reps, uint32_t f
       return Status::ResourceExhausted("stored " + std::to_string(r.stored) + " of " +
                                        std::to_string(blocks) + " blocks (" +
                                        std::to_string(r.no_space) + " no space)");
-    if (timed) row->ms.push_back(ms);
+    if (timed) {
+      row->ms.push_back(ms);
+      const GpuStoreStats& st = c.gpu->last_store_stats();
+      sum.chunks += st.chunks;
+      sum.first_queued_ms += st.first_queued_ms;
+      sum.reserve_ms += st.reserve_ms;
+      sum.queue_ms += st.queue_ms;
+      sum.wait_ms += st.wait_ms;
+      sum.commit_ms += st.commit_ms;
+    }
     return Status::OK();
   };
   BENCH_OK(store(first_prompt + 1000, false), "warm-up store");
   for (int r = 0; r < reps; ++r) BENCH_OK(store(first_prompt + r, true), "store");
+  if (reps > 0) {
+    char note[256];
+    std::snprintf(note, sizeof(note),
+                  "host time per store (mean): %.1f chunks; first copy queued after %.3f ms; "
+                  "Reserve %.3f ms, queueing %.3f ms, waiting %.2f ms, Commit %.3f ms",
+                  double(sum.chunks) / reps, sum.first_queued_ms / reps, sum.reserve_ms / reps,
+                  sum.queue_ms / reps, sum.wait_ms / reps, sum.commit_ms / reps);
+    row->note = note;
+    std::printf("  %s: %s\n", row->op.c_str(), note);
+  }
   return Status::OK();
+}
+
+// The host-tier sessions' store pipeline as the options set it.
+void ApplyStoreOptions(const LoadBenchOptions& o, GpuSessionOptions* so) {
+  if (o.store_depth > 0) so->store_pipeline_depth = o.store_depth;
+  if (o.store_chunk_bytes > 0) so->store_chunk_bytes = o.store_chunk_bytes;
 }
 
 // ---- host tier ---------------------------------------------------------------
@@ -446,6 +473,7 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
     KVTIER_ASSIGN_OR_RETURN(HostCopyPath path, ParseHostCopyPath(name));
     GpuSessionOptions so;
     so.host_path = path;
+    ApplyStoreOptions(o, &so);
     BENCH_OK(NewSession(c, so), "session");
     KVTIER_RETURN_IF_ERROR(HostPathRows(o, m, e, blocks, c, path, first_prompt, h2d, d2h));
     first_prompt += 100;
@@ -453,7 +481,11 @@ Status HostGroup(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t 
 
   // With the default (kAuto) session: the whole round trip of a load, and a
   // store without the pipeline.
-  BENCH_OK(NewSession(c, {}), "session");
+  {
+    GpuSessionOptions so;
+    ApplyStoreOptions(o, &so);
+    BENCH_OK(NewSession(c, so), "session");
+  }
   auto keys = PromptKeys(*c.ns, first_prompt - 100 + static_cast<uint32_t>(o.reps) - 1, blocks);
   Row full(m.name, "host → engine: Lookup + Load + Release [auto]", e.bytes, "memcpy H2D", h2d);
   for (int r = 0; r <= o.reps; ++r) {

@@ -43,6 +43,9 @@ struct LoadBenchOptions {
   std::vector<uint32_t> page_tokens = {16};            // tokens per page (block)
   std::vector<std::string> host_paths = {"sm", "dma"};  // HostCopyPath names
   bool interference = false;  // GEMM throughput alone and during host loads
+  // Host-tier sessions' store pipeline (GpuSessionOptions); 0: the default.
+  uint32_t store_depth = 0;
+  uint64_t store_chunk_bytes = 0;
 };
 
 int RunLoadBench(const LoadBenchOptions& options);

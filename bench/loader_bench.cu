@@ -20,6 +20,7 @@
 #include <functional>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -348,6 +349,70 @@ int main(int argc, char** argv) {
       staged_op(copier.get(), host_blocks, D::kStore, 0)), "memcpy D2H", d2h);
   add("store vllm -> pinned shuffled, copy engines", MedianMs(stream, kWarm, kRepsPcie,
       staged_op(copier.get(), host_shuffled, D::kStore, 0)), "memcpy D2H", d2h);
+  {
+    // Stores as GpuSession::Store pipelines them, without the daemon's RPCs:
+    // chunks of 16, 32, 64, then 128 blocks (32 MiB growing to 256 MiB), each
+    // a CopyStaged with its own end event, `depth` in flight, the host
+    // waiting for the oldest before queueing the next. The checksum sums come
+    // back on the caller's stream after each chunk (as GpuSession read them
+    // before) or through PagedTransfer::checksum_sums_host, behind the DMA.
+    uint64_t* sums_host = nullptr;
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&sums_host), kBlocks * sizeof(uint64_t),
+                             cudaHostAllocDefault));
+    constexpr uint32_t kMaxDepth = 4;
+    cudaEvent_t gathered[kMaxDepth], written[kMaxDepth];
+    for (uint32_t i = 0; i < kMaxDepth; ++i) {
+      CUDA_CHECK(cudaEventCreateWithFlags(&gathered[i], cudaEventDisableTiming));
+      CUDA_CHECK(cudaEventCreateWithFlags(&written[i], cudaEventDisableTiming));
+    }
+    auto chunked_store = [&](bool sums_in_copier, uint32_t depth) {
+      return [&, sums_in_copier, depth]() {
+        size_t queued = 0, done = 0, next = 16;
+        auto wait_oldest = [&] {
+          CUDA_CHECK(cudaEventSynchronize(gathered[done % depth]));
+          CUDA_CHECK(cudaEventSynchronize(written[done % depth]));
+          ++done;
+        };
+        for (size_t first = 0; first < kBlocks;) {
+          const size_t n = std::min<size_t>(std::min<size_t>(next, 128), kBlocks - first);
+          next *= 2;
+          const uint32_t k = queued % depth;
+          PagedTransfer t{&vllm, std::span(host_blocks).subspan(first, n), D::kStore};
+          t.checksum_sums = sums + first;
+          if (sums_in_copier) t.checksum_sums_host = sums_host + first;
+          OK_CHECK(copier->CopyStaged(t, 0, nullptr, stream, written[k]));
+          if (!sums_in_copier)
+            CUDA_CHECK(cudaMemcpyAsync(sums_host + first, sums + first, n * sizeof(uint64_t),
+                                       cudaMemcpyDeviceToHost, stream));
+          CUDA_CHECK(cudaEventRecord(gathered[k], stream));
+          ++queued;
+          first += n;
+          if (queued - done == depth) wait_oldest();
+        }
+        while (done < queued) wait_oldest();
+      };
+    };
+    add("store -> pinned, CE, Store's chunks, sums on stream", MedianMs(stream, kWarm, kRepsPcie,
+        chunked_store(false, 2)), "memcpy D2H", d2h);
+    add("store -> pinned, CE, Store's chunks, sums behind DMA", MedianMs(stream, kWarm, kRepsPcie,
+        chunked_store(true, 2)), "memcpy D2H", d2h);
+    add("store -> pinned, CE, Store's chunks, 3 in flight", MedianMs(stream, kWarm, kRepsPcie,
+        chunked_store(true, 3)), "memcpy D2H", d2h);
+    // The sums the chunks read back are the whole store's.
+    std::vector<uint64_t> whole(kBlocks);
+    staged_op(copier.get(), host_blocks, D::kStore, 0)();
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    CUDA_CHECK(cudaMemcpy(whole.data(), sums, kBlocks * 8, cudaMemcpyDeviceToHost));
+    int differ = 0;
+    for (uint32_t i = 0; i < kBlocks; ++i) differ += whole[i] != sums_host[i];
+    std::printf("chunked stores: %d/%u blocks' read-back sums differ from one store's: %s\n",
+                differ, kBlocks, differ == 0 ? "OK" : "MISMATCH");
+    for (uint32_t i = 0; i < kMaxDepth; ++i) {
+      CUDA_CHECK(cudaEventDestroy(gathered[i]));
+      CUDA_CHECK(cudaEventDestroy(written[i]));
+    }
+    CUDA_CHECK(cudaFreeHost(sums_host));
+  }
   struct StagedVariant {
     const char* name;
     uint64_t bytes;

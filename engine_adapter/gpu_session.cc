@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <string>
 #include <utility>
 
@@ -51,6 +52,12 @@ struct GpuTransferScratch {
 namespace {
 
 constexpr size_t kMinScratchBlocks = 256;
+
+using StatClock = std::chrono::steady_clock;
+
+double MsBetween(StatClock::time_point a, StatClock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
 
 bool SameBusId(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
@@ -201,7 +208,11 @@ Result<StoreResult> GpuStore::Wait() {
   waited_ = true;
   if (!scratch_) return result_;  // nothing reserved: nothing to commit
   GpuTransferScratch& s = *scratch_;
+  GpuStoreStats* timing = session_->timing_;
+  const auto t0 = StatClock::now();
   Status st = s.Synchronize();
+  const auto t1 = StatClock::now();
+  if (timing != nullptr) timing->wait_ms += MsBetween(t0, t1);
   if (!st.ok()) {
     session_->ReturnScratch(std::move(scratch_));
     (void)txn_.Abort();
@@ -212,6 +223,7 @@ Result<StoreResult> GpuStore::Wait() {
   for (size_t k = 0; k < s.plan.slot_index.size(); ++k)
     s.values[s.plan.slot_index[k]] = checksum::Finalize(sums[k], s.block_bytes);
   st = txn_.Commit(s.values);
+  if (timing != nullptr) timing->commit_ms += MsBetween(t1, StatClock::now());
   session_->ReturnScratch(std::move(scratch_));
   if (!st.ok()) return st;
   return result_;
@@ -224,6 +236,8 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
   if (client == nullptr) return Status::InvalidArgument("GpuSession: no client");
   if (client->segment_base() == nullptr || client->segment_bytes() == 0)
     return Status::InvalidArgument("GpuSession: the client has no mapped host segment");
+  if (options.store_pipeline_depth == 0)
+    return Status::InvalidArgument("GpuSession: store_pipeline_depth must be at least 1");
   if (!GpuAvailable()) {
 #if defined(KVTIER_HAVE_CUDA)
     return Status::Unavailable("GpuSession: no CUDA device");
@@ -233,6 +247,7 @@ Result<std::unique_ptr<GpuSession>> GpuSession::Create(Client* client,
   }
   std::unique_ptr<GpuSession> s(new GpuSession());
   s->store_chunk_bytes_ = options.store_chunk_bytes;
+  s->store_pipeline_depth_ = options.store_pipeline_depth;
   s->host_path_ = options.host_path;
   s->auto_dma_min_bytes_ = options.auto_dma_min_bytes;
   if (options.device >= 0) {
@@ -337,6 +352,9 @@ Result<HostCopyPath> GpuSession::Launch(GpuTransferScratch* s, const KvPool& poo
   t.direction = direction;
   s->verify = options.verify;
   t.checksum_sums = s->verify ? static_cast<uint64_t*>(s->sums_device.data()) : nullptr;
+  // The copier reads them back as part of the copy (for a store through the
+  // copy engines, behind its DMA: see PagedTransfer::checksum_sums_host).
+  t.checksum_sums_host = s->verify ? static_cast<uint64_t*>(s->sums_host.host()) : nullptr;
   const uint64_t bytes = uint64_t{s->plan.refs.size()} * pool.block_bytes();
   HostCopyPath path = ChooseHostCopyPath(host_path_, s->plan.all_host, bytes, auto_dma_min_bytes_);
   // One block's layer group (or one layer) must fit a staging buffer; else
@@ -367,9 +385,6 @@ Result<HostCopyPath> GpuSession::Launch(GpuTransferScratch* s, const KvPool& poo
              ? copier->CopyLayerwise(t, options.layers_per_group, options.events, stream)
              : copier->Copy(t, stream);
   }
-  if (st.ok() && s->verify && !s->plan.refs.empty())
-    st = GpuCopyBytesAsync(s->sums_host.host(), s->sums_device.data(),
-                           s->plan.refs.size() * sizeof(uint64_t), stream);
   if (st.ok()) st = s->done.Record(stream);
   if (st.ok()) {
     s->recorded = true;
@@ -440,7 +455,13 @@ Result<GpuStore> GpuSession::StartStore(ClientNamespace& ns, std::span<const Blo
   GpuStore store;
   store.session_ = this;
   if (keys.empty()) return store;
+  const auto t0 = StatClock::now();
   KVTIER_ASSIGN_OR_RETURN(store.txn_, ns.Reserve(keys, options));
+  const auto t1 = StatClock::now();
+  if (timing_ != nullptr) {
+    timing_->reserve_ms += MsBetween(t0, t1);
+    ++timing_->chunks;
+  }
   for (const auto& slot : store.txn_.slots()) {
     switch (slot.outcome) {
       case ReserveOutcome::kReserved: ++store.result_.stored; break;
@@ -460,6 +481,7 @@ Result<GpuStore> GpuSession::StartStore(ClientNamespace& ns, std::span<const Blo
     st = path.status();
     if (path.ok()) store.path_ = *path;
   }
+  if (timing_ != nullptr) timing_->queue_ms += MsBetween(t1, StatClock::now());
   if (!st.ok()) {
     ReturnScratch(std::move(s));
     return st;
@@ -482,42 +504,65 @@ void Add(const StoreResult& r, StoreResult* total) {
 Result<StoreResult> GpuSession::Store(ClientNamespace& ns, std::span<const BlockKey> keys,
                                       const KvPool& pool, std::span<const uint32_t> pages,
                                       const StoreOptions& options, GpuStream stream) {
+  const auto t0 = StatClock::now();
+  store_stats_ = {};
+  timing_ = &store_stats_;
+  struct Done {  // ends the timing on every return
+    GpuSession* s;
+    StatClock::time_point t0;
+    ~Done() {
+      s->store_stats_.total_ms = MsBetween(t0, StatClock::now());
+      s->timing_ = nullptr;
+    }
+  } done_timing{this, t0};
+  auto note_first = [&] {
+    if (store_stats_.first_queued_ms == 0) store_stats_.first_queued_ms = MsBetween(t0, StatClock::now());
+  };
   const uint64_t block_bytes = pool.block_bytes();
   size_t chunk = keys.size();
   if (store_chunk_bytes_ > 0 && block_bytes > 0)
     chunk = static_cast<size_t>(std::max<uint64_t>(1, store_chunk_bytes_ / block_bytes));
   if (keys.size() <= chunk || keys.size() != pages.size()) {  // StartStore refuses a mismatch
     KVTIER_ASSIGN_OR_RETURN(GpuStore store, StartStore(ns, keys, pool, pages, options, stream));
+    note_first();
     return store.Wait();
   }
-  // Two chunks in flight: while the host waits for chunk i and commits it,
-  // the GPU copies chunk i + 1, queued behind it. The chunks grow from an
-  // eighth of the size: the first copy starts after a short Reserve.
+  // store_pipeline_depth chunks in flight: while the host waits for the
+  // oldest and commits it, the GPU copies the ones queued behind it. The
+  // chunks grow from an eighth of the size: the first copy starts after a
+  // short Reserve.
   StoreResult total;
-  GpuStore pending[2];
+  const size_t depth = store_pipeline_depth_;
+  std::vector<GpuStore> pending(depth);
   size_t queued = 0, done = 0;
   size_t next_chunk = std::max<size_t>(1, chunk / 8);
+  bool placed = false;
   for (size_t first = 0; first < keys.size();) {
     const size_t n = std::min(std::min(next_chunk, chunk), keys.size() - first);
     next_chunk *= 2;
-    KVTIER_ASSIGN_OR_RETURN(pending[queued % 2],
+    KVTIER_ASSIGN_OR_RETURN(pending[queued % depth],
                             StartStore(ns, keys.subspan(first, n), pool, pages.subspan(first, n),
                                        StoreChunkOptions(options, keys, first, n), stream));
-    const GpuStore& started = pending[queued % 2];
-    if (first == 0 && started.scratch_ && started.scratch_->plan.all_hbm) {
-      chunk = keys.size();
-      next_chunk = chunk;
+    note_first();
+    // The first chunk that copies anything tells where the daemon puts them.
+    const GpuStore& started = pending[queued % depth];
+    if (!placed && started.scratch_) {
+      placed = true;
+      if (started.scratch_->plan.all_hbm) {
+        chunk = keys.size();
+        next_chunk = chunk;
+      }
     }
     ++queued;
     first += n;
-    if (queued - done == 2) {
-      KVTIER_ASSIGN_OR_RETURN(StoreResult r, pending[done % 2].Wait());
+    if (queued - done == depth) {
+      KVTIER_ASSIGN_OR_RETURN(StoreResult r, pending[done % depth].Wait());
       Add(r, &total);
       ++done;
     }
   }
   for (; done < queued; ++done) {
-    KVTIER_ASSIGN_OR_RETURN(StoreResult r, pending[done % 2].Wait());
+    KVTIER_ASSIGN_OR_RETURN(StoreResult r, pending[done % depth].Wait());
     Add(r, &total);
   }
   return total;

@@ -112,9 +112,13 @@ struct GpuSessionOptions {
   // about this size: the Reserve of chunk i + 1 and the Commit of chunk i
   // overlap the scatter of chunk i + 1 on the GPU, so that a long store into
   // host slots runs at the PCIe copy's speed instead of adding its RPCs to
-  // it. A store whose first chunk lands wholly in HBM does the rest in one
-  // chunk (its copy is shorter than the RPCs it would add). 0: one chunk.
+  // it. A store whose first chunk to copy lands wholly in HBM does the rest
+  // in one chunk (its copy is shorter than the RPCs it would add). 0: one
+  // chunk.
   uint64_t store_chunk_bytes = 256ull << 20;
+  // Chunks of a pipelined Store() in flight at once (at least 1): the host
+  // commits the oldest and reserves the next while the others copy.
+  uint32_t store_pipeline_depth = 2;
   // Transfers of host slots: kAuto picks per transfer (ChooseHostCopyPath
   // with auto_dma_min_bytes); kSmGather and kCopyEngine force one path
   // (transfers that mix host and HBM slots always take the SM gather).
@@ -200,6 +204,20 @@ class GpuStore {
   bool waited_ = false;
 };
 
+// Where the host's time went in one GpuSession::Store() (steady clock, ms),
+// for benchmarks and for tracing a slow store. The GPU copies meanwhile: a
+// pipelined store hides these under its chunks' copies except the first
+// chunk's Reserve and queueing and the last chunk's Commit.
+struct GpuStoreStats {
+  uint32_t chunks = 0;          // StartStore calls (each a Reserve)
+  double total_ms = 0;          // the whole call
+  double first_queued_ms = 0;   // until the first chunk's copy was queued
+  double reserve_ms = 0;        // Reserve RPCs
+  double queue_ms = 0;          // planning and queueing the copies
+  double wait_ms = 0;           // waiting for the GPU
+  double commit_ms = 0;         // Commit RPCs
+};
+
 class GpuSession {
  public:
   // Registers the client's host segment on `options.device` and opens the
@@ -255,13 +273,16 @@ class GpuSession {
                               const StoreOptions& options, GpuStream stream);
   // StartStore + Wait, pipelined in chunks above
   // GpuSessionOptions::store_chunk_bytes (the first an eighth of it, each
-  // next one twice the last up to it): chunk i + 1 is chained to the last
+  // next one twice the last up to it; store_pipeline_depth of them in
+  // flight): chunk i + 1 is chained to the last
   // key of chunk i, `options.ranges` apply to the keys they name, and each
   // chunk is committed once its copy is done. On an error, the chunks
   // committed before it stay stored and the rest is aborted.
   Result<StoreResult> Store(ClientNamespace& ns, std::span<const BlockKey> keys,
                             const KvPool& pool, std::span<const uint32_t> pages,
                             const StoreOptions& options, GpuStream stream);
+  // The timings of the last Store() (also one that failed).
+  const GpuStoreStats& last_store_stats() const { return store_stats_; }
 
  private:
   friend class GpuLoad;
@@ -280,6 +301,9 @@ class GpuSession {
 
   int device_ = 0;
   uint64_t store_chunk_bytes_ = 0;
+  uint32_t store_pipeline_depth_ = 2;
+  GpuStoreStats store_stats_;
+  GpuStoreStats* timing_ = nullptr;  // &store_stats_ while Store() runs
   HostCopyPath host_path_ = HostCopyPath::kAuto;
   uint64_t auto_dma_min_bytes_ = 0;
   HostRegistration host_reg_;

@@ -40,6 +40,8 @@ Status CpuCopy(const PagedTransfer& t) {
       t.checksum_sums[i] = (t.accumulate_checksums ? t.checksum_sums[i] : 0) + sum;
     }
   }
+  if (t.checksum_sums_host != nullptr && !t.blocks.empty())
+    std::memcpy(t.checksum_sums_host, t.checksum_sums, t.blocks.size() * sizeof(uint64_t));
   return Status::OK();
 }
 

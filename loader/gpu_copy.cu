@@ -332,6 +332,16 @@ struct GpuCopier::Impl {
     return CudaStatus(cudaGetLastError(), "ZeroSums launch");
   }
 
+  // Queues the copy of the transfer's final sums to checksum_sums_host.
+  static Status ReadBackSums(const PagedTransfer& t, cudaStream_t stream) {
+    if (t.checksum_sums_host == nullptr || t.checksum_sums == nullptr || t.blocks.empty())
+      return Status::OK();
+    return CudaStatus(cudaMemcpyAsync(t.checksum_sums_host, t.checksum_sums,
+                                      t.blocks.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost,
+                                      stream),
+                      "cudaMemcpyAsync (checksum sums)");
+  }
+
   // Whether a transfer is copied in write order: loads, where a run position
   // of consecutive pages is contiguous in the pool (vLLM's K and V tensors:
   // page stride = run = half a page-layer) and runs are whole tiles. Other
@@ -568,7 +578,7 @@ Status GpuCopier::Copy(const PagedTransfer& t, GpuStream gpu_stream) {
     KVTIER_RETURN_IF_ERROR(impl_->Release(slot, stream));
     KVTIER_RETURN_IF_ERROR(s);
   }
-  return Status::OK();
+  return Impl::ReadBackSums(t, stream);
 }
 
 Status GpuCopier::CopyLayerwise(const PagedTransfer& t, uint32_t layers_per_group,
@@ -615,6 +625,7 @@ Status GpuCopier::CopyLayerwise(const PagedTransfer& t, uint32_t layers_per_grou
   Status launched = launch_groups();
   if (!t.blocks.empty()) KVTIER_RETURN_IF_ERROR(impl_->Release(slot, stream));
   KVTIER_RETURN_IF_ERROR(launched);
+  KVTIER_RETURN_IF_ERROR(Impl::ReadBackSums(t, stream));
   events->num_groups_ = groups;
   events->layer_begin_ = l0;
   events->layer_end_ = l1;
@@ -795,6 +806,11 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
         KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(drained, st.dma));
       }
     }
+    if (!load && !chunks.empty()) {
+      // The sums are final once the last gather is done, which the DMA
+      // stream has waited for: read them back there, behind the last DMA.
+      KVTIER_RETURN_IF_ERROR(Impl::ReadBackSums(t, st.dma));
+    }
     if (!load && store_done_event != nullptr) {
       // The caller learns of the slots through its event; its stream goes on.
       KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(static_cast<cudaEvent_t>(store_done_event),
@@ -804,6 +820,7 @@ Status GpuCopier::CopyStaged(const PagedTransfer& t, uint32_t layers_per_group,
       KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(st.tail, st.dma));
       KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, st.tail, 0));
     }
+    if (load || chunks.empty()) KVTIER_RETURN_IF_ERROR(Impl::ReadBackSums(t, stream));
     if (layers_per_group > 0) {
       for (; next_event < groups; ++next_event)  // an empty transfer
         KVTIER_CUDA_RETURN_IF_ERROR(

@@ -20,6 +20,8 @@ Status ValidateTransfer(const PagedTransfer& t) {
                                    ", " + std::to_string(end) + ") is empty or outside [0, " +
                                    std::to_string(layers) + ")");
   }
+  if (t.checksum_sums_host != nullptr && t.checksum_sums == nullptr)
+    return Status::InvalidArgument("transfer: checksum_sums_host without checksum_sums");
   const uint32_t pages = t.pool->shape.num_pages;
   for (size_t i = 0; i < t.blocks.size(); ++i) {
     const BlockRef& b = t.blocks[i];

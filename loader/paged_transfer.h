@@ -62,6 +62,14 @@ struct PagedTransfer {
   // true:  the copy adds this range's sum to checksum_sums[i] (later layer
   //        ranges of one transfer).
   bool accumulate_checksums = false;
+  // GPU copies with checksum_sums: pinned host memory (blocks.size()
+  // entries) the sums are copied to once final, as part of the transfer, so
+  // that they are there when it completes. A staged store through the copy
+  // engines copies them on its DMA stream behind its last DMA: the caller's
+  // stream then holds no device-to-host copy of its own, which would queue on
+  // the copy engines behind that DMA and hold up the next transfer's gather.
+  // nullptr: the sums stay on the device.
+  uint64_t* checksum_sums_host = nullptr;
 
   // The resolved end of the layer range.
   uint32_t resolved_layer_end() const {

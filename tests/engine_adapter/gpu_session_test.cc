@@ -187,13 +187,14 @@ std::vector<std::vector<uint8_t>> CanonicalBlocks(const Pool& p, std::span<const
 // Stores pages StorePages() of a pool filled from `seed` under prompt `prompt`;
 // with `chunk_blocks` > 0, Store() pipelines chunks of that many blocks.
 int GpuStoreChild(const std::string& socket, const Case& c, uint32_t prompt, uint64_t seed,
-                  uint32_t chunk_blocks = 0) {
+                  uint32_t chunk_blocks = 0, uint32_t depth = 2) {
   auto client = Client::Connect(socket);
   CHILD_OK(client.status(), 10);
   auto ns = (*client)->OpenNamespace(Spec(c.dtype));
   CHILD_OK(ns.status(), 11);
   GpuSessionOptions so;
   if (chunk_blocks > 0) so.store_chunk_bytes = uint64_t{chunk_blocks} * Shape(c.dtype).block_bytes();
+  so.store_pipeline_depth = depth;
   so.host_path = c.store_path;
   so.copier.staging_buffers = 3;  // a small ring: several chunks, wrapped
   so.copier.staging_bytes = 3 * 5 * Shape(c.dtype).block_bytes();
@@ -223,6 +224,29 @@ int GpuStoreChild(const std::string& socket, const Case& c, uint32_t prompt, uin
   auto r = (*gpu)->Store(**ns, keys, pool.dev_desc, pages, {}, stream->get());
   CHILD_OK(r.status(), 17);
   CHILD_CHECK(r->stored == kBlocks - 1, 18, std::to_string(r->stored));
+  {
+    // One Reserve per chunk: host-tier chunks grow from an eighth of
+    // chunk_blocks (at least 1), doubling up to it. Into HBM: the first
+    // chunk (block 0, which the probe stored) copies nothing, the second
+    // lands in HBM, and the rest goes at once.
+    uint32_t chunks = 1;
+    if (chunk_blocks > 0 && kBlocks > chunk_blocks && !c.hbm) {
+      chunks = 0;
+      for (uint32_t first = 0, next = std::max(1u, chunk_blocks / 8); first < kBlocks; next *= 2) {
+        first += std::min(next, chunk_blocks);
+        ++chunks;
+      }
+    } else if (chunk_blocks > 0 && kBlocks > chunk_blocks) {
+      chunks = 3;
+    }
+    const GpuStoreStats& st = (*gpu)->last_store_stats();
+    CHILD_CHECK(st.chunks == chunks, 24,
+                std::to_string(st.chunks) + " chunks, expected " + std::to_string(chunks));
+    CHILD_CHECK(st.first_queued_ms > 0 && st.first_queued_ms <= st.total_ms &&
+                    st.reserve_ms > 0 && st.commit_ms > 0 &&
+                    st.reserve_ms + st.queue_ms + st.wait_ms + st.commit_ms <= st.total_ms,
+                25, "stats do not add up");
+  }
   // Again: everything is present, nothing is written.
   r = (*gpu)->Store(**ns, keys, pool.dev_desc, pages, {}, stream->get());
   CHILD_OK(r.status(), 19);
@@ -404,6 +428,16 @@ TEST(GpuSessionPipelineTest, ChunkedStoreIsByteExact) {
     ASSERT_EQ(RunChild([&] { return GpuStoreChild(d.socket(), c, 6, 10, 5); }), 0) << CaseName(c);
     ASSERT_EQ(RunChild([&] { return GpuLoadChild(d.socket(), c, 6, 10); }), 0) << CaseName(c);
   }
+  // One chunk in flight at a time, and four.
+  for (uint32_t depth : {1u, 4u}) {
+    const Case c{Layout::kVllmFlash, KvDtype::kBf16, false, HostCopyPath::kCopyEngine,
+                 HostCopyPath::kAuto};
+    Daemon d(DaemonFlags(false));
+    ASSERT_TRUE(d.running());
+    ASSERT_EQ(RunChild([&] { return GpuStoreChild(d.socket(), c, 7, 11, 3, depth); }), 0)
+        << "depth " << depth;
+    ASSERT_EQ(RunChild([&] { return GpuLoadChild(d.socket(), c, 7, 11); }), 0) << "depth " << depth;
+  }
 }
 
 // The CPU client and the GPU path agree on bytes and checksums both ways:
@@ -562,6 +596,9 @@ TEST(GpuSessionNoGpuTest, CreateIsUnavailable) {
   ASSERT_TRUE(ns.ok()) << ns.status().ToString();
   auto gpu = GpuSession::Create(client->get());
   EXPECT_EQ(gpu.status().code(), StatusCode::kUnavailable) << gpu.status().ToString();
+  GpuSessionOptions no_depth;
+  no_depth.store_pipeline_depth = 0;
+  EXPECT_TRUE(GpuSession::Create(client->get(), no_depth).status().IsInvalidArgument());
   EXPECT_TRUE(GpuSession::Create(nullptr).status().IsInvalidArgument());
 }
 

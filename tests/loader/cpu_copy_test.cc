@@ -160,8 +160,11 @@ TEST(CpuCopyChecksumTest, CorruptedSlotIsDetected) {
 
   PagedTransfer load{&*p, blocks, TransferDirection::kLoad};
   load.checksum_sums = sums.data();
+  std::vector<uint64_t> copied(3, 0x5a5a);  // checksum_sums_host: a copy of the sums
+  load.checksum_sums_host = copied.data();
   ASSERT_TRUE(CpuCopy(load).ok());
   EXPECT_TRUE(VerifyBlockChecksums(sums, stored, bb).ok());
+  EXPECT_EQ(copied, sums);
 
   slots.data()[bb + 12345] ^= 0x10;  // one bit of block 1
   ASSERT_TRUE(CpuCopy(load).ok());
@@ -209,6 +212,15 @@ TEST(CpuCopyTest, RejectsInvalidTransfer) {
   std::vector<BlockRef> blocks = {{slot.data(), shape.num_pages}};
   PagedTransfer t{&*p, blocks, TransferDirection::kLoad};
   EXPECT_TRUE(CpuCopy(t).IsInvalidArgument());
+  // Sums to copy to the host, but none computed.
+  blocks[0].page = 0;
+  uint64_t host_sum = 0;
+  PagedTransfer no_sums{&*p, blocks, TransferDirection::kLoad};
+  ASSERT_TRUE(CpuCopy(no_sums).ok());
+  no_sums.checksum_sums_host = &host_sum;
+  Status st = CpuCopy(no_sums);
+  EXPECT_TRUE(st.IsInvalidArgument()) << st.ToString();
+  EXPECT_NE(st.message().find("checksum_sums_host"), std::string::npos) << st.ToString();
 }
 
 }  // namespace

@@ -170,8 +170,14 @@ TEST_P(GpuCopyMatrixTest, StoreAndLoadMatchCpu) {
   ASSERT_OK(GpuFillBytes(f.dev_pool.data(), kPoisonB, f.pool_bytes));
   PagedTransfer load{&f.dev_desc, blocks, TransferDirection::kLoad};
   load.checksum_sums = static_cast<uint64_t*>(sums.data());
+  // The copy also reads its sums back into pinned host memory.
+  ASSIGN_OR_FAIL(PinnedHostBuffer host_sums, PinnedHostBuffer::Allocate(n * 8));
+  std::memset(host_sums.host(), 0x5a, n * 8);
+  load.checksum_sums_host = static_cast<uint64_t*>(host_sums.host());
   ASSERT_OK(copier->Copy(load, nullptr));
   ASSERT_OK(GpuSynchronize(nullptr));
+  const auto* hs = static_cast<const uint64_t*>(host_sums.host());
+  EXPECT_EQ(std::vector<uint64_t>(hs, hs + n), ref_sums);
 
   HostBytes ref_pool(f.pool_bytes);
   std::memset(ref_pool.data(), kPoisonB, f.pool_bytes);
@@ -320,10 +326,15 @@ TEST(GpuCopyTest, StagedPathMatchesTheCpu) {
         // Store: device pool -> slots, through staging and the copy engines.
         PagedTransfer store{&f.dev_desc, blocks, TransferDirection::kStore};
         store.checksum_sums = static_cast<uint64_t*>(sums.data());
+        ASSIGN_OR_FAIL(PinnedHostBuffer host_sums, PinnedHostBuffer::Allocate(n * 8));
+        const auto* hs = static_cast<const uint64_t*>(host_sums.host());
+        std::memset(host_sums.host(), 0x5a, n * 8);
+        store.checksum_sums_host = static_cast<uint64_t*>(host_sums.host());
         ASSERT_OK(copier->CopyStaged(store, 0, nullptr, stream.get()));
         ASSERT_OK(GpuSynchronize(stream.get()));
         HostBytes ref_slots(f.slots_bytes);
         const std::vector<uint64_t> ref_sums = f.ReferenceStore(&ref_slots);
+        EXPECT_EQ(std::vector<uint64_t>(hs, hs + n), ref_sums);
         HostBytes got_slots(f.slots_bytes);
         ASSERT_OK(GpuCopyBytes(got_slots.data(), f.slots_dev, f.slots_bytes));
         ASSERT_EQ(FirstDiff(got_slots.data(), ref_slots.data(), f.slots_bytes), -1);
@@ -343,6 +354,8 @@ TEST(GpuCopyTest, StagedPathMatchesTheCpu) {
           ASSERT_OK(GpuFillBytes(sums.data(), 0x77, n * 8));
           PagedTransfer load{&f.dev_desc, blocks, TransferDirection::kLoad};
           load.checksum_sums = static_cast<uint64_t*>(sums.data());
+          std::memset(host_sums.host(), 0x5a, n * 8);
+          load.checksum_sums_host = static_cast<uint64_t*>(host_sums.host());
           ASSIGN_OR_FAIL(LayerEvents events, LayerEvents::Create(6));
           ASSERT_OK(copier->CopyStaged(load, group, group ? &events : nullptr, stream.get()));
           if (group > 0) {
@@ -354,6 +367,7 @@ TEST(GpuCopyTest, StagedPathMatchesTheCpu) {
           ASSERT_OK(GpuCopyBytes(got_pool.data(), f.dev_pool.data(), f.pool_bytes));
           ASSERT_EQ(FirstDiff(got_pool.data(), ref_pool.data(), f.pool_bytes), -1);
           EXPECT_EQ(ReadSums(sums, n), ref_sums);
+          EXPECT_EQ(std::vector<uint64_t>(hs, hs + n), ref_sums);
         }
       }
     }
@@ -461,11 +475,22 @@ TEST(GpuCopyTest, StagedPathEdges) {
   EXPECT_EQ(ReadSums(sums, n), whole_sums);
   // The same store telling its end through an event: once the event is
   // done, the slots are written (the stream need not wait for the DMA).
+  // The sums it reads back are in host memory by then too.
   std::memset(back.host(), kPoisonA, n * f.block_bytes);
+  ASSIGN_OR_FAIL(PinnedHostBuffer host_sums, PinnedHostBuffer::Allocate(n * 8));
+  std::memset(host_sums.host(), 0x5a, n * 8);
+  store_back.checksum_sums_host = static_cast<uint64_t*>(host_sums.host());
   ASSIGN_OR_FAIL(GpuEvent slots_written, GpuEvent::Create());
   ASSERT_OK(small_copier->CopyStaged(store_back, 0, nullptr, stream.get(), slots_written.get()));
   ASSERT_OK(slots_written.Synchronize());
   ASSERT_EQ(FirstDiff(back.host(), slots.host(), n * f.block_bytes), -1);
+  const auto* hs = static_cast<const uint64_t*>(host_sums.host());
+  EXPECT_EQ(std::vector<uint64_t>(hs, hs + n), whole_sums);
+  // Host sums without device sums to copy from: refused.
+  PagedTransfer no_sums{&f.dev_desc, blocks, TransferDirection::kLoad};
+  no_sums.checksum_sums_host = static_cast<uint64_t*>(host_sums.host());
+  EXPECT_TRUE(copier->CopyStaged(no_sums, 0, nullptr, stream.get()).IsInvalidArgument());
+  EXPECT_TRUE(copier->Copy(no_sums, stream.get()).IsInvalidArgument());
   ASSERT_OK(GpuSynchronize(stream.get()));
   EXPECT_EQ(ReadSums(sums, n), whole_sums);
   // Buffers smaller than one layer of a block: refused.
