@@ -550,9 +550,13 @@ Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, ui
     su.so.host_path = path;
     setups.push_back(su);
     if (path == HostCopyPath::kCopyEngine) {
-      su.label = name + ", 8-CTA scatter";
-      su.so.copier.staged_ctas = 8;
-      setups.push_back(su);
+      // The scatter's grid (default: one CTA per tile) against capped ones.
+      for (uint32_t ctas : {8u, 32u, 132u}) {
+        su.label = name + (ctas == 0 ? std::string(", scatter of one CTA per tile")
+                                     : ", " + std::to_string(ctas) + "-CTA scatter");
+        su.so.copier.staged_ctas = ctas;
+        setups.push_back(su);
+      }
     }
   }
   // The floor first: the same bytes as one contiguous pinned cudaMemcpyAsync,
@@ -988,12 +992,24 @@ void PrintTable(const std::string& device, const LoadBenchOptions& o) {
                 "batches alternated, median of %d\n\n", o.reps);
     std::printf("| model | path | GEMM TFLOP/s alone | during loads | kept | load GB/s meanwhile | goal (dma) |\n");
     std::printf("| --- | --- | ---: | ---: | ---: | ---: | --- |\n");
+    // The copy-engine path's goals: 0.97 as the issue set it, and at most
+    // 0.015 below the memcpy floor of the same run (docs/performance.md,
+    // "The scatter's grid": the floor is the machine's, the gap the path's).
+    double floor = 0;
+    for (const auto& r : g_interference)
+      if (r.path == "memcpy only (floor)") floor = r.with_tflops / r.alone_tflops;
     for (const auto& r : g_interference) {
       const double kept = r.with_tflops / r.alone_tflops;
+      std::string goal = "reported";
+      if (r.path == "dma") {
+        goal = kept >= 0.97 ? "≥ 0.97 met" : "≥ 0.97 MISSED";
+        char f[64];
+        std::snprintf(f, sizeof(f), "; ≥ floor - 0.015 (%.3f) %s", floor - 0.015,
+                      kept >= floor - 0.015 ? "met" : "MISSED");
+        if (floor > 0) goal += f;
+      }
       std::printf("| %s | %s | %.0f | %.0f | %.3f | %.1f | %s |\n", r.model.c_str(), r.path.c_str(),
-                  r.alone_tflops, r.with_tflops, kept, r.load_gbps,
-                  r.path.rfind("dma", 0) == 0 ? (kept >= 0.97 ? "≥ 0.97 met" : "≥ 0.97 MISSED")
-                                              : "reported");
+                  r.alone_tflops, r.with_tflops, kept, r.load_gbps, goal.c_str());
     }
   }
   std::printf("\nHost time until the call that queues a transfer returned (StartLoad: planning,\n"

@@ -309,7 +309,7 @@ int main(int argc, char** argv) {
       copy_op(copier.get(), vllm, slab_blocks, D::kLoad, true)), "memcpy D2D", d2d);
 
   // The copy engines' path (GpuCopier::CopyStaged): DMA into device staging,
-  // then a scatter kernel of staged_ctas CTAs.
+  // then a scatter kernel (one CTA per tile by default, staged_ctas caps it).
   auto staged_op = [&](GpuCopier* c, const std::vector<BlockRef>& blocks, TransferDirection dir,
                        uint32_t layers_per_group) {
     const std::vector<BlockRef>* bp = &blocks;
@@ -418,13 +418,13 @@ int main(int argc, char** argv) {
     uint64_t bytes;
     uint32_t buffers, ctas, min_piece;
   };
-  for (const StagedVariant& v : {StagedVariant{"staging 4 x 4 MiB", 16ull << 20, 4, 32, 256u << 10},
-                                 StagedVariant{"staging 2 x 32 MiB", 64ull << 20, 2, 32, 256u << 10},
-                                 StagedVariant{"staging 4 x 64 MiB", 256ull << 20, 4, 32, 256u << 10},
+  for (const StagedVariant& v : {StagedVariant{"staging 4 x 4 MiB", 16ull << 20, 4, 0, 256u << 10},
+                                 StagedVariant{"staging 2 x 32 MiB", 64ull << 20, 2, 0, 256u << 10},
+                                 StagedVariant{"staging 4 x 64 MiB", 256ull << 20, 4, 0, 256u << 10},
                                  StagedVariant{"scatter 8 CTAs", 64ull << 20, 4, 8, 256u << 10},
-                                 StagedVariant{"scatter on every SM", 64ull << 20, 4, 0, 256u << 10},
-                                 StagedVariant{"layer pieces 64 KiB", 64ull << 20, 4, 32, 1},
-                                 StagedVariant{"layer pieces 1 MiB", 64ull << 20, 4, 32, 1u << 20}}) {
+                                 StagedVariant{"scatter 32 CTAs", 64ull << 20, 4, 32, 256u << 10},
+                                 StagedVariant{"layer pieces 64 KiB", 64ull << 20, 4, 0, 1},
+                                 StagedVariant{"layer pieces 1 MiB", 64ull << 20, 4, 0, 1u << 20}}) {
     GpuCopier::Options o;
     o.staging_bytes = v.bytes;
     o.staging_buffers = v.buffers;

@@ -122,10 +122,12 @@ class GpuCopier {
     // drains buffer i. A transfer moves in chunks of at most one buffer.
     uint64_t staging_bytes = 64ull << 20;
     uint32_t staging_buffers = 4;
-    // CTAs of each scatter (gather) between a staging buffer and the pool: a
-    // device-to-device copy this size keeps ahead of the PCIe link with a
-    // fraction of the SMs, leaving the rest to the engine. 0: one per tile.
-    uint32_t staged_ctas = 32;
+    // CTAs of each scatter (gather) between a staging buffer and the pool;
+    // 0: one per tile. One short CTA per tile costs a kernel computing beside
+    // it least: the engine's CTAs (on a stream of higher priority) take each
+    // SM as a tile finishes, where a capped grid holds its SMs for the whole
+    // buffer (docs/loader.md, "SMs left to the engine").
+    uint32_t staged_ctas = 0;
     // A layer-wise staged load DMAs each block's layers in pieces of at least
     // this many bytes (several of the caller's layer groups at once when one
     // is smaller): the copy engines run far below the link on small pieces.
