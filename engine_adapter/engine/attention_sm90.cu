@@ -94,6 +94,111 @@ __device__ __forceinline__ void WgmmaRS(float (&d)[64], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
+// ---- One consumer thread's share of the online softmax, shared by both
+// kernels: a warpgroup's 64 rows x BC keys, the thread holding rows
+// (row_lo, row_lo + 8) of the accumulator layout: s[nt * 4 + 2 r + {0, 1}]
+// are keys n0 + 8 nt + 2 t4 + {0, 1} of row r. ----
+
+// Masks the keys past each row's causal limit (lim0, lim1), when the tile
+// reaches past the lowest limit of the warp's rows.
+template <int NT>
+__device__ __forceinline__ void MaskTile(float (&s)[NT * 4], int n0, int warp_min_lim, int lim0,
+                                         int lim1, int t4) {
+  if (n0 + NT * 8 - 1 > warp_min_lim) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      int key = n0 + nt * 8 + 2 * t4;
+      if (key > lim0) s[nt * 4 + 0] = -INFINITY;
+      if (key + 1 > lim0) s[nt * 4 + 1] = -INFINITY;
+      if (key > lim1) s[nt * 4 + 2] = -INFINITY;
+      if (key + 1 > lim1) s[nt * 4 + 3] = -INFINITY;
+    }
+  }
+}
+
+// Turns the scores into exp2(s * sl2 - new row max) in place and updates the
+// rows' running maxima and sums; corr[r] is the factor row r of O needs.
+// Leaves O alone, so it may run while a PV into O is in flight.
+template <int NT>
+__device__ __forceinline__ void SoftmaxTile(float (&s)[NT * 4], float sl2, float (&mrow)[2],
+                                            float (&lrow)[2], float (&corr)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(mrow[r], mx * sl2);
+    corr[r] = Exp2(mrow[r] - m_new);
+    mrow[r] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      float e0 = Exp2(s[nt * 4 + 2 * r] * sl2 - m_new);
+      float e1 = Exp2(s[nt * 4 + 2 * r + 1] * sl2 - m_new);
+      s[nt * 4 + 2 * r] = e0;
+      s[nt * 4 + 2 * r + 1] = e1;
+      sum += e0 + e1;
+    }
+    lrow[r] = lrow[r] * corr[r] + sum;
+  }
+}
+
+// Scales O by corr only where a row maximum of the warp moved: after the
+// first tiles it rarely does, and the 64 multiplies are a third of the
+// softmax's work.
+__device__ __forceinline__ void RescaleO(float (&o)[64], const float (&corr)[2]) {
+  if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+      for (int dt = 0; dt < 16; ++dt) {
+        o[dt * 4 + 2 * r] *= corr[r];
+        o[dt * 4 + 2 * r + 1] *= corr[r];
+      }
+    }
+  }
+}
+
+// P (bf16) in the A-operand registers of the PV wgmmas. All of it before the
+// first wgmma: a register written between them would make the compiler
+// serialise them.
+template <int BC>
+__device__ __forceinline__ void PackP(const float (&s)[BC / 2], uint32_t (&pa)[BC / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < BC / 16; ++kk) {
+    pa[kk][0] = PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
+    pa[kk][1] = PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
+    pa[kk][2] = PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
+    pa[kk][3] = PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
+  }
+}
+
+// Divides the thread's rows of O by their sums (reduced over the quad) and
+// writes those of rows row0 and row0 + 8 that lie below qlen.
+__device__ __forceinline__ void StoreRows(const float (&o)[64], float (&lrow)[2], const AttnArgs& a,
+                                          int qs, int row0, int qlen, int h, int t4) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+  }
+  const int row1 = row0 + 8;
+  const float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
+  const float inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
+  bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * kD + 2 * t4;
+  bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * kD + 2 * t4;
+#pragma unroll
+  for (int dt = 0; dt < 16; ++dt) {
+    if (row0 < qlen)
+      *reinterpret_cast<uint32_t*>(out0 + dt * 8) = PackBf16(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
+    if (row1 < qlen)
+      *reinterpret_cast<uint32_t*>(out1 + dt * 8) =
+          PackBf16(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
+  }
+}
+
 // BC keys per tile; MINB CTAs per multiprocessor (the register budget).
 template <int BC, int MINB>
 __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs p) {
@@ -178,62 +283,12 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
     WgCommit();
     WgWait0();
 
-    if (n0 + kKeys - 1 > warp_min_lim) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        int key = n0 + nt * 8 + 2 * t4;
-        if (key > lim0) s[nt * 4 + 0] = -INFINITY;
-        if (key + 1 > lim0) s[nt * 4 + 1] = -INFINITY;
-        if (key > lim1) s[nt * 4 + 2] = -INFINITY;
-        if (key + 1 > lim1) s[nt * 4 + 3] = -INFINITY;
-      }
-    }
-    float corr_r[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(mrow[r], mx * sl2);
-      const float corr = Exp2(mrow[r] - m_new);
-      mrow[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        float e0 = Exp2(s[nt * 4 + 2 * r] * sl2 - m_new);
-        float e1 = Exp2(s[nt * 4 + 2 * r + 1] * sl2 - m_new);
-        s[nt * 4 + 2 * r] = e0;
-        s[nt * 4 + 2 * r + 1] = e1;
-        sum += e0 + e1;
-      }
-      lrow[r] = lrow[r] * corr + sum;
-      corr_r[r] = corr;
-    }
-    // Rescale O only where a row maximum moved: after the first tiles it
-    // rarely does, and the 64 multiplies are a third of the softmax's work.
-    if (__any_sync(0xffffffffu, corr_r[0] != 1.f || corr_r[1] != 1.f)) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-#pragma unroll
-        for (int dt = 0; dt < 16; ++dt) {
-          o[dt * 4 + 2 * r] *= corr_r[r];
-          o[dt * 4 + 2 * r + 1] *= corr_r[r];
-        }
-      }
-    }
-
-    // P in registers first: the four wgmmas then issue back to back (a
-    // register written between them would make the compiler serialise them).
+    MaskTile<NT>(s, n0, warp_min_lim, lim0, lim1, t4);
+    float corr[2];
+    SoftmaxTile<NT>(s, sl2, mrow, lrow, corr);
+    RescaleO(o, corr);
     uint32_t pa[kKeys / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      pa[kk][0] = PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
-      pa[kk][1] = PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
-      pa[kk][2] = PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
-      pa[kk][3] = PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
-    }
+    PackP<kKeys>(s, pa);
     WgFence();
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk)
@@ -243,26 +298,8 @@ __global__ void __launch_bounds__(kThreads, MINB) PrefillWgmmaKernel(PrefillArgs
     __syncthreads();  // every warp is done with stage st before it is refilled
   }
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-  }
-  const int row0 = m0 + row_lo, row1 = row0 + 8;
-  const float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
-  const float inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
-  bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * kD + 2 * t4;
-  bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * kD + 2 * t4;
-#pragma unroll
-  for (int dt = 0; dt < 16; ++dt) {
-    if (row0 < qlen)
-      *reinterpret_cast<uint32_t*>(out0 + dt * 8) = PackBf16(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
-    if (row1 < qlen)
-      *reinterpret_cast<uint32_t*>(out1 + dt * 8) =
-          PackBf16(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
-  }
+  StoreRows(o, lrow, a, qs, m0 + row_lo, qlen, h, t4);
 }
-
 
 // ---- Warp-specialised: one producer warpgroup gathers, NC (2 or 3) compute. ----
 //
@@ -422,56 +459,12 @@ __global__ void __launch_bounds__(WsThreads<NC>(), 1) PrefillWsKernel(PrefillArg
   // it may run while a PV into O is still in flight); `rescale_pack` scales O
   // by the correction and packs P for the next PV.
   auto scores = [&](float (&s)[BC / 2], int n0, float (&corr)[2]) {
-    if (n0 + BC - 1 > warp_min_lim) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        int key = n0 + nt * 8 + 2 * t4;
-        if (key > lim0) s[nt * 4 + 0] = -INFINITY;
-        if (key + 1 > lim0) s[nt * 4 + 1] = -INFINITY;
-        if (key > lim1) s[nt * 4 + 2] = -INFINITY;
-        if (key + 1 > lim1) s[nt * 4 + 3] = -INFINITY;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * r], s[nt * 4 + 2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(mrow[r], mx * sl2);
-      corr[r] = Exp2(mrow[r] - m_new);
-      mrow[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        float e0 = Exp2(s[nt * 4 + 2 * r] * sl2 - m_new);
-        float e1 = Exp2(s[nt * 4 + 2 * r + 1] * sl2 - m_new);
-        s[nt * 4 + 2 * r] = e0;
-        s[nt * 4 + 2 * r + 1] = e1;
-        sum += e0 + e1;
-      }
-      lrow[r] = lrow[r] * corr[r] + sum;
-    }
+    MaskTile<NT>(s, n0, warp_min_lim, lim0, lim1, t4);
+    SoftmaxTile<NT>(s, sl2, mrow, lrow, corr);
   };
   auto rescale_pack = [&](float (&s)[BC / 2], const float (&corr)[2]) {
-    if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {  // a row maximum moved
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-#pragma unroll
-        for (int dt = 0; dt < 16; ++dt) {
-          o[dt * 4 + 2 * r] *= corr[r];
-          o[dt * 4 + 2 * r + 1] *= corr[r];
-        }
-      }
-    }
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; ++kk) {
-      pa[kk][0] = PackBf16(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
-      pa[kk][1] = PackBf16(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
-      pa[kk][2] = PackBf16(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
-      pa[kk][3] = PackBf16(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
-    }
+    RescaleO(o, corr);
+    PackP<BC>(s, pa);
   };
   auto issue_qk = [&](float (&s)[BC / 2], uint32_t sk) {
 #pragma unroll
@@ -539,24 +532,7 @@ __global__ void __launch_bounds__(WsThreads<NC>(), 1) PrefillWsKernel(PrefillArg
   WgCommit();
   WgWait0();
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-  }
-  const int row0 = m0 + row_lo, row1 = row0 + 8;
-  const float inv0 = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
-  const float inv1 = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
-  bf16_t* out0 = a.out + size_t(qs + row0) * a.out_stride + h * kD + 2 * t4;
-  bf16_t* out1 = a.out + size_t(qs + row1) * a.out_stride + h * kD + 2 * t4;
-#pragma unroll
-  for (int dt = 0; dt < 16; ++dt) {
-    if (row0 < qlen)
-      *reinterpret_cast<uint32_t*>(out0 + dt * 8) = PackBf16(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
-    if (row1 < qlen)
-      *reinterpret_cast<uint32_t*>(out1 + dt * 8) =
-          PackBf16(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
-  }
+  StoreRows(o, lrow, a, qs, m0 + row_lo, qlen, h, t4);
 }
 
 #else  // not sm_90a: never launched (WgmmaPrefillAvailable() is false)
