@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -523,6 +524,47 @@ struct InterferenceRow {
 };
 std::vector<InterferenceRow> g_interference;
 
+#if KVTIER_BENCH_ENGINE
+// Times batches of `gemms` GEMMs alone and while transfers of `bytes` run
+// back to back beside them, alternated `reps` times: issue(k) queues transfer
+// k (first waiting for transfer k - 2: two in flight), finish() waits for the
+// last ones. Adds the row (medians) to the table and prints it.
+Status TimeInterference(GemmLoop& gemm, int gemms, int reps, uint64_t bytes, InterferenceRow row,
+                        const char* what, const std::function<Status(int)>& issue,
+                        const std::function<Status()>& finish) {
+  std::vector<double> alone, with, gbps;
+  for (int r = 0; r < reps; ++r) {
+    // Alone, then with transfers: alternated, so both see the same clocks.
+    BENCH_OK(gemm.Queue(gemms), "GEMM");
+    KVTIER_ASSIGN_OR_RETURN(float a, gemm.WaitMs());
+    alone.push_back(a);
+    BENCH_OK(gemm.Queue(gemms), "GEMM");
+    int n = 0;
+    auto t0 = Clock::now();
+    for (;;) {
+      KVTIER_ASSIGN_OR_RETURN(bool done, gemm.Done());
+      if (done) break;
+      BENCH_OK(issue(n), "transfer during GEMM");
+      ++n;
+    }
+    KVTIER_ASSIGN_OR_RETURN(float w, gemm.WaitMs());
+    BENCH_OK(finish(), "transfer during GEMM");
+    with.push_back(w);
+    gbps.push_back(GBps(uint64_t(n) * bytes, MsSince(t0)));
+    row.loads += n;
+  }
+  const double flops = gemm.flops_per_gemm() * gemms;
+  row.alone_tflops = flops / (Median(alone) * 1e9);
+  row.with_tflops = flops / (Median(with) * 1e9);
+  row.load_gbps = Median(gbps);
+  std::printf("  %s: GEMM %.0f TFLOP/s alone, %.0f during %s (%.3f), %s %.1f GB/s\n",
+              row.path.c_str(), row.alone_tflops, row.with_tflops, what,
+              row.with_tflops / row.alone_tflops, what, row.load_gbps);
+  g_interference.push_back(row);
+  return Status::OK();
+}
+#endif
+
 Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, uint32_t blocks,
                         Connected& c) {
 #if KVTIER_BENCH_ENGINE
@@ -568,88 +610,36 @@ Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, ui
     for (auto& ev : done) {
       KVTIER_ASSIGN_OR_RETURN(ev, GpuEvent::Create());
     }
-    std::vector<double> alone, with, gbps;
-    int copies_total = 0;
-    for (int r = 0; r < o.reps; ++r) {
-      BENCH_OK(gemm->Queue(kGemms), "GEMM");
-      KVTIER_ASSIGN_OR_RETURN(float a, gemm->WaitMs());
-      alone.push_back(a);
-      BENCH_OK(gemm->Queue(kGemms), "GEMM");
-      int copies = 0;
-      auto t0 = Clock::now();
-      for (;;) {
-        KVTIER_ASSIGN_OR_RETURN(bool finished, gemm->Done());
-        if (finished) break;
-        if (copies >= 2) BENCH_OK(done[copies % 2].Synchronize(), "memcpy during GEMM");
-        BENCH_OK(GpuCopyBytesAsync(e.buf.data(), c.client->segment_base(), e.bytes, load_stream.get()),
-                 "memcpy during GEMM");
-        BENCH_OK(done[copies % 2].Record(load_stream.get()), "memcpy during GEMM");
-        ++copies;
-      }
-      KVTIER_ASSIGN_OR_RETURN(float w, gemm->WaitMs());
-      BENCH_OK(GpuSynchronize(load_stream.get()), "memcpy during GEMM");
-      with.push_back(w);
-      gbps.push_back(GBps(uint64_t(copies) * e.bytes, MsSince(t0)));
-      copies_total += copies;
-    }
-    InterferenceRow row;
-    row.model = m.name;
-    row.path = "memcpy only (floor)";
-    const double flops = gemm->flops_per_gemm() * kGemms;
-    row.alone_tflops = flops / (Median(alone) * 1e9);
-    row.with_tflops = flops / (Median(with) * 1e9);
-    row.load_gbps = Median(gbps);
-    row.loads = copies_total;
-    std::printf("  %s: GEMM %.0f TFLOP/s alone, %.0f during copies (%.3f), copies %.1f GB/s\n",
-                row.path.c_str(), row.alone_tflops, row.with_tflops,
-                row.with_tflops / row.alone_tflops, row.load_gbps);
-    g_interference.push_back(row);
+    KVTIER_RETURN_IF_ERROR(TimeInterference(
+        *gemm, kGemms, o.reps, e.bytes, {m.name, "memcpy only (floor)"}, "copies",
+        [&](int k) -> Status {
+          if (k >= 2) KVTIER_RETURN_IF_ERROR(done[k % 2].Synchronize());
+          KVTIER_RETURN_IF_ERROR(GpuCopyBytesAsync(e.buf.data(), c.client->segment_base(), e.bytes,
+                                                   load_stream.get()));
+          return done[k % 2].Record(load_stream.get());
+        },
+        [&] { return GpuSynchronize(load_stream.get()); }));
   }
   for (const Setup& su : setups) {
-    std::vector<double> alone;
     BENCH_OK(NewSession(c, su.so), "session");
     KVTIER_ASSIGN_OR_RETURN(ClientLease lease, c.ns->Lookup(keys));
     if (lease.size() != blocks) return Fail("interference lookup", Status::Internal("partial lease"));
     BENCH_OK(c.gpu->Load(*c.ns, lease, e.pool, e.pages, load_stream.get()), "warm-up load");
-    std::vector<double> with, gbps;
-    int loads_total = 0;
-    for (int r = 0; r < o.reps; ++r) {
-      // Alone, then with loads: alternated, so both see the same clocks.
-      BENCH_OK(gemm->Queue(kGemms), "GEMM");
-      KVTIER_ASSIGN_OR_RETURN(float a, gemm->WaitMs());
-      alone.push_back(a);
-      BENCH_OK(gemm->Queue(kGemms), "GEMM");
-      GpuLoad pending[2];
-      int loads = 0;
-      auto t0 = Clock::now();
-      for (;;) {
-        KVTIER_ASSIGN_OR_RETURN(bool done, gemm->Done());
-        if (done) break;
-        GpuLoad& slot = pending[loads % 2];
-        if (loads >= 2) BENCH_OK(slot.Wait(), "load during GEMM");
-        KVTIER_ASSIGN_OR_RETURN(slot, c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages, load_stream.get()));
-        ++loads;
-      }
-      KVTIER_ASSIGN_OR_RETURN(float w, gemm->WaitMs());
-      for (auto& p : pending) BENCH_OK(p.Wait(), "load during GEMM");
-      const double wall = MsSince(t0);
-      with.push_back(w);
-      gbps.push_back(GBps(uint64_t(loads) * e.bytes, wall));
-      loads_total += loads;
-    }
+    GpuLoad pending[2];
+    KVTIER_RETURN_IF_ERROR(TimeInterference(
+        *gemm, kGemms, o.reps, e.bytes, {m.name, su.label}, "loads",
+        [&](int k) -> Status {
+          GpuLoad& slot = pending[k % 2];
+          if (k >= 2) KVTIER_RETURN_IF_ERROR(slot.Wait());
+          KVTIER_ASSIGN_OR_RETURN(slot, c.gpu->StartLoad(*c.ns, lease, e.pool, e.pages,
+                                                         load_stream.get()));
+          return Status::OK();
+        },
+        [&]() -> Status {
+          for (auto& p : pending) KVTIER_RETURN_IF_ERROR(p.Wait());
+          return Status::OK();
+        }));
     BENCH_OK(lease.Release(), "release");
-    InterferenceRow row;
-    row.model = m.name;
-    row.path = su.label;
-    const double flops = gemm->flops_per_gemm() * kGemms;
-    row.alone_tflops = flops / (Median(alone) * 1e9);
-    row.with_tflops = flops / (Median(with) * 1e9);
-    row.load_gbps = Median(gbps);
-    row.loads = loads_total;
-    std::printf("  %s: GEMM %.0f TFLOP/s alone, %.0f during loads (%.3f), loads %.1f GB/s\n",
-                row.path.c_str(), row.alone_tflops, row.with_tflops,
-                row.with_tflops / row.alone_tflops, row.load_gbps);
-    g_interference.push_back(row);
   }
   return Status::OK();
 #else
