@@ -44,6 +44,18 @@ for lib in crypto ssl; do
   so=/usr/lib/x86_64-linux-gnu/lib$lib.so.3
   [ -f "$so" ] && extra+=(-DOPENSSL_$(echo "$lib" | tr a-z A-Z)_LIBRARY="$so")
 done
+# The bundle's libsystemd.so (libsystemd-dev) links to libsystemd.so.0, which
+# the bundle leaves to the machine (an essential package): without it the link
+# dangles and kvtierd does not link ("cannot find -lsystemd"). Point it at the
+# machine's own.
+IFS=: read -r -a libdirs <<< "${LIBRARY_PATH:-}"
+for d in "${libdirs[@]}"; do
+  if [ -L "$d/libsystemd.so" ] && [ ! -e "$d/libsystemd.so" ]; then
+    for so in /usr/lib/x86_64-linux-gnu/libsystemd.so.0 /lib/x86_64-linux-gnu/libsystemd.so.0; do
+      [ -e "$so" ] && { ln -sfn "$so" "$d/libsystemd.so.0"; break; }
+    done
+  fi
+done
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release ${py:+-DPython3_EXECUTABLE="$py"} "${extra[@]}" > "$out/cmake.log" 2>&1 ||
   { tail -30 "$out/cmake.log"; exit 1; }
 grep -E "kvtier: (Python module|no pybind11)" "$out/cmake.log" 
