@@ -594,8 +594,7 @@ Status InterferenceRows(const LoadBenchOptions& o, const Model& m, Engine& e, ui
     if (path == HostCopyPath::kCopyEngine) {
       // The scatter's grid (default: one CTA per tile) against capped ones.
       for (uint32_t ctas : {8u, 32u, 132u}) {
-        su.label = name + (ctas == 0 ? std::string(", scatter of one CTA per tile")
-                                     : ", " + std::to_string(ctas) + "-CTA scatter");
+        su.label = name + ", " + std::to_string(ctas) + "-CTA scatter";
         su.so.copier.staged_ctas = ctas;
         setups.push_back(su);
       }
