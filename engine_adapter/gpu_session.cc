@@ -481,7 +481,12 @@ Result<GpuStore> GpuSession::StartStore(ClientNamespace& ns, std::span<const Blo
     st = path.status();
     if (path.ok()) store.path_ = *path;
   }
-  if (timing_ != nullptr) timing_->queue_ms += MsBetween(t1, StatClock::now());
+  if (timing_ != nullptr) {
+    const auto t2 = StatClock::now();
+    timing_->queue_ms += MsBetween(t1, t2);
+    if (st.ok() && timing_->first_queued_ms == 0)
+      timing_->first_queued_ms = MsBetween(store_start_, t2);
+  }
   if (!st.ok()) {
     ReturnScratch(std::move(s));
     return st;
@@ -504,27 +509,22 @@ void Add(const StoreResult& r, StoreResult* total) {
 Result<StoreResult> GpuSession::Store(ClientNamespace& ns, std::span<const BlockKey> keys,
                                       const KvPool& pool, std::span<const uint32_t> pages,
                                       const StoreOptions& options, GpuStream stream) {
-  const auto t0 = StatClock::now();
   store_stats_ = {};
+  store_start_ = StatClock::now();
   timing_ = &store_stats_;
   struct Done {  // ends the timing on every return
     GpuSession* s;
-    StatClock::time_point t0;
     ~Done() {
-      s->store_stats_.total_ms = MsBetween(t0, StatClock::now());
+      s->store_stats_.total_ms = MsBetween(s->store_start_, StatClock::now());
       s->timing_ = nullptr;
     }
-  } done_timing{this, t0};
-  auto note_first = [&] {
-    if (store_stats_.first_queued_ms == 0) store_stats_.first_queued_ms = MsBetween(t0, StatClock::now());
-  };
+  } done_timing{this};
   const uint64_t block_bytes = pool.block_bytes();
   size_t chunk = keys.size();
   if (store_chunk_bytes_ > 0 && block_bytes > 0)
     chunk = static_cast<size_t>(std::max<uint64_t>(1, store_chunk_bytes_ / block_bytes));
   if (keys.size() <= chunk || keys.size() != pages.size()) {  // StartStore refuses a mismatch
     KVTIER_ASSIGN_OR_RETURN(GpuStore store, StartStore(ns, keys, pool, pages, options, stream));
-    note_first();
     return store.Wait();
   }
   // store_pipeline_depth chunks in flight: while the host waits for the
@@ -543,7 +543,6 @@ Result<StoreResult> GpuSession::Store(ClientNamespace& ns, std::span<const Block
     KVTIER_ASSIGN_OR_RETURN(pending[queued % depth],
                             StartStore(ns, keys.subspan(first, n), pool, pages.subspan(first, n),
                                        StoreChunkOptions(options, keys, first, n), stream));
-    note_first();
     // The first chunk that copies anything tells where the daemon puts them.
     const GpuStore& started = pending[queued % depth];
     if (!placed && started.scratch_) {

@@ -60,6 +60,7 @@
 // Without CUDA (or without a GPU) Create() returns Unavailable.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -304,6 +305,7 @@ class GpuSession {
   uint32_t store_pipeline_depth_ = 2;
   GpuStoreStats store_stats_;
   GpuStoreStats* timing_ = nullptr;  // &store_stats_ while Store() runs
+  std::chrono::steady_clock::time_point store_start_;  // when it began
   HostCopyPath host_path_ = HostCopyPath::kAuto;
   uint64_t auto_dma_min_bytes_ = 0;
   HostRegistration host_reg_;
